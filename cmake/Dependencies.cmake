@@ -1,0 +1,29 @@
+# Finds every external dependency. Each is a Debian package installed by scripts/setup.sh,
+# except ONNX Runtime, which comes from ONNXRUNTIME_ROOT (include/ + lib/).
+
+find_package(Threads REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(fmt REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(ONNX REQUIRED)  # libonnx-dev: the ONNX protobuf types used by make-model
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc>=2.0)
+
+find_path(ONNXRUNTIME_INCLUDE_DIR onnxruntime_cxx_api.h
+          PATHS "${ONNXRUNTIME_ROOT}/include" "${ONNXRUNTIME_ROOT}/include/onnxruntime" NO_DEFAULT_PATH)
+find_library(ONNXRUNTIME_LIBRARY onnxruntime PATHS "${ONNXRUNTIME_ROOT}/lib" NO_DEFAULT_PATH)
+if(NOT ONNXRUNTIME_INCLUDE_DIR OR NOT ONNXRUNTIME_LIBRARY)
+  message(FATAL_ERROR "ONNX Runtime not found in ONNXRUNTIME_ROOT='${ONNXRUNTIME_ROOT}'. "
+                      "Run scripts/setup.sh or pass -DONNXRUNTIME_ROOT=/path/to/onnxruntime-linux-x64-1.2x")
+endif()
+add_library(onnxruntime::onnxruntime SHARED IMPORTED)
+set_target_properties(onnxruntime::onnxruntime PROPERTIES
+  IMPORTED_LOCATION "${ONNXRUNTIME_LIBRARY}"
+  INTERFACE_INCLUDE_DIRECTORIES "${ONNXRUNTIME_INCLUDE_DIR}")
+get_filename_component(ONNXRUNTIME_LIBRARY_DIR "${ONNXRUNTIME_LIBRARY}" DIRECTORY)
+# The binaries find libonnxruntime.so (and its provider libraries) where they were built against.
+set(CMAKE_BUILD_RPATH "${ONNXRUNTIME_LIBRARY_DIR}")
+set(CMAKE_INSTALL_RPATH "${ONNXRUNTIME_LIBRARY_DIR}")
+
+find_package(MPI COMPONENTS CXX QUIET)

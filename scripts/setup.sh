@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Installs what tessera needs to build and test on Debian/Ubuntu, and assembles an
+# ONNX Runtime SDK (include/ + lib/) from the official binaries published on npm.
+#
+#   scripts/setup.sh              Debian packages + ORT CPU SDK into third_party/onnxruntime
+#   scripts/setup.sh --with-cuda  also the CUDA execution provider library
+#   scripts/setup.sh --no-apt     skip the Debian packages (already installed / not root)
+#
+# Idempotent: a second run checks what is there and downloads nothing.
+set -euo pipefail
+
+ORT_VERSION=1.29.0
+ORT_NPM_PKG=com.github.asus4.onnxruntime@0.4.9
+ORT_NPM_SHA512=BkzxduSZ9IkeDP6Q8lz2TFU2ie7hSSvS7ZIfzMooExoq0CNzJnuuGaUJ7IsojBgqO4ouD1jXah8OYyJbCN29Fg==
+ORT_CUDA_NPM_PKG=com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9
+ORT_CUDA_NPM_SHA512=FopIhNE/Ng+v2X65wVc9clPCBCvhvA53Hxo2U0Kf5fGdVsC7iCA+mZ0KLWggcQAj7TIZ6pNidR4AC10g74Xo6w==
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+sdk="$root/third_party/onnxruntime"
+with_cuda=0
+with_apt=1
+for arg in "$@"; do
+  case "$arg" in
+    --with-cuda) with_cuda=1 ;;
+    --no-apt) with_apt=0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+DEBIAN_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git clang-format
+  libhwloc-dev hwloc libnuma-dev numactl
+  libopenmpi-dev openmpi-bin
+  nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler
+  python3-numpy python3-onnx
+  chromium  # renders the SVG charts of `tessera report` in its tests
+)
+
+if [ "$with_apt" = 1 ]; then
+  missing=()
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # npm comes with the machine's Node.js where one is installed; Debian's npm only otherwise.
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    sudo_cmd=""
+    [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# Downloads an npm package tarball (no install scripts run) and checks its sha512.
+# Prints the path of the verified tarball.
+fetch_npm() {
+  local pkg=$1 want=$2 dir=$3
+  mkdir -p "$dir"
+  local tgz
+  tgz=$(cd "$dir" && npm pack --silent "$pkg" 2>/dev/null | tail -n 1)
+  local got
+  got=$(openssl dgst -sha512 -binary "$dir/$tgz" | base64 -w0)
+  if [ "$got" != "$want" ]; then
+    rm -f "$dir/$tgz"
+    echo "setup: $pkg: sha512 mismatch (got $got)" >&2
+    exit 1
+  fi
+  echo "$dir/$tgz"
+}
+
+if [ -f "$sdk/lib/libonnxruntime.so" ] && [ -e "$sdk/lib/libonnxruntime.so.1" ] && [ -f "$sdk/include/onnxruntime_cxx_api.h" ] \
+   && [ "$(cat "$sdk/VERSION" 2>/dev/null)" = "$ORT_VERSION" ]; then
+  echo "setup: ONNX Runtime $ORT_VERSION SDK present in $sdk"
+else
+  echo "setup: assembling ONNX Runtime $ORT_VERSION SDK in $sdk"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  tgz=$(fetch_npm "$ORT_NPM_PKG" "$ORT_NPM_SHA512" "$tmp")
+  tar -xzf "$tgz" -C "$tmp"
+  rm -rf "$sdk.partial"
+  mkdir -p "$sdk.partial/include" "$sdk.partial/lib"
+  cp "$tmp"/package/Plugins/iOS~/onnxruntime.xcframework/ios-arm64/onnxruntime.framework/Headers/*.h "$sdk.partial/include/"
+  cp "$tmp"/package/Plugins/Linux/x64/libonnxruntime*.so "$sdk.partial/lib/"
+  # The library's SONAME is libonnxruntime.so.1: binaries look for that name at run time.
+  ln -s libonnxruntime.so "$sdk.partial/lib/libonnxruntime.so.1"
+  echo "$ORT_VERSION" > "$sdk.partial/VERSION"
+  rm -rf "$sdk"
+  mv "$sdk.partial" "$sdk"
+  rm -rf "$tmp"
+  trap - EXIT
+fi
+
+if [ "$with_cuda" = 1 ]; then
+  if [ -f "$sdk/lib/libonnxruntime_providers_cuda.so" ]; then
+    echo "setup: CUDA execution provider present"
+  else
+    echo "setup: fetching the CUDA execution provider (229 MB)"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    tgz=$(fetch_npm "$ORT_CUDA_NPM_PKG" "$ORT_CUDA_NPM_SHA512" "$tmp")
+    tar -xzf "$tgz" -C "$tmp"
+    so=$(find "$tmp/package" -name 'libonnxruntime_providers_cuda.so' | head -n 1)
+    [ -n "$so" ] || { echo "setup: libonnxruntime_providers_cuda.so not found in $ORT_CUDA_NPM_PKG" >&2; exit 1; }
+    cp "$so" "$sdk/lib/.cuda.partial" && mv "$sdk/lib/.cuda.partial" "$sdk/lib/libonnxruntime_providers_cuda.so"
+    rm -rf "$tmp"
+    trap - EXIT
+  fi
+fi
+echo "setup: done"

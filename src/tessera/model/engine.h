@@ -1,0 +1,46 @@
+#pragma once
+// Engine: runs the Tessera model on a batch of pixels. Every backend (ONNX Runtime CPU/CUDA,
+// later native engines) implements it; nothing above this interface knows which one runs.
+//
+// An Engine owns its input and output buffers, sized for `max_batch()` pixels and allocated
+// by the thread that created the engine (so a pinned worker first-touches them on its own
+// NUMA node). Callers write inputs straight into s2_input()/s1_input(), call run(batch), and
+// read output(). One Engine is used by one thread at a time.
+
+#include <cstdint>
+#include <string>
+
+namespace tessera {
+
+// The tensor shapes a model expects, read from the model file itself.
+struct ModelShape {
+  int64_t s2_steps = 40;     // s2_input [B, s2_steps, s2_features]
+  int64_t s2_features = 11;  // bands + day of year
+  int64_t s1_steps = 40;     // s1_input [B, s1_steps, s1_features]
+  int64_t s1_features = 3;
+  int64_t output_dim = 128;  // output [B, output_dim]
+
+  int64_t s2_pixel_floats() const { return s2_steps * s2_features; }
+  int64_t s1_pixel_floats() const { return s1_steps * s1_features; }
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual const ModelShape& shape() const = 0;
+  virtual int64_t max_batch() const = 0;
+  // A short description for tables and summaries, e.g. "ort-cpu" or "ort-cuda:0".
+  virtual std::string name() const = 0;
+
+  // Input buffers of max_batch() pixels, row-major [pixel][step][feature].
+  virtual float* s2_input() = 0;
+  virtual float* s1_input() = 0;
+  // Output buffer of max_batch() x output_dim floats, valid after run().
+  virtual const float* output() const = 0;
+
+  // Runs the first `batch` pixels of the input buffers (1 <= batch <= max_batch()).
+  virtual void run(int64_t batch) = 0;
+};
+
+}  // namespace tessera

@@ -1,0 +1,218 @@
+#include "tessera/model/ort_engine.h"
+
+#include <fmt/format.h>
+#include <onnxruntime_session_options_config_keys.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "tessera/common/error.h"
+
+namespace tessera {
+namespace {
+
+// One ORT environment per process: sessions share its logger; each session keeps its own
+// thread pool (per-session pools are what pinned parallel workers need).
+Ort::Env& ort_env() {
+  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "tessera");
+  return env;
+}
+
+std::string first_line(const std::string& text) {
+  const auto end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
+std::string shape_string(const std::vector<int64_t>& dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i)
+    out += (i ? ", " : "") + (dims[i] < 0 ? std::string("B") : std::to_string(dims[i]));
+  return out + "]";
+}
+
+std::string join_names(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
+  return out.empty() ? "(none)" : out;
+}
+
+ONNXTensorElementDataType element_type(const Ort::TypeInfo& info) {
+  if (info.GetONNXType() != ONNX_TYPE_TENSOR) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+  return info.GetTensorTypeAndShapeInfo().GetElementType();
+}
+
+}  // namespace
+
+std::string ort_version() {
+  return Ort::GetVersionString();
+}
+
+int parse_device(const std::string& device) {
+  if (device == "cpu") return -1;
+  if (device == "cuda") return 0;
+  if (device.rfind("cuda:", 0) == 0) {
+    const std::string id = device.substr(5);
+    if (!id.empty() && id.size() < 4 && id.find_first_not_of("0123456789") == std::string::npos) {
+      return std::stoi(id);
+    }
+  }
+  throw UsageError("unknown device '" + device + "' (expected cpu or cuda:N)");
+}
+
+OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& options)
+    : options_(options),
+      memory_info_(Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault)) {
+  if (options_.max_batch < 1) {
+    throw UsageError(fmt::format("batch size must be at least 1 (got {})", options_.max_batch));
+  }
+  if (options_.intra_op_threads < 1) {
+    throw UsageError(
+        fmt::format("thread count must be at least 1 (got {})", options_.intra_op_threads));
+  }
+  const int cuda_device = parse_device(options_.device);
+  if (options_.precision != "fp32" && options_.precision != "tf32") {
+    throw UsageError("unknown precision '" + options_.precision + "' (expected fp32 or tf32)");
+  }
+  std::error_code ec;
+  if (!std::filesystem::exists(model_path, ec)) throw Error(model_path + ": no such file");
+  if (std::filesystem::is_directory(model_path, ec))
+    throw Error(model_path + ": is a directory, not an ONNX model");
+  if (!std::ifstream(model_path).good()) throw Error(model_path + ": cannot be read");
+
+  Ort::SessionOptions session_options;
+  session_options.SetIntraOpNumThreads(options_.intra_op_threads);
+  session_options.SetInterOpNumThreads(1);
+  session_options.SetExecutionMode(ORT_SEQUENTIAL);
+  switch (options_.optimization_level) {
+    case 0:
+      session_options.SetGraphOptimizationLevel(ORT_DISABLE_ALL);
+      break;
+    case 1:
+      session_options.SetGraphOptimizationLevel(ORT_ENABLE_BASIC);
+      break;
+    case 2:
+      session_options.SetGraphOptimizationLevel(ORT_ENABLE_EXTENDED);
+      break;
+    case 99:
+      session_options.SetGraphOptimizationLevel(ORT_ENABLE_ALL);
+      break;
+    default:
+      throw UsageError(fmt::format("unknown graph optimisation level {} (expected 0, 1, 2 or 99)",
+                                   options_.optimization_level));
+  }
+  session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning,
+                                 options_.spinning ? "1" : "0");
+  session_options.AddConfigEntry(kOrtSessionOptionsConfigSetDenormalAsZero, "1");
+  if (!options_.thread_affinities.empty()) {
+    session_options.AddConfigEntry(kOrtSessionOptionsConfigIntraOpThreadAffinities,
+                                   options_.thread_affinities.c_str());
+  }
+  if (cuda_device >= 0) {
+    try {
+      Ort::CUDAProviderOptions cuda;
+      cuda.Update({{"device_id", std::to_string(cuda_device)},
+                   {"use_tf32", options_.precision == "tf32" ? "1" : "0"},
+                   {"arena_extend_strategy", "kSameAsRequested"}});
+      session_options.AppendExecutionProvider_CUDA_V2(*cuda);
+    } catch (const Ort::Exception& e) {
+      throw Error(options_.device + ": the CUDA execution provider is not available (" +
+                  first_line(e.what()) + ")");
+    }
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    session_ = std::make_unique<Ort::Session>(ort_env(), model_path.c_str(), session_options);
+  } catch (const Ort::Exception& e) {
+    throw Error(model_path + ": not a loadable ONNX model (ONNX Runtime: " + first_line(e.what()) +
+                ")");
+  }
+  session_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  check_model_io(model_path);
+  // Allocated (and zero-filled, so first-touched) by the constructing thread.
+  s2_.assign(options_.max_batch * shape_.s2_pixel_floats(), 0.0f);
+  s1_.assign(options_.max_batch * shape_.s1_pixel_floats(), 0.0f);
+  out_.assign(options_.max_batch * shape_.output_dim, 0.0f);
+}
+
+OrtEngine::~OrtEngine() = default;
+
+std::string OrtEngine::name() const {
+  return options_.device == "cpu" ? "ort-cpu" : "ort-" + options_.device;
+}
+
+void OrtEngine::check_model_io(const std::string& model_path) {
+  std::vector<std::string> inputs, outputs;
+  for (size_t i = 0; i < session_->GetInputCount(); ++i) {
+    inputs.push_back(session_->GetInputNameAllocated(i, Ort::AllocatorWithDefaultOptions()).get());
+  }
+  for (size_t i = 0; i < session_->GetOutputCount(); ++i) {
+    outputs.push_back(
+        session_->GetOutputNameAllocated(i, Ort::AllocatorWithDefaultOptions()).get());
+  }
+  const bool inputs_ok =
+      inputs.size() == 2 && ((inputs[0] == "s2_input" && inputs[1] == "s1_input") ||
+                             (inputs[0] == "s1_input" && inputs[1] == "s2_input"));
+  if (!inputs_ok) {
+    throw Error(model_path + ": expected inputs s2_input and s1_input, found " +
+                join_names(inputs));
+  }
+  if (outputs.size() != 1 || outputs[0] != "output") {
+    throw Error(model_path + ": expected one output named output, found " + join_names(outputs));
+  }
+  // Reads one [B, A, C] tensor's static dims; B must be dynamic or max_batch.
+  auto dims_of = [&](const Ort::TypeInfo& info, const std::string& name, size_t rank) {
+    if (element_type(info) != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
+      throw Error(model_path + ": " + name + " must be a float32 tensor");
+    }
+    auto dims = info.GetTensorTypeAndShapeInfo().GetShape();
+    const bool batch_ok = !dims.empty() && (dims[0] < 0 || dims[0] == options_.max_batch);
+    bool rest_ok = dims.size() == rank;
+    for (size_t d = 1; d < dims.size(); ++d) rest_ok = rest_ok && dims[d] > 0;
+    if (!batch_ok || !rest_ok) {
+      throw Error(fmt::format("{}: {} has shape {}, expected {} with a dynamic batch", model_path,
+                              name, shape_string(dims),
+                              rank == 3 ? "[B, steps, features]" : "[B, dim]"));
+    }
+    return dims;
+  };
+  for (size_t i = 0; i < 2; ++i) {
+    const auto dims = dims_of(session_->GetInputTypeInfo(i), inputs[i], 3);
+    if (inputs[i] == "s2_input") {
+      shape_.s2_steps = dims[1];
+      shape_.s2_features = dims[2];
+    } else {
+      shape_.s1_steps = dims[1];
+      shape_.s1_features = dims[2];
+    }
+  }
+  shape_.output_dim = dims_of(session_->GetOutputTypeInfo(0), "output", 2)[1];
+}
+
+void OrtEngine::run(int64_t batch) {
+  if (batch < 1 || batch > options_.max_batch) {
+    throw Error(fmt::format("batch of {} pixels is outside 1..{}", batch, options_.max_batch));
+  }
+  const int64_t s2_shape[3] = {batch, shape_.s2_steps, shape_.s2_features};
+  const int64_t s1_shape[3] = {batch, shape_.s1_steps, shape_.s1_features};
+  const int64_t out_shape[2] = {batch, shape_.output_dim};
+  Ort::Value inputs[2] = {
+      Ort::Value::CreateTensor<float>(memory_info_, s2_.data(), batch * shape_.s2_pixel_floats(),
+                                      s2_shape, 3),
+      Ort::Value::CreateTensor<float>(memory_info_, s1_.data(), batch * shape_.s1_pixel_floats(),
+                                      s1_shape, 3)};
+  Ort::Value output = Ort::Value::CreateTensor<float>(memory_info_, out_.data(),
+                                                      batch * shape_.output_dim, out_shape, 2);
+  static const char* const kInputNames[2] = {"s2_input", "s1_input"};
+  static const char* const kOutputNames[1] = {"output"};
+  try {
+    session_->Run(run_options_, kInputNames, inputs, 2, kOutputNames, &output, 1);
+  } catch (const Ort::Exception& e) {
+    throw Error(name() + ": inference failed (ONNX Runtime: " + first_line(e.what()) + ")");
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,67 @@
+#pragma once
+// OrtEngine: the Tessera model on ONNX Runtime (CPU execution provider, or CUDA when asked
+// for and available). Owns one Ort::Session and the pre-allocated input/output buffers of
+// max_batch pixels that every run() reuses.
+//
+// Invariants: the model's inputs are exactly `s2_input` [B, T2, F2] and `s1_input` [B, T1, F1]
+// and its output `output` [B, D], all float32, with B dynamic (or equal to max_batch); the
+// constructor checks this and throws tessera::Error naming the file otherwise. Inter-op
+// threads are always 1 (the graph is one long chain).
+
+#include <onnxruntime_cxx_api.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tessera/model/engine.h"
+
+namespace tessera {
+
+struct OrtEngineOptions {
+  std::string device = "cpu";      // "cpu" or "cuda:N"
+  int intra_op_threads = 1;        // >= 1; ORT's own default (0) is never used
+  bool spinning = true;            // session.intra_op.allow_spinning
+  int optimization_level = 99;     // 0 none, 1 basic, 2 extended, 99 all
+  std::string thread_affinities;   // session.intra_op_thread_affinities ("" = unpinned)
+  int64_t max_batch = 256;         // buffer capacity in pixels
+  std::string precision = "fp32";  // cuda only: "fp32" or "tf32"
+};
+
+// The ONNX Runtime library's version string, e.g. "1.29.0".
+std::string ort_version();
+
+// Parses "cpu" / "cuda" / "cuda:N"; returns -1 for cpu, N for CUDA. Throws UsageError.
+int parse_device(const std::string& device);
+
+class OrtEngine : public Engine {
+ public:
+  OrtEngine(const std::string& model_path, const OrtEngineOptions& options);
+  ~OrtEngine() override;
+  OrtEngine(const OrtEngine&) = delete;
+  OrtEngine& operator=(const OrtEngine&) = delete;
+
+  const ModelShape& shape() const override { return shape_; }
+  int64_t max_batch() const override { return options_.max_batch; }
+  std::string name() const override;
+  float* s2_input() override { return s2_.data(); }
+  float* s1_input() override { return s1_.data(); }
+  const float* output() const override { return out_.data(); }
+  void run(int64_t batch) override;
+
+  // Seconds spent creating the session (graph load + optimisation), for benchmarks.
+  double session_seconds() const { return session_seconds_; }
+
+ private:
+  void check_model_io(const std::string& model_path);
+
+  OrtEngineOptions options_;
+  ModelShape shape_;
+  std::unique_ptr<Ort::Session> session_;
+  Ort::MemoryInfo memory_info_;
+  Ort::RunOptions run_options_;
+  std::vector<float> s2_, s1_, out_;
+  double session_seconds_ = 0;
+};
+
+}  // namespace tessera

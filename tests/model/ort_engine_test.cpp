@@ -1,0 +1,168 @@
+// OrtEngine against real ONNX Runtime: model checks, buffer reuse, and the exact errors users see.
+
+#include "tessera/model/ort_engine.h"
+
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "tessera/common/error.h"
+#include "tessera/model/dummy_inputs.h"
+#include "tessera/model/model_builder.h"
+
+namespace tessera {
+namespace {
+
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/ort_engine_test";
+
+ModelConfig small_config() {
+  ModelConfig config;
+  config.d_model = 32;
+  config.layers = 1;
+  config.heads = 2;
+  config.ffn = 64;
+  config.s2_steps = 6;
+  config.s1_steps = 5;
+  return config;
+}
+
+const std::string& small_model() {
+  static const std::string path = [] {
+    std::filesystem::create_directories(kDir);
+    const std::string p = kDir + "/small.onnx";
+    std::filesystem::remove(p);
+    write_model(small_config(), p);
+    return p;
+  }();
+  return path;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(OrtEngine, ReadsShapesFromTheModel) {
+  OrtEngineOptions options;
+  options.max_batch = 4;
+  OrtEngine engine(small_model(), options);
+  EXPECT_EQ(engine.shape().s2_steps, 6);
+  EXPECT_EQ(engine.shape().s2_features, 11);
+  EXPECT_EQ(engine.shape().s1_steps, 5);
+  EXPECT_EQ(engine.shape().s1_features, 3);
+  EXPECT_EQ(engine.shape().output_dim, 128);
+  EXPECT_EQ(engine.name(), "ort-cpu");
+}
+
+TEST(OrtEngine, SmallerBatchesReuseTheBuffersAndAgree) {
+  OrtEngineOptions options;
+  options.max_batch = 5;
+  OrtEngine engine(small_model(), options);
+  fill_dummy_inputs(engine, 7);
+  engine.run(5);
+  const std::vector<float> full(engine.output(), engine.output() + 5 * 128);
+  for (float v : full) ASSERT_TRUE(std::isfinite(v));
+  engine.run(2);  // the first two pixels again, in a smaller batch
+  for (int i = 0; i < 2 * 128; ++i) EXPECT_NEAR(engine.output()[i], full[i], 1e-5f) << i;
+  engine.run(5);
+  for (int i = 0; i < 5 * 128; ++i) EXPECT_EQ(engine.output()[i], full[i]) << i;
+}
+
+TEST(OrtEngine, ThreadsDoNotChangeTheResult) {
+  OrtEngineOptions one, two;
+  one.max_batch = two.max_batch = 3;
+  two.intra_op_threads = 2;
+  OrtEngine a(small_model(), one), b(small_model(), two);
+  fill_dummy_inputs(a, 3);
+  fill_dummy_inputs(b, 3);
+  a.run(3);
+  b.run(3);
+  for (int i = 0; i < 3 * 128; ++i) EXPECT_NEAR(a.output()[i], b.output()[i], 1e-5f);
+}
+
+TEST(OrtEngine, MissingFile) {
+  EXPECT_EQ(error_of([] { OrtEngine(kDir + "/nope.onnx", {}); }),
+            kDir + "/nope.onnx: no such file");
+}
+
+TEST(OrtEngine, CorruptFile) {
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/corrupt.onnx";
+  std::ofstream(path) << "this is not protobuf at all";
+  const std::string message = error_of([&] { OrtEngine(path, {}); });
+  EXPECT_EQ(message.rfind(path + ": not a loadable ONNX model (ONNX Runtime: ", 0), 0u) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+}
+
+TEST(OrtEngine, WrongInputNames) {
+  // A valid model whose inputs are called a and b: output = a (Identity), b unused.
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(17);
+  auto* graph = model.mutable_graph();
+  graph->set_name("wrong_names");
+  for (const char* name : {"a", "b"}) {
+    auto* input = graph->add_input();
+    input->set_name(name);
+    auto* tensor = input->mutable_type()->mutable_tensor_type();
+    tensor->set_elem_type(onnx::TensorProto::FLOAT);
+    tensor->mutable_shape()->add_dim()->set_dim_param("batch");
+    tensor->mutable_shape()->add_dim()->set_dim_value(128);
+  }
+  auto* output = graph->add_output();
+  output->set_name("output");
+  output->mutable_type()->mutable_tensor_type()->set_elem_type(onnx::TensorProto::FLOAT);
+  auto* node = graph->add_node();
+  node->set_op_type("Identity");
+  node->add_input("a");
+  node->add_output("output");
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/wrong_names.onnx";
+  std::ofstream out(path, std::ios::binary);
+  model.SerializeToOstream(&out);
+  out.close();
+  EXPECT_EQ(error_of([&] { OrtEngine(path, {}); }),
+            path + ": expected inputs s2_input and s1_input, found a, b");
+}
+
+TEST(OrtEngine, BatchOfZero) {
+  OrtEngineOptions options;
+  options.max_batch = 0;
+  EXPECT_EQ(error_of([&] { OrtEngine(small_model(), options); }),
+            "batch size must be at least 1 (got 0)");
+}
+
+TEST(OrtEngine, RunOutsideTheBuffer) {
+  OrtEngineOptions options;
+  options.max_batch = 2;
+  OrtEngine engine(small_model(), options);
+  EXPECT_EQ(error_of([&] { engine.run(3); }), "batch of 3 pixels is outside 1..2");
+}
+
+TEST(OrtEngine, UnknownDevice) {
+  OrtEngineOptions options;
+  options.device = "tpu";
+  EXPECT_EQ(error_of([&] { OrtEngine(small_model(), options); }),
+            "unknown device 'tpu' (expected cpu or cuda:N)");
+}
+
+TEST(OrtEngine, CudaWithoutTheProviderIsOneClearLine) {
+  if (std::filesystem::exists("/dev/nvidia0"))
+    GTEST_SKIP() << "a GPU is present: see the GPU tests";
+  OrtEngineOptions options;
+  options.device = "cuda:0";
+  const std::string message = error_of([&] { OrtEngine(small_model(), options); });
+  EXPECT_EQ(message.rfind("cuda:0: the CUDA execution provider is not available (", 0), 0u)
+      << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tessera
