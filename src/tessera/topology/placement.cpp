@@ -1,0 +1,245 @@
+#include "tessera/topology/placement.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+#include <stdexcept>
+
+#include "tessera/common/error.h"
+
+namespace tessera {
+
+namespace {
+
+const char* const kExpectedLayouts = "(expected single, single:T, numa, numa:K, l3, core or JxT)";
+
+UsageError unknown_layout(const std::string& layout) {
+  return UsageError("unknown layout '" + layout + "' " + kExpectedLayouts);
+}
+
+// Strict decimal parse of a positive int ("+3", "03x" and "" are rejected).
+bool parse_positive(const std::string& text, int& value) {
+  if (text.empty() || text.size() > 7) return false;
+  if (!std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  value = std::stoi(text);
+  return value > 0;
+}
+
+// One worker on the given cores (positions in machine.core_list), one thread per core.
+WorkerPlan make_worker(const MachineInfo& machine, const std::vector<int>& cores, int index) {
+  WorkerPlan worker;
+  worker.index = index;
+  for (int c : cores) {
+    const CoreInfo& core = machine.core_list[c];
+    worker.cpus.push_back(core.pus.front());
+    if (core.node >= 0) worker.memory_nodes.push_back(machine.numa_nodes[core.node].os_index);
+  }
+  std::sort(worker.cpus.begin(), worker.cpus.end());
+  std::sort(worker.memory_nodes.begin(), worker.memory_nodes.end());
+  worker.memory_nodes.erase(std::unique(worker.memory_nodes.begin(), worker.memory_nodes.end()),
+                            worker.memory_nodes.end());
+  worker.threads = static_cast<int>(worker.cpus.size());
+  return worker;
+}
+
+std::vector<int> range_of_cores(int first, int count) {
+  std::vector<int> cores(count);
+  for (int i = 0; i < count; ++i) cores[i] = first + i;
+  return cores;
+}
+
+// Cores (positions in core_list) whose node position is in `nodes`.
+std::vector<int> cores_on_nodes(const MachineInfo& machine, const std::vector<int>& nodes) {
+  std::vector<int> cores;
+  for (int c = 0; c < machine.cores; ++c) {
+    const int node = machine.core_list[c].node;
+    if (std::find(nodes.begin(), nodes.end(), node) != nodes.end()) cores.push_back(c);
+  }
+  return cores;
+}
+
+int distance(const MachineInfo& machine, int a, int b) {
+  if (machine.distances.empty()) return 0;
+  return machine.distances[a][b];
+}
+
+// Groups the nodes that have cores into sets of k nodes of one package: each group starts
+// at the first ungrouped node and adds the ungrouped nodes closest to the group so far
+// (smallest sum of distances; ties go to the lower logical index).
+std::vector<std::vector<int>> group_nodes(const MachineInfo& machine, int k,
+                                          const std::string& layout) {
+  std::vector<std::vector<int>> groups;
+  for (int package = 0; package < machine.packages; ++package) {
+    std::vector<int> remaining;
+    for (int n = 0; n < static_cast<int>(machine.numa_nodes.size()); ++n) {
+      const NumaNodeInfo& node = machine.numa_nodes[n];
+      if (node.cores > 0 && node.package == package) remaining.push_back(n);
+    }
+    if (remaining.empty()) continue;
+    if (remaining.size() % k != 0) {
+      throw UsageError(
+          fmt::format("layout '{}': {} does not divide the {} NUMA nodes of package {}", layout, k,
+                      remaining.size(), package));
+    }
+    while (!remaining.empty()) {
+      std::vector<int> group{remaining.front()};
+      remaining.erase(remaining.begin());
+      while (static_cast<int>(group.size()) < k) {
+        auto best = remaining.begin();
+        long best_sum = std::numeric_limits<long>::max();
+        for (auto it = remaining.begin(); it != remaining.end(); ++it) {
+          long sum = 0;
+          for (int member : group) sum += distance(machine, member, *it);
+          if (sum < best_sum) {
+            best_sum = sum;
+            best = it;
+          }
+        }
+        group.push_back(*best);
+        remaining.erase(best);
+      }
+      std::sort(group.begin(), group.end());
+      groups.push_back(std::move(group));
+    }
+  }
+  return groups;
+}
+
+}  // namespace
+
+MemoryPolicy parse_memory_policy(const std::string& name) {
+  if (name == "local") return MemoryPolicy::kLocal;
+  if (name == "interleave") return MemoryPolicy::kInterleave;
+  throw UsageError("unknown memory policy '" + name + "' (expected local or interleave)");
+}
+
+std::string memory_policy_name(MemoryPolicy policy) {
+  return policy == MemoryPolicy::kLocal ? "local" : "interleave";
+}
+
+Plan plan_layout(const MachineInfo& machine, const std::string& layout, MemoryPolicy policy) {
+  Plan plan;
+  plan.layout = layout;
+  plan.policy = policy;
+  if (machine.cores <= 0) throw Error("the topology has no cores to place workers on");
+  auto add = [&](const std::vector<int>& cores) {
+    plan.workers.push_back(make_worker(machine, cores, static_cast<int>(plan.workers.size())));
+  };
+
+  const std::size_t colon = layout.find(':');
+  const std::size_t x = layout.find('x');
+  const std::string head = layout.substr(0, colon);
+  const std::string tail = colon == std::string::npos ? "" : layout.substr(colon + 1);
+  int value = 0;
+
+  if (layout == "single") {
+    add(range_of_cores(0, machine.cores));
+  } else if (head == "single" && parse_positive(tail, value)) {
+    if (value > machine.cores) {
+      throw UsageError(fmt::format("layout '{}': {} threads but the machine has {} cores", layout,
+                                   value, machine.cores));
+    }
+    add(range_of_cores(0, value));
+  } else if (layout == "numa") {
+    for (int n = 0; n < static_cast<int>(machine.numa_nodes.size()); ++n) {
+      if (machine.numa_nodes[n].cores > 0) add(cores_on_nodes(machine, {n}));
+    }
+    if (plan.workers.empty())
+      throw Error("layout 'numa': the topology has no NUMA node with cores");
+  } else if (head == "numa" && parse_positive(tail, value)) {
+    for (const auto& group : group_nodes(machine, value, layout)) {
+      add(cores_on_nodes(machine, group));
+    }
+  } else if (layout == "l3") {
+    if (machine.l3_domains.empty()) {
+      throw UsageError("layout 'l3': the topology has no L3 cache information");
+    }
+    for (int d = 0; d < static_cast<int>(machine.l3_domains.size()); ++d) {
+      std::vector<int> cores;
+      for (int c = 0; c < machine.cores; ++c) {
+        if (machine.core_list[c].l3 == d) cores.push_back(c);
+      }
+      if (!cores.empty()) add(cores);
+    }
+  } else if (layout == "core") {
+    for (int c = 0; c < machine.cores; ++c) add({c});
+  } else if (colon == std::string::npos && x != std::string::npos) {
+    int jobs = 0;
+    int threads = 0;
+    if (!parse_positive(layout.substr(0, x), jobs) ||
+        !parse_positive(layout.substr(x + 1), threads)) {
+      throw unknown_layout(layout);
+    }
+    if (static_cast<long>(jobs) * threads > machine.cores) {
+      throw UsageError(
+          fmt::format("layout '{}': {} workers x {} threads need {} cores, the machine has {}",
+                      layout, jobs, threads, static_cast<long>(jobs) * threads, machine.cores));
+    }
+    for (int j = 0; j < jobs; ++j) add(range_of_cores(j * threads, threads));
+  } else {
+    throw unknown_layout(layout);
+  }
+  return plan;
+}
+
+std::vector<std::string> split_layout_list(const std::string& list) {
+  std::vector<std::string> items;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    const std::size_t comma = std::min(list.find(',', start), list.size());
+    std::string item = list.substr(start, comma - start);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) items.push_back(item);
+    start = comma + 1;
+  }
+  return items;
+}
+
+std::string cpu_list_string(std::vector<int> cpus) {
+  std::sort(cpus.begin(), cpus.end());
+  cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());
+  std::string out;
+  for (std::size_t i = 0; i < cpus.size();) {
+    std::size_t j = i;
+    while (j + 1 < cpus.size() && cpus[j + 1] == cpus[j] + 1) ++j;
+    if (!out.empty()) out += ',';
+    out += j == i ? std::to_string(cpus[i]) : fmt::format("{}-{}", cpus[i], cpus[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
+std::string ort_thread_affinities(const std::vector<int>& cpus, int threads) {
+  if (threads > static_cast<int>(cpus.size())) {
+    throw std::invalid_argument(
+        fmt::format("{} threads for {} cpus in an ORT affinity list", threads, cpus.size()));
+  }
+  std::string out;
+  for (int i = 1; i < threads; ++i) {
+    if (i > 1) out += ';';
+    out += std::to_string(cpus[i] + 1);
+  }
+  return out;
+}
+
+std::string ort_thread_affinities(const WorkerPlan& worker) {
+  return ort_thread_affinities(worker.cpus, worker.threads);
+}
+
+Table plan_table(const Plan& plan) {
+  Table table({{"worker", "worker", -1, true},
+               {"cpus", "cpus", -1, false},
+               {"memory_nodes", "memory nodes", -1, false},
+               {"threads", "threads", -1, true}});
+  for (const auto& worker : plan.workers) {
+    table.add_row({worker.index, cpu_list_string(worker.cpus), cpu_list_string(worker.memory_nodes),
+                   worker.threads});
+  }
+  return table;
+}
+
+}  // namespace tessera
