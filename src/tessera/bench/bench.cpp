@@ -1,0 +1,319 @@
+#include "tessera/bench/bench.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+
+#include "tessera/bench/machine.h"
+#include "tessera/bench/stats.h"
+#include "tessera/common/error.h"
+#include "tessera/common/version.h"
+#include "tessera/model/dummy_inputs.h"
+#include "tessera/model/ort_engine.h"
+#include "tessera/runtime/worker_pool.h"
+#include "tessera/topology/placement.h"
+#include "tessera/topology/topology.h"
+
+namespace tessera {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// What one worker measured in one case.
+struct WorkerTimes {
+  std::vector<double> batch_ms;
+  std::vector<Clock::time_point> rep_start, rep_end;
+  double session_s = 0;
+};
+
+struct Case {
+  std::string device;
+  std::string layout;
+  int64_t batch;
+};
+
+bool is_out_of_memory(const std::string& message) {
+  std::string lower = message;
+  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  return lower.find("out of memory") != std::string::npos ||
+         lower.find("bad_alloc") != std::string::npos ||
+         lower.find("failed to allocate") != std::string::npos;
+}
+
+BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const Case& c) {
+  const Plan plan = plan_layout(machine, c.layout, parse_memory_policy(options.membind));
+  BenchRow row;
+  row.device = c.device;
+  row.precision = parse_device(c.device) >= 0 ? options.precision : "fp32";
+  row.layout = c.layout;
+  row.workers = static_cast<int>(plan.workers.size());
+  row.threads = plan.workers.empty() ? 0 : plan.workers.front().threads;
+  row.batch = c.batch;
+  row.batches = options.batches;
+  row.reps = options.reps;
+  row.pixels = c.batch * options.batches * row.workers;
+
+  std::vector<WorkerTimes> times(plan.workers.size());
+  // Every worker passes the barrier once per phase: engine ready, warm-up done, then once per
+  // repetition. A worker that fails sets `failed` and keeps arriving until its phases are
+  // used up, so no one waits for it; the others stop working at the next phase.
+  const int phases = 2 + options.reps;
+  std::barrier sync(static_cast<std::ptrdiff_t>(plan.workers.size()));
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::string first_error;
+
+  run_pinned_workers(plan, [&](const WorkerPlan& worker) {
+    WorkerTimes& mine = times[worker.index];
+    int phases_done = 0;
+    auto next_phase = [&] {
+      sync.arrive_and_wait();
+      ++phases_done;
+      return !failed.load();
+    };
+    try {
+      OrtEngineOptions engine_options;
+      engine_options.device = c.device;
+      engine_options.intra_op_threads = worker.threads;
+      engine_options.spinning = options.spinning;
+      engine_options.optimization_level = options.optimization_level;
+      engine_options.precision = options.precision;
+      engine_options.max_batch = c.batch;
+      if (parse_device(c.device) < 0)
+        engine_options.thread_affinities = ort_thread_affinities(worker);
+      OrtEngine engine(options.model_path, engine_options);
+      mine.session_s = engine.session_seconds();
+      fill_dummy_inputs(engine, options.seed + static_cast<uint64_t>(worker.index));
+      if (!next_phase()) return;
+      for (int i = 0; i < options.warmup; ++i) engine.run(c.batch);
+      if (!next_phase()) return;
+      for (int rep = 0; rep < options.reps; ++rep) {
+        if (worker.index == 0 && options.progress) {
+          options.progress(fmt::format("{} {} b={} rep {}/{}", c.device, c.layout, c.batch, rep + 1,
+                                       options.reps));
+        }
+        mine.rep_start.push_back(Clock::now());
+        for (int b = 0; b < options.batches; ++b) {
+          const auto start = Clock::now();
+          engine.run(c.batch);
+          mine.batch_ms.push_back(1e3 * seconds_since(start));
+        }
+        mine.rep_end.push_back(Clock::now());
+        if (!next_phase()) return;
+      }
+    } catch (const std::exception& e) {
+      failed = true;
+      {
+        std::lock_guard lock(error_mutex);
+        if (first_error.empty()) first_error = e.what();
+      }
+      while (phases_done < phases) next_phase();
+    }
+  });
+
+  if (!first_error.empty()) {
+    // Running out of memory is a result (the batch does not fit); anything else is an error
+    // that every other case would repeat.
+    if (!is_out_of_memory(first_error)) throw Error(first_error);
+    row.status = "oom";
+    row.error = first_error;
+    return row;
+  }
+  double wall_sum = 0;
+  for (int rep = 0; rep < options.reps; ++rep) {
+    Clock::time_point start = times[0].rep_start[rep], end = times[0].rep_end[rep];
+    for (const auto& t : times) {
+      start = std::min(start, t.rep_start[rep]);
+      end = std::max(end, t.rep_end[rep]);
+    }
+    wall_sum += std::chrono::duration<double>(end - start).count();
+  }
+  for (const auto& t : times) {
+    row.samples_ms.insert(row.samples_ms.end(), t.batch_ms.begin(), t.batch_ms.end());
+    row.session_s = std::max(row.session_s, t.session_s);
+  }
+  const SampleStats stats = summarize(row.samples_ms);
+  row.total_s = wall_sum / options.reps;
+  row.ms_per_batch = stats.mean;
+  row.ms_per_batch_sd = stats.sd;
+  row.ms_per_batch_median = stats.median;
+  row.ms_per_batch_p99 = stats.p99;
+  row.ms_per_pixel = 1e3 * row.total_s / static_cast<double>(row.pixels);
+  row.ms_per_pixel_per_worker = stats.mean / static_cast<double>(c.batch);
+  row.pixels_per_s = static_cast<double>(row.pixels) / row.total_s;
+  return row;
+}
+
+void validate(const BenchOptions& options) {
+  if (options.devices.empty()) throw UsageError("--device needs at least one device");
+  if (options.batch_sizes.empty()) throw UsageError("-b needs at least one batch size");
+  for (int64_t b : options.batch_sizes) {
+    if (b < 1) throw UsageError(fmt::format("batch size must be at least 1 (got {})", b));
+  }
+  for (int t : options.threads) {
+    if (t < 1) throw UsageError(fmt::format("thread count must be at least 1 (got {})", t));
+  }
+  if (options.batches < 1)
+    throw UsageError(fmt::format("--batches must be at least 1 (got {})", options.batches));
+  if (options.reps < 1)
+    throw UsageError(fmt::format("-r must be at least 1 (got {})", options.reps));
+  if (options.warmup < 0)
+    throw UsageError(fmt::format("--warmup must be 0 or more (got {})", options.warmup));
+  for (const auto& d : options.devices) parse_device(d);
+  parse_memory_policy(options.membind);
+}
+
+}  // namespace
+
+BenchResult run_bench(const BenchOptions& options) {
+  validate(options);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(options.model_path, ec)) {
+    throw Error(options.model_path + (std::filesystem::exists(options.model_path, ec)
+                                          ? ": not a regular file"
+                                          : ": no such file"));
+  }
+  const Topology topology = Topology::this_machine();
+  const MachineInfo machine = topology.info();
+  std::vector<std::string> layouts = options.layouts;
+  if (layouts.empty()) {
+    for (int t : options.threads) layouts.push_back(fmt::format("single:{}", t));
+  }
+  // Plan every layout up front, so a bad one fails before anything runs.
+  for (const auto& layout : layouts)
+    plan_layout(machine, layout, parse_memory_policy(options.membind));
+  std::vector<Case> cases;
+  for (const auto& device : options.devices) {
+    for (const auto& layout : layouts) {
+      for (int64_t batch : options.batch_sizes) cases.push_back({device, layout, batch});
+    }
+  }
+  if (options.baseline < 1 || options.baseline > static_cast<int>(cases.size())) {
+    throw UsageError(
+        fmt::format("--baseline {} is not a row (1..{})", options.baseline, cases.size()));
+  }
+
+  BenchResult result;
+  result.machine = describe_machine(machine);
+  result.model = describe_model(options.model_path);
+  result.gpu_baseline_ms_per_pixel = options.gpu_baseline_ms_per_pixel;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    if (options.progress) {
+      options.progress(fmt::format("[{}/{}] {} {} b={}", i + 1, cases.size(), cases[i].device,
+                                   cases[i].layout, cases[i].batch));
+    }
+    result.rows.push_back(run_case(options, machine, cases[i]));
+  }
+  const BenchRow& base = result.rows[options.baseline - 1];
+  for (auto& row : result.rows) {
+    row.speedup =
+        (row.status == "ok" && base.status == "ok") ? base.ms_per_pixel / row.ms_per_pixel : 0;
+  }
+  return result;
+}
+
+Table bench_table(const BenchResult& result) {
+  std::vector<Column> columns = {
+      {"device", "device", -1, false},
+      {"layout", "layout", -1, false},
+      {"workers", "jobs"},
+      {"threads", "threads/job"},
+      {"batch", "batch"},
+      {"batches", "batches"},
+      {"total_s", "total s", 2},
+      {"ms_per_batch", "ms/batch", 1},
+      {"ms_per_batch_sd", "± sd", 1},
+      {"ms_per_pixel_per_worker", "ms/px per job", 3},
+      {"ms_per_pixel", "ms/px aggregate", 3},
+      {"pixels_per_s", "px/s", 1},
+      {"speedup", "speedup", 2},
+  };
+  const bool vs_gpu = result.gpu_baseline_ms_per_pixel > 0;
+  if (vs_gpu) columns.push_back({"vs_gpu", "vs GPU", 2});
+  columns.push_back({"status", "status", -1, false});
+  Table table(columns);
+  for (const auto& r : result.rows) {
+    const bool ok = r.status == "ok";
+    auto num = [&](double v) { return ok ? nlohmann::json(v) : nlohmann::json(); };
+    std::vector<nlohmann::json> cells = {r.device,
+                                         r.layout,
+                                         r.workers,
+                                         r.threads,
+                                         r.batch,
+                                         r.batches,
+                                         num(r.total_s),
+                                         num(r.ms_per_batch),
+                                         num(r.ms_per_batch_sd),
+                                         num(r.ms_per_pixel_per_worker),
+                                         num(r.ms_per_pixel),
+                                         num(r.pixels_per_s),
+                                         num(r.speedup)};
+    if (vs_gpu) cells.push_back(num(result.gpu_baseline_ms_per_pixel / r.ms_per_pixel));
+    cells.push_back(ok ? r.status : r.status + ": " + r.error);
+    table.add_row(std::move(cells));
+  }
+  return table;
+}
+
+std::string bench_footer(const BenchResult& result) {
+  const auto& m = result.machine;
+  std::string model = result.model.value("path", "");
+  if (result.model.contains("parameters") && result.model["parameters"].is_number()) {
+    model += fmt::format(" ({} parameters)", result.model["parameters"].get<int64_t>());
+  }
+  return fmt::format("{}, {} cores / {} PUs / {} NUMA node(s), ONNX Runtime {}; model {}",
+                     m.value("cpu_model", "unknown CPU"), m.value("cores", 0), m.value("pus", 0),
+                     m.value("numa_nodes", 0), m.value("ort_version", "?"), model);
+}
+
+int default_thread_count() {
+  return std::max(1, Topology::this_machine().info().cores);
+}
+
+nlohmann::json bench_json(const BenchResult& result) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& r : result.rows) {
+    rows.push_back({{"engine", r.engine},
+                    {"device", r.device},
+                    {"precision", r.precision},
+                    {"layout", r.layout},
+                    {"workers", r.workers},
+                    {"threads", r.threads},
+                    {"batch", r.batch},
+                    {"batches", r.batches},
+                    {"reps", r.reps},
+                    {"pixels", r.pixels},
+                    {"session_s", r.session_s},
+                    {"total_s", r.total_s},
+                    {"ms_per_batch", r.ms_per_batch},
+                    {"ms_per_batch_sd", r.ms_per_batch_sd},
+                    {"ms_per_batch_median", r.ms_per_batch_median},
+                    {"ms_per_batch_p99", r.ms_per_batch_p99},
+                    {"ms_per_pixel", r.ms_per_pixel},
+                    {"ms_per_pixel_per_worker", r.ms_per_pixel_per_worker},
+                    {"pixels_per_s", r.pixels_per_s},
+                    {"speedup", r.speedup},
+                    {"status", r.status},
+                    {"error", r.error},
+                    {"samples_ms", r.samples_ms}});
+  }
+  nlohmann::json out = {{"tool", "tessera bench"},
+                        {"version", kVersion},
+                        {"machine", result.machine},
+                        {"model", result.model},
+                        {"rows", rows}};
+  if (result.gpu_baseline_ms_per_pixel > 0)
+    out["gpu_baseline_ms_per_pixel"] = result.gpu_baseline_ms_per_pixel;
+  return out;
+}
+
+}  // namespace tessera

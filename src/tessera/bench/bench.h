@@ -1,0 +1,82 @@
+#pragma once
+// The benchmark of the study, in one call: a cartesian sweep over devices x layouts x threads
+// x batch sizes. Each case runs every worker of its placement plan at once (one pinned thread
+// and one Engine per worker), with dummy inputs filled once, warm-up runs, then `reps`
+// repetitions of `batches` timed batches per worker.
+//
+// Row invariants: ms_per_pixel is aggregate (wall time of a repetition over the pixels all
+// workers computed in it); ms_per_pixel_per_worker is one worker's batch time over its batch.
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tessera/common/table.h"
+
+namespace tessera {
+
+struct BenchOptions {
+  std::string model_path;
+  std::vector<std::string> devices{"cpu"};
+  // Placement layouts (topology/placement.h). Empty: "single:T" for each entry of `threads`.
+  std::vector<std::string> layouts;
+  std::vector<int> threads{1};
+  std::vector<int64_t> batch_sizes{256};
+  int batches = 10;  // timed batches per repetition and worker
+  int reps = 3;      // repetitions (each one `batches` batches)
+  int warmup = 1;    // untimed batches before the first repetition
+  int baseline = 1;  // 1-based row that speedups are relative to
+  std::string membind = "local";
+  bool spinning = true;
+  int optimization_level = 99;
+  std::string precision = "fp32";
+  double gpu_baseline_ms_per_pixel = 0;  // > 0: adds a "vs GPU" column
+  uint64_t seed = 1;
+  // Called before each case and each repetition with a one-line status (for a TTY progress line).
+  std::function<void(const std::string&)> progress;
+};
+
+struct BenchRow {
+  std::string engine = "ort";
+  std::string device;
+  std::string precision;
+  std::string layout;
+  int workers = 1;
+  int threads = 1;  // intra-op threads per worker
+  int64_t batch = 0;
+  int batches = 0;
+  int reps = 0;
+  int64_t pixels = 0;    // pixels in one repetition, all workers
+  double session_s = 0;  // slowest worker's session creation
+  double total_s = 0;    // mean wall time of one repetition
+  double ms_per_batch = 0, ms_per_batch_sd = 0, ms_per_batch_median = 0, ms_per_batch_p99 = 0;
+  double ms_per_pixel = 0;
+  double ms_per_pixel_per_worker = 0;
+  double pixels_per_s = 0;
+  double speedup = 0;
+  std::string status = "ok";  // ok | oom | error
+  std::string error;
+  std::vector<double> samples_ms;  // every timed batch of every worker
+};
+
+struct BenchResult {
+  nlohmann::json machine;
+  nlohmann::json model;
+  std::vector<BenchRow> rows;
+  double gpu_baseline_ms_per_pixel = 0;
+};
+
+// Runs the sweep. Throws tessera::Error / UsageError for bad options or an unusable model; a
+// case that fails at run time (e.g. out of memory) becomes a row with status != "ok".
+BenchResult run_bench(const BenchOptions& options);
+
+Table bench_table(const BenchResult& result);
+// One line under the Markdown table: machine, ONNX Runtime version and model.
+std::string bench_footer(const BenchResult& result);
+nlohmann::json bench_json(const BenchResult& result);
+
+// Physical cores this process may use: the default thread count.
+int default_thread_count();
+
+}  // namespace tessera

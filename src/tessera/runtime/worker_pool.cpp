@@ -1,0 +1,32 @@
+#include "tessera/runtime/worker_pool.h"
+
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "tessera/topology/binding.h"
+
+namespace tessera {
+
+void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body) {
+  std::mutex mutex;
+  std::exception_ptr first_error;
+  std::vector<std::thread> threads;
+  threads.reserve(plan.workers.size());
+  for (const WorkerPlan& worker : plan.workers) {
+    threads.emplace_back([&, worker] {
+      try {
+        bind_current_thread(worker, plan.policy);
+        body(worker);
+      } catch (...) {
+        std::lock_guard lock(mutex);
+        if (!first_error) first_error = std::current_exception();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  if (first_error) std::rethrow_exception(first_error);
+}
+
+}  // namespace tessera

@@ -1,0 +1,16 @@
+#pragma once
+// Pinned workers: one OS thread per worker of a placement plan. Each thread binds itself to
+// its worker's cpuset and memory policy *before* running the body, so every engine, weight
+// copy and buffer the body creates is first-touched on the worker's own NUMA node(s).
+
+#include <functional>
+
+#include "tessera/topology/placement.h"
+
+namespace tessera {
+
+// Runs body(worker) for every worker of `plan` concurrently and waits for all of them.
+// If bodies throw, the first exception (by time) is rethrown after every thread has ended.
+void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body);
+
+}  // namespace tessera

@@ -1,0 +1,132 @@
+// `tessera bench` and `tessera make-model` as a user runs them: tables, JSON, and the one-line
+// errors for bad models and bad flags.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "run_cli.h"
+
+namespace {
+
+using tessera::testing::run_cli;
+
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/bench_cli";
+
+const std::string& small_model() {
+  static const std::string path = [] {
+    std::filesystem::create_directories(kDir);
+    const std::string p = kDir + "/small.onnx";
+    const auto r = run_cli("make-model --force -o " + p +
+                           " --d-model 32 --layers 1 --heads 2 --ffn 64 --s2-steps 8 --s1-steps 6");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return p;
+  }();
+  return path;
+}
+
+int count_lines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+TEST(BenchCli, MarkdownTableHasOneRowPerCase) {
+  const auto r = run_cli("bench -m " + small_model() + " -t 1,2 -b 4,8 --batches 2 -r 1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| device | layout"), std::string::npos) << r.out;
+  for (const char* row : {"| cpu    | single:1 |", "| cpu    | single:2 |"}) {
+    EXPECT_NE(r.out.find(row), std::string::npos) << row << "\n" << r.out;
+  }
+  // header + separator + 4 rows + blank line + footer
+  EXPECT_EQ(count_lines(r.out), 8) << r.out;
+  EXPECT_NE(r.out.find("ONNX Runtime 1."), std::string::npos);
+  EXPECT_EQ(r.err, "");  // progress goes to a terminal only, never into a pipe
+}
+
+TEST(BenchCli, JsonParsesAndCarriesMachineAndRows) {
+  const auto r =
+      run_cli("bench -m " + small_model() + " -t 1 -b 4,8 --batches 3 -r 2 -o json --baseline 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["tool"], "tessera bench");
+  EXPECT_FALSE(doc["machine"]["cpu_model"].get<std::string>().empty());
+  EXPECT_GE(doc["machine"]["cores"].get<int>(), 1);
+  EXPECT_EQ(doc["model"]["parameters"].get<int64_t>() > 0, true);
+  ASSERT_EQ(doc["rows"].size(), 2u);
+  const auto& first = doc["rows"][0];
+  const auto& second = doc["rows"][1];
+  EXPECT_EQ(first["batch"], 4);
+  EXPECT_EQ(second["batch"], 8);
+  EXPECT_EQ(first["samples_ms"].size(), 6u);  // 3 batches x 2 reps x 1 worker
+  EXPECT_EQ(first["pixels"], 12);
+  EXPECT_DOUBLE_EQ(second["speedup"].get<double>(), 1.0);  // the baseline row
+  EXPECT_NEAR(first["speedup"].get<double>(),
+              second["ms_per_pixel"].get<double>() / first["ms_per_pixel"].get<double>(), 1e-9);
+  EXPECT_NEAR(first["pixels_per_s"].get<double>(), 1e3 / first["ms_per_pixel"].get<double>(), 1e-6);
+  EXPECT_EQ(first["status"], "ok");
+}
+
+TEST(BenchCli, CsvHasAHeaderAndOneLinePerRow) {
+  const auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 -o csv");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("device,layout,workers,threads,batch,", 0), 0u) << r.out;
+  EXPECT_EQ(count_lines(r.out), 2);
+}
+
+TEST(BenchCli, MissingModel) {
+  const auto r = run_cli("bench -m " + kDir + "/missing.onnx -b 4");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + kDir + "/missing.onnx: no such file\n");
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(BenchCli, CorruptModel) {
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/corrupt.onnx";
+  std::ofstream(path) << "\x08\x01garbage";
+  const auto r = run_cli("bench -m " + path + " -t 1 -b 4 --batches 1 -r 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("tessera: " + path + ": not a loadable ONNX model (ONNX Runtime: ", 0), 0u)
+      << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+TEST(BenchCli, BatchOfZero) {
+  const auto r = run_cli("bench -m " + small_model() + " -b 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: batch size must be at least 1 (got 0)\n");
+}
+
+TEST(BenchCli, UnknownOutputFormat) {
+  const auto r = run_cli("bench -m " + small_model() + " -o xml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: unknown output format 'xml' (expected md, csv or json)\n");
+}
+
+TEST(BenchCli, BaselineOutOfRange) {
+  const auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --baseline 3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: --baseline 3 is not a row (1..1)\n");
+}
+
+TEST(BenchCli, CudaWithoutAGpuIsOneClearLine) {
+  if (std::filesystem::exists("/dev/nvidia0")) GTEST_SKIP() << "a GPU is present";
+  const auto r = run_cli("bench -m " + small_model() + " --device cuda:0 -b 4 --batches 1 -r 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("tessera: cuda:0: the CUDA execution provider is not available (", 0), 0u)
+      << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+TEST(MakeModelCli, RefusesToOverwrite) {
+  small_model();
+  const auto r =
+      run_cli("make-model -o " + small_model() + " --d-model 32 --layers 1 --heads 2 --ffn 64");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(small_model()), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+}  // namespace
