@@ -1,0 +1,164 @@
+#include "tessera/io/atomic_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "tessera/common/error.h"
+
+namespace tessera {
+namespace {
+
+std::string parent_of(const std::string& path) {
+  std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  return parent.empty() ? std::string(".") : parent.string();
+}
+
+// Best effort: makes a rename durable. Failures are ignored (some filesystems refuse it).
+void fsync_directory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+std::string errno_text(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
+
+AtomicFile::AtomicFile(std::string final_path) : AtomicFile(std::move(final_path), false) {}
+
+AtomicFile::AtomicFile(std::string final_path, bool keep_existing)
+    : final_path_(std::move(final_path)), temp_path_(final_path_ + ".partial") {
+  if (keep_existing) {
+    fd_ = ::open(temp_path_.c_str(), O_RDWR | O_CLOEXEC);
+    reused_ = fd_ >= 0;
+  }
+  if (fd_ < 0) fd_ = ::open(temp_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    const int err = errno;
+    temp_path_.clear();
+    throw Error(final_path_ + ": cannot create " + final_path_ + ".partial: " + errno_text(err));
+  }
+}
+
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : final_path_(std::move(other.final_path_)),
+      temp_path_(std::exchange(other.temp_path_, std::string())),
+      fd_(std::exchange(other.fd_, -1)),
+      reused_(other.reused_) {}
+
+AtomicFile::~AtomicFile() {
+  discard();
+}
+
+void AtomicFile::discard() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
+  temp_path_.clear();
+}
+
+void AtomicFile::reserve(int64_t bytes) {
+  if (::ftruncate(fd_, static_cast<off_t>(bytes)) != 0) {
+    const int err = errno;
+    throw Error(final_path_ + ": cannot reserve " + std::to_string(bytes) +
+                " bytes: " + errno_text(err));
+  }
+  if (bytes > 0) {
+    // posix_fallocate returns the error number instead of setting errno.
+    const int err = ::posix_fallocate(fd_, 0, static_cast<off_t>(bytes));
+    // EINVAL / EOPNOTSUPP: the filesystem cannot preallocate; the sparse file stays usable.
+    if (err != 0 && err != EINVAL && err != EOPNOTSUPP) {
+      throw Error(final_path_ + ": cannot reserve " + std::to_string(bytes) +
+                  " bytes: " + errno_text(err));
+    }
+  }
+}
+
+void AtomicFile::write(const void* data, std::size_t bytes) {
+  const auto* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::write(fd_, p, bytes);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      throw Error(final_path_ + ": write failed: " + errno_text(err));
+    }
+    p += n;
+    bytes -= static_cast<std::size_t>(n);
+  }
+}
+
+void AtomicFile::commit() {
+  if (::fsync(fd_) != 0) {
+    const int err = errno;
+    throw Error(final_path_ + ": fsync failed: " + errno_text(err));
+  }
+  if (::close(fd_) != 0) {
+    const int err = errno;
+    fd_ = -1;
+    throw Error(final_path_ + ": close failed: " + errno_text(err));
+  }
+  fd_ = -1;
+  if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+    const int err = errno;
+    throw Error(final_path_ + ": cannot rename " + temp_path_ + " into place: " + errno_text(err));
+  }
+  temp_path_.clear();
+  fsync_directory(parent_of(final_path_));
+}
+
+AtomicDirectory::AtomicDirectory(std::string final_path, bool replace_existing)
+    : final_path_(std::move(final_path)),
+      temp_path_(final_path_ + ".partial"),
+      replace_existing_(replace_existing) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(final_path_, ec) && !replace_existing_) {
+    temp_path_.clear();
+    throw Error(final_path_ + ": already exists (use --force to overwrite)");
+  }
+  fs::remove_all(temp_path_, ec);
+  // Parents are created like `mkdir -p`; only the final directory itself appears atomically.
+  const fs::path parent = fs::path(final_path_).parent_path();
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  if (!fs::create_directory(temp_path_, ec) || ec) {
+    const std::string why = ec ? ec.message() : std::string("cannot create directory");
+    temp_path_.clear();
+    throw Error(final_path_ + ": cannot create " + final_path_ + ".partial: " + why);
+  }
+}
+
+AtomicDirectory::~AtomicDirectory() {
+  if (!committed_ && !temp_path_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(temp_path_, ec);
+  }
+}
+
+void AtomicDirectory::commit() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (replace_existing_ && fs::exists(final_path_, ec)) {
+    fs::remove_all(final_path_, ec);
+    if (ec) throw Error(final_path_ + ": cannot remove the old copy: " + ec.message());
+  }
+  if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+    const int err = errno;
+    throw Error(final_path_ + ": cannot rename " + temp_path_ + " into place: " + errno_text(err));
+  }
+  committed_ = true;
+  fsync_directory(parent_of(final_path_));
+}
+
+}  // namespace tessera

@@ -1,0 +1,42 @@
+#pragma once
+// A dpixel tile: the seven .npy arrays of one tile directory, memory-mapped and validated.
+//
+// Layouts: nested (DIR/s2/bands.npy, DIR/s1/sar_ascending.npy, ...) or flat (the same file
+// names directly in DIR); each file is looked up nested first, then flat.
+//
+// Invariants after open_tile() (every violation is a one-line tessera::Error naming the file):
+//   s2_bands  (T2, H, W, 10)   any integer or float dtype
+//   s2_masks  (T2, H, W)       bool or any integer or float dtype (non-zero = clear)
+//   s2_doys   (T2,)            any integer or float dtype
+//   s1_asc    (Ta, H, W, 2), s1_asc_doys (Ta,); s1_desc (Td, H, W, 2), s1_desc_doys (Td,)
+//   T2 >= 1, H >= 1, W >= 1; Ta and Td may be 0.
+// A Tile is immutable once opened; all its methods are thread-safe.
+
+#include <cstdint>
+#include <string>
+
+#include "tessera/io/npy.h"
+
+namespace tessera {
+
+constexpr int kS2Bands = 10;
+constexpr int kS1Bands = 2;
+
+struct Tile {
+  std::string dir;   // as given
+  std::string grid;  // the directory's base name, e.g. "grid_51.05_10.35": names the outputs
+  bool nested = true;
+
+  NpyArray s2_bands, s2_masks, s2_doys;
+  NpyArray s1_asc, s1_asc_doys, s1_desc, s1_desc_doys;
+
+  int64_t height = 0, width = 0;
+  int64_t t2 = 0, ta = 0, td = 0;
+
+  int64_t pixels() const { return height * width; }
+};
+
+// Opens and validates the tile in `dir`.
+Tile open_tile(const std::string& dir);
+
+}  // namespace tessera

@@ -1,0 +1,37 @@
+#include "tessera/pipeline/quantiser.h"
+
+#include <cmath>
+
+namespace tessera {
+
+void quantize_embedding(const float* x, int dim, int8_t* q, float* scale) {
+  float max_abs = 0.0f;
+  for (int i = 0; i < dim; ++i) max_abs = std::fmax(max_abs, std::fabs(x[i]));
+  const float s = std::fmax(max_abs / 127.0f, kMinQuantScale);
+  // std::nearbyint rounds in the current mode; the default (FE_TONEAREST) is half to even.
+  // Callers never change the mode; we do not pay for fesetround on the hot path.
+  for (int i = 0; i < dim; ++i) {
+    float r = std::nearbyint(x[i] / s);
+    if (std::isnan(r)) r = 0.0f;
+    r = std::fmin(std::fmax(r, -128.0f), 127.0f);
+    q[i] = static_cast<int8_t>(r);
+  }
+  *scale = s;
+}
+
+void quantize_embeddings(const float* x, int64_t count, int dim, int8_t* q, float* scales) {
+  for (int64_t k = 0; k < count; ++k) {
+    quantize_embedding(x + k * dim, dim, q + k * dim, scales + k);
+  }
+}
+
+void accumulate(const float* x, int64_t n, float* acc) {
+  for (int64_t i = 0; i < n; ++i) acc[i] += x[i];
+}
+
+void divide_by(int64_t n, int repeats, float* acc) {
+  const auto r = static_cast<float>(repeats);
+  for (int64_t i = 0; i < n; ++i) acc[i] /= r;
+}
+
+}  // namespace tessera

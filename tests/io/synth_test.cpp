@@ -1,0 +1,161 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "io/test_tiles.h"
+#include "run_cli.h"
+#include "tessera/common/error.h"
+#include "tessera/io/synth_tile.h"
+#include "tessera/io/tile.h"
+
+namespace tessera {
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+SynthOptions small_options() {
+  SynthOptions o;
+  o.height = 48;
+  o.width = 40;
+  o.s2_steps = 24;
+  o.s1_asc_steps = 6;
+  o.s1_desc_steps = 0;
+  o.cloud = 0.3;
+  o.nodata = 0.1;
+  o.seed = 7;
+  return o;
+}
+
+TEST(Synth, WritesAValidRealisticTile) {
+  const std::string dir = testing::test_dir("synth_tile") + "/grid_0.05_0.15";
+  SynthOptions o = small_options();
+  o.height = 96;  // 4 x 5 cloud cells of 24 pixels, x 24 steps: enough draws for the rate
+  o.width = 120;
+  write_synth_tile(dir, o, false);
+  EXPECT_FALSE(std::filesystem::exists(dir + ".partial"));
+  const Tile t = open_tile(dir);
+  EXPECT_EQ(t.grid, "grid_0.05_0.15");
+  EXPECT_TRUE(t.nested);
+  EXPECT_EQ(t.t2, 24);
+  EXPECT_EQ(t.height, 96);
+  EXPECT_EQ(t.width, 120);
+  EXPECT_EQ(t.ta, 6);
+  EXPECT_EQ(t.td, 0);
+  EXPECT_EQ(t.s1_desc.shape(), (std::vector<int64_t>{0, 96, 120, 2}));
+  EXPECT_EQ(t.s2_bands.dtype(), DType::kInt16);
+  EXPECT_EQ(t.s2_masks.dtype(), DType::kUInt8);
+
+  // DOYs sorted in 1..365.
+  for (const NpyArray* d : {&t.s2_doys, &t.s1_asc_doys}) {
+    for (int64_t i = 0; i < d->size(); ++i) {
+      EXPECT_GE(d->value(i), 1);
+      EXPECT_LE(d->value(i), 365);
+      if (i > 0) {
+        EXPECT_LE(d->value(i - 1), d->value(i));
+      }
+    }
+  }
+  // No-data pixels: every band zero at every step, mask zero; other pixels: bands in 1..10000.
+  const int64_t plane = t.pixels();
+  int64_t nodata = 0, clear = 0, observed = 0;
+  std::vector<double> v(10);
+  for (int64_t p = 0; p < plane; ++p) {
+    bool all_zero = true;
+    for (int64_t s = 0; s < t.t2; ++s) {
+      t.s2_bands.read_as_double((s * plane + p) * 10, 10, v.data());
+      for (double x : v) {
+        all_zero = all_zero && x == 0;
+        EXPECT_LE(x, 10000);
+      }
+    }
+    if (all_zero) {
+      ++nodata;
+      for (int64_t s = 0; s < t.t2; ++s) EXPECT_EQ(t.s2_masks.value(s * plane + p), 0);
+      continue;
+    }
+    for (int64_t s = 0; s < t.t2; ++s) {
+      ++observed;
+      clear += t.s2_masks.value(s * plane + p) != 0 ? 1 : 0;
+    }
+  }
+  EXPECT_NEAR(static_cast<double>(nodata) / plane, 0.1, 0.03);
+  // Clouds come in cells, so the observed rate scatters more than per-pixel draws would.
+  EXPECT_NEAR(1.0 - static_cast<double>(clear) / observed, 0.3, 0.06);
+}
+
+TEST(Synth, DeterministicPerSeedAndRefusesToOverwrite) {
+  const std::string root = testing::test_dir("synth_seed");
+  SynthOptions o = small_options();
+  o.nested = false;
+  o.band_dtype = DType::kUInt16;
+  write_synth_tile(root + "/a", o, false);
+  write_synth_tile(root + "/b", o, false);
+  EXPECT_EQ(slurp(root + "/a/bands.npy"), slurp(root + "/b/bands.npy"));
+  EXPECT_EQ(slurp(root + "/a/sar_ascending.npy"), slurp(root + "/b/sar_ascending.npy"));
+  EXPECT_EQ(open_tile(root + "/a").s2_bands.dtype(), DType::kUInt16);
+  o.seed = 8;
+  try {
+    write_synth_tile(root + "/a", o, false);
+    FAIL() << "overwrote without force";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), root + "/a: already exists (use --force to overwrite)");
+  }
+  write_synth_tile(root + "/a", o, true);
+  EXPECT_NE(slurp(root + "/a/bands.npy"), slurp(root + "/b/bands.npy"));
+  EXPECT_FALSE(std::filesystem::exists(root + "/a.partial"));
+}
+
+TEST(Synth, BadOptions) {
+  SynthOptions o = small_options();
+  o.cloud = 1.5;
+  EXPECT_THROW(validate(o), UsageError);
+  o = small_options();
+  o.width = 0;
+  EXPECT_THROW(validate(o), UsageError);
+  o = small_options();
+  o.band_dtype = DType::kFloat32;
+  EXPECT_THROW(validate(o), UsageError);
+}
+
+TEST(SynthCli, WritesTileAndReportsBadFlags) {
+  const std::string root = testing::test_dir("synth_cli");
+  auto r = testing::run_cli("synth --out " + root +
+                            "/grid_1 --size 20x30 --s2-steps 12 "
+                            "--s1-steps 5/3 --cloud 0.2 --nodata 0 --seed 3 --layout flat");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Tile t = open_tile(root + "/grid_1");
+  EXPECT_FALSE(t.nested);
+  EXPECT_EQ(t.height, 20);
+  EXPECT_EQ(t.width, 30);
+  EXPECT_EQ(t.t2, 12);
+  EXPECT_EQ(t.ta, 5);
+  EXPECT_EQ(t.td, 3);
+
+  r = testing::run_cli("synth --out " + root + "/grid_1 --size 20x30");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + root + "/grid_1: already exists (use --force to overwrite)\n");
+  r = testing::run_cli("synth --out " + root + "/grid_1 --size 20x30 --s1-steps 4 --force");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(open_tile(root + "/grid_1").td, 4);
+
+  r = testing::run_cli("synth --out " + root + "/x --size 20by30");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: --size: expected HxW (e.g. 512x512), got '20by30'\n");
+  r = testing::run_cli("synth --out " + root + "/x --size 8x8 --s1-steps 4/x");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: --s1-steps: expected A/D or N (e.g. 60/0), got '4/x'\n");
+  r = testing::run_cli("synth --out " + root + "/x --size 8x8 --nodata -1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: --nodata: need a fraction in [0, 1], got -1\n");
+  EXPECT_FALSE(std::filesystem::exists(root + "/x"));
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,133 @@
+#include "tessera/pipeline/preparer.h"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "io/test_tiles.h"
+#include "tessera/io/npy.h"
+#include "tessera/io/synth_tile.h"
+
+namespace tessera {
+namespace {
+
+using testing::TestTileSpec;
+
+// Prepares every pixel of `dir` with the C++ pipeline, dumps the inputs, and has the numpy
+// oracle recompute them; 0 = bit-identical.
+int compare_with_oracle(const std::string& dir, int s2_steps, int s1_steps, int64_t offset) {
+  const Tile tile = open_tile(dir);
+  const std::vector<int64_t> valid = valid_pixels(tile);
+  std::vector<int64_t> pixels(static_cast<std::size_t>(tile.pixels()));
+  std::iota(pixels.begin(), pixels.end(), 0);  // invalid pixels too: the rules still apply
+  PixelPreparer prep(tile, s2_steps, s1_steps);
+  const auto n = static_cast<int64_t>(pixels.size());
+  std::vector<float> s2(static_cast<std::size_t>(n * prep.s2_row_floats()));
+  std::vector<float> s1(static_cast<std::size_t>(n * prep.s1_row_floats()));
+  prep.prepare_batch(pixels.data(), n, offset, s2.data(), s1.data());
+  const std::string out = dir + ".out";
+  std::filesystem::create_directories(out);
+  write_npy(out + "/pixels.npy", DType::kInt64, {n}, pixels.data());
+  write_npy(out + "/valid.npy", DType::kInt64, {static_cast<int64_t>(valid.size())}, valid.data());
+  write_npy(out + "/s2.npy", DType::kFloat32, {n, s2_steps, 11}, s2.data());
+  write_npy(out + "/s1.npy", DType::kFloat32, {n, s1_steps, 3}, s1.data());
+  return testing::run_python(
+      std::string(TESSERA_SOURCE_DIR) + "/tests/reference/pipeline_oracle.py prepare --tile " +
+      dir + " --s2-steps " + std::to_string(s2_steps) + " --s1-steps " + std::to_string(s1_steps) +
+      " --offset " + std::to_string(offset) + " --pixels " + out + "/pixels.npy --valid " + out +
+      "/valid.npy --s2 " + out + "/s2.npy --s1 " + out + "/s1.npy");
+}
+
+TEST(Preparer, Int16TileShortSeriesMatchesOracle) {
+  // T2 = 7 < 40 steps: repetition; offsets 0 and 1.
+  const std::string dir = testing::test_dir("prep_int16") + "/tile";
+  testing::write_test_tile(dir, TestTileSpec{});
+  EXPECT_EQ(compare_with_oracle(dir, 40, 40, 0), 0);
+  EXPECT_EQ(compare_with_oracle(dir, 40, 40, 1), 0);
+}
+
+TEST(Preparer, LongSeriesEmptyDescendingMatchesOracle) {
+  // T2 = 95 > 40: stratified bins; no descending data; uint16 bands, bool masks, int32 doys.
+  TestTileSpec spec;
+  spec.t2 = 95;
+  spec.ta = 57;
+  spec.td = 0;
+  spec.height = 6;
+  spec.width = 7;
+  spec.bands = DType::kUInt16;
+  spec.masks = DType::kBool;
+  spec.doys = DType::kInt32;
+  spec.nested = false;
+  spec.seed = 2;
+  const std::string dir = testing::test_dir("prep_long") + "/tile";
+  testing::write_test_tile(dir, spec);
+  EXPECT_EQ(compare_with_oracle(dir, 40, 40, 0), 0);
+  EXPECT_EQ(compare_with_oracle(dir, 40, 40, 1), 0);
+  EXPECT_EQ(compare_with_oracle(dir, 16, 24, 3), 0);  // a small model's step counts
+}
+
+TEST(Preparer, FloatBandsNoS1MatchesOracle) {
+  TestTileSpec spec;
+  spec.t2 = 41;
+  spec.ta = 0;
+  spec.td = 0;
+  spec.bands = DType::kFloat32;
+  spec.masks = DType::kInt16;
+  spec.sar = DType::kFloat32;
+  spec.seed = 3;
+  const std::string dir = testing::test_dir("prep_float") + "/tile";
+  testing::write_test_tile(dir, spec);
+  EXPECT_EQ(compare_with_oracle(dir, 40, 40, 0), 0);
+  EXPECT_EQ(compare_with_oracle(dir, 40, 40, 1), 0);
+}
+
+TEST(Preparer, SynthTileMatchesOracle) {
+  SynthOptions o;
+  o.height = 24;
+  o.width = 20;
+  o.s2_steps = 90;
+  o.s1_asc_steps = 0;
+  o.s1_desc_steps = 45;
+  o.nodata = 0.1;
+  o.seed = 5;
+  const std::string dir = testing::test_dir("prep_synth") + "/grid_0.15_0.25";
+  write_synth_tile(dir, o, true);
+  EXPECT_EQ(compare_with_oracle(dir, 40, 40, 0), 0);
+  EXPECT_EQ(compare_with_oracle(dir, 40, 40, 2), 0);
+}
+
+TEST(Preparer, EmptyDirectionIsOneZeroStepAtDay180) {
+  TestTileSpec spec;
+  spec.ta = 0;
+  spec.td = 0;
+  const std::string dir = testing::test_dir("prep_empty_s1") + "/tile";
+  testing::write_test_tile(dir, spec);
+  const Tile tile = open_tile(dir);
+  PixelPreparer prep(tile, 40, 4);
+  std::vector<float> s2(static_cast<std::size_t>(prep.s2_row_floats()));
+  std::vector<float> s1(static_cast<std::size_t>(prep.s1_row_floats()));
+  prep.prepare(5, 0, s2.data(), s1.data());
+  // Two all-zero steps (ascending, descending), both doy 180, sampled [0, 0, 1, 1].
+  for (int k = 0; k < 4; ++k) {
+    EXPECT_EQ(s1[static_cast<std::size_t>(k * 3 + 0)], (0.0f - kS1Mean[0]) / kS1Std[0]);
+    EXPECT_EQ(s1[static_cast<std::size_t>(k * 3 + 1)], (0.0f - kS1Mean[1]) / kS1Std[1]);
+    EXPECT_EQ(s1[static_cast<std::size_t>(k * 3 + 2)], 180.0f);
+  }
+}
+
+TEST(Preparer, ValidPixelsSkipNoDataAndApplyTheS1Rule) {
+  const std::string dir = testing::test_dir("prep_valid") + "/tile";
+  testing::write_test_tile(dir, TestTileSpec{});
+  const Tile tile = open_tile(dir);
+  std::vector<int64_t> all(20);
+  std::iota(all.begin(), all.end(), 0);
+  all.erase(all.begin());  // pixel 0 has no S2 data
+  EXPECT_EQ(valid_pixels(tile), all);
+  // With a positive threshold, pixel 2 (no S1 data at all) drops out too.
+  const std::vector<int64_t> strict = valid_pixels(tile, 1);
+  EXPECT_EQ(std::count(strict.begin(), strict.end(), 2), 0);
+  EXPECT_EQ(std::count(strict.begin(), strict.end(), 3), 1);
+}
+
+}  // namespace
+}  // namespace tessera
