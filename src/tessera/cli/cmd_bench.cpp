@@ -1,0 +1,105 @@
+// tessera bench: the study's benchmark (thread / batch / layout / device sweeps) in one command.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "tessera/bench/bench.h"
+#include "tessera/cli/commands.h"
+#include "tessera/common/error.h"
+#include "tessera/model/default_model.h"
+
+namespace tessera::cli {
+
+void add_bench_command(CLI::App& root) {
+  auto* cmd = root.add_subcommand(
+      "bench", "Time the model over a sweep of devices, layouts, threads and batch sizes");
+  struct Args {
+    std::string model;
+    std::vector<std::string> devices{"cpu"};
+    std::vector<std::string> layouts;
+    std::vector<int> threads;
+    std::vector<int64_t> batch_sizes{256};
+    int batches = 10, reps = 3, warmup = 1, baseline = 1, optimization_level = 99;
+    std::string membind = "local", precision = "fp32", output = "md";
+    double gpu_baseline = 0;
+    bool no_spin = false;
+    uint64_t seed = 1;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("-m,--model", args->model,
+                  "ONNX model (default: the built-in Tessera model, made if missing)");
+  cmd->add_option("--device", args->devices, "Devices, comma separated: cpu, cuda:N")
+      ->delimiter(',');
+  cmd->add_option(
+         "--layout", args->layouts,
+         "Placement layouts, comma separated: single, single:T, numa, numa:K, l3, core, JxT")
+      ->delimiter(',');
+  cmd->add_option("-t,--threads", args->threads,
+                  "Thread counts for the single layout (default: all cores)")
+      ->delimiter(',');
+  cmd->add_option("-b,--batch", args->batch_sizes, "Batch sizes in pixels, comma separated")
+      ->delimiter(',');
+  cmd->add_option("--batches", args->batches, "Timed batches per repetition and worker")
+      ->capture_default_str();
+  cmd->add_option("-r,--reps", args->reps, "Repetitions")->capture_default_str();
+  cmd->add_option("--warmup", args->warmup, "Untimed warm-up batches")->capture_default_str();
+  cmd->add_option("--baseline", args->baseline, "Row (1-based) that speedups are relative to")
+      ->capture_default_str();
+  cmd->add_option("--membind", args->membind, "Memory policy per worker: local or interleave")
+      ->capture_default_str();
+  cmd->add_option("--gpu-baseline", args->gpu_baseline,
+                  "GPU ms/pixel to compare against (adds a vs GPU column)");
+  cmd->add_option("--precision", args->precision, "GPU matmul precision: fp32 or tf32")
+      ->capture_default_str();
+  cmd->add_option("--opt-level", args->optimization_level,
+                  "ORT graph optimisation level: 0, 1, 2, 99")
+      ->capture_default_str();
+  cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
+  cmd->add_option("--seed", args->seed, "Seed of the dummy inputs")->capture_default_str();
+  cmd->add_option("-o,--output", args->output, "Output format: md, csv or json")
+      ->capture_default_str();
+
+  cmd->callback([args] {
+    const OutputFormat format = parse_output_format(args->output);
+    BenchOptions options;
+    options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
+    options.devices = args->devices;
+    options.layouts = args->layouts;
+    options.threads = args->threads;
+    if (options.threads.empty()) options.threads = {default_thread_count()};
+    options.batch_sizes = args->batch_sizes;
+    options.batches = args->batches;
+    options.reps = args->reps;
+    options.warmup = args->warmup;
+    options.baseline = args->baseline;
+    options.membind = args->membind;
+    options.gpu_baseline_ms_per_pixel = args->gpu_baseline;
+    options.precision = args->precision;
+    options.optimization_level = args->optimization_level;
+    options.spinning = !args->no_spin;
+    options.seed = args->seed;
+    const bool tty = isatty(STDERR_FILENO);
+    if (tty) {
+      options.progress = [](const std::string& line) {
+        std::fprintf(stderr, "\r\033[K%s", line.c_str());
+      };
+    }
+    const BenchResult result = run_bench(options);
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    switch (format) {
+      case OutputFormat::kMarkdown:
+        std::cout << bench_table(result).to_markdown() << "\n" << bench_footer(result) << "\n";
+        break;
+      case OutputFormat::kCsv:
+        std::cout << bench_table(result).to_csv();
+        break;
+      case OutputFormat::kJson:
+        std::cout << bench_json(result).dump(2) << "\n";
+        break;
+    }
+  });
+}
+
+}  // namespace tessera::cli

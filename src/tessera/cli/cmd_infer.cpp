@@ -1,0 +1,162 @@
+// tessera infer: dpixel tiles -> int8 embeddings + scales (geotessera layout).
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "tessera/cli/commands.h"
+#include "tessera/common/error.h"
+#include "tessera/io/atomic_file.h"
+#include "tessera/model/default_model.h"
+#include "tessera/runtime/tile_runner.h"
+#include "tessera/topology/topology.h"
+
+namespace tessera::cli {
+namespace {
+
+std::string format_duration(double seconds) {
+  if (seconds < 90) return fmt::format("{:.0f}s", seconds);
+  if (seconds < 5400)
+    return fmt::format("{:.0f}m{:02.0f}s", std::floor(seconds / 60), std::fmod(seconds, 60));
+  return fmt::format("{:.0f}h{:02.0f}m", std::floor(seconds / 3600), std::fmod(seconds / 60, 60));
+}
+
+// A progress bar on a terminal; a plain line every 10 s otherwise.
+ProgressCallback make_progress(const std::string& grid, bool tty) {
+  auto last_line = std::make_shared<double>(0.0);
+  return [grid, tty, last_line](int64_t done, int64_t total, double seconds) {
+    const double fraction =
+        total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
+    const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
+    const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+    if (tty) {
+      const int width = 30;
+      const int filled = static_cast<int>(fraction * width);
+      std::fprintf(stderr, "\r\033[K%s [%s%s] %5.1f%% %.0f px/s ETA %s", grid.c_str(),
+                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                   100 * fraction, rate, format_duration(eta).c_str());
+    } else if (seconds - *last_line >= 10.0) {
+      *last_line = seconds;
+      std::fprintf(stderr, "%s: %lld/%lld px (%.1f%%), %.0f px/s, ETA %s\n", grid.c_str(),
+                   static_cast<long long>(done), static_cast<long long>(total), 100 * fraction,
+                   rate, format_duration(eta).c_str());
+    }
+  };
+}
+
+std::vector<std::string> read_tile_list(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot read the tile list");
+  std::vector<std::string> tiles;
+  const auto base = std::filesystem::path(path).parent_path();
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    const std::filesystem::path tile(line);
+    tiles.push_back(tile.is_absolute() ? line : (base / tile).string());
+  }
+  return tiles;
+}
+
+}  // namespace
+
+void add_infer_command(CLI::App& root) {
+  auto* cmd = root.add_subcommand("infer", "Turn dpixel tiles into int8 embeddings and scales");
+  struct Args {
+    std::vector<std::string> tiles;
+    std::string tile_list, out, model, layout = "core", membind = "local", summary;
+    InferOptions options;
+    bool no_resume = false, no_spin = false;
+  };
+  auto args = std::make_shared<Args>();
+  args->options.batch = 256;
+  cmd->add_option("tiles", args->tiles, "dpixel tile directories (nested or flat layout)");
+  cmd->add_option("--tiles", args->tile_list, "A file listing tile directories, one per line");
+  cmd->add_option("-o,--out", args->out, "Output directory for <grid>.npy and <grid>_scales.npy")
+      ->required();
+  cmd->add_option("-m,--model", args->model,
+                  "ONNX model (default: the built-in Tessera model, made if missing)");
+  cmd->add_option("--layout", args->layout,
+                  "Placement: single, single:T, numa, numa:K, l3, core, JxT")
+      ->capture_default_str();
+  cmd->add_option("--membind", args->membind, "Memory policy per worker: local or interleave")
+      ->capture_default_str();
+  cmd->add_option("--device", args->options.device, "cpu or cuda:N")->capture_default_str();
+  cmd->add_option("-b,--batch", args->options.batch, "Pixels per batch and worker")
+      ->capture_default_str();
+  cmd->add_option("--repeat", args->options.repeat, "Passes with sampling offsets 0..R-1, averaged")
+      ->capture_default_str();
+  cmd->add_flag("--force", args->options.force, "Recompute tiles whose outputs already exist");
+  cmd->add_flag("--no-resume", args->no_resume,
+                "Ignore the journal of an interrupted run and start over");
+  cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
+  cmd->add_option("--summary", args->summary, "Write a JSON summary of the run to this file");
+
+  cmd->callback([args] {
+    std::vector<std::string> tiles = args->tiles;
+    if (!args->tile_list.empty()) {
+      const auto listed = read_tile_list(args->tile_list);
+      tiles.insert(tiles.end(), listed.begin(), listed.end());
+    }
+    if (tiles.empty())
+      throw UsageError("infer needs at least one tile directory (or --tiles FILE)");
+    InferOptions options = args->options;
+    options.out_dir = args->out;
+    options.resume = !args->no_resume;
+    options.spinning = !args->no_spin;
+    options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
+    const Plan plan = plan_layout(Topology::this_machine().info(), args->layout,
+                                  parse_memory_policy(args->membind));
+    const bool tty = isatty(STDERR_FILENO);
+
+    nlohmann::json tiles_json = nlohmann::json::array();
+    int64_t valid = 0, total = 0;
+    double seconds = 0;
+    for (const auto& tile : tiles) {
+      const std::string grid = std::filesystem::path(tile).filename().string();
+      const TileSummary s = run_tile(tile, options, plan, make_progress(grid, tty));
+      if (tty) std::fprintf(stderr, "\r\033[K");
+      if (s.status == "skipped") {
+        std::cout << fmt::format("{}: skipped, outputs exist in {} (--force recomputes)\n", s.grid,
+                                 options.out_dir);
+      } else {
+        std::cout << fmt::format(
+            "{}: {} of {} pixels valid, {:.1f} s ({:.3f} ms/pixel{}) -> {}, {}\n", s.grid,
+            s.pixels_valid, s.pixels_total, s.seconds, s.ms_per_pixel,
+            s.batches_resumed ? fmt::format(", {} batches resumed", s.batches_resumed) : "",
+            s.embeddings_path, s.scales_path);
+        valid += s.pixels_valid;
+        total += s.pixels_total;
+        seconds += s.seconds;
+      }
+      tiles_json.push_back(tile_summary_json(s));
+    }
+    if (!args->summary.empty()) {
+      const nlohmann::json summary = {
+          {"tool", "tessera infer"},
+          {"engine", "ort-" + options.device},
+          {"model", options.model_path},
+          {"layout", args->layout},
+          {"workers", plan.workers.size()},
+          {"threads_per_worker", plan.workers.empty() ? 0 : plan.workers.front().threads},
+          {"batch", options.batch},
+          {"repeat", options.repeat},
+          {"pixels_total", total},
+          {"pixels_valid", valid},
+          {"seconds", seconds},
+          {"ms_per_pixel", valid > 0 ? 1e3 * seconds / static_cast<double>(valid) : 0.0},
+          {"tiles", tiles_json}};
+      AtomicFile file(args->summary);
+      const std::string text = summary.dump(2) + "\n";
+      file.write(text.data(), text.size());
+      file.commit();
+    }
+  });
+}
+
+}  // namespace tessera::cli

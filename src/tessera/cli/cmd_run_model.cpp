@@ -1,0 +1,66 @@
+// tessera run-model: runs a model once on inputs given as .npy files and writes the output as
+// .npy (float32). A plumbing command for checks against reference implementations.
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tessera/cli/commands.h"
+#include "tessera/common/error.h"
+#include "tessera/io/npy.h"
+#include "tessera/model/ort_engine.h"
+
+namespace tessera::cli {
+namespace {
+
+// Checks that `array` is [batch, steps, features] (batch < 0: any) and returns its batch.
+int64_t check_input(const NpyArray& array, int64_t batch, int64_t steps, int64_t features) {
+  if (array.ndim() != 3 || (batch >= 0 && array.dim(0) != batch) || array.dim(1) != steps ||
+      array.dim(2) != features) {
+    const std::string want = "(" + (batch >= 0 ? std::to_string(batch) : std::string("B")) + ", " +
+                             std::to_string(steps) + ", " + std::to_string(features) + ")";
+    throw Error(array.path() + ": shape " + format_shape(array.shape()) + ", the model needs " +
+                want);
+  }
+  return array.dim(0);
+}
+
+}  // namespace
+
+void add_run_model_command(CLI::App& root) {
+  struct Args {
+    std::string model, s2, s1, output, device = "cpu";
+    int threads = 1;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = root.add_subcommand(
+      "run-model", "Run a model once on .npy inputs and write the output .npy (for checks)");
+  cmd->add_option("-m,--model", args->model, "ONNX model")->required();
+  cmd->add_option("--s2", args->s2, "S2 input .npy [B, T2, F2]")->required();
+  cmd->add_option("--s1", args->s1, "S1 input .npy [B, T1, F1]")->required();
+  cmd->add_option("-o,--output", args->output, "Output .npy, float32 [B, D]")->required();
+  cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "ONNX Runtime intra-op threads")
+      ->capture_default_str();
+
+  cmd->callback([args] {
+    const NpyArray s2(args->s2);
+    const NpyArray s1(args->s1);
+    OrtEngineOptions options;
+    options.device = args->device;
+    options.intra_op_threads = args->threads;
+    options.max_batch = std::max<int64_t>(1, s2.ndim() > 0 ? s2.dim(0) : 1);
+    OrtEngine engine(args->model, options);
+    const ModelShape& shape = engine.shape();
+    const int64_t batch = check_input(s2, -1, shape.s2_steps, shape.s2_features);
+    if (batch < 1) throw Error(args->s2 + ": no pixels (batch 0)");
+    check_input(s1, batch, shape.s1_steps, shape.s1_features);
+    s2.read_as_float(0, s2.size(), engine.s2_input());
+    s1.read_as_float(0, s1.size(), engine.s1_input());
+    engine.run(batch);
+    write_npy(args->output, DType::kFloat32, {batch, shape.output_dim}, engine.output());
+  });
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,94 @@
+// tessera synth: writes a synthetic dpixel tile (argument handling only; see io/synth_tile.h).
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "tessera/cli/commands.h"
+#include "tessera/common/error.h"
+#include "tessera/io/synth_tile.h"
+
+namespace tessera::cli {
+namespace {
+
+struct SynthArgs {
+  std::string out;
+  std::string size;
+  std::string s1_steps = "30/30";
+  std::string layout = "nested";
+  std::string dtype = "int16";
+  bool force = false;
+  SynthOptions options;
+};
+
+// "512x512" -> (512, 512).
+void parse_size(const std::string& text, SynthOptions& o) {
+  const auto x = text.find('x');
+  try {
+    if (x == std::string::npos) throw std::invalid_argument("no x");
+    std::size_t used_h = 0, used_w = 0;
+    o.height = std::stoll(text.substr(0, x), &used_h);
+    o.width = std::stoll(text.substr(x + 1), &used_w);
+    if (used_h != x || used_w != text.size() - x - 1) throw std::invalid_argument("junk");
+  } catch (const std::exception&) {
+    throw UsageError("--size: expected HxW (e.g. 512x512), got '" + text + "'");
+  }
+}
+
+// "60/0" -> ascending 60, descending 0; "40" -> 40 each.
+void parse_s1_steps(const std::string& text, SynthOptions& o) {
+  const auto slash = text.find('/');
+  try {
+    std::size_t used = 0;
+    if (slash == std::string::npos) {
+      o.s1_asc_steps = o.s1_desc_steps = std::stoll(text, &used);
+      if (used != text.size()) throw std::invalid_argument("junk");
+    } else {
+      o.s1_asc_steps = std::stoll(text.substr(0, slash), &used);
+      if (used != slash) throw std::invalid_argument("junk");
+      o.s1_desc_steps = std::stoll(text.substr(slash + 1), &used);
+      if (used != text.size() - slash - 1) throw std::invalid_argument("junk");
+    }
+  } catch (const std::exception&) {
+    throw UsageError("--s1-steps: expected A/D or N (e.g. 60/0), got '" + text + "'");
+  }
+}
+
+}  // namespace
+
+void add_synth_command(CLI::App& root) {
+  auto args = std::make_shared<SynthArgs>();
+  CLI::App* cmd =
+      root.add_subcommand("synth", "Write a synthetic dpixel tile (for tests and benchmarks)");
+  cmd->add_option("--out", args->out, "Tile directory to create (its name is the grid name)")
+      ->required();
+  cmd->add_option("--size", args->size, "Tile size HxW, e.g. 512x512")->required();
+  cmd->add_option("--s2-steps", args->options.s2_steps, "Sentinel-2 time steps")
+      ->capture_default_str();
+  cmd->add_option("--s1-steps", args->s1_steps,
+                  "Sentinel-1 steps ascending/descending (A/D, e.g. 60/0; N = N each)")
+      ->capture_default_str();
+  cmd->add_option("--cloud", args->options.cloud, "Fraction of S2 observations under cloud")
+      ->capture_default_str();
+  cmd->add_option("--nodata", args->options.nodata, "Fraction of pixels with no data at all")
+      ->capture_default_str();
+  cmd->add_option("--seed", args->options.seed, "Random seed (same seed, same bytes)")
+      ->capture_default_str();
+  cmd->add_option("--layout", args->layout, "nested (s2/, s1/) or flat")
+      ->check(CLI::IsMember({"nested", "flat"}))
+      ->capture_default_str();
+  cmd->add_option("--dtype", args->dtype, "S2 band dtype")
+      ->check(CLI::IsMember({"int16", "uint16"}))
+      ->capture_default_str();
+  cmd->add_flag("--force", args->force, "Replace an existing directory");
+  cmd->callback([args] {
+    SynthOptions o = args->options;
+    parse_size(args->size, o);
+    parse_s1_steps(args->s1_steps, o);
+    o.nested = args->layout == "nested";
+    o.band_dtype = parse_dtype_name(args->dtype, "--dtype");
+    write_synth_tile(args->out, o, args->force);
+  });
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,36 @@
+// tessera: the command-line front end. Argument handling only; the work is in the libraries.
+// Exit codes: 0 ok, 1 runtime error, 2 usage error.
+
+#include <cstdio>
+#include <exception>
+
+#include "tessera/cli/commands.h"
+#include "tessera/common/error.h"
+#include "tessera/common/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"tessera: Tessera geospatial foundation model inference at planet scale"};
+  app.set_version_flag("--version", std::string("tessera ") + tessera::kVersion);
+  app.require_subcommand(1);
+  app.fallthrough();
+  tessera::cli::add_make_model_command(app);
+  tessera::cli::add_bench_command(app);
+  tessera::cli::add_project_command(app);
+  tessera::cli::add_report_command(app);
+  tessera::cli::add_topo_command(app);
+  tessera::cli::add_synth_command(app);
+  tessera::cli::add_infer_command(app);
+  tessera::cli::add_run_model_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const tessera::UsageError& e) {
+    std::fprintf(stderr, "tessera: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tessera: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,61 @@
+#pragma once
+// The real job: one dpixel tile -> `<grid>.npy` (int8, H x W x latent) and `<grid>_scales.npy`
+// (float32, H x W), geotessera-compatible (shared docs: PIPELINE.md).
+//
+// The valid pixels (ascending flat index) are cut into fixed batches: batch k holds valid
+// pixels [k*B, min((k+1)*B, n)). The workers of a placement plan each bind themselves, build
+// their own Engine and PixelPreparer, then pull batch numbers from one shared counter (work
+// stealing without queues), prepare inputs straight into the engine's buffers, run R passes
+// (offsets 0..R-1), average, quantise and write the rows straight into the memory-mapped
+// outputs. Invalid pixels stay all-zero with scale 0.
+//
+// Fault safety: outputs are built as "<final>.partial" and renamed only when every batch is
+// done. A journal "<grid>.journal" next to them lists finished batches; a rerun with resume
+// on reopens the partial files and computes only the missing batches, so a killed run
+// finishes byte-identical to an uninterrupted one. The working set is O(workers x batch):
+// inputs are mmapped, outputs are written through their mapping.
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tessera/topology/placement.h"
+
+namespace tessera {
+
+struct InferOptions {
+  std::string model_path;
+  std::string out_dir;
+  std::string device = "cpu";
+  int64_t batch = 1024;
+  int repeat = 1;      // passes with offsets 0..repeat-1, averaged
+  bool force = false;  // recompute tiles whose outputs exist
+  bool resume = true;  // continue from a journal left by an interrupted run
+  bool spinning = true;
+};
+
+struct TileSummary {
+  std::string tile;
+  std::string grid;
+  std::string status;  // "done", "skipped" (outputs exist)
+  int64_t pixels_total = 0;
+  int64_t pixels_valid = 0;
+  int64_t batches = 0;
+  int64_t batches_resumed = 0;  // already done by an earlier run
+  double seconds = 0;
+  double ms_per_pixel = 0;  // wall time over the valid pixels computed in this run
+  std::string embeddings_path, scales_path;
+};
+
+// Progress of a running tile: pixels finished so far (resumed ones included) of `total`.
+using ProgressCallback = std::function<void(int64_t done, int64_t total, double seconds)>;
+
+// Processes one tile. Throws tessera::Error (bad tile, unusable model, unwritable output);
+// on error no final output is created and what a resume needs is kept.
+TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
+                     const ProgressCallback& progress);
+
+nlohmann::json tile_summary_json(const TileSummary& summary);
+
+}  // namespace tessera

@@ -1,0 +1,128 @@
+// `tessera infer` as a user runs it: skip / force, and bad input that must leave no output.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "run_cli.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using tessera::testing::run_cli;
+
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/infer_cli";
+
+const std::string& small_model() {
+  static const std::string path = [] {
+    fs::create_directories(kDir);
+    const std::string p = kDir + "/small.onnx";
+    const auto r =
+        run_cli("make-model --force -o " + p + " --d-model 32 --layers 1 --heads 2 --ffn 64");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return p;
+  }();
+  return path;
+}
+
+// A fresh synthetic tile at kDir/<name>.
+std::string make_tile(const std::string& name) {
+  const std::string dir = kDir + "/tiles/" + name;
+  fs::remove_all(dir);
+  const auto r =
+      run_cli("synth --out " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return dir;
+}
+
+int count_lines(const std::string& text) {
+  return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+}
+
+TEST(InferCli, WritesBothOutputsThenSkipsThemUnlessForced) {
+  const std::string tile = make_tile("grid_1.05_2.05");
+  const std::string out = kDir + "/out_skip";
+  fs::remove_all(out);
+  auto r = run_cli("infer " + tile + " -o " + out + " -m " + small_model() + " --layout 1x1 -b 8");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("grid_1.05_2.05: "), std::string::npos) << r.out;
+  EXPECT_EQ(fs::file_size(out + "/grid_1.05_2.05_scales.npy"), 128u + 6 * 5 * 4);
+  EXPECT_EQ(fs::file_size(out + "/grid_1.05_2.05.npy"), 128u + 6 * 5 * 128);
+
+  r = run_cli("infer " + tile + " -o " + out + " -m " + small_model() + " --layout 1x1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "grid_1.05_2.05: skipped, outputs exist in " + out + " (--force recomputes)\n");
+
+  r = run_cli("infer " + tile + " -o " + out + " -m " + small_model() + " --layout 1x1 --force");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("skipped"), std::string::npos) << r.out;
+}
+
+TEST(InferCli, MissingTileDirectory) {
+  const std::string out = kDir + "/out_missing";
+  fs::remove_all(out);
+  const auto r = run_cli("infer " + kDir + "/no_such_tile -o " + out + " -m " + small_model());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(kDir + "/no_such_tile"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(InferCli, MalformedBandsFileNamesTheFileAndWritesNothing) {
+  const std::string tile = make_tile("grid_3.00_4.00");
+  std::ofstream(tile + "/s2/bands.npy", std::ios::trunc) << "not a numpy file";
+  const std::string out = kDir + "/out_malformed";
+  fs::remove_all(out);
+  const auto r = run_cli("infer " + tile + " -o " + out + " -m " + small_model());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + tile + "/s2/bands.npy: not a .npy file (bad magic)\n");
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(InferCli, ExistingOutputsSurviveAFailedForcedRun) {
+  const std::string tile = make_tile("grid_5.00_6.00");
+  const std::string out = kDir + "/out_survive";
+  fs::remove_all(out);
+  ASSERT_EQ(
+      run_cli("infer " + tile + " -o " + out + " -m " + small_model() + " --layout 1x1").exit_code,
+      0);
+  const auto before = fs::file_size(out + "/grid_5.00_6.00.npy");
+  std::ofstream(kDir + "/broken.onnx") << "garbage";
+  const auto r = run_cli("infer " + tile + " -o " + out + " -m " + kDir + "/broken.onnx --force");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(fs::file_size(out + "/grid_5.00_6.00.npy"), before);
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(out))
+    left.push_back(entry.path().filename().string());
+  std::sort(left.begin(), left.end());
+  EXPECT_EQ(left, (std::vector<std::string>{"grid_5.00_6.00.npy", "grid_5.00_6.00_scales.npy"}));
+}
+
+TEST(InferCli, NoTiles) {
+  const auto r = run_cli("infer -o " + kDir + "/out_none -m " + small_model());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: infer needs at least one tile directory (or --tiles FILE)\n");
+}
+
+TEST(InferCli, BatchOfZero) {
+  const std::string tile = make_tile("grid_7.00_8.00");
+  const auto r =
+      run_cli("infer " + tile + " -o " + kDir + "/out_zero -m " + small_model() + " -b 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: batch size must be at least 1 (got 0)\n");
+  EXPECT_FALSE(fs::exists(kDir + "/out_zero"));
+}
+
+TEST(InferCli, UnwritableOutputDirectory) {
+  // A path under a regular file cannot be created, whoever runs the test (root included).
+  const std::string tile = make_tile("grid_9.00_9.00");
+  const std::string out = kDir + "/a_file/out";
+  std::ofstream(kDir + "/a_file") << "x";
+  const auto r = run_cli("infer " + tile + " -o " + out + " -m " + small_model());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("tessera: " + out + ": cannot create output directory: ", 0), 0u) << r.err;
+}
+
+}  // namespace

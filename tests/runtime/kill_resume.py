@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""Kill test for `tessera infer`: SIGKILL mid-tile, rerun, outputs byte-identical.
+
+1. An uninterrupted run writes the reference outputs.
+2. A second run into another directory is killed with SIGKILL once its journal lists some
+   finished batches (and well before the end); no file may then exist under a final name.
+3. The same command again resumes from the journal (the summary says how many batches were
+   resumed) and must end with outputs byte-identical to the reference, and no journal or
+   .partial file left.
+
+Usage: kill_resume.py --tessera BIN --workdir DIR   (exit 1 on failure)
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+GRID = "grid_12.35_45.65"
+
+
+def fail(message):
+    print("kill_resume: " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+def run(args):
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        fail("%s failed (%d): %s" % (" ".join(args), result.returncode, result.stderr.strip()))
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tessera", required=True)
+    parser.add_argument("--workdir", required=True)
+    a = parser.parse_args()
+    shutil.rmtree(a.workdir, ignore_errors=True)
+    os.makedirs(a.workdir)
+    model = os.path.join(a.workdir, "model.onnx")
+    tile = os.path.join(a.workdir, GRID)
+    run([a.tessera, "make-model", "-o", model, "--d-model", "64", "--layers", "2", "--heads", "2", "--ffn", "256"])
+    run([a.tessera, "synth", "--out", tile, "--size", "64x64", "--s2-steps", "45", "--seed", "9"])
+    infer = [a.tessera, "infer", tile, "-m", model, "--layout", "2x1", "-b", "16"]
+
+    reference = os.path.join(a.workdir, "reference")
+    run(infer + ["-o", reference])
+
+    out = os.path.join(a.workdir, "out")
+    journal = os.path.join(out, GRID + ".journal")
+    finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
+    proc = subprocess.Popen(infer + ["-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    header = None
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(journal):
+            data = read(journal)
+            if b"\n" in data:
+                header = data.index(b"\n") + 1
+                if (len(data) - header) // 4 >= 20:
+                    break
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        fail("infer finished before it could be killed (exit %s)" % proc.returncode)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = (len(read(journal)) - header) // 4
+    for path in finals:
+        if os.path.exists(path):
+            fail("%s exists under its final name after the kill" % path)
+    if not all(os.path.exists(p + ".partial") for p in finals):
+        fail("the partial outputs were not left for the resume")
+
+    summary = os.path.join(a.workdir, "summary.json")
+    run(infer + ["-o", out, "--summary", summary])
+    resumed = json.load(open(summary))["tiles"][0]["batches_resumed"]
+    total = json.load(open(summary))["tiles"][0]["batches"]
+    if resumed < done or resumed >= total:
+        fail("resumed %d batches; the journal held %d of %d" % (resumed, done, total))
+    for path in finals:
+        if read(path) != read(os.path.join(reference, os.path.basename(path))):
+            fail("%s differs from the uninterrupted run" % path)
+    left = sorted(os.listdir(out))
+    if left != sorted(os.path.basename(p) for p in finals):
+        fail("output directory holds %s" % left)
+    print("kill_resume: killed after %d of %d batches, resumed %d, outputs identical" % (done, total, resumed))
+
+
+if __name__ == "__main__":
+    main()

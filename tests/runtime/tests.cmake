@@ -1,0 +1,9 @@
+# `tessera infer` end to end: the numpy oracle of PIPELINE.md + MODEL.md on synthetic tiles,
+# and the SIGKILL / resume test.
+add_test(NAME infer_oracle
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_SOURCE_DIR}/tests/reference/infer_oracle.py"
+                 --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/infer_oracle")
+add_test(NAME infer_kill_resume
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/runtime/kill_resume.py"
+                 --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/kill_resume")
+set_tests_properties(infer_oracle infer_kill_resume PROPERTIES LABELS runtime TIMEOUT 300)
