@@ -75,6 +75,46 @@ TEST(BenchCli, CsvHasAHeaderAndOneLinePerRow) {
   EXPECT_EQ(count_lines(r.out), 2);
 }
 
+TEST(BenchCli, LayoutsRunEveryWorkerAtOnceInThreadsOrProcesses) {
+  for (const std::string spawn : {"thread", "process"}) {
+    const auto r = run_cli("bench -m " + small_model() +
+                           " --layout single:2,2x1 -b 4 --batches 3 -r 2 -o json --spawn " + spawn);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto doc = nlohmann::json::parse(r.out);
+    ASSERT_EQ(doc["rows"].size(), 2u);
+    const auto& single = doc["rows"][0];
+    const auto& pair = doc["rows"][1];
+    EXPECT_EQ(single["spawn"], spawn);
+    EXPECT_EQ(single["workers"], 1);
+    EXPECT_EQ(single["threads"], 2);
+    EXPECT_EQ(pair["workers"], 2);
+    EXPECT_EQ(pair["threads"], 1);
+    EXPECT_EQ(pair["pixels"], 2 * 4 * 3);
+    EXPECT_EQ(pair["samples_ms"].size(), 2u * 3 * 2);  // workers x batches x reps
+    // Aggregate: the wall time of a repetition over the pixels of all workers.
+    EXPECT_NEAR(pair["ms_per_pixel"].get<double>(),
+                1e3 * pair["total_s"].get<double>() / (2 * 4 * 3), 1e-9);
+  }
+}
+
+TEST(BenchCli, AWorkerProcessErrorIsOneLine) {
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/corrupt_for_processes.onnx";
+  std::ofstream(path) << "garbage";
+  const auto r =
+      run_cli("bench -m " + path + " --layout 2x1 -b 4 --batches 1 -r 1 --spawn process");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("tessera: " + path + ": not a loadable ONNX model (ONNX Runtime: ", 0), 0u)
+      << r.err;
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+TEST(BenchCli, UnknownSpawnMode) {
+  const auto r = run_cli("bench -m " + small_model() + " --spawn fork");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: unknown --spawn 'fork' (expected thread or process)\n");
+}
+
 TEST(BenchCli, MissingModel) {
   const auto r = run_cli("bench -m " + kDir + "/missing.onnx -b 4");
   EXPECT_EQ(r.exit_code, 1);

@@ -173,6 +173,18 @@ TEST(Placement, ListsStringsAndTables) {
   EXPECT_EQ(cpu_list_string({0, 1, 2, 3, 8}), "0-3,8");
   EXPECT_EQ(cpu_list_string({5, 3, 4, 4}), "3-5");
   EXPECT_EQ(cpu_list_string({1, 3}), "1,3");
+  EXPECT_EQ(parse_cpu_list("0-3,8"), (std::vector<int>{0, 1, 2, 3, 8}));
+  EXPECT_EQ(parse_cpu_list(cpu_list_string({7, 1, 2, 3})), (std::vector<int>{1, 2, 3, 7}));
+  EXPECT_EQ(parse_cpu_list(""), std::vector<int>{});
+  for (const char* bad : {"x", "3-1", "1-", "1,,2", "-2"}) {
+    try {
+      parse_cpu_list(bad);
+      ADD_FAILURE() << bad;
+    } catch (const UsageError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                std::string("bad cpu list '") + bad + "' (expected e.g. 0-3,8)");
+    }
+  }
   EXPECT_EQ(cpu_list_string({}), "");
   EXPECT_EQ(cpu_list_string(epyc().numa_nodes[23].cpus), "368-383,752-767");
 

@@ -7,6 +7,8 @@
 #include <barrier>
 #include <chrono>
 #include <filesystem>
+#include <iostream>
+#include <memory>
 #include <mutex>
 
 #include "tessera/bench/machine.h"
@@ -15,7 +17,9 @@
 #include "tessera/common/version.h"
 #include "tessera/model/dummy_inputs.h"
 #include "tessera/model/ort_engine.h"
+#include "tessera/runtime/child_process.h"
 #include "tessera/runtime/worker_pool.h"
+#include "tessera/topology/binding.h"
 #include "tessera/topology/placement.h"
 #include "tessera/topology/topology.h"
 
@@ -49,31 +53,55 @@ bool is_out_of_memory(const std::string& message) {
          lower.find("failed to allocate") != std::string::npos;
 }
 
-BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const Case& c) {
-  const Plan plan = plan_layout(machine, c.layout, parse_memory_policy(options.membind));
-  BenchRow row;
-  row.device = c.device;
-  row.precision = parse_device(c.device) >= 0 ? options.precision : "fp32";
-  row.layout = c.layout;
-  row.workers = static_cast<int>(plan.workers.size());
-  row.threads = plan.workers.empty() ? 0 : plan.workers.front().threads;
-  row.batch = c.batch;
-  row.batches = options.batches;
-  row.reps = options.reps;
-  row.pixels = c.batch * options.batches * row.workers;
+// Measures one worker of a case: its engine, dummy inputs, warm-up, then the repetitions.
+// `next_phase` is called once the engine is ready, after the warm-up and after every
+// repetition (2 + reps calls); it returns false when the case is abandoned because another
+// worker failed. Errors are thrown.
+WorkerTimes measure_worker(const BenchOptions& options, const Case& c, const WorkerPlan& worker,
+                           const std::function<bool()>& next_phase) {
+  WorkerTimes mine;
+  OrtEngineOptions engine_options;
+  engine_options.device = c.device;
+  engine_options.intra_op_threads = worker.threads;
+  engine_options.spinning = options.spinning;
+  engine_options.optimization_level = options.optimization_level;
+  engine_options.precision = options.precision;
+  engine_options.max_batch = c.batch;
+  if (parse_device(c.device) < 0) engine_options.thread_affinities = ort_thread_affinities(worker);
+  OrtEngine engine(options.model_path, engine_options);
+  mine.session_s = engine.session_seconds();
+  fill_dummy_inputs(engine, options.seed + static_cast<uint64_t>(worker.index));
+  if (!next_phase()) return mine;
+  for (int i = 0; i < options.warmup; ++i) engine.run(c.batch);
+  if (!next_phase()) return mine;
+  for (int rep = 0; rep < options.reps; ++rep) {
+    if (worker.index == 0 && options.progress) {
+      options.progress(
+          fmt::format("{} {} b={} rep {}/{}", c.device, c.layout, c.batch, rep + 1, options.reps));
+    }
+    mine.rep_start.push_back(Clock::now());
+    for (int b = 0; b < options.batches; ++b) {
+      const auto start = Clock::now();
+      engine.run(c.batch);
+      mine.batch_ms.push_back(1e3 * seconds_since(start));
+    }
+    mine.rep_end.push_back(Clock::now());
+    if (!next_phase()) return mine;
+  }
+  return mine;
+}
 
-  std::vector<WorkerTimes> times(plan.workers.size());
-  // Every worker passes the barrier once per phase: engine ready, warm-up done, then once per
-  // repetition. A worker that fails sets `failed` and keeps arriving until its phases are
-  // used up, so no one waits for it; the others stop working at the next phase.
+// All workers of a plan as threads of this process. Returns the first error, or "".
+std::string measure_in_threads(const BenchOptions& options, const Case& c, const Plan& plan,
+                               std::vector<WorkerTimes>& times) {
+  // Every worker passes the barrier once per phase. A worker that fails sets `failed` and
+  // keeps arriving until its phases are used up, so no one waits for it forever.
   const int phases = 2 + options.reps;
   std::barrier sync(static_cast<std::ptrdiff_t>(plan.workers.size()));
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
   std::string first_error;
-
   run_pinned_workers(plan, [&](const WorkerPlan& worker) {
-    WorkerTimes& mine = times[worker.index];
     int phases_done = 0;
     auto next_phase = [&] {
       sync.arrive_and_wait();
@@ -81,35 +109,7 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
       return !failed.load();
     };
     try {
-      OrtEngineOptions engine_options;
-      engine_options.device = c.device;
-      engine_options.intra_op_threads = worker.threads;
-      engine_options.spinning = options.spinning;
-      engine_options.optimization_level = options.optimization_level;
-      engine_options.precision = options.precision;
-      engine_options.max_batch = c.batch;
-      if (parse_device(c.device) < 0)
-        engine_options.thread_affinities = ort_thread_affinities(worker);
-      OrtEngine engine(options.model_path, engine_options);
-      mine.session_s = engine.session_seconds();
-      fill_dummy_inputs(engine, options.seed + static_cast<uint64_t>(worker.index));
-      if (!next_phase()) return;
-      for (int i = 0; i < options.warmup; ++i) engine.run(c.batch);
-      if (!next_phase()) return;
-      for (int rep = 0; rep < options.reps; ++rep) {
-        if (worker.index == 0 && options.progress) {
-          options.progress(fmt::format("{} {} b={} rep {}/{}", c.device, c.layout, c.batch, rep + 1,
-                                       options.reps));
-        }
-        mine.rep_start.push_back(Clock::now());
-        for (int b = 0; b < options.batches; ++b) {
-          const auto start = Clock::now();
-          engine.run(c.batch);
-          mine.batch_ms.push_back(1e3 * seconds_since(start));
-        }
-        mine.rep_end.push_back(Clock::now());
-        if (!next_phase()) return;
-      }
+      times[worker.index] = measure_worker(options, c, worker, next_phase);
     } catch (const std::exception& e) {
       failed = true;
       {
@@ -119,7 +119,91 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
       while (phases_done < phases) next_phase();
     }
   });
+  return first_error;
+}
 
+int64_t to_ns(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+Clock::time_point from_ns(int64_t ns) {
+  return Clock::time_point(std::chrono::nanoseconds(ns));
+}
+
+// All workers of a plan as child processes (`tessera bench-worker`), each binding itself, as
+// the study did with numactl. The children report "phase" and wait for "go" (or "stop") at
+// every phase; the steady clock is system-wide, so their timestamps compare directly.
+std::string measure_in_processes(const BenchOptions& options, const Case& c, const Plan& plan,
+                                 std::vector<WorkerTimes>& times) {
+  const std::string exe = self_executable();
+  std::vector<std::unique_ptr<ChildProcess>> children;
+  for (const WorkerPlan& worker : plan.workers) {
+    std::vector<std::string> argv = {exe,           "bench-worker",
+                                     "--model",     options.model_path,
+                                     "--device",    c.device,
+                                     "--batch",     std::to_string(c.batch),
+                                     "--batches",   std::to_string(options.batches),
+                                     "--reps",      std::to_string(options.reps),
+                                     "--warmup",    std::to_string(options.warmup),
+                                     "--seed",      std::to_string(options.seed),
+                                     "--opt-level", std::to_string(options.optimization_level),
+                                     "--precision", options.precision,
+                                     "--membind",   memory_policy_name(plan.policy),
+                                     "--index",     std::to_string(worker.index),
+                                     "--cpus",      cpu_list_string(worker.cpus),
+                                     "--nodes",     cpu_list_string(worker.memory_nodes)};
+    if (!options.spinning) argv.push_back("--no-spin");
+    children.push_back(std::make_unique<ChildProcess>(argv));
+  }
+  std::string error;
+  const int phases = 2 + options.reps;
+  for (int phase = 0; phase < phases && error.empty(); ++phase) {
+    for (size_t i = 0; i < children.size(); ++i) {
+      const auto line = children[i]->read_line();
+      if (!line) {
+        if (error.empty()) error = fmt::format("worker process {} ended unexpectedly", i);
+      } else if (line->rfind("error ", 0) == 0) {
+        if (error.empty()) error = line->substr(6);
+      }
+    }
+    for (auto& child : children) child->send_line(error.empty() ? "go" : "stop");
+  }
+  if (error.empty()) {
+    for (size_t i = 0; i < children.size(); ++i) {
+      const auto line = children[i]->read_line();
+      if (!line || line->rfind("result ", 0) != 0) {
+        error = fmt::format("worker process {} sent no result", i);
+        break;
+      }
+      const auto doc = nlohmann::json::parse(line->substr(7));
+      WorkerTimes& t = times[i];
+      t.session_s = doc["session_s"];
+      t.batch_ms = doc["batch_ms"].get<std::vector<double>>();
+      for (int64_t ns : doc["rep_start_ns"]) t.rep_start.push_back(from_ns(ns));
+      for (int64_t ns : doc["rep_end_ns"]) t.rep_end.push_back(from_ns(ns));
+    }
+  }
+  for (auto& child : children) child->wait();
+  return error;
+}
+
+BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const Case& c) {
+  const Plan plan = plan_layout(machine, c.layout, parse_memory_policy(options.membind));
+  BenchRow row;
+  row.device = c.device;
+  row.precision = parse_device(c.device) >= 0 ? options.precision : "fp32";
+  row.layout = c.layout;
+  row.spawn = options.spawn;
+  row.workers = static_cast<int>(plan.workers.size());
+  row.threads = plan.workers.empty() ? 0 : plan.workers.front().threads;
+  row.batch = c.batch;
+  row.batches = options.batches;
+  row.reps = options.reps;
+  row.pixels = c.batch * options.batches * row.workers;
+
+  std::vector<WorkerTimes> times(plan.workers.size());
+  const std::string first_error = options.spawn == "process"
+                                      ? measure_in_processes(options, c, plan, times)
+                                      : measure_in_threads(options, c, plan, times);
   if (!first_error.empty()) {
     // Running out of memory is a result (the batch does not fit); anything else is an error
     // that every other case would repeat.
@@ -169,10 +253,40 @@ void validate(const BenchOptions& options) {
   if (options.warmup < 0)
     throw UsageError(fmt::format("--warmup must be 0 or more (got {})", options.warmup));
   for (const auto& d : options.devices) parse_device(d);
+  if (options.spawn != "thread" && options.spawn != "process") {
+    throw UsageError("unknown --spawn '" + options.spawn + "' (expected thread or process)");
+  }
   parse_memory_policy(options.membind);
 }
 
 }  // namespace
+
+int run_bench_worker(const BenchOptions& options, const std::string& device, int64_t batch,
+                     const WorkerPlan& worker) {
+  auto next_phase = [] {
+    std::cout << "phase" << std::endl;
+    std::string reply;
+    return static_cast<bool>(std::getline(std::cin, reply)) && reply == "go";
+  };
+  try {
+    bind_current_thread(worker, parse_memory_policy(options.membind));
+    pin_current_thread(worker.cpus.front());
+    const WorkerTimes t = measure_worker(options, Case{device, "", batch}, worker, next_phase);
+    if (static_cast<int>(t.rep_end.size()) != options.reps) return 0;  // told to stop
+    nlohmann::json result = {{"session_s", t.session_s}, {"batch_ms", t.batch_ms}};
+    result["rep_start_ns"] = nlohmann::json::array();
+    result["rep_end_ns"] = nlohmann::json::array();
+    for (auto p : t.rep_start) result["rep_start_ns"].push_back(to_ns(p));
+    for (auto p : t.rep_end) result["rep_end_ns"].push_back(to_ns(p));
+    std::cout << "result " << result.dump() << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::string message = e.what();
+    std::replace(message.begin(), message.end(), '\n', ' ');
+    std::cout << "error " << message << std::endl;
+    return 1;
+  }
+}
 
 BenchResult run_bench(const BenchOptions& options) {
   validate(options);
@@ -221,6 +335,12 @@ BenchResult run_bench(const BenchOptions& options) {
   return result;
 }
 
+BenchRow run_bench_case(const BenchOptions& options, const MachineInfo& machine,
+                        const std::string& device, const std::string& layout, int64_t batch) {
+  validate(options);
+  return run_case(options, machine, {device, layout, batch});
+}
+
 Table bench_table(const BenchResult& result) {
   std::vector<Column> columns = {
       {"device", "device", -1, false},
@@ -244,8 +364,9 @@ Table bench_table(const BenchResult& result) {
   for (const auto& r : result.rows) {
     const bool ok = r.status == "ok";
     auto num = [&](double v) { return ok ? nlohmann::json(v) : nlohmann::json(); };
+    const std::string layout = r.spawn == "process" ? r.layout + " (processes)" : r.layout;
     std::vector<nlohmann::json> cells = {r.device,
-                                         r.layout,
+                                         layout,
                                          r.workers,
                                          r.threads,
                                          r.batch,
@@ -286,6 +407,7 @@ nlohmann::json bench_json(const BenchResult& result) {
                     {"device", r.device},
                     {"precision", r.precision},
                     {"layout", r.layout},
+                    {"spawn", r.spawn},
                     {"workers", r.workers},
                     {"threads", r.threads},
                     {"batch", r.batch},

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tessera/common/table.h"
+#include "tessera/topology/topology.h"
 
 namespace tessera {
 
@@ -28,6 +29,9 @@ struct BenchOptions {
   int warmup = 1;    // untimed batches before the first repetition
   int baseline = 1;  // 1-based row that speedups are relative to
   std::string membind = "local";
+  // "thread": every worker is a thread of this process; "process": every worker is a child
+  // process (`tessera bench-worker`) that binds itself, like numactl-pinned parallel jobs.
+  std::string spawn = "thread";
   bool spinning = true;
   int optimization_level = 99;
   std::string precision = "fp32";
@@ -42,6 +46,7 @@ struct BenchRow {
   std::string device;
   std::string precision;
   std::string layout;
+  std::string spawn = "thread";
   int workers = 1;
   int threads = 1;  // intra-op threads per worker
   int64_t batch = 0;
@@ -70,8 +75,20 @@ struct BenchResult {
 // Runs the sweep. Throws tessera::Error / UsageError for bad options or an unusable model; a
 // case that fails at run time (e.g. out of memory) becomes a row with status != "ok".
 BenchResult run_bench(const BenchOptions& options);
+// Runs one case (device, layout, batch) with the other settings of `options`, on a machine
+// already described, without re-reading the topology or the model: for searches (tune).
+BenchRow run_bench_case(const BenchOptions& options, const MachineInfo& machine,
+                        const std::string& device, const std::string& layout, int64_t batch);
 
 Table bench_table(const BenchResult& result);
+
+struct WorkerPlan;
+// The child side of spawn = "process": measures one worker of a case (engine, dummy inputs,
+// warm-up, options.reps repetitions of options.batches batches), talking to the parent on
+// stdin/stdout: "phase" at each phase then waits for "go" (or "stop"); finally
+// "result {json}" or "error <message>". Returns the exit code.
+int run_bench_worker(const BenchOptions& options, const std::string& device, int64_t batch,
+                     const WorkerPlan& worker);
 // One line under the Markdown table: machine, ONNX Runtime version and model.
 std::string bench_footer(const BenchResult& result);
 nlohmann::json bench_json(const BenchResult& result);

@@ -3,12 +3,15 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "tessera/bench/bench.h"
+#include "tessera/bench/profile.h"
 #include "tessera/cli/commands.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
+#include "tessera/topology/placement.h"
 
 namespace tessera::cli {
 
@@ -22,12 +25,15 @@ void add_bench_command(CLI::App& root) {
     std::vector<int> threads;
     std::vector<int64_t> batch_sizes{256};
     int batches = 10, reps = 3, warmup = 1, baseline = 1, optimization_level = 99;
-    std::string membind = "local", precision = "fp32", output = "md";
+    std::string membind = "local", precision = "fp32", output = "md", spawn = "thread";
     double gpu_baseline = 0;
     bool no_spin = false;
     uint64_t seed = 1;
+    std::string profile;
   };
   auto args = std::make_shared<Args>();
+  cmd->add_option("--profile", args->profile,
+                  "Take layout, batch and membind defaults from a `tessera tune` profile");
   cmd->add_option("-m,--model", args->model,
                   "ONNX model (default: the built-in Tessera model, made if missing)");
   cmd->add_option("--device", args->devices, "Devices, comma separated: cpu, cuda:N")
@@ -49,6 +55,10 @@ void add_bench_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--membind", args->membind, "Memory policy per worker: local or interleave")
       ->capture_default_str();
+  cmd->add_option(
+         "--spawn", args->spawn,
+         "Workers as threads of one process (thread) or as pinned child processes (process)")
+      ->capture_default_str();
   cmd->add_option("--gpu-baseline", args->gpu_baseline,
                   "GPU ms/pixel to compare against (adds a vs GPU column)");
   cmd->add_option("--precision", args->precision, "GPU matmul precision: fp32 or tf32")
@@ -61,7 +71,7 @@ void add_bench_command(CLI::App& root) {
   cmd->add_option("-o,--output", args->output, "Output format: md, csv or json")
       ->capture_default_str();
 
-  cmd->callback([args] {
+  cmd->callback([args, cmd] {
     const OutputFormat format = parse_output_format(args->output);
     BenchOptions options;
     options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
@@ -75,11 +85,18 @@ void add_bench_command(CLI::App& root) {
     options.warmup = args->warmup;
     options.baseline = args->baseline;
     options.membind = args->membind;
+    options.spawn = args->spawn;
     options.gpu_baseline_ms_per_pixel = args->gpu_baseline;
     options.precision = args->precision;
     options.optimization_level = args->optimization_level;
     options.spinning = !args->no_spin;
     options.seed = args->seed;
+    if (!args->profile.empty()) {
+      const std::string warning = apply_profile(
+          args->profile, options, cmd->count("--layout") + cmd->count("--threads") > 0,
+          cmd->count("--batch") > 0, cmd->count("--membind") > 0);
+      if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
+    }
     const bool tty = isatty(STDERR_FILENO);
     if (tty) {
       options.progress = [](const std::string& line) {
@@ -99,6 +116,43 @@ void add_bench_command(CLI::App& root) {
         std::cout << bench_json(result).dump(2) << "\n";
         break;
     }
+  });
+}
+
+void add_bench_worker_command(CLI::App& root) {
+  // Internal: one worker of `bench --spawn process`, started by the parent with a control
+  // socket on stdin/stdout. Hidden from --help.
+  auto* cmd = root.add_subcommand("bench-worker", "")->group("");
+  struct Args {
+    BenchOptions options;
+    std::string device = "cpu", cpus, nodes;
+    int64_t batch = 1;
+    int index = 0;
+    bool no_spin = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("--model", args->options.model_path)->required();
+  cmd->add_option("--device", args->device);
+  cmd->add_option("--batch", args->batch);
+  cmd->add_option("--batches", args->options.batches);
+  cmd->add_option("--reps", args->options.reps);
+  cmd->add_option("--warmup", args->options.warmup);
+  cmd->add_option("--seed", args->options.seed);
+  cmd->add_option("--opt-level", args->options.optimization_level);
+  cmd->add_option("--precision", args->options.precision);
+  cmd->add_option("--membind", args->options.membind);
+  cmd->add_option("--index", args->index);
+  cmd->add_option("--cpus", args->cpus)->required();
+  cmd->add_option("--nodes", args->nodes);
+  cmd->add_flag("--no-spin", args->no_spin);
+  cmd->callback([args] {
+    args->options.spinning = !args->no_spin;
+    WorkerPlan worker;
+    worker.index = args->index;
+    worker.cpus = parse_cpu_list(args->cpus);
+    worker.memory_nodes = parse_cpu_list(args->nodes);
+    worker.threads = static_cast<int>(worker.cpus.size());
+    std::exit(run_bench_worker(args->options, args->device, args->batch, worker));
   });
 }
 

@@ -18,6 +18,7 @@ void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerP
     threads.emplace_back([&, worker] {
       try {
         bind_current_thread(worker, plan.policy);
+        if (!worker.cpus.empty()) pin_current_thread(worker.cpus.front());
         body(worker);
       } catch (...) {
         std::lock_guard lock(mutex);

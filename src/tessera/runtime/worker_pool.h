@@ -9,6 +9,10 @@
 
 namespace tessera {
 
+// Thread placement inside a worker: its own thread (the one running body, which calls the
+// engine) is pinned to cpus[0]; an engine's helper threads belong on cpus[1..threads-1]
+// (ort_thread_affinities), so no two threads of a worker share a core.
+//
 // Runs body(worker) for every worker of `plan` concurrently and waits for all of them.
 // If bodies throw, the first exception (by time) is rethrown after every thread has ended.
 void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body);

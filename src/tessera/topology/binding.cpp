@@ -46,6 +46,15 @@ long get_mempolicy_call(int* mode, unsigned long* mask, const void* address, uns
 
 }  // namespace
 
+void pin_current_thread(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof(set), &set) != 0) {
+    throw Error(fmt::format("cannot pin thread to cpu {}: {}", cpu, std::strerror(errno)));
+  }
+}
+
 void bind_current_thread(const WorkerPlan& worker, MemoryPolicy policy) {
   hwloc_topology_t topology = machine_topology().handle();
   const hwloc_topology_support* support = hwloc_topology_get_support(topology);

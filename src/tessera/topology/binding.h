@@ -20,6 +20,10 @@ namespace tessera {
 // nodes. Without STRICT, hwloc would ask for MPOL_PREFERRED_MANY.
 void bind_current_thread(const WorkerPlan& worker, MemoryPolicy policy);
 
+// Narrows the calling thread's CPU affinity to the one PU `cpu` (memory policy unchanged).
+// Throws Error if the kernel refuses.
+void pin_current_thread(int cpu);
+
 // The calling thread's CPU affinity (sched_getaffinity), ascending.
 std::vector<int> current_thread_cpus();
 

@@ -199,6 +199,34 @@ std::vector<std::string> split_layout_list(const std::string& list) {
   return items;
 }
 
+std::vector<int> parse_cpu_list(const std::string& text) {
+  std::vector<int> cpus;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string item = text.substr(pos, end - pos);
+    const size_t dash = item.find('-');
+    try {
+      size_t used = 0;
+      const int first = std::stoi(item.substr(0, dash), &used);
+      if (used != (dash == std::string::npos ? item.size() : dash))
+        throw std::invalid_argument(item);
+      int last = first;
+      if (dash != std::string::npos) {
+        last = std::stoi(item.substr(dash + 1), &used);
+        if (used != item.size() - dash - 1) throw std::invalid_argument(item);
+      }
+      if (first < 0 || last < first) throw std::invalid_argument(item);
+      for (int cpu = first; cpu <= last; ++cpu) cpus.push_back(cpu);
+    } catch (const std::logic_error&) {
+      throw UsageError("bad cpu list '" + text + "' (expected e.g. 0-3,8)");
+    }
+    pos = end + 1;
+  }
+  return cpus;
+}
+
 std::string cpu_list_string(std::vector<int> cpus) {
   std::sort(cpus.begin(), cpus.end());
   cpus.erase(std::unique(cpus.begin(), cpus.end()), cpus.end());

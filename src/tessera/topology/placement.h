@@ -52,6 +52,8 @@ std::vector<std::string> split_layout_list(const std::string& list);
 
 // {0,1,2,3,8} -> "0-3,8" (sorted, duplicates dropped); {} -> "".
 std::string cpu_list_string(std::vector<int> cpus);
+// The inverse: "0-3,8" -> {0,1,2,3,8}. Throws UsageError for malformed text.
+std::vector<int> parse_cpu_list(const std::string& text);
 
 // Value for ORT's session.intra_op_thread_affinities: threads-1 entries separated by ';', one
 // per pool thread, entry i = cpus[i] + 1 (ORT's processor ids are 1-based). cpus[0] belongs to
