@@ -35,6 +35,7 @@ DEBIAN_PACKAGES=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
   python3-numpy python3-onnx
+  python3-torch  # the PyTorch peer (tools/torch_peer.py) and its tests
   chromium  # renders the SVG charts of `tessera report` in its tests
 )
 

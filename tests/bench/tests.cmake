@@ -12,3 +12,4 @@ add_test(NAME bench_report_render
                  --tessera ${TESSERA_BIN} --data ${CMAKE_SOURCE_DIR}/tests/bench/data
                  --out ${TESSERA_TEST_TMP}/bench_report_render)
 set_tests_properties(bench_report_render PROPERTIES LABELS bench TIMEOUT 300 SKIP_RETURN_CODE 77)
+include("${CMAKE_CURRENT_LIST_DIR}/torch_peer.cmake")

@@ -1,0 +1,76 @@
+# tools/torch_peer.py, the PyTorch peer of `tessera bench`, from the outside: the torch module
+# built from a make-model file must match ONNX Runtime, and its bench JSON must have the row
+# keys of `tessera bench -o json` and go through `tessera report`. Both tests are skipped
+# (exit 77) when the Python running them cannot import torch (the peer exits 3).
+#
+# The driver scripts are written at configure time from bracket arguments (no CMake escaping);
+# their arguments: the tessera binary, a scratch directory, the Python, the peer script.
+
+set(_torch_peer_dir "${TESSERA_TEST_TMP}/torch_peer")
+file(MAKE_DIRECTORY "${_torch_peer_dir}")
+
+# Small model (d 64, 2 layers, 4 heads, ffn 128, 12 / 8 steps), then torch fp32 vs ORT on 4 pixels.
+file(WRITE "${_torch_peer_dir}/check.sh" [=[
+tessera=$1 dir=$2 python=$3 peer=$4
+"$tessera" make-model --d-model 64 --layers 2 --heads 4 --ffn 128 --s2-steps 12 --s1-steps 8 \
+  --force -o "$dir/check.onnx" >/dev/null || exit 1
+"$python" "$peer" check --model "$dir/check.onnx" --tessera "$tessera" --pixels 4 \
+  --workdir "$dir/check"
+rc=$?
+[ "$rc" -eq 3 ] && exit 77
+exit "$rc"
+]=])
+
+# Two torch rows on the small model; the same keys as a tessera bench row; tessera report reads
+# both files and names the torch engine.
+file(WRITE "${_torch_peer_dir}/report.sh" [=[
+tessera=$1 dir=$2 python=$3 peer=$4
+"$tessera" make-model --d-model 64 --layers 2 --heads 4 --ffn 128 --s2-steps 12 --s1-steps 8 \
+  --force -o "$dir/report.onnx" >/dev/null || exit 1
+rm -f "$dir/torch.json" "$dir/r.md"
+"$python" "$peer" bench --model "$dir/report.onnx" -t 1 -b 4,8 --batches 2 -r 1 \
+  --precision fp32 -o "$dir/torch.json" >/dev/null
+rc=$?
+[ "$rc" -eq 3 ] && exit 77
+[ "$rc" -eq 0 ] || exit "$rc"
+"$tessera" bench -m "$dir/report.onnx" -t 1 -b 4 --batches 1 -r 1 -o json >"$dir/ort.json" || exit 1
+"$python" - "$dir/ort.json" "$dir/torch.json" <<'EOF' || exit 1
+import json, sys
+ort, peer = (json.load(open(p)) for p in sys.argv[1:])
+problems = []
+if set(ort) - set(peer):
+    problems.append(f"top-level keys missing: {sorted(set(ort) - set(peer))}")
+if len(peer["rows"]) != 2:
+    problems.append(f"{len(peer['rows'])} rows, expected 2")
+for i, row in enumerate(peer["rows"]):
+    if set(row) != set(ort["rows"][0]):
+        problems.append(f"row {i}: keys differ from tessera bench: "
+                        f"{sorted(set(row) ^ set(ort['rows'][0]))}")
+    want = {"engine": "torch", "device": "cpu", "precision": "fp32", "layout": "single:1",
+            "workers": 1, "threads": 1, "batch": 4 * (i + 1), "batches": 2, "reps": 1,
+            "pixels": 8 * (i + 1), "status": "ok"}
+    for key, value in want.items():
+        if row.get(key) != value:
+            problems.append(f"row {i}: {key} = {row.get(key)!r}, expected {value!r}")
+    if len(row.get("samples_ms", [])) != 2 or not row.get("ms_per_pixel", 0) > 0:
+        problems.append(f"row {i}: expected 2 samples and ms_per_pixel > 0")
+    elif abs(row["ms_per_pixel"] - 1e3 * row["total_s"] / row["pixels"]) > 1e-9:
+        problems.append(f"row {i}: ms_per_pixel is not 1e3 * total_s / pixels")
+if "torch_version" not in peer["machine"] or not peer["machine"].get("cpu_model"):
+    problems.append("machine lacks cpu_model or torch_version")
+for p in problems:
+    print("torch_peer_report:", p, file=sys.stderr)
+sys.exit(1 if problems else 0)
+EOF
+"$tessera" report --from "$dir/ort.json" "$dir/torch.json" -o "$dir/r.md" >/dev/null || exit 1
+grep -q "| torch " "$dir/r.md" || { echo "r.md does not name the torch rows" >&2; exit 1; }
+]=])
+
+add_test(NAME torch_peer_check
+         COMMAND sh ${_torch_peer_dir}/check.sh ${TESSERA_BIN} ${_torch_peer_dir}
+                 ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
+add_test(NAME torch_peer_report
+         COMMAND sh ${_torch_peer_dir}/report.sh ${TESSERA_BIN} ${_torch_peer_dir}
+                 ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
+set_tests_properties(torch_peer_check torch_peer_report
+                     PROPERTIES LABELS bench TIMEOUT 120 SKIP_RETURN_CODE 77)

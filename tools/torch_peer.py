@@ -1,0 +1,643 @@
+#!/usr/bin/env python3
+"""PyTorch peer of `tessera bench`: the same Tessera model, the same weights, run by PyTorch.
+
+Reads a Tessera-architecture ONNX model (written by `tessera make-model`, layouts documented in
+src/tessera/model/model_builder.h), rebuilds it as a torch.nn.Module with the initializers as
+weights, and either checks it against ONNX Runtime or times it.
+
+  torch_peer.py check --model M.onnx --tessera BIN [--pixels 4]
+      random inputs -> `BIN run-model` (ONNX Runtime) and torch fp32; prints the max abs error,
+      exit 1 when it is above 1e-4.
+  torch_peer.py bench --model M.onnx [--device cpu,cuda:0] [-t 1,2] [-b 64,256] [--batches N]
+                      [-r R] [--precision fp32,tf32,bf16] [-o out.json]
+      the loop of `tessera bench` (warm-up, then reps x batches, every batch timed); prints a
+      Markdown table, and with -o writes the bench JSON schema (engine "torch") that
+      `tessera report --from` reads.
+
+Sizes come from the initializer shapes (d_model, layers, ffn, bands, latent) and the step counts
+from the graph inputs (40 when symbolic). The head count cannot be seen in any shape: pass
+--heads (default 4, the Tessera v1.0 value); a wrong value gives a large `check` error.
+
+Exit codes: 0 ok, 1 error (one line on stderr naming the file and the problem) or `check` above
+tolerance, 2 bad arguments, 3 PyTorch (or onnx/numpy) cannot be imported.
+"""
+
+import argparse
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NO_TORCH = 3
+TOLERANCE = 1e-4
+TOOL = "torch_peer"
+TOOL_VERSION = "0.1.0"
+DEFAULT_STEPS = 40  # MODEL.md, used when the graph leaves the step count symbolic
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _import_or_exit(name):
+    try:
+        return __import__(name)
+    except Exception as e:  # ImportError, or a broken install failing to load its libraries
+        label = "PyTorch" if name == "torch" else name
+        print(f"{TOOL}: {label} is not importable from {sys.executable}: {_first_line(e)}",
+              file=sys.stderr)
+        sys.exit(EXIT_NO_TORCH)
+
+
+torch = _import_or_exit("torch")
+np = _import_or_exit("numpy")
+onnx = _import_or_exit("onnx")
+from onnx import numpy_helper  # noqa: E402  (after the import guard)
+from torch import nn  # noqa: E402
+
+BRANCHES = ("s2", "s1")
+
+
+class PeerError(Exception):
+    """A one-line error for the user; main() prints it and exits 1."""
+
+
+class PeerUsageError(PeerError):
+    """A bad flag value; main() prints it and exits 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+
+class DoyEncoding(nn.Module):
+    """Sinusoidal encoding of the raw day of year: pe[..., 2i] = sin(doy * div_i),
+    pe[..., 2i+1] = cos(doy * div_i), div_i = exp(2i * -(ln 10000 / d)) rounded to float32
+    like the ONNX graph's constant."""
+
+    def __init__(self, d_model):
+        super().__init__()
+        i = torch.arange(d_model // 2, dtype=torch.float64)
+        div = torch.exp(2.0 * i * -(math.log(10000.0) / d_model)).to(torch.float32)
+        self.register_buffer("div", div, persistent=False)
+
+    def forward(self, doy):  # doy [B, T] -> [B, T, d]
+        angle = doy.unsqueeze(-1) * self.div
+        return torch.stack((torch.sin(angle), torch.cos(angle)), dim=-1).flatten(-2)
+
+
+class TemporalPooling(nn.Module):
+    """GRU-context attention pooling of MODEL.md step 4.
+
+    The gate of the candidate state is applied before the hidden matrix,
+    h^ = tanh(W_ih x_t + W_hh (r * h) + b_h), which is not nn.GRUCell's r * (W_hh h + b), so the
+    cell is written out. The three input matrices are packed into one Linear (r | z | h) and
+    applied to all steps at once; W_hr | W_hz are packed into another."""
+
+    def __init__(self, d_model):
+        super().__init__()
+        self.d_model = d_model
+        self.input_gates = nn.Linear(d_model, 3 * d_model)  # W_ir | W_iz | W_ih, b_r | b_z | b_h
+        self.hidden_rz = nn.Linear(d_model, 2 * d_model, bias=False)  # W_hr | W_hz
+        self.hidden_h = nn.Linear(d_model, d_model, bias=False)  # W_hh
+        self.norm = nn.LayerNorm(d_model, eps=1e-5)
+        self.score = nn.Linear(d_model, 1)
+
+    def forward(self, x):  # x [B, T, d] (encoder output) -> [B, d]
+        gates = self.input_gates(x)
+        h = torch.zeros(x.shape[0], self.d_model, dtype=x.dtype, device=x.device)
+        states = []
+        for t in range(x.shape[1]):
+            in_r, in_z, in_h = gates[:, t].chunk(3, dim=-1)
+            hid_r, hid_z = self.hidden_rz(h).chunk(2, dim=-1)
+            r = torch.sigmoid(in_r + hid_r)
+            z = torch.sigmoid(in_z + hid_z)
+            candidate = torch.tanh(in_h + self.hidden_h(r * h))
+            h = (1.0 - z) * h + z * candidate
+            states.append(h)
+        context = self.norm(torch.stack(states, dim=1))
+        weights = torch.softmax(self.score(context).squeeze(-1), dim=1)  # softmax over time
+        return (weights.unsqueeze(-1) * x).sum(dim=1)
+
+
+def _cpu_autocast_enabled():
+    try:
+        return torch.is_autocast_enabled("cpu")  # torch >= 2.4
+    except TypeError:
+        return torch.is_autocast_cpu_enabled()
+
+
+def _encoder_layer(layer, x):
+    """layer(x), except under CPU autocast. There the fused fast paths of
+    nn.TransformerEncoderLayer and nn.MultiheadAttention mix dtypes (torch 1.13: "expected scalar
+    type BFloat16 but found Float"), so the same post-norm layer runs unfused on the layer's
+    own parameters: x = LN1(x + MHA(x)); x = LN2(x + W2 relu(W1 x + b1) + b2)."""
+    if not (x.device.type == "cpu" and _cpu_autocast_enabled()):
+        return layer(x)
+    attn = layer.self_attn
+    seq = x.transpose(0, 1)  # the functional form is sequence-first
+    mixed = nn.functional.multi_head_attention_forward(
+        seq, seq, seq, attn.embed_dim, attn.num_heads, attn.in_proj_weight, attn.in_proj_bias,
+        None, None, False, 0.0, attn.out_proj.weight, attn.out_proj.bias, training=False,
+        need_weights=False)[0]
+    x = layer.norm1(x + mixed.transpose(0, 1))
+    return layer.norm2(x + layer.linear2(torch.relu(layer.linear1(x))))
+
+
+class Branch(nn.Module):
+    """One sensor branch: embedding + day-of-year encoding, post-norm encoder, pooling."""
+
+    def __init__(self, bands, d_model, layers, heads, ffn):
+        super().__init__()
+        self.embed = nn.Sequential(nn.Linear(bands, d_model), nn.ReLU(),
+                                   nn.Linear(d_model, d_model))
+        self.doy = DoyEncoding(d_model)
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ffn, dropout=0.0,
+                                       activation="relu", layer_norm_eps=1e-5, batch_first=True,
+                                       norm_first=False) for _ in range(layers))
+        self.pool = TemporalPooling(d_model)
+
+    def forward(self, inputs):  # [B, T, bands + 1], the day of year last
+        x = self.embed(inputs[:, :, :-1]) + self.doy(inputs[:, :, -1])
+        for layer in self.layers:
+            x = _encoder_layer(layer, x)
+        return self.pool(x)
+
+
+class TesseraModel(nn.Module):
+    """The Tessera v1.0 architecture (MODEL.md) for any sizes: two branches, fused to `latent`."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        self.sizes = dict(sizes)
+        d, layers, heads, ffn = sizes["d_model"], sizes["layers"], sizes["heads"], sizes["ffn"]
+        self.s2 = Branch(sizes["s2_bands"], d, layers, heads, ffn)
+        self.s1 = Branch(sizes["s1_bands"], d, layers, heads, ffn)
+        self.fusion = nn.Linear(2 * d, sizes["latent"])
+
+    def forward(self, s2_input, s1_input):
+        return self.fusion(torch.cat((self.s2(s2_input), self.s1(s1_input)), dim=-1))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the ONNX file
+
+
+def _fixed_steps(graph, name, path):
+    for value in graph.input:
+        if value.name == name:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) != 3:
+                raise PeerError(f"{path}: input {name} has rank {len(dims)}, expected 3")
+            return dims[1].dim_value if dims[1].HasField("dim_value") else DEFAULT_STEPS
+    raise PeerError(f"{path}: no graph input named {name}")
+
+
+def load_onnx(path, heads):
+    """Reads the initializers and sizes of a make-model file. Returns (sizes, weights, info)."""
+    if not os.path.isfile(path):
+        raise PeerError(f"{path}: no such file" if not os.path.exists(path)
+                        else f"{path}: not a regular file")
+    try:
+        model = onnx.load(path)
+    except Exception as e:
+        raise PeerError(f"{path}: not a readable ONNX model ({_first_line(e)})")
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+    def shape(name):
+        if name not in weights:
+            raise PeerError(f"{path}: no initializer {name} (not a tessera make-model graph?)")
+        return weights[name].shape
+
+    d = shape("s2.embed.2.weight")[0]
+    layers = 0
+    while f"s2.layers.{layers}.norm1.weight" in weights:
+        layers += 1
+    if layers == 0:
+        raise PeerError(f"{path}: no initializer s2.layers.0.norm1.weight "
+                        "(not a tessera make-model graph?)")
+    if heads < 1 or d % heads:
+        raise PeerError(f"{path}: d_model {d} is not divisible by --heads {heads}")
+    sizes = {
+        "d_model": d,
+        "layers": layers,
+        "heads": heads,
+        "ffn": shape("s2.layers.0.ffn.linear1.weight")[1],
+        "s2_bands": shape("s2.embed.0.weight")[0],
+        "s1_bands": shape("s1.embed.0.weight")[0],
+        "latent": shape("fusion.weight")[1],
+        "s2_steps": _fixed_steps(model.graph, "s2_input", path),
+        "s1_steps": _fixed_steps(model.graph, "s1_input", path),
+    }
+    info = {
+        "path": path,
+        "parameters": int(sum(w.size for w in weights.values())),
+        "nodes": len(model.graph.node),
+        "bytes": os.path.getsize(path),
+    }
+    return sizes, weights, info
+
+
+def state_dict_from_onnx(weights, sizes, path):
+    """Maps the [in, out] ONNX initializers onto TesseraModel's [out, in] parameters. Every
+    initializer must be used exactly once."""
+    used = set()
+
+    def get(name):
+        if name not in weights:
+            raise PeerError(f"{path}: no initializer {name}")
+        used.add(name)
+        return torch.tensor(weights[name], dtype=torch.float32)  # a copy: the arrays are read-only
+
+    def linear_t(name):  # [in, out] -> [out, in]
+        return get(name).t().contiguous()
+
+    state = {}
+    for b in BRANCHES:
+        for i in (0, 2):
+            state[f"{b}.embed.{i}.weight"] = linear_t(f"{b}.embed.{i}.weight")
+            state[f"{b}.embed.{i}.bias"] = get(f"{b}.embed.{i}.bias")
+        for layer in range(sizes["layers"]):
+            p = f"{b}.layers.{layer}"  # the same prefix in ONNX and in the module
+            # q | k | v columns with head h owning a contiguous slice of each third: the rows of
+            # nn.MultiheadAttention's packed in_proj_weight after the transpose.
+            state[f"{p}.self_attn.in_proj_weight"] = linear_t(f"{p}.attn.in_proj.weight")
+            state[f"{p}.self_attn.in_proj_bias"] = get(f"{p}.attn.in_proj.bias")
+            state[f"{p}.self_attn.out_proj.weight"] = linear_t(f"{p}.attn.out_proj.weight")
+            state[f"{p}.self_attn.out_proj.bias"] = get(f"{p}.attn.out_proj.bias")
+            state[f"{p}.linear1.weight"] = linear_t(f"{p}.ffn.linear1.weight")
+            state[f"{p}.linear1.bias"] = get(f"{p}.ffn.linear1.bias")
+            state[f"{p}.linear2.weight"] = linear_t(f"{p}.ffn.linear2.weight")
+            state[f"{p}.linear2.bias"] = get(f"{p}.ffn.linear2.bias")
+            for norm in ("norm1", "norm2"):
+                state[f"{p}.{norm}.weight"] = get(f"{p}.{norm}.weight")
+                state[f"{p}.{norm}.bias"] = get(f"{p}.{norm}.bias")
+        gru = f"{b}.pool.gru"
+        state[f"{b}.pool.input_gates.weight"] = torch.cat(
+            [linear_t(f"{gru}.{m}") for m in ("W_ir", "W_iz", "W_ih")], dim=0)
+        state[f"{b}.pool.input_gates.bias"] = torch.cat(
+            [get(f"{gru}.{v}") for v in ("b_r", "b_z", "b_h")], dim=0)
+        state[f"{b}.pool.hidden_rz.weight"] = torch.cat(
+            [linear_t(f"{gru}.{m}") for m in ("W_hr", "W_hz")], dim=0)
+        state[f"{b}.pool.hidden_h.weight"] = linear_t(f"{gru}.W_hh")
+        state[f"{b}.pool.norm.weight"] = get(f"{b}.pool.norm.weight")
+        state[f"{b}.pool.norm.bias"] = get(f"{b}.pool.norm.bias")
+        state[f"{b}.pool.score.weight"] = linear_t(f"{b}.pool.score.weight")
+        state[f"{b}.pool.score.bias"] = get(f"{b}.pool.score.bias")
+    state["fusion.weight"] = linear_t("fusion.weight")
+    state["fusion.bias"] = get("fusion.bias")
+    unused = sorted(set(weights) - used)
+    if unused:
+        raise PeerError(f"{path}: initializer {unused[0]} has no place in the model "
+                        f"({len(unused)} unused)")
+    return state
+
+
+def build_model(weights, sizes, path):
+    model = TesseraModel(sizes)
+    state = state_dict_from_onnx(weights, sizes, path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # a shape that does not match the inferred sizes
+        detail = str(e).strip().splitlines()[-1].strip()  # the first mismatch torch names
+        raise PeerError(f"{path}: weights do not fit the inferred sizes ({detail})")
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def make_inputs(rng, pixels, steps, bands):
+    """float32 [pixels, steps, bands + 1]: bands N(0, 1), then integer days of year 1..365
+    ascending within each pixel (like tessera's dummy inputs)."""
+    x = np.empty((pixels, steps, bands + 1), dtype=np.float32)
+    x[:, :, :bands] = rng.standard_normal((pixels, steps, bands))
+    x[:, :, bands] = np.sort(rng.integers(1, 366, size=(pixels, steps)), axis=1)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# check
+
+
+def run_check(args):
+    if args.pixels < 1:
+        raise PeerUsageError(f"--pixels must be at least 1 (got {args.pixels})")
+    sizes, weights, _ = load_onnx(args.model, args.heads)
+    model = build_model(weights, sizes, args.model)
+    del weights
+    rng = np.random.default_rng(args.seed)
+    s2 = make_inputs(rng, args.pixels, sizes["s2_steps"], sizes["s2_bands"])
+    s1 = make_inputs(rng, args.pixels, sizes["s1_steps"], sizes["s1_bands"])
+
+    with tempfile.TemporaryDirectory(prefix="torch_peer_") as scratch:
+        workdir = args.workdir or scratch
+        os.makedirs(workdir, exist_ok=True)
+        s2_path, s1_path = os.path.join(workdir, "s2.npy"), os.path.join(workdir, "s1.npy")
+        out_path = os.path.join(workdir, "ort_out.npy")
+        np.save(s2_path, s2)
+        np.save(s1_path, s1)
+        command = [args.tessera, "run-model", "-m", args.model, "--s2", s2_path, "--s1", s1_path,
+                   "-o", out_path]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True)
+        except OSError as e:
+            raise PeerError(f"{args.tessera}: cannot run ({e.strerror})")
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise PeerError(f"{args.tessera} run-model failed (exit {done.returncode}): {last}")
+        ort = np.load(out_path)
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    device = torch.device(args.device)
+    model = model.to(device)
+    with torch.inference_mode():
+        ours = model(torch.from_numpy(s2).to(device), torch.from_numpy(s1).to(device))
+    ours = ours.float().cpu().numpy()
+    if ort.shape != ours.shape:
+        raise PeerError(f"{out_path}: ONNX Runtime output has shape {list(ort.shape)}, "
+                        f"torch {list(ours.shape)}")
+    err = float(np.max(np.abs(ort.astype(np.float64) - ours.astype(np.float64))))
+    ok = err <= TOLERANCE
+    print(f"torch {torch.__version__} ({args.device}, fp32) vs ONNX Runtime ({args.tessera} "
+          f"run-model): {args.pixels} pixels, output {list(ours.shape)}, "
+          f"max |error| = {err:.3g} (tolerance {TOLERANCE:g}): {'ok' if ok else 'FAILED'}")
+    return 0 if ok else EXIT_ERROR
+
+
+# ---------------------------------------------------------------------------------------------
+# bench
+
+
+def _int_list(text, flag):
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise PeerUsageError(f"{flag}: not a comma-separated list of integers: '{text}'")
+    if not values:
+        raise PeerUsageError(f"{flag} needs at least one value")
+    return values
+
+
+def describe_machine():
+    cpu_model, cores = "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            physical = core = None
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "model name" and cpu_model == "unknown":
+                    cpu_model = value
+                elif key == "physical id":
+                    physical = value
+                elif key == "core id":
+                    core = value
+                elif not key and core is not None:  # blank line: end of one processor
+                    cores.add((physical, core))
+                    physical = core = None
+            if core is not None:
+                cores.add((physical, core))
+    except OSError:
+        pass
+    pus = os.cpu_count() or 0
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] \
+        if torch.cuda.is_available() else []
+    return {
+        "cpu_model": cpu_model,
+        "cores": len(cores) or pus,
+        "pus": pus,
+        "gpus": gpus,
+        "hostname": socket.gethostname(),
+        "torch_version": torch.__version__,
+        "torch_default_threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+    }
+
+
+def _summary(samples):
+    n = len(samples)
+    mean = sum(samples) / n
+    sd = math.sqrt(sum((s - mean) ** 2 for s in samples) / (n - 1)) if n > 1 else 0.0
+    ordered = sorted(samples)
+    median = ordered[n // 2] if n % 2 else 0.5 * (ordered[n // 2 - 1] + ordered[n // 2])
+    p99 = ordered[max(math.ceil(0.99 * n), 1) - 1]  # nearest rank, like tessera bench
+    return mean, sd, median, p99
+
+
+def _is_oom(error):
+    return "out of memory" in str(error).lower() or \
+        (hasattr(torch.cuda, "OutOfMemoryError") and isinstance(error, torch.cuda.OutOfMemoryError))
+
+
+def bench_case(model, device, precision, threads, batch, args, sizes, session_s):
+    """One row: warm-up, then args.reps repetitions of args.batches timed batches."""
+    row = {"engine": "torch", "device": device, "precision": precision,
+           "layout": f"single:{threads}", "workers": 1, "threads": threads, "batch": batch,
+           "batches": args.batches, "reps": args.reps, "pixels": batch * args.batches,
+           "session_s": session_s, "total_s": 0.0, "ms_per_batch": 0.0, "ms_per_batch_sd": 0.0,
+           "ms_per_batch_median": 0.0, "ms_per_batch_p99": 0.0, "ms_per_pixel": 0.0,
+           "ms_per_pixel_per_worker": 0.0, "pixels_per_s": 0.0, "speedup": 0.0,
+           "status": "ok", "error": "", "samples_ms": []}
+    on_cuda = device.startswith("cuda")
+    if precision == "tf32" and not on_cuda:
+        row.update(status="error", error="tf32 is a CUDA matmul mode; use fp32 or bf16 on cpu")
+        return row
+    torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    rng = np.random.default_rng(args.seed)
+    dev = torch.device(device)
+    s2 = torch.from_numpy(make_inputs(rng, batch, sizes["s2_steps"], sizes["s2_bands"])).to(dev)
+    s1 = torch.from_numpy(make_inputs(rng, batch, sizes["s1_steps"], sizes["s1_bands"])).to(dev)
+
+    def sync():
+        if on_cuda:
+            torch.cuda.synchronize(dev)
+
+    def run_batch():
+        if precision == "bf16":
+            with torch.autocast(device_type="cuda" if on_cuda else "cpu", dtype=torch.bfloat16):
+                return model(s2, s1)
+        return model(s2, s1)
+
+    samples, walls = [], []
+    try:
+        with torch.inference_mode():
+            for _ in range(args.warmup):
+                run_batch()
+            sync()
+            for _ in range(args.reps):
+                rep_start = time.perf_counter()
+                for _ in range(args.batches):
+                    sync()
+                    start = time.perf_counter()
+                    run_batch()
+                    sync()
+                    samples.append(1e3 * (time.perf_counter() - start))
+                walls.append(time.perf_counter() - rep_start)
+    except Exception as e:  # noqa: BLE001 (a failed case is a row, like tessera bench's oom)
+        if not _is_oom(e):
+            raise
+        row.update(status="oom", error=_first_line(e))
+        if on_cuda:
+            torch.cuda.empty_cache()
+        return row
+    mean, sd, median, p99 = _summary(samples)
+    total_s = sum(walls) / len(walls)
+    row.update(total_s=total_s, ms_per_batch=mean, ms_per_batch_sd=sd, ms_per_batch_median=median,
+               ms_per_batch_p99=p99, ms_per_pixel=1e3 * total_s / row["pixels"],
+               ms_per_pixel_per_worker=mean / batch, pixels_per_s=row["pixels"] / total_s,
+               samples_ms=samples)
+    return row
+
+
+def markdown_table(rows):
+    header = ["engine", "device", "precision", "threads", "batch", "batches", "total s",
+              "ms/batch", "± sd", "ms/px", "px/s", "speedup", "status"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(header) - 1)) + "|---|"]
+    for r in rows:
+        ok = r["status"] == "ok"
+
+        def num(key, digits):
+            return f"{r[key]:.{digits}f}" if ok else ""
+        cells = [r["engine"], r["device"], r["precision"], str(r["threads"]), str(r["batch"]),
+                 str(r["batches"]), num("total_s", 2), num("ms_per_batch", 1),
+                 num("ms_per_batch_sd", 1), num("ms_per_pixel", 3), num("pixels_per_s", 1),
+                 num("speedup", 2), r["status"] if ok else f"{r['status']}: {r['error']}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_bench(args):
+    devices = [d.strip() for d in args.device.split(",") if d.strip()]
+    threads = _int_list(args.threads, "-t")
+    batches = _int_list(args.batch, "-b")
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    if not devices:
+        raise PeerUsageError("--device needs at least one device")
+    for d in devices:
+        if d != "cpu" and not (d.startswith("cuda:") and d[5:].isdigit()):
+            raise PeerUsageError(f"--device: '{d}' is not cpu or cuda:N")
+        if d.startswith("cuda") and int(d[5:]) >= torch.cuda.device_count():
+            raise PeerUsageError(f"--device {d}: torch {torch.__version__} sees "
+                            f"{torch.cuda.device_count()} CUDA device(s)")
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise PeerUsageError(f"--precision: '{p}' is not one of {', '.join(PRECISIONS)}")
+    if not precisions:
+        raise PeerUsageError("--precision needs at least one value")
+    for t in threads:
+        if t < 1:
+            raise PeerUsageError(f"thread count must be at least 1 (got {t})")
+    for b in batches:
+        if b < 1:
+            raise PeerUsageError(f"batch size must be at least 1 (got {b})")
+    if args.batches < 1:
+        raise PeerUsageError(f"--batches must be at least 1 (got {args.batches})")
+    if args.reps < 1:
+        raise PeerUsageError(f"-r must be at least 1 (got {args.reps})")
+    if args.warmup < 0:
+        raise PeerUsageError(f"--warmup must be 0 or more (got {args.warmup})")
+
+    sizes, weights, model_info = load_onnx(args.model, args.heads)
+    cases = [(d, p, t, b) for d in devices for p in precisions for t in threads for b in batches]
+    rows = []
+    for device in devices:
+        start = time.perf_counter()
+        model = build_model(weights, sizes, args.model).to(torch.device(device))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(torch.device(device))
+        session_s = time.perf_counter() - start
+        for case in cases:
+            if case[0] != device:
+                continue
+            print(f"{TOOL}: [{len(rows) + 1}/{len(cases)}] {device} {case[1]} t={case[2]} "
+                  f"b={case[3]}", file=sys.stderr, flush=True)
+            rows.append(bench_case(model, device, case[1], case[2], case[3], args, sizes,
+                                   session_s))
+        del model
+    base = rows[0]
+    for r in rows:
+        if r["status"] == "ok" and base["status"] == "ok":
+            r["speedup"] = base["ms_per_pixel"] / r["ms_per_pixel"]
+    result = {"tool": TOOL, "version": TOOL_VERSION, "machine": describe_machine(),
+              "model": model_info, "rows": rows}
+    if args.output == "-":
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return 0
+    machine = result["machine"]
+    print(markdown_table(rows))
+    print(f"\n{machine['cpu_model']}, {machine['cores']} cores; torch {torch.__version__}; "
+          f"model {args.model} ({model_info['parameters']:,} parameters)")
+    if args.output:
+        tmp = f"{args.output}.tmp.{os.getpid()}"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(result, f, indent=2)
+                f.write("\n")
+            os.replace(tmp, args.output)
+        except OSError as e:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise PeerError(f"{args.output}: cannot write ({e.strerror})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="torch_peer.py", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("--model", "-m", required=True, help="ONNX model from tessera make-model")
+        p.add_argument("--heads", type=int, default=4,
+                       help="attention heads (not visible in the weights; default 4)")
+        p.add_argument("--seed", type=int, default=1, help="seed of the random inputs")
+
+    check = sub.add_parser("check", help="compare torch fp32 with ONNX Runtime (tessera run-model)")
+    common(check)
+    check.add_argument("--tessera", required=True, help="the tessera binary")
+    check.add_argument("--pixels", type=int, default=4, help="pixels of random input")
+    check.add_argument("--device", default="cpu", help="torch device: cpu or cuda:N")
+    check.add_argument("--workdir", help="keep the .npy files here (default: a temporary dir)")
+
+    bench = sub.add_parser("bench", help="time the model like tessera bench")
+    common(bench)
+    bench.add_argument("--device", default="cpu", help="devices, comma separated: cpu, cuda:N")
+    bench.add_argument("-t", "--threads", default="1", help="torch threads, comma separated")
+    bench.add_argument("-b", "--batch", default="256", help="batch sizes, comma separated")
+    bench.add_argument("--batches", type=int, default=10, help="timed batches per repetition")
+    bench.add_argument("-r", "--reps", type=int, default=3, help="repetitions")
+    bench.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches")
+    bench.add_argument("--precision", default="fp32", help="fp32, tf32 (CUDA), bf16 (autocast)")
+    bench.add_argument("-o", "--output", help="write the bench JSON here ('-': to stdout)")
+    return parser.parse_args(argv)
+
+
+def main(argv):
+    args = parse_args(argv)
+    try:
+        return run_check(args) if args.command == "check" else run_bench(args)
+    except PeerError as e:
+        print(f"{TOOL}: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, PeerUsageError) else EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
