@@ -132,6 +132,33 @@ TEST(OrtEngine, WrongInputNames) {
             path + ": expected inputs s2_input and s1_input, found a, b");
 }
 
+TEST(OrtEngine, CudaRefusesScatterNDModels) {
+  // A graph with the ScatterND form that crashes ORT's CUDA EP: refused before any session.
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(17);
+  auto* graph = model.mutable_graph();
+  graph->set_name("scatter");
+  auto* node = graph->add_node();
+  node->set_op_type("ScatterND");
+  node->add_input("data");
+  node->add_input("indices");
+  node->add_input("updates");
+  node->add_output("output");
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/scatter.onnx";
+  std::ofstream out(path, std::ios::binary);
+  model.SerializeToOstream(&out);
+  out.close();
+  OrtEngineOptions options;
+  options.device = "cuda:0";
+  EXPECT_EQ(
+      error_of([&] { OrtEngine(path, options); }),
+      path +
+          ": has ScatterND nodes, which crash ONNX Runtime's CUDA execution provider; export the "
+          "positional encoding with Concat/Reshape (as `tessera make-model` does) or run on cpu");
+}
+
 TEST(OrtEngine, BatchOfZero) {
   OrtEngineOptions options;
   options.max_batch = 0;

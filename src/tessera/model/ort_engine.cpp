@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "tessera/common/error.h"
+#include "tessera/model/model_info.h"
 
 namespace tessera {
 namespace {
@@ -109,6 +110,14 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
                                    options_.thread_affinities.c_str());
   }
   if (cuda_device >= 0) {
+    // ORT 1.29's CUDA EP crashes (SIGSEGV in Run) on the ScatterND form of the day-of-year
+    // encoding; refuse such models with a clear message instead of letting the process die.
+    if (read_model_info(model_path).has_scatter_nd) {
+      throw Error(model_path +
+                  ": has ScatterND nodes, which crash ONNX Runtime's CUDA execution provider; "
+                  "export the positional encoding with Concat/Reshape (as `tessera make-model` "
+                  "does) or run on cpu");
+    }
     try {
       Ort::CUDAProviderOptions cuda;
       cuda.Update({{"device_id", std::to_string(cuda_device)},
