@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "tessera/common/error.h"
+#include "tessera/topology/placement.h"
 
 namespace tessera {
 namespace {
@@ -224,6 +225,33 @@ TEST(Topology, ThisMachineMatchesSysfs) {
   EXPECT_EQ(hwloc_nodes_with_cpus, sys_nodes_with_cpus);
   ASSERT_EQ(m.distances.size(), m.numa_nodes.size());
   for (std::size_t i = 0; i < m.distances.size(); ++i) EXPECT_EQ(m.distances[i][i], 10);
+}
+
+}  // namespace
+}  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// Started under `taskset -c N` (or mpirun --bind-to core), the process sees only its CPUs.
+TEST(ThisMachine, HonoursTheProcessCpuBinding) {
+  cpu_set_t original;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(original), &original), 0);
+  int first = -1;
+  for (int cpu = 0; cpu < CPU_SETSIZE && first < 0; ++cpu) {
+    if (CPU_ISSET(cpu, &original)) first = cpu;
+  }
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+  const MachineInfo info = Topology::this_machine().info();
+  ASSERT_EQ(sched_setaffinity(0, sizeof(original), &original), 0);
+  EXPECT_EQ(info.pus, 1);
+  EXPECT_EQ(info.cores, 1);
+  ASSERT_EQ(info.core_list.size(), 1u);
+  EXPECT_EQ(info.core_list[0].pus, std::vector<int>{first});
+  EXPECT_EQ(plan_layout(info, "core", MemoryPolicy::kLocal).workers.size(), 1u);
 }
 
 }  // namespace

@@ -117,7 +117,17 @@ int MachineInfo::node_position(int os_index) const {
 Topology Topology::this_machine() {
   hwloc_topology_t topology = init_or_throw();
   hwloc_topology_set_io_types_filter(topology, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
-  return Topology(load_or_throw(topology, "hwloc: cannot discover this machine's topology"));
+  topology = load_or_throw(topology, "hwloc: cannot discover this machine's topology");
+  // hwloc already hides CPUs outside our cgroup; also honour the CPU binding this process was
+  // started with (taskset, numactl, mpirun --bind-to), so plans never leave it.
+  hwloc_bitmap_t bound = hwloc_bitmap_alloc();
+  if (hwloc_get_cpubind(topology, bound, HWLOC_CPUBIND_PROCESS) == 0 &&
+      !hwloc_bitmap_iszero(bound) &&
+      !hwloc_bitmap_isincluded(hwloc_topology_get_topology_cpuset(topology), bound)) {
+    hwloc_topology_restrict(topology, bound, 0);
+  }
+  hwloc_bitmap_free(bound);
+  return Topology(topology);
 }
 
 Topology Topology::from_xml(const std::string& path) {
