@@ -1,0 +1,225 @@
+#include "tessera/bench/profile.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "tessera/common/error.h"
+#include "tessera/common/version.h"
+#include "tessera/io/atomic_file.h"
+#include "tessera/model/ort_engine.h"
+
+namespace tessera {
+namespace {
+
+constexpr uint64_t kFnvOffset = 14695981039346656037ull;
+constexpr uint64_t kFnvPrime = 1099511628211ull;
+
+uint64_t fnv1a64_update(uint64_t hash, const unsigned char* data, std::size_t bytes) {
+  for (std::size_t i = 0; i < bytes; ++i) {
+    hash ^= data[i];
+    hash *= kFnvPrime;
+  }
+  return hash;
+}
+
+// Reads `key` of `object` as T, or throws the profile error naming `where`.
+template <typename T>
+T field(const nlohmann::json& object, const char* key, const std::string& where,
+        const std::string& path) {
+  if (!object.is_object() || !object.contains(key))
+    throw Error(fmt::format("{}: not a tessera tune profile (missing {}{})", path, where, key));
+  try {
+    return object.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error(
+        fmt::format("{}: not a tessera tune profile (wrong type for {}{})", path, where, key));
+  }
+}
+
+}  // namespace
+
+std::string fnv1a64_hex(const void* data, std::size_t bytes) {
+  return fmt::format("{:016x}",
+                     fnv1a64_update(kFnvOffset, static_cast<const unsigned char*>(data), bytes));
+}
+
+std::string machine_fingerprint_hash(const MachineFingerprint& m) {
+  const std::string text = fmt::format("{}|{}|{}|{}|{}|{}", m.cpu_model, m.cores, m.pus,
+                                       m.numa_nodes, m.packages, m.ort_version);
+  return fnv1a64_hex(text.data(), text.size());
+}
+
+MachineFingerprint machine_fingerprint(const MachineInfo& machine, const std::string& ort_version) {
+  MachineFingerprint m;
+  m.cpu_model = machine.cpu_model;
+  m.cores = machine.cores;
+  m.pus = machine.pus;
+  m.numa_nodes = static_cast<int>(machine.numa_nodes.size());
+  m.packages = machine.packages;
+  m.ort_version = ort_version;
+  m.fingerprint = machine_fingerprint_hash(m);
+  return m;
+}
+
+MachineFingerprint this_machine_fingerprint() {
+  return machine_fingerprint(Topology::this_machine().info(), ort_version());
+}
+
+ModelFingerprint model_fingerprint(const std::string& model_path) {
+  std::ifstream in(model_path, std::ios::binary);
+  std::error_code ec;
+  if (!in || !std::filesystem::is_regular_file(model_path, ec))
+    throw Error(model_path + ": cannot read the model");
+  ModelFingerprint m;
+  m.path = model_path;
+  uint64_t hash = kFnvOffset;
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    hash = fnv1a64_update(hash, reinterpret_cast<const unsigned char*>(buffer.data()), got);
+    m.bytes += static_cast<int64_t>(got);
+  }
+  if (in.bad()) throw Error(model_path + ": cannot read the model");
+  m.hash = fmt::format("fnv1a64:{:016x}", hash);
+  return m;
+}
+
+nlohmann::json profile_json(const Profile& p) {
+  return {{"tool", "tessera tune"},
+          {"version", kVersion},
+          {"machine",
+           {{"cpu_model", p.machine.cpu_model},
+            {"cores", p.machine.cores},
+            {"pus", p.machine.pus},
+            {"numa_nodes", p.machine.numa_nodes},
+            {"packages", p.machine.packages},
+            {"ort_version", p.machine.ort_version},
+            {"fingerprint", p.machine.fingerprint}}},
+          {"model", {{"path", p.model.path}, {"bytes", p.model.bytes}, {"hash", p.model.hash}}},
+          {"device", p.device},
+          {"plan",
+           {{"layout", p.plan.layout},
+            {"batch", p.plan.batch},
+            {"workers", p.plan.workers},
+            {"threads", p.plan.threads},
+            {"membind", p.plan.membind}}},
+          {"search", p.search},
+          {"ranking", p.ranking}};
+}
+
+Profile profile_from_json(const nlohmann::json& doc, const std::string& path) {
+  if (!doc.is_object() || doc.value("tool", "") != "tessera tune")
+    throw Error(path + ": not a tessera tune profile (no \"tool\": \"tessera tune\")");
+  Profile p;
+  const auto& m = doc.contains("machine") ? doc["machine"] : nlohmann::json();
+  p.machine.cpu_model = field<std::string>(m, "cpu_model", "machine.", path);
+  p.machine.cores = field<int>(m, "cores", "machine.", path);
+  p.machine.pus = field<int>(m, "pus", "machine.", path);
+  p.machine.numa_nodes = field<int>(m, "numa_nodes", "machine.", path);
+  p.machine.packages = field<int>(m, "packages", "machine.", path);
+  p.machine.ort_version = field<std::string>(m, "ort_version", "machine.", path);
+  p.machine.fingerprint = field<std::string>(m, "fingerprint", "machine.", path);
+  const auto& model = doc.contains("model") ? doc["model"] : nlohmann::json();
+  p.model.path = field<std::string>(model, "path", "model.", path);
+  p.model.bytes = field<int64_t>(model, "bytes", "model.", path);
+  p.model.hash = field<std::string>(model, "hash", "model.", path);
+  p.device = field<std::string>(doc, "device", "", path);
+  const auto& plan = doc.contains("plan") ? doc["plan"] : nlohmann::json();
+  p.plan.layout = field<std::string>(plan, "layout", "plan.", path);
+  p.plan.batch = field<int64_t>(plan, "batch", "plan.", path);
+  p.plan.workers = field<int>(plan, "workers", "plan.", path);
+  p.plan.threads = field<int>(plan, "threads", "plan.", path);
+  p.plan.membind = field<std::string>(plan, "membind", "plan.", path);
+  if (p.plan.batch < 1)
+    throw Error(fmt::format("{}: not a tessera tune profile (plan.batch {} is not positive)", path,
+                            p.plan.batch));
+  if (doc.contains("ranking")) p.ranking = doc["ranking"];
+  if (doc.contains("search")) p.search = doc["search"];
+  return p;
+}
+
+void write_profile(const Profile& profile, const std::string& path) {
+  AtomicFile file(path);
+  const std::string text = profile_json(profile).dump(2) + "\n";
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+Profile read_profile(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw Error(path + ": no such file");
+  std::ifstream in(path);
+  if (!in || std::filesystem::is_directory(path, ec))
+    throw Error(path + ": cannot read the profile");
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(fmt::format("{}: invalid JSON at byte {}", path, e.byte));
+  }
+  return profile_from_json(doc, path);
+}
+
+std::string profile_mismatch(const Profile& profile, const std::string& path,
+                             const MachineFingerprint& machine, const ModelFingerprint& model,
+                             const std::string& device) {
+  if (profile.machine.fingerprint != machine.fingerprint) {
+    return fmt::format(
+        "{}: tuned on another machine ({}, {} cores, ONNX Runtime {}; this one: {}, {} cores, "
+        "ONNX Runtime {}); not using it",
+        path, profile.machine.cpu_model, profile.machine.cores, profile.machine.ort_version,
+        machine.cpu_model, machine.cores, machine.ort_version);
+  }
+  if (profile.model.hash != model.hash || profile.model.bytes != model.bytes) {
+    return fmt::format("{}: tuned for another model ({}, {}; this one: {}, {}); not using it", path,
+                       profile.model.path, profile.model.hash, model.path, model.hash);
+  }
+  if (profile.device != device) {
+    return fmt::format("{}: tuned for device {}, not {}; not using it", path, profile.device,
+                       device);
+  }
+  return "";
+}
+
+ProfileUse use_profile(const std::string& profile_path, const std::string& model_path,
+                       const std::string& device) {
+  const Profile profile = read_profile(profile_path);
+  ProfileUse use;
+  use.warning = profile_mismatch(profile, profile_path, this_machine_fingerprint(),
+                                 model_fingerprint(model_path), device);
+  use.applied = use.warning.empty();
+  if (use.applied) use.plan = profile.plan;
+  return use;
+}
+
+std::string apply_profile(const std::string& path, const std::string& model_path,
+                          const std::string& device, const ProfileTargets& targets) {
+  const ProfileUse use = use_profile(path, model_path, device);
+  if (!use.applied) return use.warning;
+  if (targets.layout) *targets.layout = use.plan.layout;
+  if (targets.batch) *targets.batch = use.plan.batch;
+  if (targets.membind) *targets.membind = use.plan.membind;
+  return "";
+}
+
+std::string apply_profile(const std::string& path, BenchOptions& options, bool layout_given,
+                          bool batch_given, bool membind_given) {
+  std::string layout;
+  int64_t batch = 0;
+  const std::string warning = apply_profile(
+      path, options.model_path, options.devices.empty() ? "" : options.devices.front(),
+      {layout_given ? nullptr : &layout, batch_given ? nullptr : &batch,
+       membind_given ? nullptr : &options.membind});
+  if (!layout.empty()) options.layouts = {layout};
+  if (batch > 0) options.batch_sizes = {batch};
+  return warning;
+}
+
+}  // namespace tessera

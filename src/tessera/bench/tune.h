@@ -1,0 +1,134 @@
+#pragma once
+// tessera tune: finds the fastest layout x batch (x threads per worker) for one model on this
+// machine by successive halving. Round 1 measures every candidate briefly; each later round
+// keeps the faster half (by mean aggregate ms/pixel) and measures it `growth` times longer,
+// until one candidate is left or the next round would not fit the time budget.
+//
+// The search (successive_halving) only sees a MeasureFn, so its selection logic runs without
+// ONNX Runtime in tests; tune() binds it to run_bench_case.
+//
+// Units: `work` is pixels per worker and repetition; a measurement runs
+// max(1, round(work / batch)) batches per worker in each of `reps` repetitions, and yields one
+// aggregate ms/pixel sample per repetition. All times include session creation.
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tessera/bench/bench.h"
+#include "tessera/bench/profile.h"
+#include "tessera/common/table.h"
+#include "tessera/topology/topology.h"
+
+namespace tessera {
+
+struct TuneCandidate {
+  std::string layout;  // the first name among layouts with an identical plan
+  int workers = 1;
+  int threads = 1;  // intra-op threads per worker
+  int64_t batch = 0;
+};
+
+// One timed run of one candidate.
+struct Measurement {
+  std::vector<double> ms_per_pixel;  // one aggregate value per repetition
+  double seconds = 0;                // wall time spent, session creation included
+  double session_s = 0;              // of which session creation
+  std::string status = "ok";         // ok | oom (dropped from the search)
+};
+
+using MeasureFn = std::function<Measurement(const TuneCandidate&, int64_t work)>;
+
+struct SearchOptions {
+  int64_t initial_work = 1024;  // pixels per worker and repetition in round 1
+  int growth = 4;               // work multiplier from one round to the next (>= 2)
+  double budget_s = 120;        // no round starts that is predicted to end past it
+  // Called before each measurement with a one-line status (for a TTY progress line).
+  std::function<void(const std::string&)> progress;
+};
+
+struct CandidateResult {
+  TuneCandidate candidate;
+  int rounds = 0;      // rounds it was measured in; survivors of the last round have the most
+  int64_t work = 0;    // of its last measurement
+  Measurement last;    // its last measurement
+  double mean = 0;     // of last.ms_per_pixel
+  double ci95 = 0;     // half-width of the 95% confidence interval of the mean (Student t)
+  double seconds = 0;  // all its measurements together
+  // "winner", "out in round K", "left at budget" (measured in the last round, not the
+  // fastest, search stopped by the budget) or the failed status ("oom").
+  std::string outcome;
+};
+
+struct SearchResult {
+  // Winner first; then the rest by rounds survived (desc), mean (asc); failed ones last.
+  std::vector<CandidateResult> ranking;
+  int rounds = 0;
+  int measurements = 0;
+  int64_t final_work = 0;    // work of the last round
+  double seconds = 0;        // sum of Measurement::seconds
+  double session_s = 0;      // sum of Measurement::session_s
+  bool budget_stop = false;  // stopped with more than one candidate left
+};
+
+// Throws Error when every candidate fails; UsageError for an empty candidate list or bad
+// options.
+SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
+                                const SearchOptions& options, const MeasureFn& measure);
+
+// Half-width of the 95% confidence interval of the mean of `samples` (0 for fewer than 2).
+double confidence95(const std::vector<double>& samples);
+
+// The layouts worth trying on `machine`: single, core, numa, numa:K (K dividing the nodes of a
+// package), l3 (when known) and JxT (J*T = cores), with plan-identical ones removed (the first
+// name is kept).
+std::vector<std::string> candidate_layouts(const MachineInfo& machine);
+// layouts x batches; layouts whose plans are identical to an earlier one are dropped.
+// Throws UsageError for a layout the planner rejects.
+std::vector<TuneCandidate> make_candidates(const MachineInfo& machine,
+                                           const std::vector<std::string>& layouts,
+                                           const std::vector<int64_t>& batches,
+                                           const std::string& membind);
+
+// "120", "120s", "2m", "1.5h" -> seconds; throws UsageError otherwise.
+double parse_budget(const std::string& text);
+
+struct TuneOptions {
+  std::string model_path;
+  std::string device = "cpu";
+  std::vector<std::string> layouts;  // empty: candidate_layouts()
+  std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
+  double budget_s = 120;
+  int reps = 3;
+  int64_t initial_work = 0;  // 0: twice the smallest batch size
+  std::string membind = "local";
+  bool spinning = true;
+  bool verify = false;  // also run the exhaustive sweep at the last round's work
+  std::function<void(const std::string&)> progress;
+};
+
+struct SweepResult {
+  std::vector<CandidateResult> rows;  // in candidate order
+  int best = -1;                      // index into rows
+  double seconds = 0;
+};
+
+struct TuneResult {
+  SearchResult search;
+  Profile profile;  // the winner's plan with this machine's and model's fingerprints
+  bool verified = false;
+  SweepResult sweep;
+  double gap_percent = 0;    // tune's choice measured in the sweep vs the sweep's best
+  double time_fraction = 0;  // tune's seconds / the sweep's seconds
+};
+
+TuneResult tune(const TuneOptions& options);
+
+// rank | layout | jobs | threads/job | batch | rounds | px/job | ms/px | ± 95% CI | px/s |
+// session s | status.
+Table ranking_table(const std::vector<CandidateResult>& ranking);
+// The lines under the ranking: winner, search cost and, with --verify, the comparison.
+std::string tune_summary(const TuneResult& result, double budget_s);
+
+}  // namespace tessera

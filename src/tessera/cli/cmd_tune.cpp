@@ -1,0 +1,100 @@
+// tessera tune: successive-halving search for the fastest layout x batch; writes a profile.
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "tessera/bench/tune.h"
+#include "tessera/cli/commands.h"
+#include "tessera/common/error.h"
+#include "tessera/model/default_model.h"
+
+namespace tessera::cli {
+
+void add_tune_command(CLI::App& root) {
+  auto* cmd = root.add_subcommand(
+      "tune", "Find the fastest layout x batch size for this machine and write a profile");
+  struct Args {
+    std::string model, device = "cpu", budget = "120s", profile, format = "md", membind = "local";
+    std::vector<std::string> layouts;
+    std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
+    int reps = 3;
+    int64_t start_pixels = 0;
+    bool verify = false, no_spin = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("-m,--model", args->model,
+                  "ONNX model (default: the built-in Tessera model, made if missing)");
+  cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
+  cmd->add_option("--budget", args->budget, "Time budget for the search: 120, 120s, 2m, 1h")
+      ->capture_default_str();
+  cmd->add_option("-o,--out", args->profile, "Write the chosen plan as a profile (JSON) here");
+  cmd->add_option("--layouts", args->layouts,
+                  "Layouts to try, comma separated (default: every distinct layout of this "
+                  "machine)")
+      ->delimiter(',');
+  cmd->add_option("-b,--batch-list", args->batch_sizes, "Batch sizes to try, comma separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("-r,--reps", args->reps, "Repetitions per measurement (for the CI)")
+      ->capture_default_str();
+  cmd->add_option("--start-pixels", args->start_pixels,
+                  "Pixels per job and repetition in round 1 (default: twice the smallest batch)");
+  cmd->add_option("--membind", args->membind, "Memory policy per worker: local or interleave")
+      ->capture_default_str();
+  cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
+  cmd->add_flag("--verify", args->verify,
+                "Also run the exhaustive sweep and compare its best with tune's choice");
+  cmd->add_option("--format", args->format, "Ranking format: md, csv or json")
+      ->capture_default_str();
+
+  cmd->callback([args] {
+    const OutputFormat format = parse_output_format(args->format);
+    TuneOptions options;
+    options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
+    options.device = args->device;
+    options.budget_s = parse_budget(args->budget);
+    options.layouts = args->layouts;
+    options.batch_sizes = args->batch_sizes;
+    options.reps = args->reps;
+    options.initial_work = args->start_pixels;
+    options.membind = args->membind;
+    options.spinning = !args->no_spin;
+    options.verify = args->verify;
+    const bool tty = isatty(STDERR_FILENO);
+    if (tty) {
+      options.progress = [](const std::string& line) {
+        std::fprintf(stderr, "\r\033[K%s", line.c_str());
+      };
+    }
+    const TuneResult result = tune(options);
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    if (!args->profile.empty()) write_profile(result.profile, args->profile);
+    switch (format) {
+      case OutputFormat::kMarkdown:
+        std::cout << ranking_table(result.search.ranking).to_markdown() << "\n"
+                  << tune_summary(result, options.budget_s);
+        if (result.verified)
+          std::cout << "\nsweep:\n" << ranking_table(result.sweep.rows).to_markdown();
+        if (!args->profile.empty()) std::cout << "profile: " << args->profile << "\n";
+        break;
+      case OutputFormat::kCsv:
+        std::cout << ranking_table(result.search.ranking).to_csv();
+        break;
+      case OutputFormat::kJson: {
+        nlohmann::json doc = profile_json(result.profile);
+        if (result.verified) {
+          doc["verify"] = {{"sweep", ranking_table(result.sweep.rows).to_json()},
+                           {"sweep_seconds", result.sweep.seconds},
+                           {"gap_percent", result.gap_percent},
+                           {"time_fraction", result.time_fraction}};
+        }
+        std::cout << doc.dump(2) << "\n";
+        break;
+      }
+    }
+  });
+}
+
+}  // namespace tessera::cli

@@ -1,0 +1,306 @@
+// The tune search and profiles without ONNX Runtime: successive halving driven by a fake,
+// deterministic measure function; candidate layouts on synthetic machines; profile files.
+
+#include "tessera/bench/tune.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "tessera/bench/profile.h"
+#include "tessera/common/error.h"
+
+namespace tessera {
+namespace {
+
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/tune_test";
+
+// A fake machine: candidate speed is a table keyed by "layout/batch"; every repetition yields
+// speed +- a spread, and a measurement costs `work` x 1e-4 s plus 0.5 s of session creation.
+struct FakeBench {
+  std::map<std::string, double> ms_per_pixel;
+  double spread = 0.01;
+  std::vector<std::pair<std::string, int64_t>> calls;  // (key, work) in call order
+
+  Measurement operator()(const TuneCandidate& c, int64_t work) {
+    const std::string key = c.layout + "/" + std::to_string(c.batch);
+    calls.emplace_back(key, work);
+    Measurement m;
+    const auto it = ms_per_pixel.find(key);
+    if (it == ms_per_pixel.end()) {
+      m.status = "oom";
+      m.seconds = 0.5;
+      return m;
+    }
+    m.ms_per_pixel = {it->second - spread, it->second, it->second + spread};
+    m.session_s = 0.5;
+    m.seconds = 0.5 + static_cast<double>(work) * 1e-4;
+    return m;
+  }
+};
+
+std::vector<TuneCandidate> grid(const std::vector<std::string>& layouts,
+                                const std::vector<int64_t>& batches) {
+  std::vector<TuneCandidate> out;
+  for (const auto& l : layouts) {
+    for (int64_t b : batches) out.push_back({l, 1, 1, b});
+  }
+  return out;
+}
+
+MeasureFn bind(FakeBench& fake) {
+  return [&fake](const TuneCandidate& c, int64_t work) { return fake(c, work); };
+}
+
+TEST(Tune, HalvesUntilOneIsLeftAndGrowsTheWork) {
+  FakeBench fake;
+  const auto candidates = grid({"a", "b"}, {32, 64, 128, 256});  // 8 candidates
+  const std::vector<double> speeds = {1.0, 0.9, 0.8, 0.85, 0.7, 0.5, 0.6, 0.65};
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    fake.ms_per_pixel[candidates[i].layout + "/" + std::to_string(candidates[i].batch)] = speeds[i];
+  }
+  SearchOptions options;
+  options.initial_work = 100;
+  options.growth = 4;
+  options.budget_s = 1000;
+  const SearchResult r = successive_halving(candidates, options, bind(fake));
+  // 8 -> 4 -> 2 -> 1: rounds at work 100, 400, 1600.
+  EXPECT_EQ(r.rounds, 3);
+  EXPECT_EQ(r.measurements, 8 + 4 + 2);
+  EXPECT_EQ(r.final_work, 1600);
+  EXPECT_FALSE(r.budget_stop);
+  ASSERT_EQ(r.ranking.size(), 8u);
+  EXPECT_EQ(r.ranking[0].candidate.layout, "b");
+  EXPECT_EQ(r.ranking[0].candidate.batch, 64);
+  EXPECT_EQ(r.ranking[0].outcome, "winner");
+  EXPECT_EQ(r.ranking[0].rounds, 3);
+  EXPECT_EQ(r.ranking[0].work, 1600);
+  EXPECT_DOUBLE_EQ(r.ranking[0].mean, 0.5);
+  // Runner-up of the last round, then round-2 losers by mean, then round-1 losers by mean.
+  const std::vector<std::string> order = {"b/64",  "b/128", "b/256", "b/32",
+                                          "a/128", "a/256", "a/64",  "a/32"};
+  for (size_t i = 0; i < order.size(); ++i) {
+    EXPECT_EQ(r.ranking[i].candidate.layout + "/" + std::to_string(r.ranking[i].candidate.batch),
+              order[i])
+        << i;
+  }
+  EXPECT_EQ(r.ranking[1].outcome, "out in round 3");
+  EXPECT_EQ(r.ranking[2].outcome, "out in round 2");
+  EXPECT_EQ(r.ranking[7].outcome, "out in round 1");
+  // Time: 14 sessions of 0.5 s + work 8*100 + 4*400 + 2*1600 at 1e-4 s.
+  EXPECT_NEAR(r.session_s, 7.0, 1e-9);
+  EXPECT_NEAR(r.seconds, 7.0 + (800 + 1600 + 3200) * 1e-4, 1e-9);
+  // The 95% CI of {m-0.01, m, m+0.01}: t(2) = 4.303, sd = 0.01, n = 3.
+  EXPECT_NEAR(r.ranking[0].ci95, 4.303 * 0.01 / std::sqrt(3.0), 1e-12);
+}
+
+TEST(Tune, OddCountsKeepTheLargerHalf) {
+  FakeBench fake;
+  const auto candidates = grid({"a", "b", "c"}, {8});
+  fake.ms_per_pixel = {{"a/8", 3}, {"b/8", 1}, {"c/8", 2}};
+  SearchOptions options;
+  options.initial_work = 10;
+  const SearchResult r = successive_halving(candidates, options, bind(fake));
+  // 3 -> 2 -> 1.
+  ASSERT_EQ(fake.calls.size(), 5u);
+  EXPECT_EQ(fake.calls[3], (std::pair<std::string, int64_t>{"b/8", 40}));
+  EXPECT_EQ(fake.calls[4], (std::pair<std::string, int64_t>{"c/8", 40}));
+  EXPECT_EQ(r.ranking[0].candidate.layout, "b");
+}
+
+TEST(Tune, BudgetShrinksTheGrowthThenStops) {
+  FakeBench fake;
+  const auto candidates = grid({"a"}, {1, 2, 3, 4});
+  fake.ms_per_pixel = {{"a/1", 4}, {"a/2", 3}, {"a/3", 2}, {"a/4", 1}};
+  SearchOptions options;
+  options.initial_work = 1000;  // 0.1 s of work + 0.5 s session per measurement
+  options.growth = 4;
+  // Round 1: 4 x 0.6 = 2.4 s. Round 2 (2 left) at growth 4 would cost 2 x 0.9 = 1.8 s; at
+  // growth 3, 2 x 0.8 = 1.6 s: a 4.1 s budget allows growth 3 only. Then no round fits.
+  options.budget_s = 4.1;
+  const SearchResult r = successive_halving(candidates, options, bind(fake));
+  EXPECT_EQ(r.rounds, 2);
+  EXPECT_EQ(r.final_work, 3000);
+  EXPECT_FALSE(r.budget_stop);  // two were left after round 1, one after round 2
+  EXPECT_EQ(r.ranking[0].candidate.batch, 4);
+
+  // A budget spent by round 1 stops with two candidates left; the faster one wins.
+  FakeBench fake2;
+  fake2.ms_per_pixel = fake.ms_per_pixel;
+  options.budget_s = 2.5;
+  const SearchResult s = successive_halving(candidates, options, bind(fake2));
+  EXPECT_EQ(s.rounds, 1);
+  EXPECT_TRUE(s.budget_stop);
+  EXPECT_EQ(s.ranking[0].candidate.batch, 4);
+  EXPECT_EQ(s.ranking[0].outcome, "winner");
+  EXPECT_EQ(s.ranking[1].outcome, "left at budget");
+  EXPECT_EQ(s.ranking[2].outcome, "out in round 1");
+}
+
+TEST(Tune, FailedCandidatesAreDroppedAndRankedLast) {
+  FakeBench fake;
+  const auto candidates = grid({"a"}, {8, 4096});
+  fake.ms_per_pixel = {{"a/8", 2}};  // a/4096 runs out of memory
+  SearchOptions options;
+  options.initial_work = 10;
+  const SearchResult r = successive_halving(candidates, options, bind(fake));
+  EXPECT_EQ(r.rounds, 1);
+  EXPECT_EQ(r.ranking[0].candidate.batch, 8);
+  EXPECT_EQ(r.ranking[1].candidate.batch, 4096);
+  EXPECT_EQ(r.ranking[1].outcome, "oom");
+  EXPECT_EQ(ranking_table(r.ranking).rows()[1][7], nullptr);  // no ms/px for a failed row
+
+  FakeBench none;
+  try {
+    successive_halving(grid({"a"}, {1}), options, bind(none));
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "tune: every candidate failed (oom at layout a batch 1)");
+  }
+}
+
+TEST(Tune, ConfidenceInterval) {
+  EXPECT_EQ(confidence95({1.0}), 0.0);
+  // {1, 3}: sd = sqrt(2), t(1) = 12.706.
+  EXPECT_NEAR(confidence95({1.0, 3.0}), 12.706 * std::sqrt(2.0) / std::sqrt(2.0), 1e-12);
+}
+
+TEST(Tune, CandidateLayoutsDropIdenticalPlans) {
+  // 2 cores, 1 node, 1 L3: single == 1x2 == numa == l3; core == 2x1.
+  const MachineInfo two = Topology::from_synthetic("pack:1 numa:1 l3:1 core:2 pu:1").info();
+  EXPECT_EQ(candidate_layouts(two), (std::vector<std::string>{"single", "core"}));
+  // 2 packages x 2 nodes x 2 cores: numa:2 pairs the nodes of a package (== 2x4); 4x2 ==
+  // numa; l3 == numa.
+  const MachineInfo big = Topology::from_synthetic("pack:2 numa:2 l3:1 core:2 pu:2").info();
+  EXPECT_EQ(candidate_layouts(big), (std::vector<std::string>{"single", "core", "numa", "numa:2"}));
+
+  const auto c = make_candidates(two, {"single", "1x2", "core"}, {64, 32, 64}, "local");
+  ASSERT_EQ(c.size(), 4u);  // 1x2 is single; the repeated 64 is dropped
+  EXPECT_EQ(c[0].layout, "single");
+  EXPECT_EQ(c[0].threads, 2);
+  EXPECT_EQ(c[2].layout, "core");
+  EXPECT_EQ(c[2].workers, 2);
+  EXPECT_EQ(c[3].batch, 32);
+  EXPECT_THROW(make_candidates(two, {"3x1"}, {64}, "local"), UsageError);
+  EXPECT_THROW(make_candidates(two, {"core"}, {0}, "local"), UsageError);
+}
+
+TEST(Tune, ParseBudget) {
+  EXPECT_DOUBLE_EQ(parse_budget("120"), 120);
+  EXPECT_DOUBLE_EQ(parse_budget("120s"), 120);
+  EXPECT_DOUBLE_EQ(parse_budget("2m"), 120);
+  EXPECT_DOUBLE_EQ(parse_budget("1.5h"), 5400);
+  for (const char* bad : {"", "s", "-5", "0", "10x", "abc"}) {
+    try {
+      parse_budget(bad);
+      FAIL() << bad;
+    } catch (const UsageError& e) {
+      EXPECT_EQ(std::string(e.what()),
+                std::string("--budget ") + bad + ": expected seconds, e.g. 120, 120s, 2m or 1h");
+    }
+  }
+}
+
+Profile sample_profile() {
+  Profile p;
+  p.machine =
+      machine_fingerprint(Topology::from_synthetic("pack:1 numa:1 core:2 pu:1").info(), "1.29.0");
+  p.model = {"/models/m.onnx", 1234, "fnv1a64:0123456789abcdef"};
+  p.device = "cpu";
+  p.plan = {"core", 256, 2, 1, "local"};
+  p.ranking = nlohmann::json::array({{{"rank", 1}, {"layout", "core"}}});
+  p.search = {{"rounds", 3}};
+  return p;
+}
+
+TEST(Profile, RoundTripThroughAFile) {
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/round_trip.json";
+  const Profile p = sample_profile();
+  write_profile(p, path);
+  EXPECT_FALSE(std::filesystem::exists(path + ".partial"));
+  const Profile q = read_profile(path);
+  EXPECT_EQ(profile_json(q), profile_json(p));
+  EXPECT_EQ(q.plan.layout, "core");
+  EXPECT_EQ(q.plan.batch, 256);
+  EXPECT_EQ(q.machine.fingerprint, machine_fingerprint_hash(q.machine));
+  EXPECT_EQ(profile_mismatch(q, path, p.machine, p.model, "cpu"), "");
+}
+
+TEST(Profile, Fingerprints) {
+  // FNV-1a 64 reference values.
+  EXPECT_EQ(fnv1a64_hex("", 0), "cbf29ce484222325");
+  EXPECT_EQ(fnv1a64_hex("a", 1), "af63dc4c8601ec8c");
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/model.bin";
+  std::ofstream(path, std::ios::binary) << "a";
+  const ModelFingerprint m = model_fingerprint(path);
+  EXPECT_EQ(m.bytes, 1);
+  EXPECT_EQ(m.hash, "fnv1a64:af63dc4c8601ec8c");
+  try {
+    model_fingerprint(kDir + "/missing.onnx");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), kDir + "/missing.onnx: cannot read the model");
+  }
+}
+
+TEST(Profile, MismatchesWarnWithOneLine) {
+  const Profile p = sample_profile();
+  MachineFingerprint other = p.machine;
+  other.cpu_model = "Other CPU";
+  other.cores = 64;
+  other.fingerprint = machine_fingerprint_hash(other);
+  EXPECT_EQ(profile_mismatch(p, "p.json", other, p.model, "cpu"),
+            "p.json: tuned on another machine (unknown, 2 cores, ONNX Runtime 1.29.0; this one: "
+            "Other CPU, 64 cores, ONNX Runtime 1.29.0); not using it");
+  ModelFingerprint model = p.model;
+  model.path = "/models/other.onnx";
+  model.hash = "fnv1a64:fedcba9876543210";
+  EXPECT_EQ(profile_mismatch(p, "p.json", p.machine, model, "cpu"),
+            "p.json: tuned for another model (/models/m.onnx, fnv1a64:0123456789abcdef; this "
+            "one: /models/other.onnx, fnv1a64:fedcba9876543210); not using it");
+  EXPECT_EQ(profile_mismatch(p, "p.json", p.machine, p.model, "cuda:0"),
+            "p.json: tuned for device cpu, not cuda:0; not using it");
+  // The same model under another path is the same model.
+  model = p.model;
+  model.path = "/elsewhere/m.onnx";
+  EXPECT_EQ(profile_mismatch(p, "p.json", p.machine, model, "cpu"), "");
+}
+
+void expect_read_error(const std::string& name, const std::string& text,
+                       const std::string& message) {
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/" + name;
+  std::ofstream(path) << text;
+  try {
+    read_profile(path);
+    FAIL() << name;
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": " + message);
+  }
+}
+
+TEST(Profile, BadFilesNameTheFileAndTheProblem) {
+  try {
+    read_profile(kDir + "/none.json");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), kDir + "/none.json: no such file");
+  }
+  expect_read_error("bad.json", "{\"tool\": ", "invalid JSON at byte 10");
+  expect_read_error("bench.json", "{\"tool\": \"tessera bench\"}",
+                    "not a tessera tune profile (no \"tool\": \"tessera tune\")");
+  nlohmann::json doc = profile_json(sample_profile());
+  doc["plan"].erase("batch");
+  expect_read_error("no_batch.json", doc.dump(), "not a tessera tune profile (missing plan.batch)");
+  doc = profile_json(sample_profile());
+  doc["machine"]["cores"] = "two";
+  expect_read_error("cores.json", doc.dump(),
+                    "not a tessera tune profile (wrong type for machine.cores)");
+}
+
+}  // namespace
+}  // namespace tessera

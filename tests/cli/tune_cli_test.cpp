@@ -1,0 +1,177 @@
+// `tessera tune` as a user runs it: a ranking and a profile that `bench --profile` follows,
+// the warning for a profile of another model, and one-line errors for bad profiles and flags.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "run_cli.h"
+
+namespace {
+
+using tessera::testing::run_cli;
+
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/tune_cli";
+
+std::string make_model(const std::string& name, int d_model) {
+  std::filesystem::create_directories(kDir);
+  const std::string p = kDir + "/" + name;
+  const auto r = run_cli("make-model --force -o " + p + " --d-model " + std::to_string(d_model) +
+                         " --layers 1 --heads 2 --ffn 64 --s2-steps 8 --s1-steps 6");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return p;
+}
+
+const std::string& small_model() {
+  static const std::string path = make_model("small.onnx", 32);
+  return path;
+}
+
+// One tune run shared by the tests below: two batch sizes, short rounds.
+const std::string& tuned_profile() {
+  static const std::string path = [] {
+    const std::string p = kDir + "/p.json";
+    const auto r =
+        run_cli("tune -m " + small_model() + " --budget 20 -b 8,32 --start-pixels 32 -o " + p);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("| rank | layout"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("| winner"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("\nbest: "), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("profile: " + p), std::string::npos) << r.out;
+    EXPECT_EQ(r.err, "");
+    return p;
+  }();
+  return path;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+TEST(TuneCli, WritesAProfileThatBenchFollows) {
+  const auto profile = read_json(tuned_profile());
+  EXPECT_EQ(profile["tool"], "tessera tune");
+  EXPECT_EQ(profile["device"], "cpu");
+  EXPECT_EQ(profile["model"]["path"], small_model());
+  EXPECT_EQ(profile["model"]["bytes"].get<int64_t>(),
+            static_cast<int64_t>(std::filesystem::file_size(small_model())));
+  EXPECT_EQ(profile["model"]["hash"].get<std::string>().rfind("fnv1a64:", 0), 0u);
+  EXPECT_EQ(profile["machine"]["ort_version"].get<std::string>().rfind("1.", 0), 0u);
+  const auto& plan = profile["plan"];
+  const int64_t batch = plan["batch"];
+  EXPECT_TRUE(batch == 8 || batch == 32) << plan;
+  EXPECT_EQ(plan["membind"], "local");
+  // Every distinct layout x 2 batches is ranked, the winner first.
+  ASSERT_GE(profile["ranking"].size(), 2u);
+  EXPECT_EQ(profile["ranking"][0]["outcome"], "winner");
+  EXPECT_EQ(profile["ranking"][0]["layout"], plan["layout"]);
+  EXPECT_EQ(profile["ranking"].size() % 2, 0u);
+
+  const auto r = run_cli("bench -m " + small_model() + " --profile " + tuned_profile() +
+                         " --batches 1 -r 1 -o json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  const auto doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(doc["rows"].size(), 1u);
+  EXPECT_EQ(doc["rows"][0]["layout"], plan["layout"]);
+  EXPECT_EQ(doc["rows"][0]["batch"], plan["batch"]);
+  EXPECT_EQ(doc["rows"][0]["workers"], plan["workers"]);
+
+  // A flag the user gives wins over the profile.
+  const auto given = run_cli("bench -m " + small_model() + " --profile " + tuned_profile() +
+                             " -b 4 --batches 1 -r 1 -o json");
+  ASSERT_EQ(given.exit_code, 0) << given.err;
+  EXPECT_EQ(nlohmann::json::parse(given.out)["rows"][0]["batch"], 4);
+}
+
+TEST(TuneCli, AProfileOfAnotherModelWarnsAndIsNotUsed) {
+  const std::string other = make_model("other.onnx", 16);
+  const auto profile = read_json(tuned_profile());
+  const auto r = run_cli("bench -m " + other + " --profile " + tuned_profile() +
+                         " -t 1 --batches 1 -r 1 -o json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string expected_prefix =
+      "tessera: warning: " + tuned_profile() + ": tuned for another model (" + small_model() +
+      ", " + profile["model"]["hash"].get<std::string>() + "; this one: " + other + ", fnv1a64:";
+  EXPECT_EQ(r.err.rfind(expected_prefix, 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("); not using it\n"), std::string::npos) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["rows"][0]["layout"], "single:1");  // bench's own defaults
+  EXPECT_EQ(doc["rows"][0]["batch"], 256);
+}
+
+TEST(TuneCli, BadProfileAndFlags) {
+  const std::string bad = kDir + "/bad.json";
+  std::filesystem::create_directories(kDir);
+  std::ofstream(bad) << "[1, 2";
+  auto r = run_cli("bench -m " + small_model() + " --profile " + bad + " --batches 1 -r 1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + bad + ": invalid JSON at byte 6\n");
+
+  r = run_cli("bench -m " + small_model() + " --profile " + kDir + "/none.json");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + kDir + "/none.json: no such file\n");
+
+  r = run_cli("tune -m " + small_model() + " --budget soon");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: --budget soon: expected seconds, e.g. 120, 120s, 2m or 1h\n");
+
+  r = run_cli("tune -m " + small_model() + " --layouts 9x9 -b 8");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("9x9"), std::string::npos) << r.err;
+
+  r = run_cli("tune -m " + kDir + "/missing.onnx");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + kDir + "/missing.onnx: cannot read the model\n");
+}
+
+TEST(TuneCli, InferFollowsAMatchingProfileOnly) {
+  std::filesystem::create_directories(kDir);
+  const std::string model = kDir + "/infer.onnx";
+  auto r =
+      run_cli("make-model --force -o " + model + " --d-model 32 --layers 1 --heads 2 --ffn 64");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string profile = kDir + "/infer_profile.json";
+  r = run_cli("tune -m " + model + " --budget 20 -b 8,16 --start-pixels 16 -o " + profile);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto plan = read_json(profile)["plan"];
+  const std::string tile = kDir + "/tiles/t1";
+  std::filesystem::remove_all(tile);
+  r = run_cli("synth --out " + tile + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  const std::string out = kDir + "/infer_out", summary = kDir + "/summary.json";
+  std::filesystem::remove_all(out);
+  r = run_cli("infer " + tile + " -o " + out + " -m " + model + " --profile " + profile +
+              " --summary " + summary);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  auto doc = read_json(summary);
+  EXPECT_EQ(doc["layout"], plan["layout"]);
+  EXPECT_EQ(doc["batch"], plan["batch"]);
+
+  // The profile of another model: one warning, and infer's own defaults (core, 256).
+  r = run_cli("infer " + tile + " -o " + out + " --force -m " + small_model() + " --profile " +
+              profile + " --summary " + summary);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.rfind("tessera: warning: " + profile + ": tuned for another model (", 0), 0u)
+      << r.err;
+  doc = read_json(summary);
+  EXPECT_EQ(doc["layout"], "core");
+  EXPECT_EQ(doc["batch"], 256);
+}
+
+TEST(TuneCli, VerifyComparesWithTheSweep) {
+  const auto r = run_cli("tune -m " + small_model() +
+                         " --budget 20 --layouts core -b 8,16,32 --start-pixels 32 --verify");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\nverify: sweep of 3 candidates at "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("% of the sweep's time"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\nsweep:\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| best"), std::string::npos) << r.out;
+}
+
+}  // namespace
