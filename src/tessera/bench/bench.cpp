@@ -16,6 +16,7 @@
 #include "tessera/common/error.h"
 #include "tessera/common/version.h"
 #include "tessera/model/dummy_inputs.h"
+#include "tessera/model/ort_cuda.h"
 #include "tessera/model/ort_engine.h"
 #include "tessera/runtime/child_process.h"
 #include "tessera/runtime/worker_pool.h"
@@ -45,14 +46,6 @@ struct Case {
   int64_t batch;
 };
 
-bool is_out_of_memory(const std::string& message) {
-  std::string lower = message;
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
-  return lower.find("out of memory") != std::string::npos ||
-         lower.find("bad_alloc") != std::string::npos ||
-         lower.find("failed to allocate") != std::string::npos;
-}
-
 // Measures one worker of a case: its engine, dummy inputs, warm-up, then the repetitions.
 // `next_phase` is called once the engine is ready, after the warm-up and after every
 // repetition (2 + reps calls); it returns false when the case is abandoned because another
@@ -68,8 +61,9 @@ WorkerTimes measure_worker(const BenchOptions& options, const Case& c, const Wor
   engine_options.precision = options.precision;
   engine_options.max_batch = c.batch;
   if (parse_device(c.device) < 0) engine_options.thread_affinities = ort_thread_affinities(worker);
-  OrtEngine engine(options.model_path, engine_options);
-  mine.session_s = engine.session_seconds();
+  const std::unique_ptr<Engine> made =
+      make_engine(options.model_path, engine_options, &mine.session_s);
+  Engine& engine = *made;
   fill_dummy_inputs(engine, options.seed + static_cast<uint64_t>(worker.index));
   if (!next_phase()) return mine;
   for (int i = 0; i < options.warmup; ++i) engine.run(c.batch);
@@ -207,7 +201,7 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
   if (!first_error.empty()) {
     // Running out of memory is a result (the batch does not fit); anything else is an error
     // that every other case would repeat.
-    if (!is_out_of_memory(first_error)) throw Error(first_error);
+    if (!is_out_of_memory_message(first_error)) throw Error(first_error);
     row.status = "oom";
     row.error = first_error;
     return row;

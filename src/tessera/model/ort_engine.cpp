@@ -9,16 +9,10 @@
 
 #include "tessera/common/error.h"
 #include "tessera/model/model_info.h"
+#include "tessera/model/ort_cuda.h"
 
 namespace tessera {
 namespace {
-
-// One ORT environment per process: sessions share its logger; each session keeps its own
-// thread pool (per-session pools are what pinned parallel workers need).
-Ort::Env& ort_env() {
-  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "tessera");
-  return env;
-}
 
 std::string first_line(const std::string& text) {
   const auto end = text.find('\n');
@@ -45,6 +39,13 @@ ONNXTensorElementDataType element_type(const Ort::TypeInfo& info) {
 
 }  // namespace
 
+// One ORT environment per process: sessions share its logger; each session keeps its own
+// thread pool (per-session pools are what pinned parallel workers need).
+Ort::Env& ort_env() {
+  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "tessera");
+  return env;
+}
+
 std::string ort_version() {
   return Ort::GetVersionString();
 }
@@ -53,7 +54,11 @@ int parse_device(const std::string& device) {
   if (device == "cpu") return -1;
   if (device == "cuda") return 0;
   if (device.rfind("cuda:", 0) == 0) {
-    const std::string id = device.substr(5);
+    std::string id = device.substr(5);
+    for (const char* path : {"+io", "+graph"}) {
+      const std::string suffix = path;
+      if (id.size() > suffix.size() && id.ends_with(suffix)) id.resize(id.size() - suffix.size());
+    }
     if (!id.empty() && id.size() < 4 && id.find_first_not_of("0123456789") == std::string::npos) {
       return std::stoi(id);
     }
@@ -72,6 +77,10 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
         fmt::format("thread count must be at least 1 (got {})", options_.intra_op_threads));
   }
   const int cuda_device = parse_device(options_.device);
+  if (options_.device.find('+') != std::string::npos) {
+    throw UsageError(options_.device +
+                     ": the IO-binding paths are run by OrtCudaEngine, not OrtEngine");
+  }
   if (options_.precision != "fp32" && options_.precision != "tf32") {
     throw UsageError("unknown precision '" + options_.precision + "' (expected fp32 or tf32)");
   }
@@ -220,7 +229,7 @@ void OrtEngine::run(int64_t batch) {
   try {
     session_->Run(run_options_, kInputNames, inputs, 2, kOutputNames, &output, 1);
   } catch (const Ort::Exception& e) {
-    throw Error(name() + ": inference failed (ONNX Runtime: " + first_line(e.what()) + ")");
+    throw Error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");
   }
 }
 

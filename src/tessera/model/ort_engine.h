@@ -31,8 +31,12 @@ struct OrtEngineOptions {
 // The ONNX Runtime library's version string, e.g. "1.29.0".
 std::string ort_version();
 
-// Parses "cpu" / "cuda" / "cuda:N"; returns -1 for cpu, N for CUDA. Throws UsageError.
+// Parses "cpu" / "cuda" / "cuda:N", optionally followed by a GPU path "+io" or "+graph"
+// (ort_cuda.h); returns -1 for cpu, N for CUDA. Throws UsageError.
 int parse_device(const std::string& device);
+
+// The process's ONNX Runtime environment (one logger; sessions keep their own thread pools).
+Ort::Env& ort_env();
 
 class OrtEngine : public Engine {
  public:

@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <exception>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -16,9 +18,12 @@
 #include "tessera/common/error.h"
 #include "tessera/io/npy.h"
 #include "tessera/io/tile.h"
+#include "tessera/model/ort_cuda.h"
 #include "tessera/model/ort_engine.h"
 #include "tessera/pipeline/preparer.h"
 #include "tessera/pipeline/quantiser.h"
+#include "tessera/runtime/device_batches.h"
+#include "tessera/runtime/device_list.h"
 #include "tessera/runtime/journal.h"
 #include "tessera/runtime/worker_pool.h"
 
@@ -84,6 +89,190 @@ class ProgressMonitor {
   std::thread thread_;
 };
 
+// What every worker of one tile shares. Batch b holds valid pixels [b*B, min((b+1)*B, n)).
+struct TileJob {
+  const Tile& tile;
+  const InferOptions& options;
+  const std::vector<int64_t>& valid;
+  const ModelShape& shape;
+  BatchJournal& journal;
+  int8_t* embedding_rows;
+  float* scale_values;
+  BatchCounter& counter;
+  std::atomic<int64_t>& pixels_done;
+  std::atomic<bool>& abort;  // set when any worker failed: the others stop claiming
+
+  int64_t latent() const { return shape.output_dim; }
+  const int64_t* pixels(int64_t b) const { return valid.data() + b * options.batch; }
+  int64_t count(int64_t b) const {
+    return std::min(options.batch, static_cast<int64_t>(valid.size()) - b * options.batch);
+  }
+
+  // Quantises batch b's float outputs (count(b) x latent, in pixel order) into the mapped
+  // outputs, writes them back to disk, then records the batch in the journal.
+  void finish(int64_t b, const float* result) const {
+    const int64_t n = count(b);
+    const int64_t* p = pixels(b);
+    const int64_t d = latent();
+    for (int64_t k = 0; k < n; ++k) {
+      quantize_embedding(result + k * d, static_cast<int>(d), embedding_rows + p[k] * d,
+                         scale_values + p[k]);
+    }
+    sync_range(embedding_rows + p[0] * d, embedding_rows + (p[n - 1] + 1) * d);
+    sync_range(scale_values + p[0], scale_values + p[n - 1] + 1);
+    journal.mark_done(b);
+    pixels_done += n;
+  }
+};
+
+// What one streaming worker measured.
+struct StreamStats {
+  bool gpu = false;  // its engine was an OrtCudaEngine (busy time is known)
+  double busy_seconds = 0, wall_seconds = 0;
+  int64_t pixels_per_run = 0;
+};
+
+// One chunk of consecutive batches on its way through a streaming worker: prepared by a
+// helper thread, run by the engine thread, then quantised by the same helper.
+struct Slot {
+  std::vector<int64_t> pixels;   // the chunk's not-yet-done pixels, batch after batch
+  std::vector<int64_t> batches;  // their batch numbers
+  std::vector<float> s2, s1, out, mean;
+  int64_t count = 0;
+  bool done = false;  // the engine has filled `out` for the submitted pass
+};
+
+// A streaming worker: builds its engine (halving the chunk while that runs out of memory),
+// then two helper threads each claim chunks, prepare them into their own Slot, hand each
+// pass to this thread and wait, while this thread runs whatever slot is ready. So the next
+// chunk is prepared while the engine runs, and finished chunks are quantised while it runs.
+StreamStats run_stream_worker(const TileJob& job, const std::string& device) {
+  const InferOptions& options = job.options;
+  const int64_t valid = static_cast<int64_t>(job.valid.size());
+  int64_t chunk = std::max<int64_t>(1, options.gpu_batch / options.batch);
+  OrtEngineOptions engine_options;
+  engine_options.device = device == "cpu+stream" ? "cpu" : device;
+  engine_options.intra_op_threads = 1;
+  engine_options.spinning = false;
+  engine_options.precision = options.precision;
+  std::unique_ptr<Engine> engine;
+  for (;;) {
+    engine_options.max_batch = std::max<int64_t>(1, std::min(chunk * options.batch, valid));
+    try {
+      engine = make_engine(options.model_path, engine_options);
+      break;
+    } catch (const Error& e) {
+      if (chunk == 1 || !is_out_of_memory_message(e.what())) throw;
+      chunk /= 2;
+    }
+  }
+  const int64_t capacity = engine_options.max_batch;
+  int64_t limit = capacity;
+  const auto start = Clock::now();
+
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Slot*> ready;
+  int helpers_left = 2;
+  std::exception_ptr error;
+  auto fail = [&](std::exception_ptr e) {
+    {
+      std::lock_guard lock(mutex);
+      if (!error) error = e;
+    }
+    job.abort = true;
+    wake.notify_all();
+  };
+  auto helper = [&] {
+    try {
+      PixelPreparer preparer(job.tile, static_cast<int>(job.shape.s2_steps),
+                             static_cast<int>(job.shape.s1_steps));
+      Slot slot;
+      slot.s2.resize(capacity * job.shape.s2_pixel_floats());
+      slot.s1.resize(capacity * job.shape.s1_pixel_floats());
+      slot.out.resize(capacity * job.latent());
+      if (options.repeat > 1) slot.mean.resize(capacity * job.latent());
+      while (!job.abort) {
+        const BatchCounter::Range range = job.counter.claim(chunk);
+        if (range.empty()) break;
+        slot.pixels.clear();
+        slot.batches.clear();
+        for (int64_t b = range.first; b < range.end; ++b) {
+          if (job.journal.done(b)) continue;
+          slot.batches.push_back(b);
+          slot.pixels.insert(slot.pixels.end(), job.pixels(b), job.pixels(b) + job.count(b));
+        }
+        slot.count = static_cast<int64_t>(slot.pixels.size());
+        if (slot.count == 0) continue;
+        const int64_t floats = slot.count * job.latent();
+        if (options.repeat > 1) std::fill(slot.mean.begin(), slot.mean.begin() + floats, 0.0f);
+        for (int r = 0; r < options.repeat; ++r) {
+          preparer.prepare_batch(slot.pixels.data(), slot.count, r, slot.s2.data(), slot.s1.data());
+          std::unique_lock lock(mutex);
+          slot.done = false;
+          ready.push_back(&slot);
+          wake.notify_all();
+          wake.wait(lock, [&] { return slot.done || error; });
+          if (error) return;
+          lock.unlock();
+          if (options.repeat > 1) accumulate(slot.out.data(), floats, slot.mean.data());
+        }
+        const float* result = slot.out.data();
+        if (options.repeat > 1) {
+          divide_by(floats, options.repeat, slot.mean.data());
+          result = slot.mean.data();
+        }
+        int64_t offset = 0;
+        for (const int64_t b : slot.batches) {
+          job.finish(b, result + offset * job.latent());
+          offset += job.count(b);
+        }
+      }
+    } catch (...) {
+      fail(std::current_exception());
+    }
+    std::lock_guard lock(mutex);
+    --helpers_left;
+    wake.notify_all();
+  };
+  std::thread helpers[2] = {std::thread(helper), std::thread(helper)};
+  for (;;) {
+    Slot* slot = nullptr;
+    {
+      std::unique_lock lock(mutex);
+      wake.wait(lock, [&] { return error || !ready.empty() || helpers_left == 0; });
+      if (error || ready.empty()) break;
+      slot = ready.front();
+      ready.pop_front();
+    }
+    try {
+      run_in_sub_batches(*engine, slot->s2.data(), slot->s1.data(), slot->count, slot->out.data(),
+                         &limit, [&](int64_t reduced) {
+                           fmt::print(stderr,
+                                      "tessera: {}: out of memory, continuing with {} pixels "
+                                      "per run\n",
+                                      device, reduced);
+                         });
+    } catch (...) {
+      fail(std::current_exception());
+      break;
+    }
+    std::lock_guard lock(mutex);
+    slot->done = true;
+    wake.notify_all();
+  }
+  for (auto& t : helpers) t.join();
+  if (error) std::rethrow_exception(error);
+  StreamStats stats;
+  stats.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  stats.pixels_per_run = limit;
+  if (const auto* cuda = dynamic_cast<const OrtCudaEngine*>(engine.get())) {
+    stats.gpu = true;
+    stats.busy_seconds = cuda->busy_seconds();
+  }
+  return stats;
+}
+
 }  // namespace
 
 TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
@@ -92,6 +281,17 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options.batch));
   if (options.repeat < 1)
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
+  const DeviceList devices = parse_device_list(options.device);
+  for (const auto& device : devices.streams) {
+    if (cuda_path(device == "cpu+stream" ? "cpu" : device) == CudaPath::kNone) continue;
+    const std::string reason = cuda_unavailable_reason(parse_device(device));
+    if (!reason.empty()) {
+      throw Error(device + ": the CUDA execution provider is not available (" + reason + ")");
+    }
+  }
+  if (options.gpu_batch < 1) {
+    throw UsageError(fmt::format("GPU batch must be at least 1 (got {})", options.gpu_batch));
+  }
   const auto start = Clock::now();
   const Tile tile = open_tile(tile_dir);
   TileSummary summary;
@@ -151,7 +351,6 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
 
   auto* embedding_rows = static_cast<int8_t*>(embeddings->data());
   auto* scale_values = static_cast<float*>(scales->data());
-  std::atomic<int64_t> next_batch{0};
   std::atomic<int64_t> pixels_done{0};
   for (int64_t b = 0; b < summary.batches; ++b) {
     if (journal->done(b))
@@ -160,45 +359,76 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   const int64_t pixels_resumed = pixels_done.load();
   ProgressMonitor monitor(progress, pixels_done, summary.pixels_valid);
 
-  run_pinned_workers(plan, [&](const WorkerPlan& worker) {
-    OrtEngineOptions engine_options;
-    engine_options.device = options.device;
-    engine_options.intra_op_threads = worker.threads;
-    engine_options.spinning = options.spinning;
-    engine_options.max_batch = options.batch;
-    if (parse_device(options.device) < 0)
-      engine_options.thread_affinities = ort_thread_affinities(worker);
-    OrtEngine engine(options.model_path, engine_options);
-    PixelPreparer preparer(tile, static_cast<int>(shape.s2_steps),
-                           static_cast<int>(shape.s1_steps));
-    std::vector<float> mean(options.repeat > 1 ? options.batch * latent : 0);
-    for (int64_t b = next_batch++; b < summary.batches; b = next_batch++) {
-      if (journal->done(b)) continue;
-      const int64_t first = b * options.batch;
-      const int64_t count = std::min(options.batch, summary.pixels_valid - first);
-      const int64_t* pixels = valid.data() + first;
-      const float* result = engine.output();
-      if (options.repeat > 1) std::fill(mean.begin(), mean.begin() + count * latent, 0.0f);
-      for (int r = 0; r < options.repeat; ++r) {
-        preparer.prepare_batch(pixels, count, r, engine.s2_input(), engine.s1_input());
-        engine.run(count);
-        if (options.repeat > 1) accumulate(engine.output(), count * latent, mean.data());
+  BatchCounter counter(summary.batches);
+  std::atomic<bool> abort{false};
+  const TileJob job{tile,           options,      valid,   shape,       *journal,
+                    embedding_rows, scale_values, counter, pixels_done, abort};
+  const size_t streams = devices.streams.size();
+  std::vector<StreamStats> stream_stats(streams);
+  std::vector<std::exception_ptr> errors(streams + 1);
+  std::vector<std::thread> stream_threads;
+  for (size_t i = 0; i < streams; ++i) {
+    stream_threads.emplace_back([&, i] {
+      try {
+        stream_stats[i] = run_stream_worker(job, devices.streams[i]);
+      } catch (...) {
+        errors[i + 1] = std::current_exception();
+        abort = true;
       }
-      if (options.repeat > 1) {
-        divide_by(count * latent, options.repeat, mean.data());
-        result = mean.data();
-      }
-      for (int64_t k = 0; k < count; ++k) {
-        quantize_embedding(result + k * latent, static_cast<int>(latent),
-                           embedding_rows + pixels[k] * latent, scale_values + pixels[k]);
-      }
-      sync_range(embedding_rows + pixels[0] * latent,
-                 embedding_rows + (pixels[count - 1] + 1) * latent);
-      sync_range(scale_values + pixels[0], scale_values + pixels[count - 1] + 1);
-      journal->mark_done(b);
-      pixels_done += count;
+    });
+  }
+  if (devices.cpu) {
+    try {
+      run_pinned_workers(plan, [&](const WorkerPlan& worker) {
+        OrtEngineOptions engine_options;
+        engine_options.device = "cpu";
+        engine_options.intra_op_threads = worker.threads;
+        engine_options.spinning = options.spinning;
+        engine_options.max_batch = options.batch;
+        engine_options.thread_affinities = ort_thread_affinities(worker);
+        OrtEngine engine(options.model_path, engine_options);
+        PixelPreparer preparer(tile, static_cast<int>(shape.s2_steps),
+                               static_cast<int>(shape.s1_steps));
+        std::vector<float> mean(options.repeat > 1 ? options.batch * latent : 0);
+        while (!abort) {
+          const int64_t b = counter.claim(1).first;
+          if (b >= summary.batches) break;
+          if (journal->done(b)) continue;
+          const int64_t count = job.count(b);
+          const float* result = engine.output();
+          if (options.repeat > 1) std::fill(mean.begin(), mean.begin() + count * latent, 0.0f);
+          for (int r = 0; r < options.repeat; ++r) {
+            preparer.prepare_batch(job.pixels(b), count, r, engine.s2_input(), engine.s1_input());
+            engine.run(count);
+            if (options.repeat > 1) accumulate(engine.output(), count * latent, mean.data());
+          }
+          if (options.repeat > 1) {
+            divide_by(count * latent, options.repeat, mean.data());
+            result = mean.data();
+          }
+          job.finish(b, result);
+        }
+      });
+    } catch (...) {
+      errors[0] = std::current_exception();
+      abort = true;
     }
-  });
+  }
+  for (auto& t : stream_threads) t.join();
+  for (const auto& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+  double busy_percent = 0;
+  int gpus = 0;
+  for (const auto& s : stream_stats) {
+    summary.gpu_batch =
+        summary.gpu_batch ? std::min(summary.gpu_batch, s.pixels_per_run) : s.pixels_per_run;
+    if (s.gpu && s.wall_seconds > 0) {
+      busy_percent += 100.0 * s.busy_seconds / s.wall_seconds;
+      ++gpus;
+    }
+  }
+  if (gpus > 0) summary.gpu_busy_percent = busy_percent / gpus;
   monitor.stop();
   if (progress) {
     progress(pixels_done.load(), summary.pixels_valid,
@@ -225,6 +455,8 @@ nlohmann::json tile_summary_json(const TileSummary& s) {
           {"batches_resumed", s.batches_resumed},
           {"seconds", s.seconds},
           {"ms_per_pixel", s.ms_per_pixel},
+          {"gpu_busy_percent", s.gpu_busy_percent},
+          {"gpu_batch", s.gpu_batch},
           {"embeddings", s.embeddings_path},
           {"scales", s.scales_path}};
 }

@@ -27,11 +27,15 @@ namespace tessera {
 struct InferOptions {
   std::string model_path;
   std::string out_dir;
-  std::string device = "cpu";
+  std::string device = "cpu";  // a device list (device_list.h), e.g. "cpu,cuda:0"
   int64_t batch = 1024;
-  int repeat = 1;      // passes with offsets 0..repeat-1, averaged
-  bool force = false;  // recompute tiles whose outputs exist
-  bool resume = true;  // continue from a journal left by an interrupted run
+  // Pixels per run on a streaming (GPU) worker: it claims max(1, gpu_batch / batch)
+  // consecutive batches at once. Halved while the GPU runs out of memory.
+  int64_t gpu_batch = 8192;
+  std::string precision = "fp32";  // CUDA devices: "fp32" or "tf32"
+  int repeat = 1;                  // passes with offsets 0..repeat-1, averaged
+  bool force = false;              // recompute tiles whose outputs exist
+  bool resume = true;              // continue from a journal left by an interrupted run
   bool spinning = true;
 };
 
@@ -45,14 +49,22 @@ struct TileSummary {
   int64_t batches_resumed = 0;  // already done by an earlier run
   double seconds = 0;
   double ms_per_pixel = 0;  // wall time over the valid pixels computed in this run
+  // Streaming workers only (-1 / 0 when there were none): the GPU's busy time (CUDA events)
+  // over the workers' wall time, averaged over GPUs; the smallest pixels-per-run in use at
+  // the end (below the asked gpu_batch when out-of-memory halved it).
+  double gpu_busy_percent = -1;
+  int64_t gpu_batch = 0;
   std::string embeddings_path, scales_path;
 };
 
 // Progress of a running tile: pixels finished so far (resumed ones included) of `total`.
 using ProgressCallback = std::function<void(int64_t done, int64_t total, double seconds)>;
 
-// Processes one tile. Throws tessera::Error (bad tile, unusable model, unwritable output);
-// on error no final output is created and what a resume needs is kept.
+// Processes one tile. Workers: the plan's (if options.device lists "cpu") plus one streaming
+// worker per other device, which builds its engine, then keeps two helper threads preparing
+// chunks of batches ahead of the engine (and quantising the finished ones) while it runs. Throws
+// tessera::Error (bad tile, unusable model, unwritable output); on error no final output is created
+// and what a resume needs is kept.
 TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
                      const ProgressCallback& progress);
 

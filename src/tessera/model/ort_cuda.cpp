@@ -1,0 +1,248 @@
+#include "tessera/model/ort_cuda.h"
+
+#include <fmt/format.h>
+#include <onnxruntime_run_options_config_keys.h>
+#include <onnxruntime_session_options_config_keys.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "tessera/common/error.h"
+#include "tessera/model/model_info.h"
+
+namespace tessera {
+namespace {
+
+std::string first_line(const std::string& text) {
+  return text.substr(0, text.find('\n'));
+}
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+}  // namespace
+
+CudaPath cuda_path(const std::string& device) {
+  if (parse_device(device) < 0) return CudaPath::kNone;
+  if (device.ends_with("+graph")) return CudaPath::kCudaGraph;
+  if (device.ends_with("+io")) return CudaPath::kIoBinding;
+  return CudaPath::kDefault;
+}
+
+bool is_out_of_memory_message(const std::string& message) {
+  const std::string text = lower(message);
+  for (const char* needle : {"out of memory", "failed to allocate", "alloc_failed", "bad_alloc"}) {
+    if (text.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string one_line(const std::string& message) {
+  std::string out;
+  for (const char c : message) {
+    if (c == '\n' || c == '\r') {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptions& options)
+    : options_(options),
+      path_(cuda_path(options.device)),
+      device_id_(parse_device(options.device)) {
+  if (path_ != CudaPath::kIoBinding && path_ != CudaPath::kCudaGraph) {
+    throw UsageError(options_.device + ": OrtCudaEngine runs cuda:N+io or cuda:N+graph");
+  }
+  if (options_.max_batch < 1) {
+    throw UsageError(fmt::format("batch size must be at least 1 (got {})", options_.max_batch));
+  }
+  if (options_.precision != "fp32" && options_.precision != "tf32") {
+    throw UsageError("unknown precision '" + options_.precision + "' (expected fp32 or tf32)");
+  }
+  {
+    // Reads and checks the model's inputs and output (same checks and messages as the CPU
+    // engine), on a cheap unoptimised CPU session.
+    OrtEngineOptions probe;
+    probe.max_batch = 1;
+    probe.optimization_level = 0;
+    shape_ = OrtEngine(model_path, probe).shape();
+  }
+  if (read_model_info(model_path).has_scatter_nd) {
+    throw Error(model_path +
+                ": has ScatterND nodes, which crash ONNX Runtime's CUDA execution provider; "
+                "export the positional encoding with Concat/Reshape (as `tessera make-model` "
+                "does) or run on cpu");
+  }
+  if (const std::string reason = cuda_unavailable_reason(device_id_); !reason.empty()) {
+    throw Error(options_.device + ": the CUDA execution provider is not available (" + reason +
+                ")");
+  }
+  cuda_ = cuda_runtime();
+  auto check = [&](const char* what, int status) {
+    if (status != 0) {
+      free_buffers();
+      throw Error(options_.device + ": " + cuda_->describe(what, status));
+    }
+  };
+  check("cudaSetDevice", cuda_->set_device(device_id_));
+  check("cudaStreamCreateWithFlags",
+        cuda_->stream_create(&stream_, CudaRuntime::kStreamNonBlocking));
+  check("cudaEventCreate", cuda_->event_create(&start_));
+  check("cudaEventCreate", cuda_->event_create(&stop_));
+  // Device buffers first: a batch too large for the GPU fails here, before pinning host memory.
+  const auto bytes = [&](int64_t floats) {
+    return static_cast<size_t>(options_.max_batch * floats) * sizeof(float);
+  };
+  void* p = nullptr;
+  check("cudaMalloc", cuda_->malloc_device(&p, bytes(shape_.s2_pixel_floats())));
+  device_s2_ = static_cast<float*>(p);
+  check("cudaMalloc", cuda_->malloc_device(&p, bytes(shape_.s1_pixel_floats())));
+  device_s1_ = static_cast<float*>(p);
+  check("cudaMalloc", cuda_->malloc_device(&p, bytes(shape_.output_dim)));
+  device_out_ = static_cast<float*>(p);
+  check("cudaMallocHost", cuda_->malloc_host(&p, bytes(shape_.s2_pixel_floats())));
+  host_s2_ = static_cast<float*>(p);
+  check("cudaMallocHost", cuda_->malloc_host(&p, bytes(shape_.s1_pixel_floats())));
+  host_s1_ = static_cast<float*>(p);
+  check("cudaMallocHost", cuda_->malloc_host(&p, bytes(shape_.output_dim)));
+  host_out_ = static_cast<float*>(p);
+  std::fill_n(host_s2_, options_.max_batch * shape_.s2_pixel_floats(), 0.0f);
+  std::fill_n(host_s1_, options_.max_batch * shape_.s1_pixel_floats(), 0.0f);
+  std::fill_n(host_out_, options_.max_batch * shape_.output_dim, 0.0f);
+
+  Ort::SessionOptions session_options;
+  session_options.SetIntraOpNumThreads(std::max(1, options_.intra_op_threads));
+  session_options.SetInterOpNumThreads(1);
+  session_options.SetExecutionMode(ORT_SEQUENTIAL);
+  session_options.SetGraphOptimizationLevel(ORT_ENABLE_ALL);
+  // The CPU threads only feed the GPU: spinning would burn the cores that prepare batches.
+  session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning, "0");
+  try {
+    Ort::CUDAProviderOptions cuda;
+    cuda.Update({{"device_id", std::to_string(device_id_)},
+                 {"use_tf32", options_.precision == "tf32" ? "1" : "0"},
+                 {"arena_extend_strategy", "kSameAsRequested"},
+                 {"enable_cuda_graph", path_ == CudaPath::kCudaGraph ? "1" : "0"}});
+    cuda.UpdateWithValue("user_compute_stream", stream_);
+    session_options.AppendExecutionProvider_CUDA_V2(*cuda);
+  } catch (const Ort::Exception& e) {
+    free_buffers();
+    throw Error(options_.device + ": the CUDA execution provider is not available (" +
+                first_line(e.what()) + ")");
+  }
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    session_ = std::make_unique<Ort::Session>(ort_env(), model_path.c_str(), session_options);
+  } catch (const Ort::Exception& e) {
+    free_buffers();
+    throw Error(model_path +
+                ": cannot build a CUDA session (ONNX Runtime: " + first_line(e.what()) + ")");
+  }
+  session_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  device_memory_ = Ort::MemoryInfo("Cuda", OrtDeviceAllocator, device_id_, OrtMemTypeDefault);
+}
+
+OrtCudaEngine::~OrtCudaEngine() {
+  free_buffers();
+}
+
+void OrtCudaEngine::free_buffers() {
+  // The session computes on stream_ and binds the device buffers: it goes first.
+  bindings_.clear();
+  run_options_.clear();
+  session_.reset();
+  if (!cuda_) return;
+  if (stream_) cuda_->stream_synchronize(stream_);
+  for (float** p : {&device_s2_, &device_s1_, &device_out_}) {
+    if (*p) cuda_->free_device(*p);
+    *p = nullptr;
+  }
+  for (float** p : {&host_s2_, &host_s1_, &host_out_}) {
+    if (*p) cuda_->free_host(*p);
+    *p = nullptr;
+  }
+  for (CudaRuntime::Event* e : {&start_, &stop_}) {
+    if (*e) cuda_->event_destroy(*e);
+    *e = nullptr;
+  }
+  if (stream_) cuda_->stream_destroy(stream_);
+  stream_ = nullptr;
+}
+
+void OrtCudaEngine::run(int64_t batch) {
+  if (batch < 1 || batch > options_.max_batch) {
+    throw Error(fmt::format("batch of {} pixels is outside 1..{}", batch, options_.max_batch));
+  }
+  auto binding = bindings_.find(batch);
+  if (binding == bindings_.end()) {
+    const int64_t s2_shape[3] = {batch, shape_.s2_steps, shape_.s2_features};
+    const int64_t s1_shape[3] = {batch, shape_.s1_steps, shape_.s1_features};
+    const int64_t out_shape[2] = {batch, shape_.output_dim};
+    Ort::IoBinding io(*session_);
+    io.BindInput("s2_input",
+                 Ort::Value::CreateTensor<float>(device_memory_, device_s2_,
+                                                 batch * shape_.s2_pixel_floats(), s2_shape, 3));
+    io.BindInput("s1_input",
+                 Ort::Value::CreateTensor<float>(device_memory_, device_s1_,
+                                                 batch * shape_.s1_pixel_floats(), s1_shape, 3));
+    io.BindOutput("output",
+                  Ort::Value::CreateTensor<float>(device_memory_, device_out_,
+                                                  batch * shape_.output_dim, out_shape, 2));
+    binding = bindings_.emplace(batch, std::move(io)).first;
+    Ort::RunOptions run_options;
+    if (path_ == CudaPath::kCudaGraph) {
+      run_options.AddConfigEntry(kOrtRunOptionsConfigCudaGraphAnnotation,
+                                 std::to_string(batch).c_str());
+    }
+    run_options_.emplace(batch, std::move(run_options));
+  }
+  auto check = [&](const char* what, int status) {
+    if (status != 0) throw Error(name() + ": " + cuda_->describe(what, status));
+  };
+  const auto floats = [&](int64_t per_pixel) {
+    return static_cast<size_t>(batch * per_pixel) * sizeof(float);
+  };
+  check("cudaEventRecord", cuda_->event_record(start_, stream_));
+  check("cudaMemcpyAsync",
+        cuda_->memcpy_async(device_s2_, host_s2_, floats(shape_.s2_pixel_floats()),
+                            CudaRuntime::kHostToDevice, stream_));
+  check("cudaMemcpyAsync",
+        cuda_->memcpy_async(device_s1_, host_s1_, floats(shape_.s1_pixel_floats()),
+                            CudaRuntime::kHostToDevice, stream_));
+  try {
+    session_->Run(run_options_.at(batch), binding->second);
+  } catch (const Ort::Exception& e) {
+    cuda_->stream_synchronize(stream_);
+    throw Error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");
+  }
+  check("cudaMemcpyAsync", cuda_->memcpy_async(host_out_, device_out_, floats(shape_.output_dim),
+                                               CudaRuntime::kDeviceToHost, stream_));
+  check("cudaEventRecord", cuda_->event_record(stop_, stream_));
+  check("cudaEventSynchronize", cuda_->event_synchronize(stop_));
+  float ms = 0;
+  check("cudaEventElapsedTime", cuda_->event_elapsed_time(&ms, start_, stop_));
+  busy_seconds_ += ms / 1e3;
+}
+
+std::unique_ptr<Engine> make_engine(const std::string& model_path, const OrtEngineOptions& options,
+                                    double* session_seconds) {
+  const CudaPath path = cuda_path(options.device);
+  if (path == CudaPath::kIoBinding || path == CudaPath::kCudaGraph) {
+    auto engine = std::make_unique<OrtCudaEngine>(model_path, options);
+    if (session_seconds) *session_seconds = engine->session_seconds();
+    return engine;
+  }
+  auto engine = std::make_unique<OrtEngine>(model_path, options);
+  if (session_seconds) *session_seconds = engine->session_seconds();
+  return engine;
+}
+
+}  // namespace tessera

@@ -1,0 +1,91 @@
+#pragma once
+// OrtCudaEngine: the Tessera model on ONNX Runtime's CUDA execution provider with IO binding.
+// The device string picks the path (every path also accepts --precision fp32|tf32):
+//   "cuda:N"        OrtEngine: CPU tensors in, ORT copies them to the GPU (ORT's default path)
+//   "cuda:N+io"     OrtCudaEngine: pinned host buffers, device-resident input/output buffers
+//                   bound once per batch size, copies and compute on one CUDA stream
+//   "cuda:N+graph"  as "+io", plus CUDA graphs: one captured graph per batch size
+//                   (run option gpu_graph_id = batch), replayed on later runs
+//
+// OrtCudaEngine owns: one Ort::Session on device N, one CUDA stream (ORT computes on it too,
+// via the provider option user_compute_stream), pinned host buffers s2/s1/output and device
+// buffers of max_batch pixels, and two CUDA events. Invariant: the buffer addresses never
+// change after construction (CUDA graphs replay against them); run(b) copies the first b
+// pixels host -> device, runs, copies b outputs back, and returns when they are in output().
+// It needs the CUDA runtime (cuda_runtime.h); without it construction throws one line.
+
+#include <onnxruntime_cxx_api.h>
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "tessera/model/cuda_runtime.h"
+#include "tessera/model/engine.h"
+#include "tessera/model/ort_engine.h"
+
+namespace tessera {
+
+enum class CudaPath { kNone, kDefault, kIoBinding, kCudaGraph };
+
+// The GPU path a device string names: kNone for "cpu", else by its suffix. Throws UsageError.
+CudaPath cuda_path(const std::string& device);
+
+// True when an ONNX Runtime / CUDA error message means the memory ran out (ORT's arena:
+// "Failed to allocate memory", CUDA: "out of memory", cuBLAS/cuDNN: "ALLOC_FAILED").
+bool is_out_of_memory_message(const std::string& message);
+
+// An ONNX Runtime error as one line: line breaks become spaces. (ORT's run errors can put the
+// cause, e.g. "Failed to allocate memory ...", on a second line after "Status Message:".)
+std::string one_line(const std::string& message);
+
+class OrtCudaEngine : public Engine {
+ public:
+  // options.device must be "cuda:N+io" or "cuda:N+graph". Throws tessera::Error (one line)
+  // when the model is unusable or CUDA is unavailable, UsageError for bad options.
+  OrtCudaEngine(const std::string& model_path, const OrtEngineOptions& options);
+  ~OrtCudaEngine() override;
+  OrtCudaEngine(const OrtCudaEngine&) = delete;
+  OrtCudaEngine& operator=(const OrtCudaEngine&) = delete;
+
+  const ModelShape& shape() const override { return shape_; }
+  int64_t max_batch() const override { return options_.max_batch; }
+  std::string name() const override { return "ort-" + options_.device; }
+  float* s2_input() override { return host_s2_; }
+  float* s1_input() override { return host_s1_; }
+  const float* output() const override { return host_out_; }
+  void run(int64_t batch) override;
+
+  double session_seconds() const { return session_seconds_; }
+  // GPU time (CUDA events) from the first host->device copy to the last device->host copy of
+  // every run() so far: what "GPU busy" is measured from.
+  double busy_seconds() const { return busy_seconds_; }
+
+ private:
+  void free_buffers();
+
+  OrtEngineOptions options_;
+  CudaPath path_;
+  int device_id_;
+  const CudaRuntime* cuda_ = nullptr;
+  ModelShape shape_;
+  CudaRuntime::Stream stream_ = nullptr;
+  CudaRuntime::Event start_ = nullptr, stop_ = nullptr;
+  float *host_s2_ = nullptr, *host_s1_ = nullptr, *host_out_ = nullptr;
+  float *device_s2_ = nullptr, *device_s1_ = nullptr, *device_out_ = nullptr;
+  std::unique_ptr<Ort::Session> session_;
+  Ort::MemoryInfo device_memory_{nullptr};
+  // One binding (and, for CUDA graphs, one run-options object with its gpu_graph_id) per
+  // batch size, made on first use; later runs of that size reuse them unchanged.
+  std::map<int64_t, Ort::IoBinding> bindings_;
+  std::map<int64_t, Ort::RunOptions> run_options_;
+  double session_seconds_ = 0;
+  double busy_seconds_ = 0;
+};
+
+// The engine a device string asks for: OrtEngine for "cpu" and "cuda:N", OrtCudaEngine for
+// "cuda:N+io" / "cuda:N+graph". `session_seconds` (optional) receives the session build time.
+std::unique_ptr<Engine> make_engine(const std::string& model_path, const OrtEngineOptions& options,
+                                    double* session_seconds = nullptr);
+
+}  // namespace tessera

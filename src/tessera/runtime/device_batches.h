@@ -1,0 +1,46 @@
+#pragma once
+// Batch bookkeeping shared by CPU workers and streaming (GPU) workers of one tile.
+//
+// BatchCounter hands out the tile's batch numbers 0..batches-1, each exactly once, to any
+// number of threads. A CPU worker claims one batch at a time; a GPU worker claims a chunk of
+// G consecutive batches and runs them as one large GPU batch. Batches stay the fixed units
+// of the journal (batch k = valid pixels [k*B, (k+1)*B)), so chunking changes neither the
+// journal nor which pixels a batch holds.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+
+#include "tessera/model/engine.h"
+
+namespace tessera {
+
+class BatchCounter {
+ public:
+  explicit BatchCounter(int64_t batches) : batches_(batches) {}
+
+  // Batches [first, end) now belong to the caller; first == end when none are left.
+  struct Range {
+    int64_t first = 0, end = 0;
+    bool empty() const { return first >= end; }
+  };
+  // Claims up to `count` (>= 1) consecutive batches.
+  Range claim(int64_t count);
+
+  int64_t batches() const { return batches_; }
+
+ private:
+  const int64_t batches_;
+  std::atomic<int64_t> next_{0};
+};
+
+// Runs `count` pixels of model inputs (row-major, the layout of a batch tensor) through
+// `engine` in sub-batches of at most *limit pixels (and at most engine.max_batch()), copying
+// each sub-batch into the engine's buffers and its outputs to `out`. When a sub-batch fails
+// with an out-of-memory error (is_out_of_memory_message), *limit is halved, `on_halve(new
+// limit)` is called, and the sub-batch is retried; at a limit of 1 the error is rethrown.
+// *limit keeps the reduced value for later calls. Other errors are rethrown unchanged.
+void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_t count, float* out,
+                        int64_t* limit, const std::function<void(int64_t)>& on_halve = nullptr);
+
+}  // namespace tessera

@@ -1,0 +1,259 @@
+// The GPU paths (ort_cuda.h). Without a usable GPU (no libonnxruntime_providers_cuda.so for ONNX
+// Runtime beside it, no /dev/nvidia0, no CUDA runtime or no device 0) the GPU
+// tests skip with the reason and the no-GPU tests check the one-line errors users see. On a
+// GPU machine they compare every CUDA path with the CPU engine on a small model.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+
+#include "tessera/common/error.h"
+#include "tessera/model/cuda_runtime.h"
+#include "tessera/model/dummy_inputs.h"
+#include "tessera/model/model_builder.h"
+#include "tessera/model/ort_cuda.h"
+#include "tessera/model/ort_engine.h"
+
+namespace tessera {
+namespace {
+
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/gpu_test";
+
+// A model small enough for the CPU reference (d 32, one layer, 6 + 5 steps).
+const std::string& small_model() {
+  static const std::string path = [] {
+    std::filesystem::create_directories(kDir);
+    ModelConfig config;
+    config.d_model = 32;
+    config.layers = 1;
+    config.heads = 2;
+    config.ffn = 64;
+    config.s2_steps = 6;
+    config.s1_steps = 5;
+    const std::string p = kDir + "/small.onnx";
+    std::filesystem::remove(p);
+    write_model(config, p);
+    return p;
+  }();
+  return path;
+}
+
+// Few weights but 40 steps x 4096 FFN activations: ~0.7 MB per pixel, so a million-pixel
+// batch cannot fit in any GPU's memory.
+const std::string& wide_model() {
+  static const std::string path = [] {
+    std::filesystem::create_directories(kDir);
+    ModelConfig config;
+    config.d_model = 32;
+    config.layers = 1;
+    config.heads = 2;
+    config.ffn = 4096;
+    const std::string p = kDir + "/wide.onnx";
+    std::filesystem::remove(p);
+    write_model(config, p);
+    return p;
+  }();
+  return path;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Skips the calling test unless CUDA device 0 can run ONNX Runtime's CUDA provider.
+#define REQUIRE_GPU()                                                 \
+  do {                                                                \
+    const std::string reason = cuda_unavailable_reason(0);            \
+    if (!reason.empty()) GTEST_SKIP() << "no usable GPU: " << reason; \
+  } while (0)
+
+// Copies the first `batch` pixels of `from`'s inputs into `to`'s.
+void copy_inputs(Engine& from, Engine& to, int64_t batch) {
+  const ModelShape& s = from.shape();
+  std::memcpy(to.s2_input(), from.s2_input(), batch * s.s2_pixel_floats() * sizeof(float));
+  std::memcpy(to.s1_input(), from.s1_input(), batch * s.s1_pixel_floats() * sizeof(float));
+}
+
+// Largest |a - b| over the first `batch` outputs.
+float max_difference(const Engine& a, const Engine& b, int64_t batch) {
+  float worst = 0;
+  for (int64_t i = 0; i < batch * a.shape().output_dim; ++i) {
+    worst = std::max(worst, std::fabs(a.output()[i] - b.output()[i]));
+  }
+  return worst;
+}
+
+// ---- without a GPU (and on one): parsing and errors ----
+
+TEST(GpuPaths, DeviceStringsNameThePath) {
+  EXPECT_EQ(cuda_path("cpu"), CudaPath::kNone);
+  EXPECT_EQ(cuda_path("cuda"), CudaPath::kDefault);
+  EXPECT_EQ(cuda_path("cuda:1"), CudaPath::kDefault);
+  EXPECT_EQ(cuda_path("cuda:0+io"), CudaPath::kIoBinding);
+  EXPECT_EQ(cuda_path("cuda:2+graph"), CudaPath::kCudaGraph);
+  EXPECT_EQ(parse_device("cuda:3+graph"), 3);
+  EXPECT_EQ(parse_device("cuda:12+io"), 12);
+  EXPECT_EQ(error_of([] { cuda_path("cuda:0+fast"); }),
+            "unknown device 'cuda:0+fast' (expected cpu or cuda:N)");
+  EXPECT_EQ(error_of([] { cuda_path("cuda:+io"); }),
+            "unknown device 'cuda:+io' (expected cpu or cuda:N)");
+}
+
+TEST(GpuPaths, OutOfMemoryWordings) {
+  // ORT's arena, the CUDA allocator, cuBLAS; the first with the cause on a second line.
+  EXPECT_TRUE(is_out_of_memory_message(
+      "Non-zero status code returned while running MatMul node. Name:'mm' Status Message: \n"
+      "/onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 void* "
+      "onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*, bool, "
+      "onnxruntime::WaitNotificationFn) Failed to allocate memory for requested buffer of size "
+      "687194767360"));
+  EXPECT_TRUE(is_out_of_memory_message("CUDA failure 2: out of memory ; GPU=0 ; hostname=h"));
+  EXPECT_TRUE(is_out_of_memory_message("CUBLAS failure 3: CUBLAS_STATUS_ALLOC_FAILED ; GPU=0"));
+  EXPECT_TRUE(is_out_of_memory_message("cuda:0+io: cudaMalloc: out of memory"));
+  EXPECT_FALSE(is_out_of_memory_message("Invalid input name: s3_input"));
+  EXPECT_EQ(one_line("Status Message: \n/src/bfc_arena.cc:376 Failed to allocate\n"),
+            "Status Message: /src/bfc_arena.cc:376 Failed to allocate");
+}
+
+TEST(GpuPaths, OrtEngineLeavesTheIoPathsToOrtCudaEngine) {
+  OrtEngineOptions options;
+  options.device = "cuda:0+graph";
+  EXPECT_EQ(error_of([&] { OrtEngine(small_model(), options); }),
+            "cuda:0+graph: the IO-binding paths are run by OrtCudaEngine, not OrtEngine");
+}
+
+TEST(GpuPaths, MakeEngineKeepsTheCpuEngine) {
+  OrtEngineOptions options;
+  options.max_batch = 3;
+  double seconds = -1;
+  const auto engine = make_engine(small_model(), options, &seconds);
+  EXPECT_EQ(engine->name(), "ort-cpu");
+  EXPECT_NE(dynamic_cast<OrtEngine*>(engine.get()), nullptr);
+  EXPECT_GE(seconds, 0.0);
+}
+
+TEST(GpuPaths, BadOptionsBeforeAnyCudaWork) {
+  OrtEngineOptions options;
+  options.device = "cuda:0+io";
+  options.precision = "fp16";
+  EXPECT_EQ(error_of([&] { OrtCudaEngine(small_model(), options); }),
+            "unknown precision 'fp16' (expected fp32 or tf32)");
+  options.precision = "fp32";
+  options.max_batch = 0;
+  EXPECT_EQ(error_of([&] { OrtCudaEngine(small_model(), options); }),
+            "batch size must be at least 1 (got 0)");
+  options.max_batch = 4;
+  EXPECT_EQ(error_of([&] { OrtCudaEngine(kDir + "/missing.onnx", options); }),
+            kDir + "/missing.onnx: no such file");
+}
+
+TEST(GpuPaths, CudaEngineWithoutAGpuIsOneClearLine) {
+  const std::string reason = cuda_unavailable_reason(0);
+  if (reason.empty()) GTEST_SKIP() << "a usable GPU is present: see the GPU tests";
+  EXPECT_NE(reason.find_first_not_of(' '), std::string::npos);
+  EXPECT_EQ(reason.find('\n'), std::string::npos);
+  for (const std::string device : {"cuda:0+io", "cuda:0+graph"}) {
+    OrtEngineOptions options;
+    options.device = device;
+    const std::string message = error_of([&] { make_engine(small_model(), options); });
+    EXPECT_EQ(message.rfind(device + ": the CUDA execution provider is not available (", 0), 0u)
+        << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
+}
+
+// ---- on a GPU ----
+
+class GpuAgainstCpu : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GpuAgainstCpu, MatchesTheCpuEngine) {
+  REQUIRE_GPU();
+  const std::string device = GetParam();
+  OrtEngineOptions cpu_options;
+  cpu_options.max_batch = 64;
+  OrtEngine cpu(small_model(), cpu_options);
+  fill_dummy_inputs(cpu, 11);
+  for (const std::string precision : {"fp32", "tf32"}) {
+    OrtEngineOptions gpu_options = cpu_options;
+    gpu_options.device = device;
+    gpu_options.precision = precision;
+    const auto gpu = make_engine(small_model(), gpu_options);
+    EXPECT_EQ(gpu->name(), "ort-" + device);
+    const float tolerance = precision == "fp32" ? 1e-3f : 3e-2f;
+    // Full batch, a smaller one, then the full one again: with CUDA graphs the third run
+    // replays the graph captured for 64 after capturing one for 7 in between.
+    for (const int64_t batch : {64, 7, 64, 7}) {
+      copy_inputs(cpu, *gpu, batch);
+      cpu.run(batch);
+      gpu->run(batch);
+      EXPECT_LE(max_difference(cpu, *gpu, batch), tolerance)
+          << device << " " << precision << " batch " << batch;
+    }
+    // New inputs in the same buffers must give new outputs (a replayed graph reads them).
+    fill_dummy_inputs(cpu, 12);
+    copy_inputs(cpu, *gpu, 64);
+    cpu.run(64);
+    gpu->run(64);
+    EXPECT_LE(max_difference(cpu, *gpu, 64), tolerance) << device << " " << precision;
+    fill_dummy_inputs(cpu, 11);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, GpuAgainstCpu,
+                         ::testing::Values("cuda:0", "cuda:0+io", "cuda:0+graph"));
+
+TEST(GpuMemory, AbsurdBufferIsAnOutOfMemoryError) {
+  REQUIRE_GPU();
+  OrtEngineOptions options;
+  options.device = "cuda:0+io";
+  options.max_batch = int64_t{1} << 34;  // 24 TB of s2 inputs
+  const std::string message = error_of([&] { OrtCudaEngine(small_model(), options); });
+  EXPECT_EQ(message.rfind("cuda:0+io: cudaMalloc: ", 0), 0u) << message;
+  EXPECT_TRUE(is_out_of_memory_message(message)) << message;
+}
+
+TEST(GpuMemory, AbsurdBatchFailsThenSmallerBatchesRun) {
+  REQUIRE_GPU();
+  for (const std::string device : {"cuda:0", "cuda:0+io"}) {
+    OrtEngineOptions options;
+    options.device = device;
+    options.max_batch = int64_t{1} << 20;
+    const auto gpu = make_engine(wide_model(), options);
+    fill_dummy_inputs(*gpu, 5);
+    const std::string message = error_of([&] { gpu->run(options.max_batch); });
+    EXPECT_TRUE(is_out_of_memory_message(message)) << device << ": " << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    // The engine stays usable, and agrees with the CPU.
+    OrtEngineOptions cpu_options;
+    cpu_options.max_batch = 32;
+    OrtEngine cpu(wide_model(), cpu_options);
+    copy_inputs(*gpu, cpu, 32);
+    gpu->run(32);
+    cpu.run(32);
+    EXPECT_LE(max_difference(cpu, *gpu, 32), 1e-3f) << device;
+  }
+}
+
+TEST(GpuMemory, BusyTimeIsMeasured) {
+  REQUIRE_GPU();
+  OrtEngineOptions options;
+  options.device = "cuda:0+io";
+  options.max_batch = 256;
+  OrtCudaEngine gpu(small_model(), options);
+  fill_dummy_inputs(gpu, 3);
+  EXPECT_EQ(gpu.busy_seconds(), 0.0);
+  for (int i = 0; i < 3; ++i) gpu.run(256);
+  EXPECT_GT(gpu.busy_seconds(), 0.0);
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,315 @@
+// The multi-device runner on CPU only: device lists, chunk claiming over the shared batch
+// counter, out-of-memory halving (with an engine that runs out of memory on purpose), and
+// whole tiles through "cpu,cpu+stream" (the GPU worker's pipeline on a CPU engine) against
+// the plain CPU run.
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
+#include "tessera/common/error.h"
+#include "tessera/io/synth_tile.h"
+#include "tessera/model/model_builder.h"
+#include "tessera/runtime/device_batches.h"
+#include "tessera/runtime/device_list.h"
+#include "tessera/runtime/tile_runner.h"
+#include "tessera/topology/placement.h"
+#include "tessera/topology/topology.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/device_test";
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(DeviceList, Parses) {
+  DeviceList list = parse_device_list("cpu");
+  EXPECT_TRUE(list.cpu);
+  EXPECT_TRUE(list.streams.empty());
+  list = parse_device_list("cpu,cuda:0");
+  EXPECT_TRUE(list.cpu);
+  EXPECT_EQ(list.streams, std::vector<std::string>({"cuda:0"}));
+  list = parse_device_list("cuda:1+graph,cuda:0+io");
+  EXPECT_FALSE(list.cpu);
+  EXPECT_EQ(list.streams, std::vector<std::string>({"cuda:1+graph", "cuda:0+io"}));
+  list = parse_device_list("cpu+stream,cpu");
+  EXPECT_TRUE(list.cpu);
+  EXPECT_EQ(list.streams, std::vector<std::string>({"cpu+stream"}));
+}
+
+TEST(DeviceList, RejectsBadLists) {
+  EXPECT_EQ(error_of([] { parse_device_list(""); }), "empty entry in device list ''");
+  EXPECT_EQ(error_of([] { parse_device_list("cpu,"); }), "empty entry in device list 'cpu,'");
+  EXPECT_EQ(error_of([] { parse_device_list("cpu,cpu"); }),
+            "device cpu is listed twice in 'cpu,cpu'");
+  EXPECT_EQ(error_of([] { parse_device_list("cpu,tpu"); }),
+            "unknown device 'tpu' (expected cpu or cuda:N)");
+  EXPECT_EQ(error_of([] { parse_device_list("cuda:0 "); }),
+            "unknown device 'cuda:0 ' (expected cpu or cuda:N)");
+}
+
+TEST(BatchCounter, ChunksAreConsecutiveAndClipped) {
+  BatchCounter counter(10);
+  auto r = counter.claim(4);
+  EXPECT_EQ(r.first, 0);
+  EXPECT_EQ(r.end, 4);
+  r = counter.claim(1);
+  EXPECT_EQ(r.first, 4);
+  EXPECT_EQ(r.end, 5);
+  r = counter.claim(8);
+  EXPECT_EQ(r.first, 5);
+  EXPECT_EQ(r.end, 10);
+  EXPECT_TRUE(counter.claim(1).empty());
+  EXPECT_TRUE(counter.claim(3).empty());
+}
+
+TEST(BatchCounter, ThreadsClaimEveryBatchExactlyOnce) {
+  const int64_t batches = 5000;
+  BatchCounter counter(batches);
+  std::vector<std::vector<int64_t>> claimed(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      const int64_t chunk = t == 0 ? 16 : 1;  // one "GPU" among three "CPU" workers
+      for (auto r = counter.claim(chunk); !r.empty(); r = counter.claim(chunk)) {
+        EXPECT_LE(r.end - r.first, chunk);
+        for (int64_t b = r.first; b < r.end; ++b) claimed[t].push_back(b);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<int64_t> all;
+  for (const auto& c : claimed) all.insert(all.end(), c.begin(), c.end());
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(static_cast<int64_t>(all.size()), batches);
+  for (int64_t b = 0; b < batches; ++b) ASSERT_EQ(all[b], b);
+}
+
+// An engine whose output row k is the sum of pixel k's inputs, and that fails with ONNX
+// Runtime's arena message for batches above `fits` pixels (or with another error when asked).
+class FakeEngine : public Engine {
+ public:
+  FakeEngine(int64_t max_batch, int64_t fits) : max_batch_(max_batch), fits_(fits) {
+    shape_.s2_steps = 2;
+    shape_.s2_features = 3;
+    shape_.s1_steps = 1;
+    shape_.s1_features = 2;
+    shape_.output_dim = 2;
+    s2_.resize(max_batch * 6);
+    s1_.resize(max_batch * 2);
+    out_.resize(max_batch * 2);
+  }
+  const ModelShape& shape() const override { return shape_; }
+  int64_t max_batch() const override { return max_batch_; }
+  std::string name() const override { return "fake"; }
+  float* s2_input() override { return s2_.data(); }
+  float* s1_input() override { return s1_.data(); }
+  const float* output() const override { return out_.data(); }
+  void run(int64_t batch) override {
+    runs.push_back(batch);
+    if (other_error) throw Error("fake: inference failed (ONNX Runtime: Invalid rank)");
+    if (batch > fits_) {
+      throw Error(
+          "fake: inference failed (ONNX Runtime: Non-zero status code returned while running "
+          "MatMul node. Status Message: bfc_arena.cc:376 Failed to allocate memory for "
+          "requested buffer of size 1234)");
+    }
+    for (int64_t k = 0; k < batch; ++k) {
+      float sum = 0;
+      for (int i = 0; i < 6; ++i) sum += s2_[k * 6 + i];
+      out_[k * 2] = sum;
+      out_[k * 2 + 1] = s1_[k * 2] + s1_[k * 2 + 1];
+    }
+  }
+  std::vector<int64_t> runs;
+  bool other_error = false;
+
+ private:
+  ModelShape shape_;
+  int64_t max_batch_, fits_;
+  std::vector<float> s2_, s1_, out_;
+};
+
+TEST(SubBatches, HalvesOnOutOfMemoryAndKeepsTheLimit) {
+  FakeEngine engine(64, 13);
+  const int64_t count = 40;
+  std::vector<float> s2(count * 6), s1(count * 2), out(count * 2, -1.0f);
+  for (size_t i = 0; i < s2.size(); ++i) s2[i] = static_cast<float>(i % 7);
+  for (size_t i = 0; i < s1.size(); ++i) s1[i] = static_cast<float>(i % 5);
+  int64_t limit = 64;
+  std::vector<int64_t> halvings;
+  run_in_sub_batches(engine, s2.data(), s1.data(), count, out.data(), &limit,
+                     [&](int64_t reduced) { halvings.push_back(reduced); });
+  // 40 fails, 20 fails, 10 fits: four runs of 10.
+  EXPECT_EQ(halvings, std::vector<int64_t>({20, 10}));
+  EXPECT_EQ(limit, 10);
+  EXPECT_EQ(engine.runs, std::vector<int64_t>({40, 20, 10, 10, 10, 10}));
+  for (int64_t k = 0; k < count; ++k) {
+    float sum = 0;
+    for (int i = 0; i < 6; ++i) sum += s2[k * 6 + i];
+    EXPECT_EQ(out[k * 2], sum) << k;
+    EXPECT_EQ(out[k * 2 + 1], s1[k * 2] + s1[k * 2 + 1]) << k;
+  }
+  // The reduced limit holds for the next call: no failing attempt.
+  engine.runs.clear();
+  run_in_sub_batches(engine, s2.data(), s1.data(), 15, out.data(), &limit);
+  EXPECT_EQ(engine.runs, std::vector<int64_t>({10, 5}));
+}
+
+TEST(SubBatches, OtherErrorsAndSinglePixelsAreRethrown) {
+  std::vector<float> s2(6 * 8), s1(2 * 8), out(2 * 8);
+  FakeEngine broken(8, 8);
+  broken.other_error = true;
+  int64_t limit = 8;
+  EXPECT_EQ(
+      error_of([&] { run_in_sub_batches(broken, s2.data(), s1.data(), 8, out.data(), &limit); }),
+      "fake: inference failed (ONNX Runtime: Invalid rank)");
+  EXPECT_EQ(limit, 8);
+  FakeEngine tiny(8, 0);  // not even one pixel fits
+  const std::string message =
+      error_of([&] { run_in_sub_batches(tiny, s2.data(), s1.data(), 8, out.data(), &limit); });
+  EXPECT_NE(message.find("Failed to allocate memory"), std::string::npos) << message;
+  EXPECT_EQ(limit, 1);
+  EXPECT_EQ(tiny.runs, std::vector<int64_t>({8, 4, 2, 1}));
+}
+
+// ---- whole tiles ----
+
+const std::string& small_model() {
+  static const std::string path = [] {
+    fs::create_directories(kDir);
+    ModelConfig config;
+    config.d_model = 32;
+    config.layers = 1;
+    config.heads = 2;
+    config.ffn = 64;
+    const std::string p = kDir + "/small.onnx";
+    fs::remove(p);
+    write_model(config, p);
+    return p;
+  }();
+  return path;
+}
+
+const std::string& tile_dir() {
+  static const std::string dir = [] {
+    SynthOptions options;
+    options.height = 13;
+    options.width = 11;
+    options.s2_steps = 14;
+    options.s1_asc_steps = 5;
+    options.s1_desc_steps = 0;
+    options.seed = 7;
+    const std::string d = kDir + "/grid_0.55_1.15";
+    write_synth_tile(d, options, true);
+    return d;
+  }();
+  return dir;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The payload of an .npy file (after its header, which ends with the first newline).
+std::string npy_payload(const std::string& path) {
+  const std::string bytes = slurp(path);
+  return bytes.substr(bytes.find('\n') + 1);
+}
+
+void expect_same_outputs(const TileSummary& a, const TileSummary& b, const std::string& what) {
+  const std::string qa = npy_payload(a.embeddings_path), qb = npy_payload(b.embeddings_path);
+  const std::string sa = npy_payload(a.scales_path), sb = npy_payload(b.scales_path);
+  ASSERT_EQ(qa.size(), qb.size()) << what;
+  ASSERT_EQ(sa.size(), sb.size()) << what;
+  int64_t nonzero = 0;
+  for (size_t i = 0; i < qa.size(); ++i) {
+    const int diff = static_cast<int8_t>(qa[i]) - static_cast<int8_t>(qb[i]);
+    ASSERT_LE(std::abs(diff), 1) << what << " byte " << i;
+    nonzero += qa[i] != 0;
+  }
+  EXPECT_GT(nonzero, 0) << what;
+  std::vector<float> fa(sa.size() / 4), fb(sb.size() / 4);
+  std::memcpy(fa.data(), sa.data(), sa.size());
+  std::memcpy(fb.data(), sb.data(), sb.size());
+  for (size_t i = 0; i < fa.size(); ++i) {
+    ASSERT_NEAR(fa[i], fb[i], 1e-5f * std::fabs(fb[i])) << what << " scale " << i;
+  }
+}
+
+TileSummary infer(const std::string& device, const std::string& out, int repeat,
+                  int64_t gpu_batch) {
+  InferOptions options;
+  options.model_path = small_model();
+  options.out_dir = out;
+  options.device = device;
+  options.batch = 8;
+  options.gpu_batch = gpu_batch;
+  options.repeat = repeat;
+  options.force = true;
+  const Plan plan = plan_layout(Topology::this_machine().info(), "single:1", MemoryPolicy::kLocal);
+  return run_tile(tile_dir(), options, plan, nullptr);
+}
+
+TEST(MixedDevices, StreamingWorkerWritesTheSameBytesAsTheCpuWorkers) {
+  for (const int repeat : {1, 2}) {
+    const TileSummary cpu = infer("cpu", kDir + "/out_cpu", repeat, 8192);
+    ASSERT_EQ(cpu.status, "done");
+    EXPECT_EQ(cpu.gpu_busy_percent, -1);
+    EXPECT_EQ(cpu.gpu_batch, 0);
+    // Chunks of 3 batches (24 pixels) on the streaming worker, single batches on the CPU
+    // worker, and the streaming worker alone with one chunk for the whole tile.
+    for (const auto& [device, gpu_batch] :
+         std::vector<std::pair<std::string, int64_t>>{{"cpu,cpu+stream", 24},
+                                                      {"cpu+stream", 24},
+                                                      {"cpu+stream", 100000},
+                                                      {"cpu+stream,cpu", 7}}) {
+      const std::string out = kDir + "/out_mixed";
+      const TileSummary mixed = infer(device, out, repeat, gpu_batch);
+      ASSERT_EQ(mixed.status, "done");
+      EXPECT_EQ(mixed.pixels_valid, cpu.pixels_valid);
+      EXPECT_EQ(mixed.batches, cpu.batches);
+      EXPECT_EQ(mixed.gpu_busy_percent, -1);  // a CPU engine has no GPU busy time
+      EXPECT_GE(mixed.gpu_batch, 8);
+      // Same pixels, same sampling, same CPU engine: only the batch a pixel ran in differs,
+      // which may move a float by an ulp (GEMM blocking), so an int8 value by at most one.
+      expect_same_outputs(mixed, cpu, device + " repeat " + std::to_string(repeat));
+      EXPECT_FALSE(fs::exists(out + "/grid_0.55_1.15.journal"));
+    }
+  }
+}
+
+TEST(MixedDevices, UnavailableGpuIsOneLineAndWritesNothing) {
+  if (fs::exists("/dev/nvidia0")) GTEST_SKIP() << "a GPU is present";
+  const std::string out = kDir + "/out_cuda";
+  fs::remove_all(out);
+  for (const std::string device : {"cuda:0", "cpu,cuda:0+graph"}) {
+    const std::string message = error_of([&] { infer(device, out, 1, 8192); });
+    const std::string gpu = device.substr(device.find("cuda"));
+    EXPECT_EQ(message.rfind(gpu + ": the CUDA execution provider is not available (", 0), 0u)
+        << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+    EXPECT_FALSE(fs::exists(out)) << device;
+  }
+  EXPECT_EQ(error_of([&] { infer("cpu+stream", out, 1, 0); }),
+            "GPU batch must be at least 1 (got 0)");
+}
+
+}  // namespace
+}  // namespace tessera
