@@ -9,7 +9,10 @@
 #include <fstream>
 #include <iostream>
 
+#include "tessera/bench/profile.h"
 #include "tessera/cli/commands.h"
+#include "tessera/cluster/tile_dispatch.h"
+#include "tessera/cluster/tile_source.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
 #include "tessera/model/default_model.h"
@@ -49,18 +52,14 @@ ProgressCallback make_progress(const std::string& grid, bool tty) {
   };
 }
 
-std::vector<std::string> read_tile_list(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(path + ": cannot read the tile list");
-  std::vector<std::string> tiles;
-  const auto base = std::filesystem::path(path).parent_path();
-  for (std::string line; std::getline(in, line);) {
-    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
-    if (line.empty() || line[0] == '#') continue;
-    const std::filesystem::path tile(line);
-    tiles.push_back(tile.is_absolute() ? line : (base / tile).string());
-  }
-  return tiles;
+// "core: 2x1 on cpus 0-1": how this process placed its workers.
+std::string describe_placement(const std::string& layout, const Plan& plan) {
+  std::vector<int> cpus;
+  for (const auto& worker : plan.workers)
+    cpus.insert(cpus.end(), worker.cpus.begin(), worker.cpus.end());
+  return fmt::format("{}: {}x{} on cpus {}", layout, plan.workers.size(),
+                     plan.workers.empty() ? 0 : plan.workers.front().threads,
+                     cpu_list_string(cpus));
 }
 
 }  // namespace
@@ -70,13 +69,15 @@ void add_infer_command(CLI::App& root) {
   struct Args {
     std::vector<std::string> tiles;
     std::string tile_list, out, model, layout = "core", membind = "local", summary;
+    std::string profile;
     InferOptions options;
     bool no_resume = false, no_spin = false;
   };
   auto args = std::make_shared<Args>();
   args->options.batch = 256;
   cmd->add_option("tiles", args->tiles, "dpixel tile directories (nested or flat layout)");
-  cmd->add_option("--tiles", args->tile_list, "A file listing tile directories, one per line");
+  cmd->add_option("--tiles", args->tile_list,
+                  "A file listing tile directories, one per line, or a directory of tiles");
   cmd->add_option("-o,--out", args->out, "Output directory for <grid>.npy and <grid>_scales.npy")
       ->required();
   cmd->add_option("-m,--model", args->model,
@@ -86,7 +87,14 @@ void add_infer_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--membind", args->membind, "Memory policy per worker: local or interleave")
       ->capture_default_str();
-  cmd->add_option("--device", args->options.device, "cpu or cuda:N")->capture_default_str();
+  cmd->add_option("--device", args->options.device,
+                  "Devices, comma separated: cpu, cuda:N[+io|+graph], cpu+stream")
+      ->capture_default_str();
+  cmd->add_option("--gpu-batch", args->options.gpu_batch,
+                  "Pixels per run on each GPU (whole batches; halved on out of memory)")
+      ->capture_default_str();
+  cmd->add_option("--precision", args->options.precision, "CUDA matmul precision: fp32 or tf32")
+      ->capture_default_str();
   cmd->add_option("-b,--batch", args->options.batch, "Pixels per batch and worker")
       ->capture_default_str();
   cmd->add_option("--repeat", args->options.repeat, "Passes with sampling offsets 0..R-1, averaged")
@@ -96,11 +104,13 @@ void add_infer_command(CLI::App& root) {
                 "Ignore the journal of an interrupted run and start over");
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
   cmd->add_option("--summary", args->summary, "Write a JSON summary of the run to this file");
+  cmd->add_option("--profile", args->profile,
+                  "Take layout, batch and membind defaults from a `tessera tune` profile");
 
-  cmd->callback([args] {
+  cmd->callback([args, cmd] {
     std::vector<std::string> tiles = args->tiles;
     if (!args->tile_list.empty()) {
-      const auto listed = read_tile_list(args->tile_list);
+      const auto listed = read_tile_source(args->tile_list);
       tiles.insert(tiles.end(), listed.begin(), listed.end());
     }
     if (tiles.empty())
@@ -110,34 +120,55 @@ void add_infer_command(CLI::App& root) {
     options.resume = !args->no_resume;
     options.spinning = !args->no_spin;
     options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
+    if (!args->profile.empty()) {
+      const std::string warning =
+          apply_profile(args->profile, options.model_path, options.device,
+                        {cmd->count("--layout") ? nullptr : &args->layout,
+                         cmd->count("--batch") ? nullptr : &options.batch,
+                         cmd->count("--membind") ? nullptr : &args->membind});
+      if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
+    }
     const Plan plan = plan_layout(Topology::this_machine().info(), args->layout,
                                   parse_memory_policy(args->membind));
-    const bool tty = isatty(STDERR_FILENO);
-
+    // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
+    const MpiJob job;
+    const bool tty = isatty(STDERR_FILENO) && !job.active();
+    const std::string prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
+    auto work = [&](size_t index) {
+      const std::string& tile = tiles[index];
+      const std::string grid = std::filesystem::path(tile).filename().string();
+      const TileSummary s = run_tile(tile, options, plan, make_progress(prefix + grid, tty));
+      if (tty) std::fprintf(stderr, "\r\033[K");
+      if (s.status == "skipped") {
+        std::cout << fmt::format("{}{}: skipped, outputs exist in {} (--force recomputes)\n",
+                                 prefix, s.grid, options.out_dir)
+                  << std::flush;
+      } else {
+        std::cout << fmt::format(
+                         "{}{}: {} of {} pixels valid, {:.1f} s ({:.3f} ms/pixel{}) -> {}, {}\n",
+                         prefix, s.grid, s.pixels_valid, s.pixels_total, s.seconds, s.ms_per_pixel,
+                         s.batches_resumed ? fmt::format(", {} batches resumed", s.batches_resumed)
+                                           : "",
+                         s.embeddings_path, s.scales_path)
+                  << std::flush;
+      }
+      return s;
+    };
+    const DispatchResult result =
+        dispatch_tiles(job, tiles.size(), describe_placement(args->layout, plan), work);
+    if (job.rank() != 0) return;  // rank 0 reports for the whole job
+    if (job.active()) std::cout << "\n" << rank_table(result).to_markdown() << std::flush;
     nlohmann::json tiles_json = nlohmann::json::array();
     int64_t valid = 0, total = 0;
     double seconds = 0;
-    for (const auto& tile : tiles) {
-      const std::string grid = std::filesystem::path(tile).filename().string();
-      const TileSummary s = run_tile(tile, options, plan, make_progress(grid, tty));
-      if (tty) std::fprintf(stderr, "\r\033[K");
-      if (s.status == "skipped") {
-        std::cout << fmt::format("{}: skipped, outputs exist in {} (--force recomputes)\n", s.grid,
-                                 options.out_dir);
-      } else {
-        std::cout << fmt::format(
-            "{}: {} of {} pixels valid, {:.1f} s ({:.3f} ms/pixel{}) -> {}, {}\n", s.grid,
-            s.pixels_valid, s.pixels_total, s.seconds, s.ms_per_pixel,
-            s.batches_resumed ? fmt::format(", {} batches resumed", s.batches_resumed) : "",
-            s.embeddings_path, s.scales_path);
-        valid += s.pixels_valid;
-        total += s.pixels_total;
-        seconds += s.seconds;
-      }
-      tiles_json.push_back(tile_summary_json(s));
+    for (const auto& rank : result.ranks) {
+      valid += rank.pixels_valid;
+      total += rank.pixels_total;
+      seconds += rank.tile_seconds;
     }
+    for (const auto& tile : result.tiles) tiles_json.push_back(tile);
     if (!args->summary.empty()) {
-      const nlohmann::json summary = {
+      nlohmann::json summary = {
           {"tool", "tessera infer"},
           {"engine", "ort-" + options.device},
           {"model", options.model_path},
@@ -151,6 +182,7 @@ void add_infer_command(CLI::App& root) {
           {"seconds", seconds},
           {"ms_per_pixel", valid > 0 ? 1e3 * seconds / static_cast<double>(valid) : 0.0},
           {"tiles", tiles_json}};
+      if (job.active()) summary.update(rank_summary_json(result));  // "ranks" and "total"
       AtomicFile file(args->summary);
       const std::string text = summary.dump(2) + "\n";
       file.write(text.data(), text.size());

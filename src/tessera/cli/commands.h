@@ -9,11 +9,13 @@ namespace tessera::cli {
 
 void add_make_model_command(CLI::App& root);
 void add_bench_command(CLI::App& root);
+void add_bench_worker_command(CLI::App& root);
 void add_project_command(CLI::App& root);
 void add_report_command(CLI::App& root);
 void add_topo_command(CLI::App& root);
 void add_synth_command(CLI::App& root);
 void add_infer_command(CLI::App& root);
 void add_run_model_command(CLI::App& root);
+void add_tune_command(CLI::App& root);
 
 }  // namespace tessera::cli

@@ -15,12 +15,14 @@ int main(int argc, char** argv) {
   app.fallthrough();
   tessera::cli::add_make_model_command(app);
   tessera::cli::add_bench_command(app);
+  tessera::cli::add_bench_worker_command(app);
   tessera::cli::add_project_command(app);
   tessera::cli::add_report_command(app);
   tessera::cli::add_topo_command(app);
   tessera::cli::add_synth_command(app);
   tessera::cli::add_infer_command(app);
   tessera::cli::add_run_model_command(app);
+  tessera::cli::add_tune_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,57 @@
+#include "tessera/cluster/tile_source.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <system_error>
+
+#include "tessera/common/error.h"
+
+namespace tessera {
+namespace fs = std::filesystem;
+
+bool looks_like_tile(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_directory(dir / "s2", ec) || fs::is_regular_file(dir / "bands.npy", ec);
+}
+
+namespace {
+
+std::vector<std::string> read_list_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(path + ": cannot read the tile list");
+  std::vector<std::string> tiles;
+  const fs::path base = fs::path(path).parent_path();
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    const fs::path tile(line);
+    tiles.push_back(tile.is_absolute() ? line : (base / tile).string());
+  }
+  return tiles;
+}
+
+std::vector<std::string> scan_directory(const std::string& path) {
+  if (looks_like_tile(path)) return {path};
+  std::vector<std::string> tiles;
+  std::error_code ec;
+  for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_directory(ec) && looks_like_tile(it->path())) tiles.push_back(it->path().string());
+  }
+  if (ec) throw Error(path + ": cannot list the tile directory (" + ec.message() + ")");
+  if (tiles.empty())
+    throw Error(path + ": no tile directories in it (a tile holds s2/ or bands.npy)");
+  std::sort(tiles.begin(), tiles.end());
+  return tiles;
+}
+
+}  // namespace
+
+std::vector<std::string> read_tile_source(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return scan_directory(path);
+  if (!fs::exists(path, ec)) throw Error(path + ": no such tile list or tile directory");
+  return read_list_file(path);
+}
+
+}  // namespace tessera
