@@ -8,9 +8,11 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -56,12 +58,25 @@ std::string journal_key(const Tile& tile, const InferOptions& options, int64_t l
 }
 
 // Periodically reports progress from a monitor thread until stopped.
+// The process's anonymous resident memory in bytes (RssAnon), or 0 if unknown.
+int64_t rss_anon_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("RssAnon:", 0) == 0) return 1024 * std::atoll(line.c_str() + 8);
+  }
+  return 0;
+}
+
+// Reports progress and samples memory from a monitor thread every 0.5 s until stopped.
 class ProgressMonitor {
  public:
   ProgressMonitor(const ProgressCallback& callback, const std::atomic<int64_t>& done, int64_t total)
       : callback_(callback), done_(done), total_(total), start_(Clock::now()) {
-    if (callback_) thread_ = std::thread([this] { loop(); });
+    peak_rss_anon_ = rss_anon_bytes();
+    thread_ = std::thread([this] { loop(); });
   }
+  // Valid after stop().
+  int64_t peak_rss_anon() const { return peak_rss_anon_; }
   ~ProgressMonitor() { stop(); }
   void stop() {
     {
@@ -76,8 +91,13 @@ class ProgressMonitor {
   void loop() {
     std::unique_lock lock(mutex_);
     while (!wake_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; })) {
-      callback_(done_.load(), total_, std::chrono::duration<double>(Clock::now() - start_).count());
+      peak_rss_anon_ = std::max(peak_rss_anon_, rss_anon_bytes());
+      if (callback_) {
+        callback_(done_.load(), total_,
+                  std::chrono::duration<double>(Clock::now() - start_).count());
+      }
     }
+    peak_rss_anon_ = std::max(peak_rss_anon_, rss_anon_bytes());
   }
   const ProgressCallback& callback_;
   const std::atomic<int64_t>& done_;
@@ -86,6 +106,76 @@ class ProgressMonitor {
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  int64_t peak_rss_anon_ = 0;
+  std::thread thread_;
+};
+
+// Makes finished batches durable off the workers' critical path: one thread writes each
+// batch's output rows back to disk (msync) and only then appends the batch to the journal,
+// so the invariant "journaled => on disk" holds while workers go on computing.
+class BatchCommitter {
+ public:
+  BatchCommitter(BatchJournal& journal, std::atomic<int64_t>& pixels_done)
+      : journal_(journal), pixels_done_(pixels_done), thread_([this] { loop(); }) {}
+  ~BatchCommitter() { stop(); }
+
+  // Queues batch b (n pixels) whose rows lie in [rows_begin, rows_end) and whose scales lie
+  // in [scales_begin, scales_end) of the mapped outputs.
+  void commit(int64_t b, int64_t n, void* rows_begin, void* rows_end, void* scales_begin,
+              void* scales_end) {
+    {
+      std::lock_guard lock(mutex_);
+      queue_.push_back({b, n, rows_begin, rows_end, scales_begin, scales_end});
+    }
+    wake_.notify_one();
+  }
+  // Drains the queue, stops the thread and rethrows its error, if any.
+  void finish() {
+    stop();
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+ private:
+  void stop() noexcept {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  struct Item {
+    int64_t batch, pixels;
+    void *rows_begin, *rows_end, *scales_begin, *scales_end;
+  };
+  void loop() {
+    for (;;) {
+      Item item;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        item = queue_.front();
+        queue_.pop_front();
+      }
+      if (error_) continue;  // keep draining; the run fails as a whole
+      try {
+        sync_range(item.rows_begin, item.rows_end);
+        sync_range(item.scales_begin, item.scales_end);
+        journal_.mark_done(item.batch);
+        pixels_done_ += item.pixels;
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    }
+  }
+  BatchJournal& journal_;
+  std::atomic<int64_t>& pixels_done_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Item> queue_;
+  bool stopping_ = false;
+  std::exception_ptr error_;
   std::thread thread_;
 };
 
@@ -96,6 +186,7 @@ struct TileJob {
   const std::vector<int64_t>& valid;
   const ModelShape& shape;
   BatchJournal& journal;
+  BatchCommitter& committer;
   int8_t* embedding_rows;
   float* scale_values;
   BatchCounter& counter;
@@ -109,7 +200,7 @@ struct TileJob {
   }
 
   // Quantises batch b's float outputs (count(b) x latent, in pixel order) into the mapped
-  // outputs, writes them back to disk, then records the batch in the journal.
+  // outputs and hands the batch to the committer (write-back, then journal).
   void finish(int64_t b, const float* result) const {
     const int64_t n = count(b);
     const int64_t* p = pixels(b);
@@ -118,10 +209,8 @@ struct TileJob {
       quantize_embedding(result + k * d, static_cast<int>(d), embedding_rows + p[k] * d,
                          scale_values + p[k]);
     }
-    sync_range(embedding_rows + p[0] * d, embedding_rows + (p[n - 1] + 1) * d);
-    sync_range(scale_values + p[0], scale_values + p[n - 1] + 1);
-    journal.mark_done(b);
-    pixels_done += n;
+    committer.commit(b, n, embedding_rows + p[0] * d, embedding_rows + (p[n - 1] + 1) * d,
+                     scale_values + p[0], scale_values + p[n - 1] + 1);
   }
 };
 
@@ -361,7 +450,8 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
 
   BatchCounter counter(summary.batches);
   std::atomic<bool> abort{false};
-  const TileJob job{tile,           options,      valid,   shape,       *journal,
+  BatchCommitter committer(*journal, pixels_done);
+  const TileJob job{tile,           options,      valid,   shape,       *journal, committer,
                     embedding_rows, scale_values, counter, pixels_done, abort};
   const size_t streams = devices.streams.size();
   std::vector<StreamStats> stream_stats(streams);
@@ -415,6 +505,12 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
     }
   }
   for (auto& t : stream_threads) t.join();
+  // Every batch is durable and journaled once the committer has drained.
+  try {
+    committer.finish();
+  } catch (...) {
+    if (!errors[0]) errors[0] = std::current_exception();
+  }
   for (const auto& e : errors) {
     if (e) std::rethrow_exception(e);
   }
@@ -430,6 +526,7 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   }
   if (gpus > 0) summary.gpu_busy_percent = busy_percent / gpus;
   monitor.stop();
+  summary.peak_rss_anon_bytes = monitor.peak_rss_anon();
   if (progress) {
     progress(pixels_done.load(), summary.pixels_valid,
              std::chrono::duration<double>(Clock::now() - start).count());
@@ -457,6 +554,7 @@ nlohmann::json tile_summary_json(const TileSummary& s) {
           {"ms_per_pixel", s.ms_per_pixel},
           {"gpu_busy_percent", s.gpu_busy_percent},
           {"gpu_batch", s.gpu_batch},
+          {"peak_rss_anon_bytes", s.peak_rss_anon_bytes},
           {"embeddings", s.embeddings_path},
           {"scales", s.scales_path}};
 }

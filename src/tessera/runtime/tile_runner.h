@@ -54,6 +54,10 @@ struct TileSummary {
   // the end (below the asked gpu_batch when out-of-memory halved it).
   double gpu_busy_percent = -1;
   int64_t gpu_batch = 0;
+  // Peak anonymous resident memory of the process while the tile ran (sampled every 0.5 s
+  // from /proc/self/status RssAnon): the working set, without the file-backed pages of the
+  // memory-mapped inputs and outputs, which the kernel can drop at will.
+  int64_t peak_rss_anon_bytes = 0;
   std::string embeddings_path, scales_path;
 };
 
