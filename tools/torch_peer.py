@@ -444,7 +444,7 @@ def _is_oom(error):
 def bench_case(model, device, precision, threads, batch, args, sizes, session_s):
     """One row: warm-up, then args.reps repetitions of args.batches timed batches."""
     row = {"engine": "torch", "device": device, "precision": precision,
-           "layout": f"single:{threads}", "spawn": "thread", "workers": 1, "threads": threads, "batch": batch,
+           "layout": f"single:{threads}", "spawn": "thread", "pinned": False, "workers": 1, "threads": threads, "batch": batch,
            "batches": args.batches, "reps": args.reps, "pixels": batch * args.batches,
            "session_s": session_s, "total_s": 0.0, "ms_per_batch": 0.0, "ms_per_batch_sd": 0.0,
            "ms_per_batch_median": 0.0, "ms_per_batch_p99": 0.0, "ms_per_pixel": 0.0,

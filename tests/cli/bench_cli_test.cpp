@@ -97,6 +97,17 @@ TEST(BenchCli, LayoutsRunEveryWorkerAtOnceInThreadsOrProcesses) {
   }
 }
 
+TEST(BenchCli, UnpinnedRowsSaySo) {
+  const auto json =
+      run_cli("bench -m " + small_model() + " --layout 2x1 -b 4 --batches 1 -r 1 --no-pin -o json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(nlohmann::json::parse(json.out)["rows"][0]["pinned"], false);
+  const auto md = run_cli("bench -m " + small_model() +
+                          " --layout 2x1 -b 4 --batches 1 -r 1 --no-pin --spawn process");
+  ASSERT_EQ(md.exit_code, 0) << md.err;
+  EXPECT_NE(md.out.find("| 2x1 (processes) (unpinned) |"), std::string::npos) << md.out;
+}
+
 TEST(BenchCli, AWorkerProcessErrorIsOneLine) {
   std::filesystem::create_directories(kDir);
   const std::string path = kDir + "/corrupt_for_processes.onnx";

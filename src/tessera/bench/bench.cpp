@@ -60,7 +60,9 @@ WorkerTimes measure_worker(const BenchOptions& options, const Case& c, const Wor
   engine_options.optimization_level = options.optimization_level;
   engine_options.precision = options.precision;
   engine_options.max_batch = c.batch;
-  if (parse_device(c.device) < 0) engine_options.thread_affinities = ort_thread_affinities(worker);
+  if (parse_device(c.device) < 0 && options.pin) {
+    engine_options.thread_affinities = ort_thread_affinities(worker);
+  }
   const std::unique_ptr<Engine> made =
       make_engine(options.model_path, engine_options, &mine.session_s);
   Engine& engine = *made;
@@ -95,24 +97,27 @@ std::string measure_in_threads(const BenchOptions& options, const Case& c, const
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
   std::string first_error;
-  run_pinned_workers(plan, [&](const WorkerPlan& worker) {
-    int phases_done = 0;
-    auto next_phase = [&] {
-      sync.arrive_and_wait();
-      ++phases_done;
-      return !failed.load();
-    };
-    try {
-      times[worker.index] = measure_worker(options, c, worker, next_phase);
-    } catch (const std::exception& e) {
-      failed = true;
-      {
-        std::lock_guard lock(error_mutex);
-        if (first_error.empty()) first_error = e.what();
-      }
-      while (phases_done < phases) next_phase();
-    }
-  });
+  run_pinned_workers(
+      plan,
+      [&](const WorkerPlan& worker) {
+        int phases_done = 0;
+        auto next_phase = [&] {
+          sync.arrive_and_wait();
+          ++phases_done;
+          return !failed.load();
+        };
+        try {
+          times[worker.index] = measure_worker(options, c, worker, next_phase);
+        } catch (const std::exception& e) {
+          failed = true;
+          {
+            std::lock_guard lock(error_mutex);
+            if (first_error.empty()) first_error = e.what();
+          }
+          while (phases_done < phases) next_phase();
+        }
+      },
+      options.pin);
   return first_error;
 }
 
@@ -146,6 +151,7 @@ std::string measure_in_processes(const BenchOptions& options, const Case& c, con
                                      "--cpus",      cpu_list_string(worker.cpus),
                                      "--nodes",     cpu_list_string(worker.memory_nodes)};
     if (!options.spinning) argv.push_back("--no-spin");
+    if (!options.pin) argv.push_back("--no-pin");
     children.push_back(std::make_unique<ChildProcess>(argv));
   }
   std::string error;
@@ -187,6 +193,7 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
   row.precision = parse_device(c.device) >= 0 ? options.precision : "fp32";
   row.layout = c.layout;
   row.spawn = options.spawn;
+  row.pinned = options.pin;
   row.workers = static_cast<int>(plan.workers.size());
   row.threads = plan.workers.empty() ? 0 : plan.workers.front().threads;
   row.batch = c.batch;
@@ -263,8 +270,10 @@ int run_bench_worker(const BenchOptions& options, const std::string& device, int
     return static_cast<bool>(std::getline(std::cin, reply)) && reply == "go";
   };
   try {
-    bind_current_thread(worker, parse_memory_policy(options.membind));
-    pin_current_thread(worker.cpus.front());
+    if (options.pin) {
+      bind_current_thread(worker, parse_memory_policy(options.membind));
+      pin_current_thread(worker.cpus.front());
+    }
     const WorkerTimes t = measure_worker(options, Case{device, "", batch}, worker, next_phase);
     if (static_cast<int>(t.rep_end.size()) != options.reps) return 0;  // told to stop
     nlohmann::json result = {{"session_s", t.session_s}, {"batch_ms", t.batch_ms}};
@@ -358,7 +367,9 @@ Table bench_table(const BenchResult& result) {
   for (const auto& r : result.rows) {
     const bool ok = r.status == "ok";
     auto num = [&](double v) { return ok ? nlohmann::json(v) : nlohmann::json(); };
-    const std::string layout = r.spawn == "process" ? r.layout + " (processes)" : r.layout;
+    std::string layout = r.layout;
+    if (r.spawn == "process") layout += " (processes)";
+    if (!r.pinned) layout += " (unpinned)";
     std::vector<nlohmann::json> cells = {r.device,
                                          layout,
                                          r.workers,
@@ -402,6 +413,7 @@ nlohmann::json bench_json(const BenchResult& result) {
                     {"precision", r.precision},
                     {"layout", r.layout},
                     {"spawn", r.spawn},
+                    {"pinned", r.pinned},
                     {"workers", r.workers},
                     {"threads", r.threads},
                     {"batch", r.batch},

@@ -26,12 +26,17 @@ struct BenchOptions {
   std::vector<int64_t> batch_sizes{256};
   int batches = 10;  // timed batches per repetition and worker
   int reps = 3;      // repetitions (each one `batches` batches)
-  int warmup = 1;    // untimed batches before the first repetition
+  // Untimed batches before the first repetition. Two, because ONNX Runtime's second Run() is
+  // still ~1.4x slower than the later ones (measured: docs/PERFORMANCE.md).
+  int warmup = 2;
   int baseline = 1;  // 1-based row that speedups are relative to
   std::string membind = "local";
   // "thread": every worker is a thread of this process; "process": every worker is a child
   // process (`tessera bench-worker`) that binds itself, like numactl-pinned parallel jobs.
   std::string spawn = "thread";
+  // Bind every worker to its cpuset and memory nodes and pin ORT's threads (the default).
+  // false: workers float and ORT's pool threads are unpinned, as a plain ORT program runs.
+  bool pin = true;
   bool spinning = true;
   int optimization_level = 99;
   std::string precision = "fp32";
@@ -47,6 +52,7 @@ struct BenchRow {
   std::string precision;
   std::string layout;
   std::string spawn = "thread";
+  bool pinned = true;
   int workers = 1;
   int threads = 1;  // intra-op threads per worker
   int64_t batch = 0;

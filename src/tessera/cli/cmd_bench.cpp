@@ -24,10 +24,10 @@ void add_bench_command(CLI::App& root) {
     std::vector<std::string> layouts;
     std::vector<int> threads;
     std::vector<int64_t> batch_sizes{256};
-    int batches = 10, reps = 3, warmup = 1, baseline = 1, optimization_level = 99;
+    int batches = 10, reps = 3, warmup = 2, baseline = 1, optimization_level = 99;
     std::string membind = "local", precision = "fp32", output = "md", spawn = "thread";
     double gpu_baseline = 0;
-    bool no_spin = false;
+    bool no_spin = false, no_pin = false;
     uint64_t seed = 1;
     std::string profile;
   };
@@ -67,6 +67,8 @@ void add_bench_command(CLI::App& root) {
                   "ORT graph optimisation level: 0, 1, 2, 99")
       ->capture_default_str();
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
+  cmd->add_flag("--no-pin", args->no_pin,
+                "Leave workers and ORT's threads unbound (a plain ORT program), to compare");
   cmd->add_option("--seed", args->seed, "Seed of the dummy inputs")->capture_default_str();
   cmd->add_option("-o,--output", args->output, "Output format: md, csv or json")
       ->capture_default_str();
@@ -90,6 +92,7 @@ void add_bench_command(CLI::App& root) {
     options.precision = args->precision;
     options.optimization_level = args->optimization_level;
     options.spinning = !args->no_spin;
+    options.pin = !args->no_pin;
     options.seed = args->seed;
     if (!args->profile.empty()) {
       const std::string warning = apply_profile(
@@ -128,7 +131,7 @@ void add_bench_worker_command(CLI::App& root) {
     std::string device = "cpu", cpus, nodes;
     int64_t batch = 1;
     int index = 0;
-    bool no_spin = false;
+    bool no_spin = false, no_pin = false;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--model", args->options.model_path)->required();
@@ -145,8 +148,10 @@ void add_bench_worker_command(CLI::App& root) {
   cmd->add_option("--cpus", args->cpus)->required();
   cmd->add_option("--nodes", args->nodes);
   cmd->add_flag("--no-spin", args->no_spin);
+  cmd->add_flag("--no-pin", args->no_pin);
   cmd->callback([args] {
     args->options.spinning = !args->no_spin;
+    args->options.pin = !args->no_pin;
     WorkerPlan worker;
     worker.index = args->index;
     worker.cpus = parse_cpu_list(args->cpus);

@@ -9,7 +9,8 @@
 
 namespace tessera {
 
-void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body) {
+void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body,
+                        bool bind) {
   std::mutex mutex;
   std::exception_ptr first_error;
   std::vector<std::thread> threads;
@@ -17,8 +18,10 @@ void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerP
   for (const WorkerPlan& worker : plan.workers) {
     threads.emplace_back([&, worker] {
       try {
-        bind_current_thread(worker, plan.policy);
-        if (!worker.cpus.empty()) pin_current_thread(worker.cpus.front());
+        if (bind) {
+          bind_current_thread(worker, plan.policy);
+          if (!worker.cpus.empty()) pin_current_thread(worker.cpus.front());
+        }
         body(worker);
       } catch (...) {
         std::lock_guard lock(mutex);

@@ -15,6 +15,8 @@ namespace tessera {
 //
 // Runs body(worker) for every worker of `plan` concurrently and waits for all of them.
 // If bodies throw, the first exception (by time) is rethrown after every thread has ended.
-void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body);
+// With bind = false the threads are left where the OS puts them (for comparison runs).
+void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body,
+                        bool bind = true);
 
 }  // namespace tessera
