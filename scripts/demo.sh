@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the built-in default: builds tessera (scripts/build.sh), makes the built-in
-# Tessera model if it is not there yet, and runs a short benchmark on every core.
+# Tessera model once (~/.cache/tessera), writes a small synthetic dpixel tile and turns it
+# into int8 embeddings + scales with `tessera infer`, then prints where they are.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/build.sh
-build/tessera bench -b 64 --batches 2 -r 2
+work=out/demo
+build/tessera synth --out "$work/tiles/grid_0.05_51.55" --size 32x32 --s2-steps 60 --s1-steps 20/20 --force
+build/tessera infer "$work/tiles/grid_0.05_51.55" -o "$work/embeddings" --force --summary "$work/summary.json"
+echo "embeddings: $root/$work/embeddings/grid_0.05_51.55.npy (int8, 32 x 32 x 128)"
+echo "scales:     $root/$work/embeddings/grid_0.05_51.55_scales.npy (float32, 32 x 32)"
+echo "summary:    $root/$work/summary.json"

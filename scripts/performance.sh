@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Reproduces the measurements of docs/PERFORMANCE.md on this machine, in one invocation.
+# Writes JSON, Markdown and a report with charts to out/perf/ (or $1). Needs a built tree
+# (scripts/build.sh; TESSERA=path/to/tessera picks another binary). About 12 minutes on a
+# 2-core machine; run it on an idle machine.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$root/out/perf}
+tessera=${TESSERA:-$root/build/tessera}
+mkdir -p "$out"
+cd "$out"
+
+step() { echo "== $*" >&2; }
+# bench and infer use the built-in Tessera v1.0 model (made once) when -m is not given.
+
+step "threads (study: CPU thread scaling)"
+"$tessera" bench -t 1,2 -b 256 --batches 2 -r 2 -o json > threads.json
+step "batch sizes (study: does batch size matter?)"
+"$tessera" bench -t 2 -b 32,64,128,256,512,1024 --batches 2 -r 1 -o json > batch.json
+step "layouts, threads vs processes (study: NUMA-pinned parallel jobs)"
+"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 -o json > layouts_thread.json
+"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 --spawn process -o json > layouts_process.json
+"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 --no-pin -o json > layouts_unpinned.json
+
+step "infer vs bench at the same layout and batch"
+"$tessera" synth --out tiles/grid_0.00_0.00 --size 64x64 --s2-steps 90 --s1-steps 30/30 --seed 1 --force
+"$tessera" bench --layout 2x1 -b 64 --batches 8 -r 2 -o json > infer_bench.json
+"$tessera" infer tiles/grid_0.00_0.00 -o emb --layout 2x1 -b 64 --force --summary infer.json
+
+step "peak memory as the tile grows (small model: the pipeline, not the model, dominates)"
+"$tessera" make-model -o small.onnx --d-model 64 --layers 1 --heads 2 --ffn 128 --force
+for size in 128 256 512; do
+  "$tessera" synth --out "tiles/grid_${size}.00_0.00" --size "${size}x${size}" --s2-steps 90 --s1-steps 30/30 --force
+  /usr/bin/time -f "%M" -o "rss_${size}.txt" "$tessera" infer "tiles/grid_${size}.00_0.00" -o emb_small \
+    -m small.onnx --layout 2x1 -b 256 --force --summary "infer_small_${size}.json"
+done
+
+step "report"
+"$tessera" report --from threads.json batch.json layouts_thread.json layouts_process.json layouts_unpinned.json \
+  -o report.md
+echo "results in $out" >&2
