@@ -36,18 +36,20 @@ ProgressCallback make_progress(const std::string& grid, bool tty) {
     const double fraction =
         total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
     const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
-    const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+    // No estimate before the first batch is done (the engines are still loading).
+    const std::string eta =
+        rate > 0 ? format_duration(static_cast<double>(total - done) / rate) : std::string("?");
     if (tty) {
       const int width = 30;
       const int filled = static_cast<int>(fraction * width);
       std::fprintf(stderr, "\r\033[K%s [%s%s] %5.1f%% %.0f px/s ETA %s", grid.c_str(),
                    std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                   100 * fraction, rate, format_duration(eta).c_str());
+                   100 * fraction, rate, eta.c_str());
     } else if (seconds - *last_line >= 10.0) {
       *last_line = seconds;
       std::fprintf(stderr, "%s: %lld/%lld px (%.1f%%), %.0f px/s, ETA %s\n", grid.c_str(),
                    static_cast<long long>(done), static_cast<long long>(total), 100 * fraction,
-                   rate, format_duration(eta).c_str());
+                   rate, eta.c_str());
     }
   };
 }
