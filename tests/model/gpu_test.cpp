@@ -17,6 +17,8 @@
 #include "tessera/model/model_builder.h"
 #include "tessera/model/ort_cuda.h"
 #include "tessera/model/ort_engine.h"
+#include "test_models.h"
+#include "test_support.h"
 
 namespace tessera {
 namespace {
@@ -25,20 +27,8 @@ const std::string kDir = std::string(TESSERA_TEST_TMP) + "/gpu_test";
 
 // A model small enough for the CPU reference (d 32, one layer, 6 + 5 steps).
 const std::string& small_model() {
-  static const std::string path = [] {
-    std::filesystem::create_directories(kDir);
-    ModelConfig config;
-    config.d_model = 32;
-    config.layers = 1;
-    config.heads = 2;
-    config.ffn = 64;
-    config.s2_steps = 6;
-    config.s1_steps = 5;
-    const std::string p = kDir + "/small.onnx";
-    std::filesystem::remove(p);
-    write_model(config, p);
-    return p;
-  }();
+  static const std::string path =
+      testing::write_test_model(kDir, "small.onnx", testing::tiny_model_config(6, 5));
   return path;
 }
 
@@ -46,28 +36,14 @@ const std::string& small_model() {
 // batch cannot fit in any GPU's memory.
 const std::string& wide_model() {
   static const std::string path = [] {
-    std::filesystem::create_directories(kDir);
-    ModelConfig config;
-    config.d_model = 32;
-    config.layers = 1;
-    config.heads = 2;
+    ModelConfig config = testing::tiny_model_config();
     config.ffn = 4096;
-    const std::string p = kDir + "/wide.onnx";
-    std::filesystem::remove(p);
-    write_model(config, p);
-    return p;
+    return testing::write_test_model(kDir, "wide.onnx", config);
   }();
   return path;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 // Skips the calling test unless CUDA device 0 can run ONNX Runtime's CUDA provider.
 #define REQUIRE_GPU()                                                 \

@@ -12,41 +12,20 @@
 #include "tessera/common/error.h"
 #include "tessera/model/dummy_inputs.h"
 #include "tessera/model/model_builder.h"
+#include "test_models.h"
+#include "test_support.h"
 
 namespace tessera {
 namespace {
 
 const std::string kDir = std::string(TESSERA_TEST_TMP) + "/ort_engine_test";
 
-ModelConfig small_config() {
-  ModelConfig config;
-  config.d_model = 32;
-  config.layers = 1;
-  config.heads = 2;
-  config.ffn = 64;
-  config.s2_steps = 6;
-  config.s1_steps = 5;
-  return config;
-}
+using testing::error_of;
 
 const std::string& small_model() {
-  static const std::string path = [] {
-    std::filesystem::create_directories(kDir);
-    const std::string p = kDir + "/small.onnx";
-    std::filesystem::remove(p);
-    write_model(small_config(), p);
-    return p;
-  }();
+  static const std::string path =
+      testing::write_test_model(kDir, "small.onnx", testing::tiny_model_config(6, 5));
   return path;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(OrtEngine, ReadsShapesFromTheModel) {

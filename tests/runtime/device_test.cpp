@@ -21,6 +21,8 @@
 #include "tessera/runtime/tile_runner.h"
 #include "tessera/topology/placement.h"
 #include "tessera/topology/topology.h"
+#include "test_models.h"
+#include "test_support.h"
 
 namespace tessera {
 namespace {
@@ -28,14 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 const std::string kDir = std::string(TESSERA_TEST_TMP) + "/device_test";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using testing::error_of;
 
 TEST(DeviceList, Parses) {
   DeviceList list = parse_device_list("cpu");
@@ -191,18 +186,8 @@ TEST(SubBatches, OtherErrorsAndSinglePixelsAreRethrown) {
 // ---- whole tiles ----
 
 const std::string& small_model() {
-  static const std::string path = [] {
-    fs::create_directories(kDir);
-    ModelConfig config;
-    config.d_model = 32;
-    config.layers = 1;
-    config.heads = 2;
-    config.ffn = 64;
-    const std::string p = kDir + "/small.onnx";
-    fs::remove(p);
-    write_model(config, p);
-    return p;
-  }();
+  static const std::string path =
+      testing::write_test_model(kDir, "small.onnx", testing::tiny_model_config());
   return path;
 }
 
