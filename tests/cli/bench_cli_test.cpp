@@ -126,6 +126,17 @@ TEST(BenchCli, UnknownSpawnMode) {
   EXPECT_EQ(r.err, "tessera: unknown --spawn 'fork' (expected thread or process)\n");
 }
 
+TEST(BenchCli, MalformedCommandLinesAreUsageErrors) {
+  for (const char* args : {"bench --bogus", "infer", "", "bench -b x"}) {
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_NE(r.err.find("Run with --help for more information."), std::string::npos)
+        << args << r.err;
+  }
+  EXPECT_EQ(run_cli("bench --help").exit_code, 0);
+  EXPECT_EQ(run_cli("--version").out, "tessera 0.1.0\n");
+}
+
 TEST(BenchCli, MissingModel) {
   const auto r = run_cli("bench -m " + kDir + "/missing.onnx -b 4");
   EXPECT_EQ(r.exit_code, 1);

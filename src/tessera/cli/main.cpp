@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end here with 0; every malformed command line is a usage error.
+    return app.exit(e) == 0 ? 0 : 2;
   } catch (const tessera::UsageError& e) {
     std::fprintf(stderr, "tessera: %s\n", e.what());
     return 2;
