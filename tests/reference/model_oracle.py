@@ -2,7 +2,7 @@
 """Numpy oracle for `tessera make-model`.
 
 Builds models with the tessera binary, reads their initializers by name, recomputes the
-forward pass of the Tessera architecture (shared docs: MODEL.md) independently in float64
+forward pass of the Tessera architecture (docs/MODEL.md) independently in float64
 numpy, and compares with what ONNX Runtime computes through `tessera run-model`.
 
 Checks, for a small config and for the default (Tessera v1.0) config:

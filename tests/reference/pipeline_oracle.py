@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Independent numpy implementation of the Tessera tile pipeline's input preparation and
-int8 quantisation (docs: PIPELINE.md), used to check the C++ pipeline bit for bit.
+int8 quantisation (docs/PIPELINE.md), used to check the C++ pipeline bit for bit.
 
 Subcommands (each exits 0 when the C++ arrays match exactly, 1 with a message otherwise):
   prepare  --tile DIR --s2-steps N --s1-steps M --offset R --pixels P.npy

@@ -1,5 +1,5 @@
 #pragma once
-// Builds the Tessera-architecture ONNX model (shared docs: MODEL.md) from a ModelConfig, with
+// Builds the Tessera-architecture ONNX model (docs/MODEL.md) from a ModelConfig, with
 // seeded random weights. `tessera make-model`, the default model cache and the tests use it.
 //
 // Graph: opset 17, ir_version 8. Inputs `s2_input` float [batch, s2_steps, s2_bands + 1] and

@@ -1,5 +1,5 @@
 #pragma once
-// The shape of a Tessera-architecture model (docs: ../shared MODEL.md). The defaults are
+// The shape of a Tessera-architecture model (docs/MODEL.md). The defaults are
 // Tessera v1.0: 45,828,226 parameters, ~3.676 GFLOP per pixel at 40 steps.
 
 #include <cstdint>

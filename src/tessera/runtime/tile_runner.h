@@ -1,6 +1,6 @@
 #pragma once
 // The real job: one dpixel tile -> `<grid>.npy` (int8, H x W x latent) and `<grid>_scales.npy`
-// (float32, H x W), geotessera-compatible (shared docs: PIPELINE.md).
+// (float32, H x W), geotessera-compatible (docs/PIPELINE.md).
 //
 // The valid pixels (ascending flat index) are cut into fixed batches: batch k holds valid
 // pixels [k*B, min((k+1)*B, n)). The workers of a placement plan each bind themselves, build
