@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "sys_cpulist.h"
 #include "tessera/common/error.h"
 
 namespace tessera {
@@ -231,19 +232,7 @@ std::string slurp(const std::string& path) {
   return buffer.str();
 }
 
-std::vector<int> parse_sys_list(const std::string& text) {
-  std::vector<int> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    if (item.empty() || item == "\n") continue;
-    const auto dash = item.find('-');
-    const int first = std::stoi(item.substr(0, dash));
-    const int last = dash == std::string::npos ? first : std::stoi(item.substr(dash + 1));
-    for (int i = first; i <= last; ++i) out.push_back(i);
-  }
-  return out;
-}
+using testing::parse_sys_list;
 
 TEST(Placement, ThisMachineNumaPlanMatchesSysfs) {
   const Plan plan = plan_layout(Topology::this_machine().info(), "numa", MemoryPolicy::kLocal);

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "sys_cpulist.h"
 #include "tessera/common/error.h"
 #include "tessera/topology/placement.h"
 
@@ -22,20 +23,7 @@ const std::string kEpycSynthetic =
     "pack:2 numa:12(memory=128GiB) l3:1(size=32MiB) core:16 pu:2(indexes=2*384:1*2)";
 constexpr std::uint64_t kGiB = 1024ull * 1024 * 1024;
 
-// "0-3,8" -> {0,1,2,3,8}: the kernel's cpulist format, parsed here independently of the library.
-std::vector<int> parse_sys_list(const std::string& text) {
-  std::vector<int> out;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    if (item.empty() || item == "\n") continue;
-    const auto dash = item.find('-');
-    const int first = std::stoi(item.substr(0, dash));
-    const int last = dash == std::string::npos ? first : std::stoi(item.substr(dash + 1));
-    for (int i = first; i <= last; ++i) out.push_back(i);
-  }
-  return out;
-}
+using testing::parse_sys_list;
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path);

@@ -196,6 +196,12 @@ double ratio_log_hint(const std::vector<double>& values) {
   return lo > 0 ? hi / lo : 1.0;
 }
 
+// A log y axis when the values span more than a factor of 10, said in the axis label.
+void use_log_scale_if_wide(LineChart& chart, const std::vector<double>& values) {
+  chart.log10_y = ratio_log_hint(values) > 10;
+  if (chart.log10_y) chart.y_label += ", log scale";
+}
+
 std::string no_chart(const std::string& what, const std::string& need) {
   return fmt::format("_No {} chart: the data needs {}._\n\n", what, need);
 }
@@ -338,8 +344,7 @@ struct Builder {
       return;
     }
     md += t.to_markdown() + "\n";
-    by_ms.log10_y = ratio_log_hint(all_ms) > 10;
-    if (by_ms.log10_y) by_ms.y_label += ", log scale";
+    use_log_scale_if_wide(by_ms, all_ms);
     chart("thread_scaling_ms_per_pixel.svg", by_ms.title, render_line_chart(by_ms));
     chart("thread_scaling_speedup.svg", by_speedup.title, render_line_chart(by_speedup));
   }
@@ -395,8 +400,7 @@ struct Builder {
       return;
     }
     md += t.to_markdown() + "\n";
-    c.log10_y = ratio_log_hint(all_ms) > 10;
-    if (c.log10_y) c.y_label += ", log scale";
+    use_log_scale_if_wide(c, all_ms);
     chart("batch_sweep.svg", c.title, render_line_chart(c));
   }
 

@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "tessera/bench/profile.h"
+#include "tessera/bench/projection.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cluster/tile_dispatch.h"
 #include "tessera/cluster/tile_source.h"
@@ -22,13 +23,6 @@
 namespace tessera::cli {
 namespace {
 
-std::string format_duration(double seconds) {
-  if (seconds < 90) return fmt::format("{:.0f}s", seconds);
-  if (seconds < 5400)
-    return fmt::format("{:.0f}m{:02.0f}s", std::floor(seconds / 60), std::fmod(seconds, 60));
-  return fmt::format("{:.0f}h{:02.0f}m", std::floor(seconds / 3600), std::fmod(seconds / 60, 60));
-}
-
 // A progress bar on a terminal; a plain line every 10 s otherwise.
 ProgressCallback make_progress(const std::string& grid, bool tty) {
   auto last_line = std::make_shared<double>(0.0);
@@ -38,7 +32,7 @@ ProgressCallback make_progress(const std::string& grid, bool tty) {
     const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
     // No estimate before the first batch is done (the engines are still loading).
     const std::string eta =
-        rate > 0 ? format_duration(static_cast<double>(total - done) / rate) : std::string("?");
+        rate > 0 ? human_duration(static_cast<double>(total - done) / rate) : std::string("?");
     if (tty) {
       const int width = 30;
       const int filled = static_cast<int>(fraction * width);

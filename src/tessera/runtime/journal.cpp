@@ -9,15 +9,9 @@
 #include <iterator>
 
 #include "tessera/common/error.h"
+#include "tessera/io/atomic_file.h"
 
 namespace tessera {
-namespace {
-
-std::string errno_message(int err) {
-  return std::strerror(err);
-}
-
-}  // namespace
 
 BatchJournal::BatchJournal(std::string path, const std::string& key, int64_t batch_count)
     : path_(std::move(path)), done_(static_cast<size_t>(batch_count), 0) {
@@ -55,12 +49,12 @@ BatchJournal::BatchJournal(std::string path, const std::string& key, int64_t bat
         ::write(fd_, header.data(), header.size()) != static_cast<ssize_t>(header.size())) {
       const int err = errno;
       ::close(fd_);
-      throw Error(path_ + ": cannot write journal: " + errno_message(err));
+      throw Error(path_ + ": cannot write journal: " + errno_text(err));
     }
   }
   if (fd_ < 0) {
     const int err = errno;
-    throw Error(path_ + ": cannot open journal: " + errno_message(err));
+    throw Error(path_ + ": cannot open journal: " + errno_text(err));
   }
 }
 
@@ -72,7 +66,7 @@ void BatchJournal::mark_done(int64_t batch) {
   const uint32_t record = static_cast<uint32_t>(batch);
   if (::write(fd_, &record, 4) != 4 || ::fdatasync(fd_) != 0) {
     const int err = errno;
-    throw Error(path_ + ": cannot write journal: " + errno_message(err));
+    throw Error(path_ + ": cannot write journal: " + errno_text(err));
   }
 }
 
