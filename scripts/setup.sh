@@ -3,7 +3,8 @@
 # ONNX Runtime SDK (include/ + lib/) from the official binaries published on npm.
 #
 #   scripts/setup.sh              Debian packages + ORT CPU SDK into third_party/onnxruntime
-#   scripts/setup.sh --with-cuda  also the CUDA execution provider library
+#   scripts/setup.sh --with-cuda  also the CUDA execution provider library, and the core library
+#                                 of a GPU build in place of the CPU one (it runs the CPU too)
 #   scripts/setup.sh --no-apt     skip the Debian packages (already installed / not root)
 #
 # Idempotent: a second run checks what is there and downloads nothing.
@@ -14,6 +15,11 @@ ORT_NPM_PKG=com.github.asus4.onnxruntime@0.4.9
 ORT_NPM_SHA512=BkzxduSZ9IkeDP6Q8lz2TFU2ie7hSSvS7ZIfzMooExoq0CNzJnuuGaUJ7IsojBgqO4ouD1jXah8OYyJbCN29Fg==
 ORT_CUDA_NPM_PKG=com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9
 ORT_CUDA_NPM_SHA512=FopIhNE/Ng+v2X65wVc9clPCBCvhvA53Hxo2U0Kf5fGdVsC7iCA+mZ0KLWggcQAj7TIZ6pNidR4AC10g74Xo6w==
+# The CPU package's libonnxruntime.so is built without CUDA support ("CUDA execution provider is
+# not enabled in this build"): the CUDA provider needs the core library of a GPU build. Microsoft's
+# own Node.js package ships that one for Linux x64 (same version, same C API).
+ORT_GPU_CORE_NPM_PKG=onnxruntime-node@1.29.0
+ORT_GPU_CORE_NPM_SHA512=WjiVVB72riILz8HbYvxvmjKyE/WmkYoSfKY++axo5jAR609HQg8MwiG/HhShpTcJfmmAdzxxmB+MMST3A+SiPA==
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 sdk="$root/third_party/onnxruntime"
@@ -23,7 +29,7 @@ for arg in "$@"; do
   case "$arg" in
     --with-cuda) with_cuda=1 ;;
     --no-apt) with_apt=0 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -95,6 +101,20 @@ else
 fi
 
 if [ "$with_cuda" = 1 ]; then
+  if [ -f "$sdk/GPU_CORE" ]; then
+    echo "setup: GPU build of libonnxruntime.so present"
+  else
+    echo "setup: fetching the GPU build of libonnxruntime.so ($ORT_GPU_CORE_NPM_PKG)"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    tgz=$(fetch_npm "$ORT_GPU_CORE_NPM_PKG" "$ORT_GPU_CORE_NPM_SHA512" "$tmp")
+    tar -xzf "$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+    cp "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$sdk/lib/.core.partial"
+    mv "$sdk/lib/.core.partial" "$sdk/lib/libonnxruntime.so"
+    echo "$ORT_GPU_CORE_NPM_PKG" > "$sdk/GPU_CORE"
+    rm -rf "$tmp"
+    trap - EXIT
+  fi
   if [ -f "$sdk/lib/libonnxruntime_providers_cuda.so" ]; then
     echo "setup: CUDA execution provider present"
   else

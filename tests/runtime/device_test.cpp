@@ -140,6 +140,27 @@ class FakeEngine : public Engine {
   std::vector<float> s2_, s1_, out_;
 };
 
+TEST(BatchCounter, UnclaimedCountsDown) {
+  BatchCounter counter(5);
+  EXPECT_EQ(counter.unclaimed(), 5);
+  counter.claim(2);
+  EXPECT_EQ(counter.unclaimed(), 3);
+  counter.claim(10);
+  EXPECT_EQ(counter.unclaimed(), 0);
+  counter.claim(1);
+  EXPECT_EQ(counter.unclaimed(), 0);
+}
+
+TEST(LeaveToStreams, ACpuWorkerStopsWhenTheGpuWouldFinishTheRestFirst) {
+  // A GPU at 25,000 px/s finishes 100,000 unclaimed pixels in 4 s.
+  EXPECT_TRUE(leave_to_streams(25000, 100000, 15.0));  // a 15 s CPU batch would end last
+  EXPECT_FALSE(leave_to_streams(25000, 100000, 3.0));  // a 3 s CPU batch still helps
+  EXPECT_FALSE(leave_to_streams(25000, 100000, 4.0));  // a tie: keep going
+  EXPECT_TRUE(leave_to_streams(25000, 0, 0.5));        // nothing left for anyone
+  EXPECT_FALSE(leave_to_streams(0, 100000, 15.0));     // GPU rate not known yet
+  EXPECT_FALSE(leave_to_streams(25000, 100000, 0.0));  // first CPU batch not timed yet
+}
+
 TEST(SubBatches, HalvesOnOutOfMemoryAndKeepsTheLimit) {
   FakeEngine engine(64, 13);
   const int64_t count = 40;

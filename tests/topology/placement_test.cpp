@@ -151,6 +151,37 @@ TEST(Placement, SingleCoreL3AndJobsByThreads) {
   EXPECT_EQ(straddle.workers[1].memory_nodes, (std::vector<int>{0, 1}));
 }
 
+TEST(Placement, ReservedCpusComeOffTheBackOfThePlan) {
+  // core: the last two single-PU workers become the reserved PUs, on their own nodes.
+  Plan cores = plan_layout(epyc(), "core", MemoryPolicy::kLocal);
+  const std::vector<WorkerPlan> two = reserve_cpus(cores, 2);
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].cpus, std::vector<int>{383});
+  EXPECT_EQ(two[1].cpus, std::vector<int>{382});
+  EXPECT_EQ(two[0].memory_nodes, std::vector<int>{23});
+  EXPECT_EQ(two[1].threads, 1);
+  EXPECT_EQ(cores.workers.size(), 382u);
+  EXPECT_EQ(cores.workers.back().cpus, std::vector<int>{381});
+
+  // single:20: one worker gives up its last PU and one thread.
+  Plan twenty = plan_layout(epyc(), "single:20", MemoryPolicy::kLocal);
+  const std::vector<WorkerPlan> one = reserve_cpus(twenty, 1);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].cpus, std::vector<int>{19});
+  EXPECT_EQ(one[0].memory_nodes, (std::vector<int>{0, 1}));
+  ASSERT_EQ(twenty.workers.size(), 1u);
+  EXPECT_EQ(twenty.workers[0].cpus, iota(0, 19));
+  EXPECT_EQ(twenty.workers[0].threads, 19);
+
+  // Never the plan's last PU: a 2-PU plan gives one, a 1-PU plan none.
+  Plan pair = plan_layout(epyc(), "single:2", MemoryPolicy::kLocal);
+  EXPECT_TRUE(reserve_cpus(pair, 2).empty());
+  EXPECT_EQ(reserve_cpus(pair, 1).size(), 1u);
+  EXPECT_EQ(pair.workers[0].cpus, std::vector<int>{0});
+  EXPECT_TRUE(reserve_cpus(pair, 1).empty());
+  EXPECT_EQ(pair.workers[0].threads, 1);
+}
+
 TEST(Placement, BadLayouts) {
   const std::string expected = " (expected single, single:T, numa, numa:K, l3, core or JxT)";
   for (const std::string layout :

@@ -39,7 +39,7 @@ struct BenchOptions {
   bool pin = true;
   bool spinning = true;
   int optimization_level = 99;
-  std::string precision = "fp32";
+  std::string precision = "tf32";  // CUDA devices: "tf32" (ORT's default) or "fp32"
   double gpu_baseline_ms_per_pixel = 0;  // > 0: adds a "vs GPU" column
   uint64_t seed = 1;
   // Called before each case and each repetition with a one-line status (for a TTY progress line).

@@ -125,6 +125,9 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   // The CPU threads only feed the GPU: spinning would burn the cores that prepare batches.
   session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning, "0");
   try {
+    // Creating the options loads the CUDA provider library, which logs through ORT's default
+    // logger: that exists only once the process's Ort::Env does.
+    ort_env();
     Ort::CUDAProviderOptions cuda;
     cuda.Update({{"device_id", std::to_string(device_id_)},
                  {"use_tf32", options_.precision == "tf32" ? "1" : "0"},

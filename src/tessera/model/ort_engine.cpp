@@ -128,6 +128,9 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
                   "does) or run on cpu");
     }
     try {
+      // Creating the options loads the CUDA provider library, which logs through ORT's default
+      // logger: that exists only once the process's Ort::Env does.
+      ort_env();
       Ort::CUDAProviderOptions cuda;
       cuda.Update({{"device_id", std::to_string(cuda_device)},
                    {"use_tf32", options_.precision == "tf32" ? "1" : "0"},

@@ -25,7 +25,7 @@ struct OrtEngineOptions {
   int optimization_level = 99;     // 0 none, 1 basic, 2 extended, 99 all
   std::string thread_affinities;   // session.intra_op_thread_affinities ("" = unpinned)
   int64_t max_batch = 256;         // buffer capacity in pixels
-  std::string precision = "fp32";  // cuda only: "fp32" or "tf32"
+  std::string precision = "tf32";  // cuda only: "tf32" (ORT's default) or "fp32"
 };
 
 // The ONNX Runtime library's version string, e.g. "1.29.0".

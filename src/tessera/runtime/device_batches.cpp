@@ -14,6 +14,12 @@ BatchCounter::Range BatchCounter::claim(int64_t count) {
   return {first, std::min(first + std::max<int64_t>(count, 1), batches_)};
 }
 
+bool leave_to_streams(double stream_pixels_per_second, int64_t unclaimed_pixels,
+                      double cpu_batch_seconds) {
+  if (stream_pixels_per_second <= 0 || cpu_batch_seconds <= 0) return false;
+  return static_cast<double>(unclaimed_pixels) / stream_pixels_per_second < cpu_batch_seconds;
+}
+
 void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_t count, float* out,
                         int64_t* limit, const std::function<void(int64_t)>& on_halve) {
   const ModelShape& shape = engine.shape();

@@ -7,6 +7,7 @@
 // of the journal (batch k = valid pixels [k*B, (k+1)*B)), so chunking changes neither the
 // journal nor which pixels a batch holds.
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -28,11 +29,20 @@ class BatchCounter {
   Range claim(int64_t count);
 
   int64_t batches() const { return batches_; }
+  // Batches nobody has claimed yet.
+  int64_t unclaimed() const { return std::max<int64_t>(0, batches_ - next_.load()); }
 
  private:
   const int64_t batches_;
   std::atomic<int64_t> next_{0};
 };
+
+// The rule that keeps a tile from ending on a slow CPU worker: true when streaming (GPU)
+// workers going at `stream_pixels_per_second` together would finish the `unclaimed_pixels`
+// in less time than a CPU worker needs for its next batch (`cpu_batch_seconds`, its last).
+// False while either rate is unknown (0).
+bool leave_to_streams(double stream_pixels_per_second, int64_t unclaimed_pixels,
+                      double cpu_batch_seconds);
 
 // Runs `count` pixels of model inputs (row-major, the layout of a batch tensor) through
 // `engine` in sub-batches of at most *limit pixels (and at most engine.max_batch()), copying

@@ -13,6 +13,8 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <latch>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -28,6 +30,7 @@
 #include "tessera/runtime/device_list.h"
 #include "tessera/runtime/journal.h"
 #include "tessera/runtime/worker_pool.h"
+#include "tessera/topology/binding.h"
 
 namespace tessera {
 namespace {
@@ -50,11 +53,14 @@ std::string journal_key(const Tile& tile, const InferOptions& options, int64_t l
   std::error_code ec;
   const auto model_bytes = fs::file_size(options.model_path, ec);
   const auto model_time = fs::last_write_time(options.model_path, ec).time_since_epoch().count();
+  // Only CUDA devices compute differently at another precision.
+  const bool cuda = options.device.find("cuda:") != std::string::npos;
   return fmt::format(
-      "tessera-journal v1 grid={} hw={}x{} valid={} latent={} batch={} repeat={} device={} "
+      "tessera-journal v1 grid={} hw={}x{} valid={} latent={} batch={} repeat={} device={}{} "
       "model_bytes={} model_time={}",
       tile.grid, tile.height, tile.width, valid, latent, options.batch, options.repeat,
-      options.device, model_bytes, model_time);
+      options.device, cuda ? " precision=" + options.precision : std::string(), model_bytes,
+      model_time);
 }
 
 // Periodically reports progress from a monitor thread until stopped.
@@ -179,6 +185,32 @@ class BatchCommitter {
   std::thread thread_;
 };
 
+// How fast the streaming (GPU) workers of a tile go together, so that a CPU worker can leave
+// the tile's last batches to them instead of starting one that they would finish sooner.
+class StreamPace {
+ public:
+  // A streaming worker is about to start its first run.
+  void started() {
+    int64_t none = 0;
+    start_ns_.compare_exchange_strong(none, now_ns());
+  }
+  void ran(int64_t pixels) { pixels_ += pixels; }
+  // Pixels per second since the first streaming run began; 0 before any run has finished.
+  double pixels_per_second() const {
+    const int64_t start = start_ns_.load(), pixels = pixels_.load();
+    if (start == 0 || pixels == 0) return 0;
+    return static_cast<double>(pixels) * 1e9 /
+           static_cast<double>(std::max<int64_t>(1, now_ns() - start));
+  }
+
+ private:
+  static int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+        .count();
+  }
+  std::atomic<int64_t> start_ns_{0}, pixels_{0};
+};
+
 // What every worker of one tile shares. Batch b holds valid pixels [b*B, min((b+1)*B, n)).
 struct TileJob {
   const Tile& tile;
@@ -192,8 +224,17 @@ struct TileJob {
   BatchCounter& counter;
   std::atomic<int64_t>& pixels_done;
   std::atomic<bool>& abort;  // set when any worker failed: the others stop claiming
+  StreamPace& pace;
 
   int64_t latent() const { return shape.output_dim; }
+
+  // True when the streaming workers alone would finish every unclaimed batch in less time
+  // than a CPU worker needs for one (`cpu_batch_seconds`, its last): that worker stops, so
+  // the tile does not end waiting for it. Always false without streaming workers.
+  bool streams_finish_first(double cpu_batch_seconds) const {
+    return leave_to_streams(pace.pixels_per_second(), counter.unclaimed() * options.batch,
+                            cpu_batch_seconds);
+  }
   const int64_t* pixels(int64_t b) const { return valid.data() + b * options.batch; }
   int64_t count(int64_t b) const {
     return std::min(options.batch, static_cast<int64_t>(valid.size()) - b * options.batch);
@@ -235,7 +276,9 @@ struct Slot {
 // then two helper threads each claim chunks, prepare them into their own Slot, hand each
 // pass to this thread and wait, while this thread runs whatever slot is ready. So the next
 // chunk is prepared while the engine runs, and finished chunks are quantised while it runs.
-StreamStats run_stream_worker(const TileJob& job, const std::string& device) {
+// `engine_built` is called once the engine exists (not when building it fails).
+StreamStats run_stream_worker(const TileJob& job, const std::string& device,
+                              const std::function<void()>& engine_built) {
   const InferOptions& options = job.options;
   const int64_t valid = static_cast<int64_t>(job.valid.size());
   int64_t chunk = std::max<int64_t>(1, options.gpu_batch / options.batch);
@@ -255,6 +298,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device) {
       chunk /= 2;
     }
   }
+  engine_built();
   const int64_t capacity = engine_options.max_batch;
   int64_t limit = capacity;
   const auto start = Clock::now();
@@ -334,6 +378,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device) {
       slot = ready.front();
       ready.pop_front();
     }
+    job.pace.started();
     try {
       run_in_sub_batches(*engine, slot->s2.data(), slot->s1.data(), slot->count, slot->out.data(),
                          &limit, [&](int64_t reduced) {
@@ -346,6 +391,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device) {
       fail(std::current_exception());
       break;
     }
+    job.pace.ran(slot->count);
     std::lock_guard lock(mutex);
     slot->done = true;
     wake.notify_all();
@@ -451,25 +497,43 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   BatchCounter counter(summary.batches);
   std::atomic<bool> abort{false};
   BatchCommitter committer(*journal, pixels_done);
+  StreamPace pace;
   const TileJob job{tile,           options,      valid,   shape,       *journal, committer,
-                    embedding_rows, scale_values, counter, pixels_done, abort};
+                    embedding_rows, scale_values, counter, pixels_done, abort,    pace};
   const size_t streams = devices.streams.size();
+  // Next to CPU workers, each streaming worker (its engine thread and helpers) gets a PU of
+  // its own: a GPU waits whenever the thread that launches its kernels waits for a core.
+  Plan cpu_plan = plan;
+  const std::vector<WorkerPlan> stream_cpus =
+      devices.cpu ? reserve_cpus(cpu_plan, static_cast<int>(streams)) : std::vector<WorkerPlan>{};
   std::vector<StreamStats> stream_stats(streams);
   std::vector<std::exception_ptr> errors(streams + 1);
   std::vector<std::thread> stream_threads;
+  // CPU workers build their sessions only once every GPU engine is built (or has failed): a
+  // GPU is ~100x a CPU worker, and its session build must not queue behind theirs for cores.
+  std::latch engines_built(static_cast<std::ptrdiff_t>(streams));
   for (size_t i = 0; i < streams; ++i) {
     stream_threads.emplace_back([&, i] {
+      bool counted = false;
+      const auto built = [&] {
+        if (!counted) engines_built.count_down();
+        counted = true;
+      };
       try {
-        stream_stats[i] = run_stream_worker(job, devices.streams[i]);
+        // Threads inherit this binding: the engine's and the helper threads too.
+        if (i < stream_cpus.size()) bind_current_thread(stream_cpus[i], plan.policy);
+        stream_stats[i] = run_stream_worker(job, devices.streams[i], built);
       } catch (...) {
         errors[i + 1] = std::current_exception();
         abort = true;
       }
+      built();
     });
   }
   if (devices.cpu) {
+    engines_built.wait();
     try {
-      run_pinned_workers(plan, [&](const WorkerPlan& worker) {
+      run_pinned_workers(cpu_plan, [&](const WorkerPlan& worker) {
         OrtEngineOptions engine_options;
         engine_options.device = "cpu";
         engine_options.intra_op_threads = worker.threads;
@@ -480,7 +544,9 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
         PixelPreparer preparer(tile, static_cast<int>(shape.s2_steps),
                                static_cast<int>(shape.s1_steps));
         std::vector<float> mean(options.repeat > 1 ? options.batch * latent : 0);
-        while (!abort) {
+        double batch_seconds = 0;  // this worker's last batch
+        while (!abort && !job.streams_finish_first(batch_seconds)) {
+          const auto batch_start = Clock::now();
           const int64_t b = counter.claim(1).first;
           if (b >= summary.batches) break;
           if (journal->done(b)) continue;
@@ -497,6 +563,7 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
             result = mean.data();
           }
           job.finish(b, result);
+          batch_seconds = std::chrono::duration<double>(Clock::now() - batch_start).count();
         }
       });
     } catch (...) {

@@ -32,7 +32,7 @@ struct InferOptions {
   // Pixels per run on a streaming (GPU) worker: it claims max(1, gpu_batch / batch)
   // consecutive batches at once. Halved while the GPU runs out of memory.
   int64_t gpu_batch = 8192;
-  std::string precision = "fp32";  // CUDA devices: "fp32" or "tf32"
+  std::string precision = "tf32";  // CUDA devices: "tf32" (ORT's default) or "fp32"
   int repeat = 1;                  // passes with offsets 0..repeat-1, averaged
   bool force = false;              // recompute tiles whose outputs exist
   bool resume = true;              // continue from a journal left by an interrupted run

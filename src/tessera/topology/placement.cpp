@@ -185,6 +185,26 @@ Plan plan_layout(const MachineInfo& machine, const std::string& layout, MemoryPo
   return plan;
 }
 
+std::vector<WorkerPlan> reserve_cpus(Plan& plan, int count) {
+  size_t pus = 0;
+  for (const auto& worker : plan.workers) pus += worker.cpus.size();
+  if (count <= 0 || pus <= static_cast<size_t>(count)) return {};
+  std::vector<WorkerPlan> reserved;
+  while (static_cast<int>(reserved.size()) < count) {
+    WorkerPlan& last = plan.workers.back();
+    WorkerPlan taken;
+    taken.index = static_cast<int>(reserved.size());
+    taken.cpus = {last.cpus.back()};
+    taken.memory_nodes = last.memory_nodes;
+    taken.threads = 1;
+    reserved.push_back(taken);
+    last.cpus.pop_back();
+    last.threads = std::min(last.threads, static_cast<int>(last.cpus.size()));
+    if (last.cpus.empty()) plan.workers.pop_back();
+  }
+  return reserved;
+}
+
 std::vector<std::string> split_layout_list(const std::string& list) {
   std::vector<std::string> items;
   std::size_t start = 0;

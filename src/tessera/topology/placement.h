@@ -47,6 +47,13 @@ struct Plan {
 // Throws UsageError for an unknown or impossible layout, naming the layout.
 Plan plan_layout(const MachineInfo& machine, const std::string& layout, MemoryPolicy policy);
 
+// Takes the last `count` PUs of `plan` (in worker order, each worker's cpus from the back) out
+// of it, for threads that must not compete with the plan's workers (the threads that feed a
+// GPU). Returns one single-PU WorkerPlan per PU taken, with the memory nodes of the worker it
+// came from; a worker left without PUs is dropped, the others run one thread per PU left.
+// Takes nothing (returns {}) when that would leave the plan without a PU.
+std::vector<WorkerPlan> reserve_cpus(Plan& plan, int count);
+
 // "single:2,2x1,numa" -> {"single:2", "2x1", "numa"}; empty items are dropped.
 std::vector<std::string> split_layout_list(const std::string& list);
 

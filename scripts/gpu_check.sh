@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs the GPU checks of docs/GPU.md on a machine with an NVIDIA GPU, from a build of tessera.
+#
+#   scripts/gpu_check.sh [STAGE...]     stages: env bench tests infer cpu (default: all, in that order)
+#
+# Environment:
+#   BUILD    build directory holding tessera and tests/test_{model,runtime} (default: build-dev)
+#   RESULTS  where tables, summaries and logs go (default: out/gpu)
+#   SIZE     synthetic tile for the infer stage (default: 1024x1024)
+#   GPU_PATH, PRECISION  the GPU device and precision of the infer stage (default: cuda:0+io, tf32)
+#
+# The CUDA libraries ORT's CUDA execution provider needs (cuBLAS, cuDNN, cudart 13) are taken from
+# /usr/local/cuda/lib64 and from the nvidia-* Python packages beside python3, where present.
+# Every stage prints its table last and keeps its full output under $RESULTS.
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+BUILD=${BUILD:-build-dev}
+RESULTS=${RESULTS:-out/gpu}
+SIZE=${SIZE:-1024x1024}
+B="$BUILD/tessera"
+mkdir -p "$RESULTS"
+site=$(python3 -c 'import site; print(site.getsitepackages()[0])' 2>/dev/null || true)
+export LD_LIBRARY_PATH="/usr/local/cuda/lib64:$site/nvidia/cu13/lib:$site/nvidia/cudnn/lib:${LD_LIBRARY_PATH:-}"
+model="$RESULTS/tessera.onnx"
+stages=("$@")
+[ "${#stages[@]}" -gt 0 ] || stages=(env bench tests infer cpu)
+
+ensure_model() { [ -f "$model" ] || "$B" make-model -o "$model" >/dev/null; }
+
+stage_env() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
+  lscpu | grep -E '^(Model name|CPU\(s\)|NUMA node\(s\)|Thread)'
+  if ldd "$B" | grep 'not found'; then
+    echo "gpu_check: $B is missing libraries (above)" >&2
+    return 1
+  fi
+  "$B" topo
+}
+
+stage_tests() {
+  mkdir -p "$BUILD/test-tmp"
+  "$BUILD/tests/test_model" --gtest_filter='*Gpu*' 2>&1 | tee "$RESULTS/test_model_gpu.log" | grep -E '^\[ *(OK|FAILED|SKIPPED|PASSED) '
+  "$BUILD/tests/test_runtime" 2>&1 | tee "$RESULTS/test_runtime.log" | grep -E '^\[ *(FAILED|SKIPPED|PASSED) |tests ran'
+}
+
+# One bench process per path, so that a path that fails hard cannot take the others' rows along.
+stage_bench() {
+  ensure_model
+  local precision path files=()
+  for precision in fp32 tf32; do
+    for path in cuda:0 cuda:0+io cuda:0+graph; do
+      local f="$RESULTS/bench_${path//[:+]/_}_$precision.json"
+      "$B" bench -m "$model" --device "$path" --precision "$precision" -b 1024,4096,16384 \
+        --batches 3 -r 2 --warmup 2 -o json >"$f" && files+=("$f")
+    done
+  done
+  "$B" bench -m "$model" --device cuda:0+io -b 1048576 --batches 1 -r 1 --warmup 0 -o md \
+    >"$RESULTS/bench_oom.md"
+  "$B" report --from "${files[@]}" -o "$RESULTS/bench_gpu.md" >/dev/null
+  grep -A40 '^## All rows' "$RESULTS/bench_gpu.md" | grep '^|' | cut -d'|' -f3-17
+}
+
+stage_infer() {
+  ensure_model
+  local tiles="$RESULTS/tiles" grid=grid_0.05_0.05 gpu=${GPU_PATH:-cuda:0+io} p=${PRECISION:-tf32}
+  rm -rf "$tiles" "$RESULTS"/o_*
+  "$B" synth --out "$tiles/$grid" --size "$SIZE" --seed 3 >/dev/null
+  "$B" infer -m "$model" --device "$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
+    --out "$RESULTS/o_gpu" --summary "$RESULTS/s_gpu.json" "$tiles/$grid" 2>&1 | tail -n 1
+  "$B" infer -m "$model" --device "cpu,$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
+    --out "$RESULTS/o_mix" --summary "$RESULTS/s_mix.json" "$tiles/$grid" 2>&1 | tail -n 1
+  # Agreement with the CPU on a small tile (the CPU is ~100x slower).
+  "$B" synth --out "$tiles/small/$grid" --size 64x64 --seed 5 >/dev/null
+  "$B" infer -m "$model" --device cpu -b 256 --out "$RESULTS/o_cpu_small" "$tiles/small/$grid" 2>&1 | tail -n 1
+  "$B" infer -m "$model" --device "$gpu" --precision "$p" -b 256 --out "$RESULTS/o_gpu_small" \
+    "$tiles/small/$grid" 2>&1 | tail -n 1
+  python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_cpu_small/$grid" \
+    "$RESULTS/o_gpu_small/$grid" --min-within-1-lsb 0.995 | tee "$RESULTS/agreement.txt"
+  python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_gpu/$grid" "$RESULTS/o_mix/$grid" \
+    | tee -a "$RESULTS/agreement.txt"
+  python3 - "$RESULTS" <<'EOF'
+import json, sys
+for s in ('s_gpu', 's_mix'):
+    t = json.load(open(f'{sys.argv[1]}/{s}.json'))['tiles'][0]
+    print(f"{s}: {t['seconds']:.1f} s, {t['ms_per_pixel']:.5f} ms/pixel, gpu busy {t['gpu_busy_percent']:.1f} %, gpu batch {t['gpu_batch']}")
+EOF
+}
+
+stage_cpu() {
+  ensure_model
+  "$B" bench -m "$model" --layout single:16,16x1 -b 256 --batches 1 -r 1 --warmup 1 -o json \
+    >"$RESULTS/bench_cpu_thread.json"
+  "$B" bench -m "$model" --layout single:16,16x1 --spawn process -b 256 --batches 1 -r 1 --warmup 1 \
+    -o json >"$RESULTS/bench_cpu_process.json"
+  "$B" report --from "$RESULTS/bench_cpu_thread.json" "$RESULTS/bench_cpu_process.json" \
+    -o "$RESULTS/bench_cpu.md" >/dev/null
+  grep -A12 '^## All rows' "$RESULTS/bench_cpu.md" | grep '^|' | cut -d'|' -f3-17
+}
+
+status=0
+for s in "${stages[@]}"; do
+  echo "== $s"
+  start=$(date +%s)
+  "stage_$s" || status=1
+  echo "== $s: $(($(date +%s) - start)) s"
+done
+exit $status
