@@ -7,3 +7,7 @@ add_test(NAME infer_kill_resume
          COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/runtime/kill_resume.py"
                  --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/kill_resume")
 set_tests_properties(infer_oracle infer_kill_resume PROPERTIES LABELS runtime TIMEOUT 300)
+# The output comparison that scripts/gpu_check.sh uses for CPU vs GPU agreement.
+add_test(NAME compare_embeddings
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_SOURCE_DIR}/tests/reference/compare_embeddings_test.py")
+set_tests_properties(compare_embeddings PROPERTIES LABELS runtime TIMEOUT 60)
