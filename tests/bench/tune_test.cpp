@@ -103,11 +103,27 @@ TEST(Tune, OddCountsKeepTheLargerHalf) {
   SearchOptions options;
   options.initial_work = 10;
   const SearchResult r = successive_halving(candidates, options, bind(fake));
-  // 3 -> 2 -> 1.
+  // 3 -> 2 -> 1. Round 2 starts with the layout round 1 ended on (c), then goes by candidate.
   ASSERT_EQ(fake.calls.size(), 5u);
-  EXPECT_EQ(fake.calls[3], (std::pair<std::string, int64_t>{"b/8", 40}));
-  EXPECT_EQ(fake.calls[4], (std::pair<std::string, int64_t>{"c/8", 40}));
+  EXPECT_EQ(fake.calls[3], (std::pair<std::string, int64_t>{"c/8", 40}));
+  EXPECT_EQ(fake.calls[4], (std::pair<std::string, int64_t>{"b/8", 40}));
   EXPECT_EQ(r.ranking[0].candidate.layout, "b");
+}
+
+TEST(Tune, EachRoundMeasuresOneLayoutAfterTheOther) {
+  FakeBench fake;
+  const auto candidates = grid({"a", "b"}, {1, 2, 3, 4});
+  // After round 1 the faster half interleaves the layouts by speed: b/4, a/1, b/3, a/2.
+  fake.ms_per_pixel = {{"a/1", 2}, {"a/2", 4}, {"a/3", 8}, {"a/4", 9},
+                       {"b/1", 7}, {"b/2", 6}, {"b/3", 3}, {"b/4", 1}};
+  SearchOptions options;
+  options.initial_work = 12;
+  successive_halving(candidates, options, bind(fake));
+  ASSERT_GE(fake.calls.size(), 12u);
+  std::vector<std::string> round2;
+  for (size_t i = 8; i < 12; ++i) round2.push_back(fake.calls[i].first);
+  // Round 1 ended on layout b: round 2 measures b's survivors first, then a's.
+  EXPECT_EQ(round2, (std::vector<std::string>{"b/3", "b/4", "a/1", "a/2"}));
 }
 
 TEST(Tune, BudgetShrinksTheGrowthThenStops) {
@@ -185,6 +201,29 @@ TEST(Tune, CandidateLayoutsDropIdenticalPlans) {
   EXPECT_EQ(c[3].batch, 32);
   EXPECT_THROW(make_candidates(two, {"3x1"}, {64}, "local"), UsageError);
   EXPECT_THROW(make_candidates(two, {"core"}, {0}, "local"), UsageError);
+}
+
+TEST(Tune, BadSearchOptionsNameTheFlag) {
+  FakeBench fake;
+  const auto candidates = grid({"a"}, {8});
+  const auto message = [&](const SearchOptions& options) {
+    try {
+      successive_halving(candidates, options, bind(fake));
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  SearchOptions options;
+  options.growth = 1;
+  EXPECT_EQ(message(options), "--growth must be at least 2 (got 1)");
+  options = SearchOptions{};
+  options.initial_work = 0;
+  EXPECT_EQ(message(options), "--start-pixels must be at least 1 (got 0)");
+  options = SearchOptions{};
+  options.budget_s = 0;
+  EXPECT_EQ(message(options), "--budget must be positive (got 0)");
+  EXPECT_TRUE(fake.calls.empty());
 }
 
 TEST(Tune, ParseBudget) {

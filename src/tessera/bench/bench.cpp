@@ -6,10 +6,13 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "tessera/bench/machine.h"
 #include "tessera/bench/stats.h"
@@ -46,30 +49,33 @@ struct Case {
   int64_t batch;
 };
 
-// Measures one worker of a case: its engine, dummy inputs, warm-up, then the repetitions.
-// `next_phase` is called once the engine is ready, after the warm-up and after every
-// repetition (2 + reps calls); it returns false when the case is abandoned because another
-// worker failed. Errors are thrown.
-WorkerTimes measure_worker(const BenchOptions& options, const Case& c, const WorkerPlan& worker,
-                           const std::function<bool()>& next_phase) {
-  WorkerTimes mine;
+// One worker's engine for batches up to `max_batch`, its inputs filled with dummy data.
+std::unique_ptr<Engine> build_worker_engine(const BenchOptions& options, const std::string& device,
+                                            const WorkerPlan& worker, int64_t max_batch,
+                                            double* session_s) {
   OrtEngineOptions engine_options;
-  engine_options.device = c.device;
+  engine_options.device = device;
   engine_options.intra_op_threads = worker.threads;
   engine_options.spinning = options.spinning;
   engine_options.optimization_level = options.optimization_level;
   engine_options.precision = options.precision;
-  engine_options.max_batch = c.batch;
-  if (parse_device(c.device) < 0 && options.pin) {
+  engine_options.max_batch = max_batch;
+  if (parse_device(device) < 0 && options.pin) {
     engine_options.thread_affinities = ort_thread_affinities(worker);
   }
-  const std::unique_ptr<Engine> made =
-      make_engine(options.model_path, engine_options, &mine.session_s);
-  Engine& engine = *made;
-  fill_dummy_inputs(engine, options.seed + static_cast<uint64_t>(worker.index));
-  if (!next_phase()) return mine;
-  for (int i = 0; i < options.warmup; ++i) engine.run(c.batch);
-  if (!next_phase()) return mine;
+  std::unique_ptr<Engine> engine = make_engine(options.model_path, engine_options, session_s);
+  fill_dummy_inputs(*engine, options.seed + static_cast<uint64_t>(worker.index));
+  return engine;
+}
+
+// Times one worker of a case on an engine already built: `warmup` untimed batches, then the
+// repetitions. `next_phase` is called after the warm-up and after every repetition (1 + reps
+// calls); it returns false when the case is abandoned because another worker failed.
+void time_worker(const BenchOptions& options, const Case& c, const WorkerPlan& worker,
+                 Engine& engine, int warmup, const std::function<bool()>& next_phase,
+                 WorkerTimes& mine) {
+  for (int i = 0; i < warmup; ++i) engine.run(c.batch);
+  if (!next_phase()) return;
   for (int rep = 0; rep < options.reps; ++rep) {
     if (worker.index == 0 && options.progress) {
       options.progress(
@@ -82,8 +88,19 @@ WorkerTimes measure_worker(const BenchOptions& options, const Case& c, const Wor
       mine.batch_ms.push_back(1e3 * seconds_since(start));
     }
     mine.rep_end.push_back(Clock::now());
-    if (!next_phase()) return mine;
+    if (!next_phase()) return;
   }
+}
+
+// Measures one worker of a case: its engine, then time_worker. `next_phase` is called once the
+// engine is ready, then as time_worker calls it (2 + reps calls). Errors are thrown.
+WorkerTimes measure_worker(const BenchOptions& options, const Case& c, const WorkerPlan& worker,
+                           const std::function<bool()>& next_phase) {
+  WorkerTimes mine;
+  const std::unique_ptr<Engine> engine =
+      build_worker_engine(options, c.device, worker, c.batch, &mine.session_s);
+  if (!next_phase()) return mine;
+  time_worker(options, c, worker, *engine, options.warmup, next_phase, mine);
   return mine;
 }
 
@@ -186,8 +203,10 @@ std::string measure_in_processes(const BenchOptions& options, const Case& c, con
   return error;
 }
 
-BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const Case& c) {
-  const Plan plan = plan_layout(machine, c.layout, parse_memory_policy(options.membind));
+// The row of a case from its workers' times, or from the first error (an "oom" row for
+// running out of memory; any other error is thrown: every other case would repeat it).
+BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
+                  const std::string& first_error, const std::vector<WorkerTimes>& times) {
   BenchRow row;
   row.device = c.device;
   row.precision = parse_device(c.device) >= 0 ? options.precision : "fp32";
@@ -200,11 +219,6 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
   row.batches = options.batches;
   row.reps = options.reps;
   row.pixels = c.batch * options.batches * row.workers;
-
-  std::vector<WorkerTimes> times(plan.workers.size());
-  const std::string first_error = options.spawn == "process"
-                                      ? measure_in_processes(options, c, plan, times)
-                                      : measure_in_threads(options, c, plan, times);
   if (!first_error.empty()) {
     // Running out of memory is a result (the batch does not fit); anything else is an error
     // that every other case would repeat.
@@ -236,6 +250,15 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
   row.ms_per_pixel_per_worker = stats.mean / static_cast<double>(c.batch);
   row.pixels_per_s = static_cast<double>(row.pixels) / row.total_s;
   return row;
+}
+
+BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const Case& c) {
+  const Plan plan = plan_layout(machine, c.layout, parse_memory_policy(options.membind));
+  std::vector<WorkerTimes> times(plan.workers.size());
+  const std::string first_error = options.spawn == "process"
+                                      ? measure_in_processes(options, c, plan, times)
+                                      : measure_in_threads(options, c, plan, times);
+  return make_row(options, c, plan, first_error, times);
 }
 
 void validate(const BenchOptions& options) {
@@ -442,6 +465,164 @@ nlohmann::json bench_json(const BenchResult& result) {
   if (result.gpu_baseline_ms_per_pixel > 0)
     out["gpu_baseline_ms_per_pixel"] = result.gpu_baseline_ms_per_pixel;
   return out;
+}
+
+// Worker threads that stay bound and keep their engines between measurements. A measurement
+// is a "generation": every worker runs it through one shared barrier (1 + reps phases), and
+// one that fails keeps arriving until its phases are used up, so no worker waits forever.
+struct BenchPool::State {
+  BenchOptions options;
+  std::string device, layout;
+  Plan plan;
+  int64_t max_batch = 0;
+  double session_s = 0;
+  std::vector<std::thread> threads;
+  std::unique_ptr<std::barrier<>> sync;
+  std::mutex mutex;
+  std::condition_variable wake;
+  int ready = 0;            // workers whose engine build has ended (built or not)
+  std::string build_error;  // the first failed build
+  uint64_t generation = 0;  // of the measurement asked for last
+  bool stopping = false;
+  Case job;  // the measurement asked for
+  int warmup = 0;
+  int done = 0;  // workers finished with the current generation
+  std::atomic<bool> failed{false};
+  std::string first_error;
+  std::vector<WorkerTimes> times;
+  std::set<int64_t> warmed;  // batch sizes every engine has run
+
+  void work(const WorkerPlan& worker) {
+    std::unique_ptr<Engine> engine;
+    try {
+      if (options.pin) {
+        bind_current_thread(worker, plan.policy);
+        if (!worker.cpus.empty()) pin_current_thread(worker.cpus.front());
+      }
+      double built_s = 0;
+      engine = build_worker_engine(options, device, worker, max_batch, &built_s);
+      std::lock_guard lock(mutex);
+      session_s = std::max(session_s, built_s);
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mutex);
+      if (build_error.empty()) build_error = e.what();
+    }
+    {
+      std::lock_guard lock(mutex);
+      ++ready;
+    }
+    wake.notify_all();
+    uint64_t seen = 0;
+    for (;;) {
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [&] { return stopping || generation != seen; });
+        if (stopping) return;
+        seen = generation;
+      }
+      const int phases = 1 + options.reps;
+      int phases_done = 0;
+      auto next_phase = [&] {
+        sync->arrive_and_wait();
+        ++phases_done;
+        return !failed.load();
+      };
+      try {
+        WorkerTimes mine;
+        time_worker(options, job, worker, *engine, warmup, next_phase, mine);
+        times[worker.index] = std::move(mine);
+      } catch (const std::exception& e) {
+        failed = true;
+        {
+          std::lock_guard lock(mutex);
+          if (first_error.empty()) first_error = e.what();
+        }
+        while (phases_done < phases) next_phase();
+      }
+      {
+        std::lock_guard lock(mutex);
+        ++done;
+      }
+      wake.notify_all();
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard lock(mutex);
+      stopping = true;
+    }
+    wake.notify_all();
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+};
+
+BenchPool::BenchPool(const BenchOptions& options, const MachineInfo& machine,
+                     const std::string& device, const std::string& layout, int64_t max_batch)
+    : state_(std::make_unique<State>()) {
+  validate(options);
+  if (options.spawn != "thread") throw UsageError("a bench pool runs its workers as threads");
+  State& s = *state_;
+  s.options = options;
+  s.device = device;
+  s.layout = layout;
+  s.max_batch = max_batch;
+  s.plan = plan_layout(machine, layout, parse_memory_policy(options.membind));
+  s.sync = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(s.plan.workers.size()));
+  for (const WorkerPlan& worker : s.plan.workers) {
+    s.threads.emplace_back([&s, worker] { s.work(worker); });
+  }
+  std::unique_lock lock(s.mutex);
+  s.wake.wait(lock, [&] { return s.ready == static_cast<int>(s.plan.workers.size()); });
+  if (!s.build_error.empty()) {
+    const std::string error = s.build_error;
+    lock.unlock();
+    s.stop();
+    throw Error(error);
+  }
+}
+
+BenchPool::~BenchPool() {
+  state_->stop();
+}
+
+const std::string& BenchPool::layout() const {
+  return state_->layout;
+}
+
+int64_t BenchPool::max_batch() const {
+  return state_->max_batch;
+}
+
+double BenchPool::session_s() const {
+  return state_->session_s;
+}
+
+BenchRow BenchPool::measure(int64_t batch, int batches) {
+  State& s = *state_;
+  if (batch < 1 || batch > s.max_batch) {
+    throw UsageError(fmt::format("batch {} is outside this pool's 1..{}", batch, s.max_batch));
+  }
+  if (batches < 1) throw UsageError(fmt::format("--batches must be at least 1 (got {})", batches));
+  BenchOptions options = s.options;
+  options.batches = batches;
+  {
+    std::lock_guard lock(s.mutex);
+    s.options.batches = batches;
+    s.job = Case{s.device, s.layout, batch};
+    s.warmup = s.warmed.count(batch) ? 0 : s.options.warmup;
+    s.done = 0;
+    s.failed = false;
+    s.first_error.clear();
+    s.times.assign(s.plan.workers.size(), WorkerTimes{});
+    ++s.generation;
+  }
+  s.wake.notify_all();
+  std::unique_lock lock(s.mutex);
+  s.wake.wait(lock, [&] { return s.done == static_cast<int>(s.plan.workers.size()); });
+  if (s.first_error.empty()) s.warmed.insert(batch);
+  return make_row(options, s.job, s.plan, s.first_error, s.times);
 }
 
 }  // namespace tessera

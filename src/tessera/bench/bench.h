@@ -8,6 +8,7 @@
 // workers computed in it); ms_per_pixel_per_worker is one worker's batch time over its batch.
 
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -39,7 +40,7 @@ struct BenchOptions {
   bool pin = true;
   bool spinning = true;
   int optimization_level = 99;
-  std::string precision = "tf32";  // CUDA devices: "tf32" (ORT's default) or "fp32"
+  std::string precision = "tf32";        // CUDA devices: "tf32" (ORT's default) or "fp32"
   double gpu_baseline_ms_per_pixel = 0;  // > 0: adds a "vs GPU" column
   uint64_t seed = 1;
   // Called before each case and each repetition with a one-line status (for a TTY progress line).
@@ -85,6 +86,32 @@ BenchResult run_bench(const BenchOptions& options);
 // already described, without re-reading the topology or the model: for searches (tune).
 BenchRow run_bench_case(const BenchOptions& options, const MachineInfo& machine,
                         const std::string& device, const std::string& layout, int64_t batch);
+
+// The workers of one layout kept alive between measurements, as threads of this process:
+// each binds itself and builds its engine once, for batches up to `max_batch`; a measurement
+// then only warms up a batch size the first time it meets it, and times. For searches (tune),
+// where rebuilding every session for every candidate would cost more than the measuring.
+class BenchPool {
+ public:
+  // Throws UsageError for bad options (spawn must be "thread") and Error when an engine cannot
+  // be built (an out-of-memory message included).
+  BenchPool(const BenchOptions& options, const MachineInfo& machine, const std::string& device,
+            const std::string& layout, int64_t max_batch);
+  ~BenchPool();
+  BenchPool(const BenchPool&) = delete;
+  BenchPool& operator=(const BenchPool&) = delete;
+
+  const std::string& layout() const;
+  int64_t max_batch() const;
+  double session_s() const;  // the slowest worker's engine build
+  // The row run_bench_case would give for (batch <= max_batch, `batches` per repetition, the
+  // options' reps), with session_s 0: the pool's sessions exist already.
+  BenchRow measure(int64_t batch, int batches);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 Table bench_table(const BenchResult& result);
 

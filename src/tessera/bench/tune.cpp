@@ -6,16 +6,22 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <set>
 
 #include "tessera/bench/stats.h"
 #include "tessera/common/error.h"
+#include "tessera/model/ort_cuda.h"
 #include "tessera/model/ort_engine.h"
 #include "tessera/topology/placement.h"
 
 namespace tessera {
 namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 // Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
 constexpr double kT975[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -103,7 +109,8 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
   if (options.initial_work < 1)
     throw UsageError(
         fmt::format("--start-pixels must be at least 1 (got {})", options.initial_work));
-  if (options.growth < 2) throw UsageError("the work growth per round must be at least 2");
+  if (options.growth < 2)
+    throw UsageError(fmt::format("--growth must be at least 2 (got {})", options.growth));
   if (!(options.budget_s > 0))
     throw UsageError(fmt::format("--budget must be positive (got {})", options.budget_s));
 
@@ -114,6 +121,7 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
   std::iota(alive.begin(), alive.end(), 0);
   int64_t work = options.initial_work;
   auto by_mean = [&](int a, int b) { return results[a].mean < results[b].mean; };
+  std::string last_layout;
 
   while (true) {
     if (result.rounds > 0) {
@@ -129,8 +137,18 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
       work *= growth;
     }
     ++result.rounds;
-    for (size_t k = 0; k < alive.size(); ++k) {
-      CandidateResult& r = results[alive[k]];
+    // One layout after the other, in candidate order, starting with the layout measured last:
+    // a measure function that keeps a layout's sessions alive builds each at most once a round.
+    std::vector<int> order = alive;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      const bool a_last = candidates[a].layout == last_layout;
+      const bool b_last = candidates[b].layout == last_layout;
+      if (a_last != b_last) return a_last;
+      return a < b;
+    });
+    for (size_t k = 0; k < order.size(); ++k) {
+      CandidateResult& r = results[order[k]];
+      last_layout = r.candidate.layout;
       if (options.progress) {
         options.progress(fmt::format("round {}: {} b={} ({}/{})", result.rounds, r.candidate.layout,
                                      r.candidate.batch, k + 1, alive.size()));
@@ -276,18 +294,50 @@ TuneResult tune(const TuneOptions& options) {
   bench.warmup = 1;
   bench.membind = options.membind;
   bench.spinning = options.spinning;
-  const MeasureFn measure = [&](const TuneCandidate& c, int64_t work) {
-    BenchOptions o = bench;
-    o.batches = static_cast<int>(std::max<int64_t>(
+  const auto batches_for = [](const TuneCandidate& c, int64_t work) {
+    return static_cast<int>(std::max<int64_t>(
         1, std::llround(static_cast<double>(work) / static_cast<double>(c.batch))));
-    const auto start = std::chrono::steady_clock::now();
-    const BenchRow row = run_bench_case(o, machine, options.device, c.layout, c.batch);
+  };
+  const auto to_measurement = [](const BenchRow& row, double seconds, double session_s) {
     Measurement m;
-    m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    m.session_s = row.session_s;
+    m.seconds = seconds;
+    m.session_s = session_s;
     m.status = row.status;
     m.ms_per_pixel = per_rep_ms_per_pixel(row);
     return m;
+  };
+  // The exhaustive sweep of --verify measures as `tessera bench` does: new sessions per case.
+  const MeasureFn measure_as_bench = [&](const TuneCandidate& c, int64_t work) {
+    BenchOptions o = bench;
+    o.batches = batches_for(c, work);
+    const auto start = std::chrono::steady_clock::now();
+    const BenchRow row = run_bench_case(o, machine, options.device, c.layout, c.batch);
+    return to_measurement(row, seconds_since(start), row.session_s);
+  };
+  // The search keeps one layout's workers and sessions alive while it measures that layout's
+  // candidates (successive_halving measures them one layout after the other), built once for
+  // the layout's largest batch. A layout whose pool cannot be built for lack of memory falls
+  // back to one session per measurement.
+  std::map<std::string, int64_t> largest_batch;
+  for (const auto& c : candidates)
+    largest_batch[c.layout] = std::max(largest_batch[c.layout], c.batch);
+  std::unique_ptr<BenchPool> pool;
+  const MeasureFn measure = [&](const TuneCandidate& c, int64_t work) {
+    const auto start = std::chrono::steady_clock::now();
+    double session_s = 0;
+    if (!pool || pool->layout() != c.layout) {
+      pool.reset();
+      try {
+        pool = std::make_unique<BenchPool>(bench, machine, options.device, c.layout,
+                                           largest_batch[c.layout]);
+        session_s = pool->session_s();
+      } catch (const Error& e) {
+        if (!is_out_of_memory_message(e.what())) throw;
+        return measure_as_bench(c, work);
+      }
+    }
+    const BenchRow row = pool->measure(c.batch, batches_for(c, work));
+    return to_measurement(row, seconds_since(start), session_s);
   };
 
   SearchOptions search;
@@ -296,10 +346,12 @@ TuneResult tune(const TuneOptions& options) {
           ? options.initial_work
           : 2 * *std::min_element(options.batch_sizes.begin(), options.batch_sizes.end());
   search.budget_s = options.budget_s;
+  search.growth = options.growth;
   search.progress = options.progress;
 
   TuneResult result;
   result.search = successive_halving(candidates, search, measure);
+  pool.reset();
   const CandidateResult& winner = result.search.ranking.front();
 
   Profile& p = result.profile;
@@ -327,7 +379,7 @@ TuneResult tune(const TuneOptions& options) {
       }
       CandidateResult r;
       r.candidate = candidates[i];
-      set_measurement(r, measure(candidates[i], result.search.final_work),
+      set_measurement(r, measure_as_bench(candidates[i], result.search.final_work),
                       result.search.final_work);
       r.outcome = measured_ok(r.last) ? "ok" : r.last.status;
       sweep.seconds += r.last.seconds;

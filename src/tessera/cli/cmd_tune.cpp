@@ -21,6 +21,7 @@ void add_tune_command(CLI::App& root) {
     std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
     int reps = 3;
     int64_t start_pixels = 0;
+    int growth = 8;
     bool verify = false, no_spin = false;
   };
   auto args = std::make_shared<Args>();
@@ -41,6 +42,9 @@ void add_tune_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--start-pixels", args->start_pixels,
                   "Pixels per job and repetition in round 1 (default: twice the smallest batch)");
+  cmd->add_option("--growth", args->growth,
+                  "Work multiplier from one round to the next (at least 2)")
+      ->capture_default_str();
   cmd->add_option("--membind", args->membind, "Memory policy per worker: local or interleave")
       ->capture_default_str();
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
@@ -59,6 +63,7 @@ void add_tune_command(CLI::App& root) {
     options.batch_sizes = args->batch_sizes;
     options.reps = args->reps;
     options.initial_work = args->start_pixels;
+    options.growth = args->growth;
     options.membind = args->membind;
     options.spinning = !args->no_spin;
     options.verify = args->verify;
