@@ -20,12 +20,13 @@ inline ModelConfig tiny_model_config(int s2_steps = 40, int s1_steps = 40) {
   return config;
 }
 
-// Writes `config` to dir/name, replacing any file there, and returns the path.
+// Writes `config` to dir/name, replacing any file there, and returns the path. The file is
+// replaced atomically (write_model renames a complete file into place), so tests running as
+// parallel processes may write and read the same model at once.
 inline std::string write_test_model(const std::string& dir, const std::string& name,
                                     const ModelConfig& config) {
   std::filesystem::create_directories(dir);
   const std::string path = dir + "/" + name;
-  std::filesystem::remove(path);
   write_model(config, path);
   return path;
 }

@@ -1,7 +1,9 @@
 // BenchPool: one layout's workers and sessions kept alive between measurements.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <string>
 
 #include "tessera/bench/bench.h"
@@ -11,7 +13,17 @@
 namespace tessera {
 namespace {
 
-const std::string kDir = std::string(TESSERA_TEST_TMP) + "/bench_pool_test";
+// One directory per process: ctest runs these tests as parallel processes.
+const std::string kDir =
+    std::string(TESSERA_TEST_TMP) + "/bench_pool_test_" + std::to_string(::getpid());
+
+// Removes this process's directory when the test binary exits (kDir is destroyed after it).
+const struct RemoveAtExit {
+  ~RemoveAtExit() {
+    std::error_code ec;
+    std::filesystem::remove_all(kDir, ec);
+  }
+} remove_at_exit;
 
 BenchOptions tiny_options() {
   BenchOptions options;

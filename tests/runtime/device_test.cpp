@@ -4,6 +4,7 @@
 // the plain CPU run.
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -28,7 +29,18 @@ namespace tessera {
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kDir = std::string(TESSERA_TEST_TMP) + "/device_test";
+// One directory per process: ctest runs these tests as parallel processes, and two of them
+// writing the same fixture tile at once would race.
+const std::string kDir =
+    std::string(TESSERA_TEST_TMP) + "/device_test_" + std::to_string(::getpid());
+
+// Removes this process's directory when the test binary exits (kDir is destroyed after it).
+const struct RemoveAtExit {
+  ~RemoveAtExit() {
+    std::error_code ec;
+    std::filesystem::remove_all(kDir, ec);
+  }
+} remove_at_exit;
 
 using testing::error_of;
 
