@@ -203,6 +203,28 @@ TEST(Tune, CandidateLayoutsDropIdenticalPlans) {
   EXPECT_THROW(make_candidates(two, {"core"}, {0}, "local"), UsageError);
 }
 
+TEST(Tune, TheLastRoundKeepsItsGrowthWhileEarlierRoundsShrink) {
+  FakeBench fake;
+  const auto candidates = grid({"a", "b"}, {1, 2, 3, 4, 5, 6});
+  for (int i = 0; i < 12; ++i) {
+    fake.ms_per_pixel[(i < 6 ? "a/" : "b/") + std::to_string(i % 6 + 1)] = 1.0 + 0.1 * i;
+  }
+  SearchOptions options;
+  options.initial_work = 1000;  // 0.1 s of work + 0.5 s session per measurement
+  options.growth = 4;
+  // Round 1: 12 x 0.6 = 7.2 s. Growing 4x every round, the 2 left for the last round would not
+  // fit at all (a budget stop). Instead rounds 2 and 3 grow 3x (4.8 s, 4.2 s), which leaves
+  // the last round its full 4x: 2 x (0.9 x 4 + 0.5) = 8.2 s; 24.4 s in all.
+  options.budget_s = 24.7;
+  const SearchResult r = successive_halving(candidates, options, bind(fake));
+  EXPECT_EQ(r.rounds, 4);
+  EXPECT_FALSE(r.budget_stop);
+  EXPECT_EQ(r.final_work, 36000);
+  EXPECT_NEAR(r.seconds, 24.4, 1e-9);
+  EXPECT_EQ(r.ranking[0].candidate.layout, "a");
+  EXPECT_EQ(r.ranking[0].candidate.batch, 1);
+}
+
 TEST(Tune, BadSearchOptionsNameTheFlag) {
   FakeBench fake;
   const auto candidates = grid({"a"}, {8});

@@ -611,7 +611,11 @@ BenchRow BenchPool::measure(int64_t batch, int batches) {
     std::lock_guard lock(s.mutex);
     s.options.batches = batches;
     s.job = Case{s.device, s.layout, batch};
-    s.warmup = s.warmed.count(batch) ? 0 : s.options.warmup;
+    // A new session's second run is still slow (docs/PERFORMANCE.md): the pool's first
+    // measurement warms up with two batches at least, a new batch size later with the options'.
+    s.warmup = s.warmed.count(batch) ? 0
+               : s.warmed.empty()    ? std::max(2, s.options.warmup)
+                                     : s.options.warmup;
     s.done = 0;
     s.failed = false;
     s.first_error.clear();

@@ -32,16 +32,73 @@ bool measured_ok(const Measurement& m) {
   return m.status == "ok" && !m.ms_per_pixel.empty();
 }
 
-// What a round at `growth` times the last work is predicted to cost: the timed part scales,
+// Timed batches per worker and repetition for `work` pixels at `batch` (as tune measures).
+double batches_for(double work, int64_t batch) {
+  return std::max(1.0, std::round(work / static_cast<double>(batch)));
+}
+
+// What measuring candidate r again at `scale` times its last work is predicted to cost: the
+// timed part scales with the number of batches (a batch larger than the work still runs once),
 // session creation does not.
+double predicted_s(const CandidateResult& r, double scale) {
+  const Measurement& m = r.last;
+  const double w = static_cast<double>(r.work);
+  const double ratio =
+      batches_for(w * scale, r.candidate.batch) / batches_for(w, r.candidate.batch);
+  return std::max(0.0, m.seconds - m.session_s) * ratio + m.session_s;
+}
+
+// What a round at `growth` times the last work is predicted to cost.
 double predicted_round_s(const std::vector<CandidateResult>& results, const std::vector<int>& alive,
                          int growth) {
   double total = 0;
-  for (int i : alive) {
-    const Measurement& m = results[i].last;
-    total += std::max(0.0, m.seconds - m.session_s) * growth + m.session_s;
+  for (int i : alive) total += predicted_s(results[i], growth);
+  return total;
+}
+
+// Rounds still to measure, this one included, until one candidate is left (each round keeps
+// the larger half): 12 -> 4 (12, 6, 3, 2), 3 -> 2, 2 -> 1.
+int rounds_to_one(size_t n) {
+  int rounds = 0;
+  for (; n > 1; n = (n + 1) / 2) ++rounds;
+  return rounds;
+}
+
+// What all remaining rounds are predicted to cost when every one of them but the last grows
+// the work `growth` times and the last grows it `last_growth` times. A later round with n
+// candidates is costed at n times the mean prediction over the candidates alive now.
+double predicted_rounds_s(const std::vector<CandidateResult>& results,
+                          const std::vector<int>& alive, int growth, int last_growth) {
+  size_t n = alive.size();
+  const int rounds = rounds_to_one(n);
+  double total = 0, scale = 1;
+  for (int r = 0; r < rounds; ++r, n = (n + 1) / 2) {
+    scale *= r == rounds - 1 ? last_growth : growth;
+    double mean = 0;
+    for (int i : alive) mean += predicted_s(results[i], scale);
+    total += static_cast<double>(n) * mean / static_cast<double>(alive.size());
   }
   return total;
+}
+
+// The growth of the next round. The last round, where the two best meet, decides the search,
+// so it keeps the full growth if any plan allows: the rounds before it shrink first. When no
+// plan of the remaining rounds fits, the next round alone takes the largest growth that fits
+// (0 when none does).
+int next_growth(const std::vector<CandidateResult>& results, const std::vector<int>& alive,
+                const SearchOptions& options, double spent_s) {
+  const double left = options.budget_s - spent_s;
+  if (rounds_to_one(alive.size()) > 1) {
+    for (int last = options.growth; last >= 2; --last) {
+      for (int growth = last; growth >= 2; --growth) {
+        if (predicted_rounds_s(results, alive, growth, last) <= left) return growth;
+      }
+    }
+  }
+  for (int growth = options.growth; growth >= 2; --growth) {
+    if (predicted_round_s(results, alive, growth) <= left) return growth;
+  }
+  return 0;
 }
 
 // A key equal for plans that put the same workers on the same CPUs and memory.
@@ -126,10 +183,7 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
   while (true) {
     if (result.rounds > 0) {
       // The next round multiplies the work by `growth`, or by less if only that fits.
-      int growth = options.growth;
-      while (growth >= 2 &&
-             result.seconds + predicted_round_s(results, alive, growth) > options.budget_s)
-        --growth;
+      const int growth = next_growth(results, alive, options, result.seconds);
       if (growth < 2) {
         result.budget_stop = true;
         break;

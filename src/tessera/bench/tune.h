@@ -1,11 +1,13 @@
 #pragma once
 // tessera tune: finds the fastest layout x batch (x threads per worker) for one model on this
 // machine by successive halving. Round 1 measures every candidate briefly; each later round
-// keeps the faster half (by mean aggregate ms/pixel) and measures it `growth` times longer,
-// until one candidate is left or the next round would not fit the time budget.
+// keeps the faster half (by mean aggregate ms/pixel) and measures it up to `growth` times
+// longer, until one candidate is left or the next round would not fit the time budget. Before
+// each round the cost of all remaining rounds is predicted, and the last round (where the two
+// best meet) keeps its full growth while the rounds before it shrink first.
 //
 // The search (successive_halving) only sees a MeasureFn, so its selection logic runs without
-// ONNX Runtime in tests; tune() binds it to run_bench_case.
+// ONNX Runtime in tests; tune() binds it to a BenchPool per layout.
 //
 // Units: `work` is pixels per worker and repetition; a measurement runs
 // max(1, round(work / batch)) batches per worker in each of `reps` repetitions, and yields one
