@@ -1,29 +1,19 @@
 // BenchPool: one layout's workers and sessions kept alive between measurements.
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <string>
 
 #include "tessera/bench/bench.h"
 #include "tessera/common/error.h"
 #include "test_models.h"
+#include "test_support.h"
 
 namespace tessera {
 namespace {
 
-// One directory per process: ctest runs these tests as parallel processes.
-const std::string kDir =
-    std::string(TESSERA_TEST_TMP) + "/bench_pool_test_" + std::to_string(::getpid());
-
-// Removes this process's directory when the test binary exits (kDir is destroyed after it).
-const struct RemoveAtExit {
-  ~RemoveAtExit() {
-    std::error_code ec;
-    std::filesystem::remove_all(kDir, ec);
-  }
-} remove_at_exit;
+const testing::ProcessTestDir kTestDir("bench_pool_test");
+const std::string& kDir = kTestDir.path();
 
 BenchOptions tiny_options() {
   BenchOptions options;

@@ -29,18 +29,9 @@ namespace tessera {
 namespace {
 
 namespace fs = std::filesystem;
-// One directory per process: ctest runs these tests as parallel processes, and two of them
-// writing the same fixture tile at once would race.
-const std::string kDir =
-    std::string(TESSERA_TEST_TMP) + "/device_test_" + std::to_string(::getpid());
-
-// Removes this process's directory when the test binary exits (kDir is destroyed after it).
-const struct RemoveAtExit {
-  ~RemoveAtExit() {
-    std::error_code ec;
-    std::filesystem::remove_all(kDir, ec);
-  }
-} remove_at_exit;
+// Two cases write the same fixture tile: a directory per process keeps them apart.
+const testing::ProcessTestDir kTestDir("device_test");
+const std::string& kDir = kTestDir.path();
 
 using testing::error_of;
 
