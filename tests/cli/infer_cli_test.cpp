@@ -51,9 +51,14 @@ TEST(InferCli, WritesBothOutputsThenSkipsThemUnlessForced) {
   EXPECT_EQ(fs::file_size(out + "/grid_1.05_2.05_scales.npy"), 128u + 6 * 5 * 4);
   EXPECT_EQ(fs::file_size(out + "/grid_1.05_2.05.npy"), 128u + 6 * 5 * 128);
 
+  // A journal left by a run stopped between committing the outputs and removing the journal
+  // is stale: skipping the tile removes it and keeps the outputs.
+  std::ofstream(out + "/grid_1.05_2.05.journal") << "tessera-journal v1 stale\n";
   r = run_cli("infer " + tile + " -o " + out + " -m " + small_model() + " --layout 1x1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "grid_1.05_2.05: skipped, outputs exist in " + out + " (--force recomputes)\n");
+  EXPECT_FALSE(fs::exists(out + "/grid_1.05_2.05.journal"));
+  EXPECT_EQ(fs::file_size(out + "/grid_1.05_2.05.npy"), 128u + 6 * 5 * 128);
 
   r = run_cli("infer " + tile + " -o " + out + " -m " + small_model() + " --layout 1x1 --force");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -435,9 +435,13 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   summary.pixels_total = tile.pixels();
   summary.embeddings_path = (fs::path(options.out_dir) / (tile.grid + ".npy")).string();
   summary.scales_path = (fs::path(options.out_dir) / (tile.grid + "_scales.npy")).string();
+  const std::string journal_path = (fs::path(options.out_dir) / (tile.grid + ".journal")).string();
   std::error_code ec;
   if (!options.force && fs::exists(summary.embeddings_path, ec) &&
       fs::exists(summary.scales_path, ec)) {
+    // A run stopped between committing the outputs and removing the journal leaves the journal
+    // behind; the outputs are complete, so it is stale.
+    fs::remove(journal_path, ec);
     summary.status = "skipped";
     return summary;
   }
@@ -461,7 +465,6 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   }
   const int64_t latent = shape.output_dim;
 
-  const std::string journal_path = (fs::path(options.out_dir) / (tile.grid + ".journal")).string();
   const std::string key = journal_key(tile, options, latent, summary.pixels_valid);
   if (!options.resume) fs::remove(journal_path, ec);
   std::optional<BatchJournal> journal;
