@@ -61,7 +61,8 @@ void add_bench_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--gpu-baseline", args->gpu_baseline,
                   "GPU ms/pixel to compare against (adds a vs GPU column)");
-  cmd->add_option("--precision", args->precision, "CUDA matmul precision: tf32 (ONNX Runtime's default) or fp32")
+  cmd->add_option("--precision", args->precision,
+                  "CUDA matmul precision: tf32 (ONNX Runtime's default) or fp32")
       ->capture_default_str();
   cmd->add_option("--opt-level", args->optimization_level,
                   "ORT graph optimisation level: 0, 1, 2, 99")

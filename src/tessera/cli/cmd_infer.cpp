@@ -89,7 +89,8 @@ void add_infer_command(CLI::App& root) {
   cmd->add_option("--gpu-batch", args->options.gpu_batch,
                   "Pixels per run on each GPU (whole batches; halved on out of memory)")
       ->capture_default_str();
-  cmd->add_option("--precision", args->options.precision, "CUDA matmul precision: tf32 (ONNX Runtime's default) or fp32")
+  cmd->add_option("--precision", args->options.precision,
+                  "CUDA matmul precision: tf32 (ONNX Runtime's default) or fp32")
       ->capture_default_str();
   cmd->add_option("-b,--batch", args->options.batch, "Pixels per batch and worker")
       ->capture_default_str();

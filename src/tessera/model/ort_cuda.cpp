@@ -13,10 +13,6 @@
 namespace tessera {
 namespace {
 
-std::string first_line(const std::string& text) {
-  return text.substr(0, text.find('\n'));
-}
-
 std::string lower(std::string text) {
   std::transform(text.begin(), text.end(), text.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -53,6 +49,42 @@ std::string one_line(const std::string& message) {
   return out;
 }
 
+std::string first_line(const std::string& message) {
+  return message.substr(0, message.find('\n'));
+}
+
+void refuse_models_that_crash_cuda(const std::string& model_path) {
+  if (read_model_info(model_path).has_scatter_nd) {
+    throw Error(model_path +
+                ": has ScatterND nodes, which crash ONNX Runtime's CUDA execution provider; "
+                "export the positional encoding with Concat/Reshape (as `tessera make-model` "
+                "does) or run on cpu");
+  }
+}
+
+void append_cuda_provider(Ort::SessionOptions& session_options, const std::string& device,
+                          int device_id, const std::string& precision,
+                          const std::unordered_map<std::string, std::string>& extra,
+                          void* compute_stream) {
+  try {
+    // Creating the options loads the CUDA provider library, which logs through ORT's default
+    // logger: that exists only once the process's Ort::Env does.
+    ort_env();
+    Ort::CUDAProviderOptions cuda;
+    std::unordered_map<std::string, std::string> options = {
+        {"device_id", std::to_string(device_id)},
+        {"use_tf32", precision == "tf32" ? "1" : "0"},
+        {"arena_extend_strategy", "kSameAsRequested"}};
+    for (const auto& [key, value] : extra) options[key] = value;
+    cuda.Update(options);
+    if (compute_stream) cuda.UpdateWithValue("user_compute_stream", compute_stream);
+    session_options.AppendExecutionProvider_CUDA_V2(*cuda);
+  } catch (const Ort::Exception& e) {
+    throw Error(device + ": the CUDA execution provider is not available (" + first_line(e.what()) +
+                ")");
+  }
+}
+
 OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptions& options)
     : options_(options),
       path_(cuda_path(options.device)),
@@ -74,12 +106,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
     probe.optimization_level = 0;
     shape_ = OrtEngine(model_path, probe).shape();
   }
-  if (read_model_info(model_path).has_scatter_nd) {
-    throw Error(model_path +
-                ": has ScatterND nodes, which crash ONNX Runtime's CUDA execution provider; "
-                "export the positional encoding with Concat/Reshape (as `tessera make-model` "
-                "does) or run on cpu");
-  }
+  refuse_models_that_crash_cuda(model_path);
   if (const std::string reason = cuda_unavailable_reason(device_id_); !reason.empty()) {
     throw Error(options_.device + ": the CUDA execution provider is not available (" + reason +
                 ")");
@@ -125,20 +152,12 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   // The CPU threads only feed the GPU: spinning would burn the cores that prepare batches.
   session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning, "0");
   try {
-    // Creating the options loads the CUDA provider library, which logs through ORT's default
-    // logger: that exists only once the process's Ort::Env does.
-    ort_env();
-    Ort::CUDAProviderOptions cuda;
-    cuda.Update({{"device_id", std::to_string(device_id_)},
-                 {"use_tf32", options_.precision == "tf32" ? "1" : "0"},
-                 {"arena_extend_strategy", "kSameAsRequested"},
-                 {"enable_cuda_graph", path_ == CudaPath::kCudaGraph ? "1" : "0"}});
-    cuda.UpdateWithValue("user_compute_stream", stream_);
-    session_options.AppendExecutionProvider_CUDA_V2(*cuda);
-  } catch (const Ort::Exception& e) {
+    append_cuda_provider(session_options, options_.device, device_id_, options_.precision,
+                         {{"enable_cuda_graph", path_ == CudaPath::kCudaGraph ? "1" : "0"}},
+                         stream_);
+  } catch (const Error&) {
     free_buffers();
-    throw Error(options_.device + ": the CUDA execution provider is not available (" +
-                first_line(e.what()) + ")");
+    throw;
   }
   const auto start = std::chrono::steady_clock::now();
   try {

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_map>
 
 #include "tessera/model/cuda_runtime.h"
 #include "tessera/model/engine.h"
@@ -38,6 +39,21 @@ bool is_out_of_memory_message(const std::string& message);
 // An ONNX Runtime error as one line: line breaks become spaces. (ORT's run errors can put the
 // cause, e.g. "Failed to allocate memory ...", on a second line after "Status Message:".)
 std::string one_line(const std::string& message);
+// The first line of an ONNX Runtime message.
+std::string first_line(const std::string& message);
+
+// Throws Error naming `model_path` when the model has ScatterND nodes: ORT 1.29's CUDA
+// execution provider crashes (SIGSEGV in Run) on that form of the day-of-year encoding.
+void refuse_models_that_crash_cuda(const std::string& model_path);
+
+// Adds ORT's CUDA execution provider on GPU `device_id` to `session_options`: `precision`
+// "tf32" or "fp32" matmuls, an arena that grows by what is asked, then the `extra` provider
+// options and, when not null, `compute_stream` as ORT's compute stream. Throws Error
+// "<device>: the CUDA execution provider is not available (...)".
+void append_cuda_provider(Ort::SessionOptions& session_options, const std::string& device,
+                          int device_id, const std::string& precision,
+                          const std::unordered_map<std::string, std::string>& extra = {},
+                          void* compute_stream = nullptr);
 
 class OrtCudaEngine : public Engine {
  public:

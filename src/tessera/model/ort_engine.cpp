@@ -8,16 +8,10 @@
 #include <fstream>
 
 #include "tessera/common/error.h"
-#include "tessera/model/model_info.h"
 #include "tessera/model/ort_cuda.h"
 
 namespace tessera {
 namespace {
-
-std::string first_line(const std::string& text) {
-  const auto end = text.find('\n');
-  return end == std::string::npos ? text : text.substr(0, end);
-}
 
 std::string shape_string(const std::vector<int64_t>& dims) {
   std::string out = "[";
@@ -119,27 +113,8 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
                                    options_.thread_affinities.c_str());
   }
   if (cuda_device >= 0) {
-    // ORT 1.29's CUDA EP crashes (SIGSEGV in Run) on the ScatterND form of the day-of-year
-    // encoding; refuse such models with a clear message instead of letting the process die.
-    if (read_model_info(model_path).has_scatter_nd) {
-      throw Error(model_path +
-                  ": has ScatterND nodes, which crash ONNX Runtime's CUDA execution provider; "
-                  "export the positional encoding with Concat/Reshape (as `tessera make-model` "
-                  "does) or run on cpu");
-    }
-    try {
-      // Creating the options loads the CUDA provider library, which logs through ORT's default
-      // logger: that exists only once the process's Ort::Env does.
-      ort_env();
-      Ort::CUDAProviderOptions cuda;
-      cuda.Update({{"device_id", std::to_string(cuda_device)},
-                   {"use_tf32", options_.precision == "tf32" ? "1" : "0"},
-                   {"arena_extend_strategy", "kSameAsRequested"}});
-      session_options.AppendExecutionProvider_CUDA_V2(*cuda);
-    } catch (const Ort::Exception& e) {
-      throw Error(options_.device + ": the CUDA execution provider is not available (" +
-                  first_line(e.what()) + ")");
-    }
+    refuse_models_that_crash_cuda(model_path);
+    append_cuda_provider(session_options, options_.device, cuda_device, options_.precision);
   }
 
   const auto start = std::chrono::steady_clock::now();
