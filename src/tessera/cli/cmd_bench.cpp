@@ -1,14 +1,12 @@
 // tessera bench: the study's benchmark (thread / batch / layout / device sweeps) in one command.
 
-#include <unistd.h>
-
-#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
 #include "tessera/bench/bench.h"
 #include "tessera/bench/profile.h"
 #include "tessera/cli/commands.h"
+#include "tessera/cli/status_line.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
 #include "tessera/topology/placement.h"
@@ -101,14 +99,10 @@ void add_bench_command(CLI::App& root) {
           cmd->count("--batch") > 0, cmd->count("--membind") > 0);
       if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
     }
-    const bool tty = isatty(STDERR_FILENO);
-    if (tty) {
-      options.progress = [](const std::string& line) {
-        std::fprintf(stderr, "\r\033[K%s", line.c_str());
-      };
-    }
+    const StatusLine status;
+    options.progress = status.callback();
     const BenchResult result = run_bench(options);
-    if (tty) std::fprintf(stderr, "\r\033[K");
+    status.clear();
     switch (format) {
       case OutputFormat::kMarkdown:
         std::cout << bench_table(result).to_markdown() << "\n" << bench_footer(result) << "\n";

@@ -1,12 +1,10 @@
 // tessera tune: successive-halving search for the fastest layout x batch; writes a profile.
 
-#include <unistd.h>
-
-#include <cstdio>
 #include <iostream>
 
 #include "tessera/bench/tune.h"
 #include "tessera/cli/commands.h"
+#include "tessera/cli/status_line.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
 
@@ -67,14 +65,10 @@ void add_tune_command(CLI::App& root) {
     options.membind = args->membind;
     options.spinning = !args->no_spin;
     options.verify = args->verify;
-    const bool tty = isatty(STDERR_FILENO);
-    if (tty) {
-      options.progress = [](const std::string& line) {
-        std::fprintf(stderr, "\r\033[K%s", line.c_str());
-      };
-    }
+    const StatusLine status;
+    options.progress = status.callback();
     const TuneResult result = tune(options);
-    if (tty) std::fprintf(stderr, "\r\033[K");
+    status.clear();
     if (!args->profile.empty()) write_profile(result.profile, args->profile);
     switch (format) {
       case OutputFormat::kMarkdown:
