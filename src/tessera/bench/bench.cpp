@@ -16,6 +16,7 @@
 
 #include "tessera/bench/machine.h"
 #include "tessera/bench/stats.h"
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/common/version.h"
 #include "tessera/model/dummy_inputs.h"
@@ -29,12 +30,6 @@
 
 namespace tessera {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // What one worker measured in one case.
 struct WorkerTimes {

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "tessera/bench/stats.h"
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/model/ort_cuda.h"
 #include "tessera/model/ort_engine.h"
@@ -18,10 +19,6 @@
 
 namespace tessera {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
 
 // Two-sided 97.5% quantiles of Student's t for 1..30 degrees of freedom.
 constexpr double kT975[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -364,7 +361,7 @@ TuneResult tune(const TuneOptions& options) {
   const MeasureFn measure_as_bench = [&](const TuneCandidate& c, int64_t work) {
     BenchOptions o = bench;
     o.batches = batches_for(c, work);
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = Clock::now();
     const BenchRow row = run_bench_case(o, machine, options.device, c.layout, c.batch);
     return to_measurement(row, seconds_since(start), row.session_s);
   };
@@ -377,7 +374,7 @@ TuneResult tune(const TuneOptions& options) {
     largest_batch[c.layout] = std::max(largest_batch[c.layout], c.batch);
   std::unique_ptr<BenchPool> pool;
   const MeasureFn measure = [&](const TuneCandidate& c, int64_t work) {
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = Clock::now();
     double session_s = 0;
     if (!pool || pool->layout() != c.layout) {
       pool.reset();

@@ -7,18 +7,14 @@
 #include <thread>
 #include <utility>
 
+#include "tessera/common/clock.h"
+
 #ifdef TESSERA_HAVE_MPI
 #include <mpi.h>
 #endif
 
 namespace tessera {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // What one rank has done so far: its totals and the summaries of its tiles, keyed by index.
 struct RankState {

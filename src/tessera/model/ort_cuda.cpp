@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/model/model_info.h"
 
@@ -159,7 +160,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
     free_buffers();
     throw;
   }
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   try {
     session_ = std::make_unique<Ort::Session>(ort_env(), model_path.c_str(), session_options);
   } catch (const Ort::Exception& e) {
@@ -167,8 +168,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
     throw Error(model_path +
                 ": cannot build a CUDA session (ONNX Runtime: " + first_line(e.what()) + ")");
   }
-  session_seconds_ =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  session_seconds_ = seconds_since(start);
   device_memory_ = Ort::MemoryInfo("Cuda", OrtDeviceAllocator, device_id_, OrtMemTypeDefault);
 }
 

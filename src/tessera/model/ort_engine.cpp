@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/model/ort_cuda.h"
 
@@ -117,15 +118,14 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
     append_cuda_provider(session_options, options_.device, cuda_device, options_.precision);
   }
 
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = Clock::now();
   try {
     session_ = std::make_unique<Ort::Session>(ort_env(), model_path.c_str(), session_options);
   } catch (const Ort::Exception& e) {
     throw Error(model_path + ": not a loadable ONNX model (ONNX Runtime: " + first_line(e.what()) +
                 ")");
   }
-  session_seconds_ =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  session_seconds_ = seconds_since(start);
 
   check_model_io(model_path);
   // Allocated (and zero-filled, so first-touched) by the constructing thread.

@@ -19,6 +19,7 @@
 #include <optional>
 #include <thread>
 
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/io/npy.h"
 #include "tessera/io/tile.h"
@@ -35,7 +36,6 @@
 namespace tessera {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
 // Writes back the pages of [begin, end) of a MAP_SHARED mapping and waits for the disk.
@@ -99,8 +99,7 @@ class ProgressMonitor {
     while (!wake_.wait_for(lock, std::chrono::milliseconds(500), [this] { return stopping_; })) {
       peak_rss_anon_ = std::max(peak_rss_anon_, rss_anon_bytes());
       if (callback_) {
-        callback_(done_.load(), total_,
-                  std::chrono::duration<double>(Clock::now() - start_).count());
+        callback_(done_.load(), total_, seconds_since(start_));
       }
     }
     peak_rss_anon_ = std::max(peak_rss_anon_, rss_anon_bytes());
@@ -399,7 +398,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device,
   for (auto& t : helpers) t.join();
   if (error) std::rethrow_exception(error);
   StreamStats stats;
-  stats.wall_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  stats.wall_seconds = seconds_since(start);
   stats.pixels_per_run = limit;
   if (const auto* cuda = dynamic_cast<const OrtCudaEngine*>(engine.get())) {
     stats.gpu = true;
@@ -566,7 +565,7 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
             result = mean.data();
           }
           job.finish(b, result);
-          batch_seconds = std::chrono::duration<double>(Clock::now() - batch_start).count();
+          batch_seconds = seconds_since(batch_start);
         }
       });
     } catch (...) {
@@ -598,15 +597,14 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   monitor.stop();
   summary.peak_rss_anon_bytes = monitor.peak_rss_anon();
   if (progress) {
-    progress(pixels_done.load(), summary.pixels_valid,
-             std::chrono::duration<double>(Clock::now() - start).count());
+    progress(pixels_done.load(), summary.pixels_valid, seconds_since(start));
   }
 
   embeddings->commit();
   scales->commit();
   journal->remove();
   summary.status = "done";
-  summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  summary.seconds = seconds_since(start);
   const int64_t computed = pixels_done.load() - pixels_resumed;
   summary.ms_per_pixel = computed > 0 ? 1e3 * summary.seconds / static_cast<double>(computed) : 0;
   return summary;
