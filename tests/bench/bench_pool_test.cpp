@@ -32,7 +32,7 @@ TEST(BenchPool, MeasuresManyBatchSizesOnOneSetOfSessions) {
   EXPECT_EQ(pool.max_batch(), 16);
   EXPECT_GT(pool.session_s(), 0.0);
   for (const auto& [batch, batches] : {std::pair<int64_t, int>{4, 2}, {16, 1}, {4, 3}}) {
-    const BenchRow row = pool.measure(batch, batches);
+    const BenchRow row = pool.measure(batch, batches, options.warmup);
     EXPECT_EQ(row.status, "ok");
     EXPECT_EQ(row.batch, batch);
     EXPECT_EQ(row.batches, batches);
@@ -43,7 +43,7 @@ TEST(BenchPool, MeasuresManyBatchSizesOnOneSetOfSessions) {
     EXPECT_GT(row.ms_per_pixel, 0.0);
   }
   try {
-    pool.measure(17, 1);
+    pool.measure(17, 1, 1);
     FAIL() << "a batch above the pool's sessions was accepted";
   } catch (const UsageError& e) {
     EXPECT_STREQ(e.what(), "batch 17 is outside this pool's 1..16");
@@ -55,7 +55,7 @@ TEST(BenchPool, EveryWorkerOfTheLayoutMeasures) {
   const MachineInfo machine = Topology::this_machine().info();
   if (machine.cores < 2) GTEST_SKIP() << "needs 2 cores";
   BenchPool pool(options, machine, "cpu", "2x1", 8);
-  const BenchRow row = pool.measure(8, 2);
+  const BenchRow row = pool.measure(8, 2, 1);
   EXPECT_EQ(row.workers, 2);
   EXPECT_EQ(row.pixels, 2 * 8 * 2);
   EXPECT_EQ(row.samples_ms.size(), static_cast<size_t>(2 * 3 * 2));  // workers x reps x batches

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -23,7 +24,6 @@
 #include "tessera/model/ort_cuda.h"
 #include "tessera/model/ort_engine.h"
 #include "tessera/runtime/child_process.h"
-#include "tessera/runtime/worker_pool.h"
 #include "tessera/topology/binding.h"
 #include "tessera/topology/placement.h"
 #include "tessera/topology/topology.h"
@@ -97,40 +97,6 @@ WorkerTimes measure_worker(const BenchOptions& options, const Case& c, const Wor
   if (!next_phase()) return mine;
   time_worker(options, c, worker, *engine, options.warmup, next_phase, mine);
   return mine;
-}
-
-// All workers of a plan as threads of this process. Returns the first error, or "".
-std::string measure_in_threads(const BenchOptions& options, const Case& c, const Plan& plan,
-                               std::vector<WorkerTimes>& times) {
-  // Every worker passes the barrier once per phase. A worker that fails sets `failed` and
-  // keeps arriving until its phases are used up, so no one waits for it forever.
-  const int phases = 2 + options.reps;
-  std::barrier sync(static_cast<std::ptrdiff_t>(plan.workers.size()));
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::string first_error;
-  run_pinned_workers(
-      plan,
-      [&](const WorkerPlan& worker) {
-        int phases_done = 0;
-        auto next_phase = [&] {
-          sync.arrive_and_wait();
-          ++phases_done;
-          return !failed.load();
-        };
-        try {
-          times[worker.index] = measure_worker(options, c, worker, next_phase);
-        } catch (const std::exception& e) {
-          failed = true;
-          {
-            std::lock_guard lock(error_mutex);
-            if (first_error.empty()) first_error = e.what();
-          }
-          while (phases_done < phases) next_phase();
-        }
-      },
-      options.pin);
-  return first_error;
 }
 
 int64_t to_ns(Clock::time_point t) {
@@ -247,13 +213,23 @@ BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
   return row;
 }
 
+// One case: its workers as child processes, or as the threads of a BenchPool used once.
 BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const Case& c) {
   const Plan plan = plan_layout(machine, c.layout, parse_memory_policy(options.membind));
-  std::vector<WorkerTimes> times(plan.workers.size());
-  const std::string first_error = options.spawn == "process"
-                                      ? measure_in_processes(options, c, plan, times)
-                                      : measure_in_threads(options, c, plan, times);
-  return make_row(options, c, plan, first_error, times);
+  if (options.spawn == "process") {
+    std::vector<WorkerTimes> times(plan.workers.size());
+    const std::string first_error = measure_in_processes(options, c, plan, times);
+    return make_row(options, c, plan, first_error, times);
+  }
+  std::optional<BenchPool> pool;
+  try {
+    pool.emplace(options, machine, c.device, c.layout, c.batch);
+  } catch (const Error& e) {
+    return make_row(options, c, plan, e.what(), {});  // an "oom" row, or thrown
+  }
+  BenchRow row = pool->measure(c.batch, options.batches, options.warmup);
+  row.session_s = pool->session_s();
+  return row;
 }
 
 void validate(const BenchOptions& options) {
@@ -594,7 +570,7 @@ double BenchPool::session_s() const {
   return state_->session_s;
 }
 
-BenchRow BenchPool::measure(int64_t batch, int batches) {
+BenchRow BenchPool::measure(int64_t batch, int batches, int warmup) {
   State& s = *state_;
   if (batch < 1 || batch > s.max_batch) {
     throw UsageError(fmt::format("batch {} is outside this pool's 1..{}", batch, s.max_batch));
@@ -606,11 +582,7 @@ BenchRow BenchPool::measure(int64_t batch, int batches) {
     std::lock_guard lock(s.mutex);
     s.options.batches = batches;
     s.job = Case{s.device, s.layout, batch};
-    // A new session's second run is still slow (docs/PERFORMANCE.md): the pool's first
-    // measurement warms up with two batches at least, a new batch size later with the options'.
-    s.warmup = s.warmed.count(batch) ? 0
-               : s.warmed.empty()    ? std::max(2, s.options.warmup)
-                                     : s.options.warmup;
+    s.warmup = s.warmed.count(batch) ? 0 : warmup;
     s.done = 0;
     s.failed = false;
     s.first_error.clear();

@@ -87,10 +87,11 @@ BenchResult run_bench(const BenchOptions& options);
 BenchRow run_bench_case(const BenchOptions& options, const MachineInfo& machine,
                         const std::string& device, const std::string& layout, int64_t batch);
 
-// The workers of one layout kept alive between measurements, as threads of this process:
+// The workers of one layout as threads of this process, kept alive between measurements:
 // each binds itself and builds its engine once, for batches up to `max_batch`; a measurement
-// then only warms up a batch size the first time it meets it, and times. For searches (tune),
-// where rebuilding every session for every candidate would cost more than the measuring.
+// then only warms up a batch size the first time it meets it, and times. bench uses one per
+// case; tune keeps one per layout, where rebuilding every session for every candidate would
+// cost more than the measuring.
 class BenchPool {
  public:
   // Throws UsageError for bad options (spawn must be "thread") and Error when an engine cannot
@@ -104,9 +105,10 @@ class BenchPool {
   const std::string& layout() const;
   int64_t max_batch() const;
   double session_s() const;  // the slowest worker's engine build
-  // The row run_bench_case would give for (batch <= max_batch, `batches` per repetition, the
-  // options' reps), with session_s 0: the pool's sessions exist already.
-  BenchRow measure(int64_t batch, int batches);
+  // One case at `batch` (<= max_batch) with `batches` per repetition and the options' reps:
+  // `warmup` untimed batches first if this pool has not run `batch` yet. The row's session_s is
+  // 0: the pool's sessions exist already (session_s() has their build time).
+  BenchRow measure(int64_t batch, int batches, int warmup);
 
  private:
   struct State;

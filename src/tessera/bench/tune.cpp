@@ -376,18 +376,23 @@ TuneResult tune(const TuneOptions& options) {
   const MeasureFn measure = [&](const TuneCandidate& c, int64_t work) {
     const auto start = Clock::now();
     double session_s = 0;
+    bool fresh = false;  // the pool was built for this measurement
     if (!pool || pool->layout() != c.layout) {
       pool.reset();
       try {
         pool = std::make_unique<BenchPool>(bench, machine, options.device, c.layout,
                                            largest_batch[c.layout]);
         session_s = pool->session_s();
+        fresh = true;
       } catch (const Error& e) {
         if (!is_out_of_memory_message(e.what())) throw;
         return measure_as_bench(c, work);
       }
     }
-    const BenchRow row = pool->measure(c.batch, batches_for(c, work));
+    // A new session's second run is still slow (docs/PERFORMANCE.md): a pool's first
+    // measurement warms up with two batches at least, a batch size new to it later with one.
+    const int warmup = fresh ? std::max(2, bench.warmup) : bench.warmup;
+    const BenchRow row = pool->measure(c.batch, batches_for(c, work), warmup);
     return to_measurement(row, seconds_since(start), session_s);
   };
 
