@@ -45,9 +45,14 @@ TEST(DeviceList, Parses) {
   list = parse_device_list("cuda:1+graph,cuda:0+io");
   EXPECT_FALSE(list.cpu);
   EXPECT_EQ(list.streams, std::vector<std::string>({"cuda:1+graph", "cuda:0+io"}));
+  EXPECT_TRUE(list.any_cuda());
   list = parse_device_list("cpu+stream,cpu");
   EXPECT_TRUE(list.cpu);
   EXPECT_EQ(list.streams, std::vector<std::string>({"cpu+stream"}));
+  EXPECT_FALSE(list.any_cuda());
+  EXPECT_FALSE(parse_device_list("cpu").any_cuda());
+  EXPECT_EQ(stream_engine_device("cpu+stream"), "cpu");
+  EXPECT_EQ(stream_engine_device("cuda:1+io"), "cuda:1+io");
 }
 
 TEST(DeviceList, RejectsBadLists) {

@@ -33,4 +33,14 @@ DeviceList parse_device_list(const std::string& text) {
   return list;
 }
 
+std::string stream_engine_device(const std::string& stream) {
+  return stream == "cpu+stream" ? "cpu" : stream;
+}
+
+bool DeviceList::any_cuda() const {
+  return std::any_of(streams.begin(), streams.end(), [](const std::string& stream) {
+    return parse_device(stream_engine_device(stream)) >= 0;
+  });
+}
+
 }  // namespace tessera

@@ -48,19 +48,18 @@ void sync_range(void* begin, void* end) {
 
 // Identifies the computation a journal belongs to: resuming with any of these changed would
 // mix two different results in one file.
-std::string journal_key(const Tile& tile, const InferOptions& options, int64_t latent,
-                        int64_t valid) {
+std::string journal_key(const Tile& tile, const InferOptions& options, const DeviceList& devices,
+                        int64_t latent, int64_t valid) {
   std::error_code ec;
   const auto model_bytes = fs::file_size(options.model_path, ec);
   const auto model_time = fs::last_write_time(options.model_path, ec).time_since_epoch().count();
-  // Only CUDA devices compute differently at another precision.
-  const bool cuda = options.device.find("cuda:") != std::string::npos;
   return fmt::format(
       "tessera-journal v1 grid={} hw={}x{} valid={} latent={} batch={} repeat={} device={}{} "
       "model_bytes={} model_time={}",
       tile.grid, tile.height, tile.width, valid, latent, options.batch, options.repeat,
-      options.device, cuda ? " precision=" + options.precision : std::string(), model_bytes,
-      model_time);
+      // Only CUDA devices compute differently at another precision.
+      options.device, devices.any_cuda() ? " precision=" + options.precision : std::string(),
+      model_bytes, model_time);
 }
 
 // Periodically reports progress from a monitor thread until stopped.
@@ -282,7 +281,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device,
   const int64_t valid = static_cast<int64_t>(job.valid.size());
   int64_t chunk = std::max<int64_t>(1, options.gpu_batch / options.batch);
   OrtEngineOptions engine_options;
-  engine_options.device = device == "cpu+stream" ? "cpu" : device;
+  engine_options.device = stream_engine_device(device);
   engine_options.intra_op_threads = 1;
   engine_options.spinning = false;
   engine_options.precision = options.precision;
@@ -417,7 +416,7 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
   const DeviceList devices = parse_device_list(options.device);
   for (const auto& device : devices.streams) {
-    if (cuda_path(device == "cpu+stream" ? "cpu" : device) == CudaPath::kNone) continue;
+    if (cuda_path(stream_engine_device(device)) == CudaPath::kNone) continue;
     const std::string reason = cuda_unavailable_reason(parse_device(device));
     if (!reason.empty()) {
       throw Error(device + ": the CUDA execution provider is not available (" + reason + ")");
@@ -464,7 +463,7 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   }
   const int64_t latent = shape.output_dim;
 
-  const std::string key = journal_key(tile, options, latent, summary.pixels_valid);
+  const std::string key = journal_key(tile, options, devices, latent, summary.pixels_valid);
   if (!options.resume) fs::remove(journal_path, ec);
   std::optional<BatchJournal> journal;
   journal.emplace(journal_path, key, summary.batches);
