@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU checks of docs/GPU.md on a machine with an NVIDIA GPU, from a build of tessera.
 #
-#   scripts/gpu_check.sh [STAGE...]     stages: env bench tests infer cpu (default: all, in that order)
+#   scripts/gpu_check.sh [STAGE...]     stages: env bench tests infer cpu graph
+#                                       (default: env bench tests infer cpu, in that order)
 #
 # Environment:
 #   BUILD    build directory holding tessera and tests/test_{model,runtime} (default: build-dev)
@@ -62,15 +63,18 @@ stage_bench() {
   grep -A40 '^## All rows' "$RESULTS/bench_gpu.md" | grep '^|' | cut -d'|' -f3-17
 }
 
+# Two tiles per run: the second shows a tile without engine builds (they are kept between tiles).
 stage_infer() {
   ensure_model
-  local tiles="$RESULTS/tiles" grid=grid_0.05_0.05 gpu=${GPU_PATH:-cuda:0+io} p=${PRECISION:-tf32}
+  local tiles="$RESULTS/tiles" gpu=${GPU_PATH:-cuda:0+io} p=${PRECISION:-tf32}
+  local grids=(grid_0.05_0.05 grid_0.15_0.05) grid=grid_0.05_0.05
   rm -rf "$tiles" "$RESULTS"/o_*
-  "$B" synth --out "$tiles/$grid" --size "$SIZE" --seed 3 >/dev/null
+  "$B" synth --out "$tiles/${grids[0]}" --size "$SIZE" --seed 3 >/dev/null
+  "$B" synth --out "$tiles/${grids[1]}" --size "$SIZE" --seed 4 >/dev/null
   "$B" infer -m "$model" --device "$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_gpu" --summary "$RESULTS/s_gpu.json" "$tiles/$grid" 2>&1 | tail -n 1
+    --out "$RESULTS/o_gpu" --summary "$RESULTS/s_gpu.json" "${grids[@]/#/$tiles/}" 2>&1 | grep -v '^grid'
   "$B" infer -m "$model" --device "cpu,$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_mix" --summary "$RESULTS/s_mix.json" "$tiles/$grid" 2>&1 | tail -n 1
+    --out "$RESULTS/o_mix" --summary "$RESULTS/s_mix.json" "${grids[@]/#/$tiles/}" 2>&1 | grep -v '^grid'
   # Agreement with the CPU on a small tile (the CPU is ~100x slower).
   "$B" synth --out "$tiles/small/$grid" --size 64x64 --seed 5 >/dev/null
   "$B" infer -m "$model" --device cpu -b 256 --out "$RESULTS/o_cpu_small" "$tiles/small/$grid" 2>&1 | tail -n 1
@@ -83,8 +87,12 @@ stage_infer() {
   python3 - "$RESULTS" <<'EOF'
 import json, sys
 for s in ('s_gpu', 's_mix'):
-    t = json.load(open(f'{sys.argv[1]}/{s}.json'))['tiles'][0]
-    print(f"{s}: {t['seconds']:.1f} s, {t['ms_per_pixel']:.5f} ms/pixel, gpu busy {t['gpu_busy_percent']:.1f} %, gpu batch {t['gpu_batch']}")
+    run = json.load(open(f'{sys.argv[1]}/{s}.json'))
+    for t in run['tiles']:
+        print(f"{s} {t['grid']}: {t['seconds']:.1f} s, {t['ms_per_pixel']:.5f} ms/pixel, "
+              f"gpu busy {t['gpu_busy_percent']:.1f} %, gpu batch {t['gpu_batch']}, "
+              f"engines built {t['engines_built']}")
+    print(f"{s} run: {run['seconds']:.1f} s, {run['ms_per_pixel']:.5f} ms/pixel")
 EOF
 }
 
@@ -97,6 +105,37 @@ stage_cpu() {
   "$B" report --from "$RESULTS/bench_cpu_thread.json" "$RESULTS/bench_cpu_process.json" \
     -o "$RESULTS/bench_cpu.md" >/dev/null
   grep -A12 '^## All rows' "$RESULTS/bench_cpu.md" | grep '^|' | cut -d'|' -f3-17
+}
+
+# Which models and batches capture as CUDA graphs (ORT 1.29 failed to capture the full model at
+# batch >= 1024): three model sizes x four batches, each in its own process, at ORT's full and
+# basic graph optimisation (fused kernels or not); then the first failure again with
+# CUDA_LAUNCH_BLOCKING=1 and ORT's verbose log, whose capture lines go to graph_verbose.txt.
+stage_graph() {
+  ensure_model
+  local tiny="$RESULTS/tiny.onnx" mid="$RESULTS/mid.onnx" m b level out failed=""
+  [ -f "$tiny" ] || "$B" make-model -o "$tiny" --d-model 32 --layers 1 --heads 2 --ffn 64 >/dev/null
+  [ -f "$mid" ] || "$B" make-model -o "$mid" --d-model 128 --layers 2 --heads 4 --ffn 512 >/dev/null
+  for m in "$tiny" "$mid" "$model"; do
+    for level in 99 1; do
+      for b in 16 256 1024 4096; do
+        if out=$("$B" bench -m "$m" --device cuda:0,cuda:0+graph --opt-level "$level" -b "$b" \
+          --batches 5 -r 2 --warmup 2 -o csv 2>&1); then
+          echo "$(basename "$m") opt $level b $b: ok; ms/px cuda:0, +graph:" \
+            $(echo "$out" | python3 -c 'import csv,sys; print(*[r["ms_per_pixel"] for r in csv.DictReader(sys.stdin)])')
+        else
+          echo "$(basename "$m") opt $level b $b: $(echo "$out" | tail -n 1)"
+          [ -n "$failed" ] || failed="$m $level $b"
+        fi
+      done
+    done
+  done
+  [ -n "$failed" ] || return 0
+  set -- $failed
+  CUDA_LAUNCH_BLOCKING=1 TESSERA_ORT_LOG=verbose "$B" bench -m "$1" --device cuda:0+graph \
+    --opt-level "$2" -b "$3" --batches 1 -r 1 --warmup 2 -o csv >"$RESULTS/graph_verbose.log" 2>&1
+  grep -n -i -E 'graph|captur|error|fail' "$RESULTS/graph_verbose.log" | tail -n 60 \
+    | tee "$RESULTS/graph_verbose.txt"
 }
 
 status=0

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "run_cli.h"
@@ -128,6 +129,17 @@ TEST(TopoCli, BadFlags) {
   r = run_cli("topo --synthetic 'pack:1 core:1 pu:1' --topology /tmp/x.xml");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--topology excludes --synthetic"), std::string::npos) << r.err;
+}
+
+TEST(TopoCli, BadOrtLogLevelIsAUsageErrorOfEveryCommand) {
+  ::setenv("TESSERA_ORT_LOG", "loud", 1);
+  const auto r = run_cli("topo " + kEpyc);
+  ::unsetenv("TESSERA_ORT_LOG");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "tessera: TESSERA_ORT_LOG: unknown log level 'loud' (expected verbose, info, warning, "
+            "error or fatal)\n");
+  EXPECT_EQ(r.out, "");
 }
 
 }  // namespace

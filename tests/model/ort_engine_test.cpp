@@ -152,6 +152,16 @@ TEST(OrtEngine, RunOutsideTheBuffer) {
   EXPECT_EQ(error_of([&] { engine.run(3); }), "batch of 3 pixels is outside 1..2");
 }
 
+TEST(OrtEngine, LogLevelFromTheEnvironment) {
+  EXPECT_EQ(ort_log_level(nullptr), ORT_LOGGING_LEVEL_ERROR);
+  EXPECT_EQ(ort_log_level(""), ORT_LOGGING_LEVEL_ERROR);
+  EXPECT_EQ(ort_log_level("verbose"), ORT_LOGGING_LEVEL_VERBOSE);
+  EXPECT_EQ(ort_log_level("warning"), ORT_LOGGING_LEVEL_WARNING);
+  EXPECT_EQ(error_of([] { ort_log_level("loud"); }),
+            "TESSERA_ORT_LOG: unknown log level 'loud' (expected verbose, info, warning, error or "
+            "fatal)");
+}
+
 TEST(OrtEngine, UnknownDevice) {
   OrtEngineOptions options;
   options.device = "tpu";

@@ -220,19 +220,27 @@ const std::string& small_model() {
   return path;
 }
 
+std::string write_tile(const std::string& grid, int height, int width, uint32_t seed) {
+  SynthOptions options;
+  options.height = height;
+  options.width = width;
+  options.s2_steps = 14;
+  options.s1_asc_steps = 5;
+  options.s1_desc_steps = 0;
+  options.seed = seed;
+  const std::string d = kDir + "/" + grid;
+  write_synth_tile(d, options, true);
+  return d;
+}
+
 const std::string& tile_dir() {
-  static const std::string dir = [] {
-    SynthOptions options;
-    options.height = 13;
-    options.width = 11;
-    options.s2_steps = 14;
-    options.s1_asc_steps = 5;
-    options.s1_desc_steps = 0;
-    options.seed = 7;
-    const std::string d = kDir + "/grid_0.55_1.15";
-    write_synth_tile(d, options, true);
-    return d;
-  }();
+  static const std::string dir = write_tile("grid_0.55_1.15", 13, 11, 7);
+  return dir;
+}
+
+// A second tile, larger than the first.
+const std::string& large_tile_dir() {
+  static const std::string dir = write_tile("grid_0.65_1.15", 21, 17, 8);
   return dir;
 }
 
@@ -267,8 +275,8 @@ void expect_same_outputs(const TileSummary& a, const TileSummary& b, const std::
   }
 }
 
-TileSummary infer(const std::string& device, const std::string& out, int repeat,
-                  int64_t gpu_batch) {
+InferOptions infer_options(const std::string& device, const std::string& out, int repeat,
+                           int64_t gpu_batch) {
   InferOptions options;
   options.model_path = small_model();
   options.out_dir = out;
@@ -277,8 +285,17 @@ TileSummary infer(const std::string& device, const std::string& out, int repeat,
   options.gpu_batch = gpu_batch;
   options.repeat = repeat;
   options.force = true;
-  const Plan plan = plan_layout(Topology::this_machine().info(), "single:1", MemoryPolicy::kLocal);
-  return run_tile(tile_dir(), options, plan, nullptr);
+  return options;
+}
+
+Plan one_worker_plan() {
+  return plan_layout(Topology::this_machine().info(), "single:1", MemoryPolicy::kLocal);
+}
+
+TileSummary infer(const std::string& device, const std::string& out, int repeat,
+                  int64_t gpu_batch) {
+  return run_tile(tile_dir(), infer_options(device, out, repeat, gpu_batch), one_worker_plan(),
+                  nullptr);
 }
 
 TEST(MixedDevices, StreamingWorkerWritesTheSameBytesAsTheCpuWorkers) {
@@ -323,6 +340,70 @@ TEST(MixedDevices, UnavailableGpuIsOneLineAndWritesNothing) {
   }
   EXPECT_EQ(error_of([&] { infer("cpu+stream", out, 1, 0); }),
             "GPU batch must be at least 1 (got 0)");
+}
+
+// ---- engines kept between the tiles of a run ----
+
+TEST(TileRunner, KeepsEnginesBetweenTilesAndWritesTheSameBytes) {
+  for (const std::string device : {"cpu", "cpu,cpu+stream"}) {
+    // Each tile on its own, as reference: every engine is built for it.
+    const TileSummary small_alone = infer(device, kDir + "/alone_small", 1, 24);
+    const TileSummary large_alone =
+        run_tile(large_tile_dir(), infer_options(device, kDir + "/alone_large", 1, 24),
+                 one_worker_plan(), nullptr);
+    const int engines = device == "cpu" ? 1 : 2;
+    EXPECT_EQ(small_alone.engines_built, engines) << device;
+    EXPECT_EQ(large_alone.engines_built, engines) << device;
+
+    TileRunner runner(infer_options(device, kDir + "/kept", 1, 24), one_worker_plan());
+    const TileSummary small = runner.run(tile_dir(), nullptr);
+    const TileSummary large = runner.run(large_tile_dir(), nullptr);
+    const TileSummary again = runner.run(tile_dir(), nullptr);
+    EXPECT_EQ(small.engines_built, engines) << device;
+    EXPECT_EQ(large.engines_built, 0) << device;
+    EXPECT_EQ(again.engines_built, 0) << device;
+    expect_same_outputs(small, small_alone, device + " first tile");
+    expect_same_outputs(large, large_alone, device + " second tile");
+    expect_same_outputs(again, small_alone, device + " third tile");
+    if (device == "cpu") {
+      // One worker, same batches, same session options: the very same bytes.
+      EXPECT_EQ(npy_payload(large.embeddings_path), npy_payload(large_alone.embeddings_path));
+      EXPECT_EQ(npy_payload(large.scales_path), npy_payload(large_alone.scales_path));
+    }
+  }
+}
+
+TEST(TileRunner, BuildsALargerStreamingEngineWhenATileNeedsOne) {
+  // Without a chunk limit the streaming engine is sized to the tile: the larger second tile
+  // needs a new one, the third (the small one again) fits in it.
+  TileRunner runner(infer_options("cpu+stream", kDir + "/grow", 1, 100000), one_worker_plan());
+  const TileSummary small = runner.run(tile_dir(), nullptr);
+  const TileSummary large = runner.run(large_tile_dir(), nullptr);
+  const TileSummary again = runner.run(tile_dir(), nullptr);
+  EXPECT_EQ(small.engines_built, 1);
+  EXPECT_EQ(large.engines_built, 1);
+  EXPECT_EQ(again.engines_built, 0);
+  EXPECT_EQ(large.gpu_batch, large.pixels_valid);
+  EXPECT_EQ(again.gpu_batch, large.pixels_valid);
+}
+
+TEST(TileRunner, ATileThatCannotBeReadKeepsTheEngines) {
+  TileRunner runner(infer_options("cpu", kDir + "/bad_between", 1, 24), one_worker_plan());
+  EXPECT_EQ(runner.run(tile_dir(), nullptr).engines_built, 1);
+  const std::string missing = kDir + "/grid_9.95_9.95";
+  EXPECT_NE(error_of([&] { runner.run(missing, nullptr); }).find(missing), std::string::npos);
+  EXPECT_EQ(runner.run(large_tile_dir(), nullptr).engines_built, 0);
+}
+
+TEST(TileRunner, ChecksItsOptionsBeforeAnyTile) {
+  InferOptions options = infer_options("cpu", kDir + "/never", 1, 24);
+  options.batch = 0;
+  EXPECT_EQ(error_of([&] { TileRunner(options, one_worker_plan()); }),
+            "batch size must be at least 1 (got 0)");
+  options = infer_options("cpu,gpu", kDir + "/never", 1, 24);
+  EXPECT_NE(error_of([&] { TileRunner(options, one_worker_plan()); }).find("gpu"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(kDir + "/never"));
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include "tessera/bench/profile.h"
 #include "tessera/bench/projection.h"
@@ -131,10 +132,14 @@ void add_infer_command(CLI::App& root) {
     const MpiJob job;
     const bool tty = isatty(STDERR_FILENO) && !job.active();
     const std::string prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
+    // One runner for every tile of this process, so its engines are built once. Made by the
+    // first tile, so its errors reach the dispatcher like any tile's.
+    std::optional<TileRunner> runner;
     auto work = [&](size_t index) {
       const std::string& tile = tiles[index];
       const std::string grid = std::filesystem::path(tile).filename().string();
-      const TileSummary s = run_tile(tile, options, plan, make_progress(prefix + grid, tty));
+      if (!runner) runner.emplace(options, plan);
+      const TileSummary s = runner->run(tile, make_progress(prefix + grid, tty));
       if (tty) std::fprintf(stderr, "\r\033[K");
       if (s.status == "skipped") {
         std::cout << fmt::format("{}{}: skipped, outputs exist in {} (--force recomputes)\n",

@@ -2,11 +2,13 @@
 // Exit codes: 0 ok, 1 runtime error, 2 usage error.
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "tessera/cli/commands.h"
 #include "tessera/common/error.h"
 #include "tessera/common/version.h"
+#include "tessera/model/ort_engine.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"tessera: Tessera geospatial foundation model inference at planet scale"};
@@ -24,6 +26,8 @@ int main(int argc, char** argv) {
   tessera::cli::add_run_model_command(app);
   tessera::cli::add_tune_command(app);
   try {
+    // A bad TESSERA_ORT_LOG is a usage error of every command, found before any work.
+    tessera::ort_log_level(std::getenv("TESSERA_ORT_LOG"));
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version end here with 0; every malformed command line is a usage error.

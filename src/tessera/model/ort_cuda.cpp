@@ -149,7 +149,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   session_options.SetIntraOpNumThreads(std::max(1, options_.intra_op_threads));
   session_options.SetInterOpNumThreads(1);
   session_options.SetExecutionMode(ORT_SEQUENTIAL);
-  session_options.SetGraphOptimizationLevel(ORT_ENABLE_ALL);
+  session_options.SetGraphOptimizationLevel(graph_optimization_level(options_.optimization_level));
   // The CPU threads only feed the GPU: spinning would burn the cores that prepare batches.
   session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning, "0");
   try {

@@ -4,6 +4,7 @@
 #include <onnxruntime_session_options_config_keys.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -37,8 +38,34 @@ ONNXTensorElementDataType element_type(const Ort::TypeInfo& info) {
 // One ORT environment per process: sessions share its logger; each session keeps its own
 // thread pool (per-session pools are what pinned parallel workers need).
 Ort::Env& ort_env() {
-  static Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "tessera");
+  static Ort::Env env(ort_log_level(std::getenv("TESSERA_ORT_LOG")), "tessera");
   return env;
+}
+
+GraphOptimizationLevel graph_optimization_level(int level) {
+  switch (level) {
+    case 0:
+      return ORT_DISABLE_ALL;
+    case 1:
+      return ORT_ENABLE_BASIC;
+    case 2:
+      return ORT_ENABLE_EXTENDED;
+    case 99:
+      return ORT_ENABLE_ALL;
+  }
+  throw UsageError(
+      fmt::format("unknown graph optimisation level {} (expected 0, 1, 2 or 99)", level));
+}
+
+OrtLoggingLevel ort_log_level(const char* name) {
+  const std::string level = name ? name : "";
+  if (level.empty() || level == "error") return ORT_LOGGING_LEVEL_ERROR;
+  if (level == "verbose") return ORT_LOGGING_LEVEL_VERBOSE;
+  if (level == "info") return ORT_LOGGING_LEVEL_INFO;
+  if (level == "warning") return ORT_LOGGING_LEVEL_WARNING;
+  if (level == "fatal") return ORT_LOGGING_LEVEL_FATAL;
+  throw UsageError("TESSERA_ORT_LOG: unknown log level '" + level +
+                   "' (expected verbose, info, warning, error or fatal)");
 }
 
 std::string ort_version() {
@@ -89,23 +116,7 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
   session_options.SetIntraOpNumThreads(options_.intra_op_threads);
   session_options.SetInterOpNumThreads(1);
   session_options.SetExecutionMode(ORT_SEQUENTIAL);
-  switch (options_.optimization_level) {
-    case 0:
-      session_options.SetGraphOptimizationLevel(ORT_DISABLE_ALL);
-      break;
-    case 1:
-      session_options.SetGraphOptimizationLevel(ORT_ENABLE_BASIC);
-      break;
-    case 2:
-      session_options.SetGraphOptimizationLevel(ORT_ENABLE_EXTENDED);
-      break;
-    case 99:
-      session_options.SetGraphOptimizationLevel(ORT_ENABLE_ALL);
-      break;
-    default:
-      throw UsageError(fmt::format("unknown graph optimisation level {} (expected 0, 1, 2 or 99)",
-                                   options_.optimization_level));
-  }
+  session_options.SetGraphOptimizationLevel(graph_optimization_level(options_.optimization_level));
   session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning,
                                  options_.spinning ? "1" : "0");
   session_options.AddConfigEntry(kOrtSessionOptionsConfigSetDenormalAsZero, "1");

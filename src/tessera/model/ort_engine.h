@@ -36,7 +36,17 @@ std::string ort_version();
 int parse_device(const std::string& device);
 
 // The process's ONNX Runtime environment (one logger; sessions keep their own thread pools).
+// Its log level comes from TESSERA_ORT_LOG (see ort_log_level), "error" when unset; an invalid
+// value throws UsageError on first use.
 Ort::Env& ort_env();
+
+// ORT's graph optimisation level for OrtEngineOptions::optimization_level (0, 1, 2, 99).
+// Throws UsageError for any other value.
+GraphOptimizationLevel graph_optimization_level(int level);
+
+// ORT's log level named by `name`: "verbose", "info", "warning", "error" or "fatal" (ORT logs to
+// stderr). nullptr or "" give "error". Throws UsageError naming TESSERA_ORT_LOG otherwise.
+OrtLoggingLevel ort_log_level(const char* name);
 
 class OrtEngine : public Engine {
  public:

@@ -270,35 +270,54 @@ struct Slot {
   bool done = false;  // the engine has filled `out` for the submitted pass
 };
 
-// A streaming worker: builds its engine (halving the chunk while that runs out of memory),
-// then two helper threads each claim chunks, prepare them into their own Slot, hand each
-// pass to this thread and wait, while this thread runs whatever slot is ready. So the next
-// chunk is prepared while the engine runs, and finished chunks are quantised while it runs.
-// `engine_built` is called once the engine exists (not when building it fails).
-StreamStats run_stream_worker(const TileJob& job, const std::string& device,
-                              const std::function<void()>& engine_built) {
+// A streaming worker's engine, kept between tiles with what out-of-memory taught it.
+struct StreamEngine {
+  std::unique_ptr<Engine> engine;
+  int64_t chunk = 0;     // batches claimed at once (0: not yet set); halved while building OOMs
+  int64_t capacity = 0;  // the engine's max_batch
+  int64_t limit = 0;     // pixels per run; halved while running OOMs (run_in_sub_batches)
+};
+
+// A streaming worker: builds its engine unless `kept` holds one large enough (halving the chunk
+// while that runs out of memory), then two helper threads each claim chunks, prepare them into
+// their own Slot, hand each pass to this thread and wait, while this thread runs whatever slot
+// is ready. So the next chunk is prepared while the engine runs, and finished chunks are
+// quantised while it runs. `engine_ready` is called once the engine exists (not when building
+// it fails); `engines_built` counts a build.
+StreamStats run_stream_worker(const TileJob& job, const std::string& device, StreamEngine& kept,
+                              const std::function<void()>& engine_ready,
+                              std::atomic<int>& engines_built) {
   const InferOptions& options = job.options;
   const int64_t valid = static_cast<int64_t>(job.valid.size());
-  int64_t chunk = std::max<int64_t>(1, options.gpu_batch / options.batch);
-  OrtEngineOptions engine_options;
-  engine_options.device = stream_engine_device(device);
-  engine_options.intra_op_threads = 1;
-  engine_options.spinning = false;
-  engine_options.precision = options.precision;
-  std::unique_ptr<Engine> engine;
-  for (;;) {
-    engine_options.max_batch = std::max<int64_t>(1, std::min(chunk * options.batch, valid));
-    try {
-      engine = make_engine(options.model_path, engine_options);
-      break;
-    } catch (const Error& e) {
-      if (chunk == 1 || !is_out_of_memory_message(e.what())) throw;
-      chunk /= 2;
+  if (kept.chunk == 0) kept.chunk = std::max<int64_t>(1, options.gpu_batch / options.batch);
+  int64_t& chunk = kept.chunk;
+  if (!kept.engine || kept.capacity < std::min(chunk * options.batch, valid)) {
+    kept.engine.reset();  // free the smaller one's memory first
+    OrtEngineOptions engine_options;
+    engine_options.device = stream_engine_device(device);
+    engine_options.intra_op_threads = 1;
+    engine_options.spinning = false;
+    engine_options.precision = options.precision;
+    for (;;) {
+      engine_options.max_batch = std::max<int64_t>(1, std::min(chunk * options.batch, valid));
+      try {
+        kept.engine = make_engine(options.model_path, engine_options);
+        break;
+      } catch (const Error& e) {
+        if (chunk == 1 || !is_out_of_memory_message(e.what())) throw;
+        chunk /= 2;
+      }
     }
+    ++engines_built;
+    kept.capacity = engine_options.max_batch;
+    kept.limit = kept.capacity;
   }
-  engine_built();
-  const int64_t capacity = engine_options.max_batch;
-  int64_t limit = capacity;
+  Engine& engine = *kept.engine;
+  const auto* cuda = dynamic_cast<const OrtCudaEngine*>(&engine);
+  const double busy_before = cuda ? cuda->busy_seconds() : 0;
+  engine_ready();
+  const int64_t capacity = kept.capacity;
+  int64_t& limit = kept.limit;
   const auto start = Clock::now();
 
   std::mutex mutex;
@@ -378,7 +397,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device,
     }
     job.pace.started();
     try {
-      run_in_sub_batches(*engine, slot->s2.data(), slot->s1.data(), slot->count, slot->out.data(),
+      run_in_sub_batches(engine, slot->s2.data(), slot->s1.data(), slot->count, slot->out.data(),
                          &limit, [&](int64_t reduced) {
                            fmt::print(stderr,
                                       "tessera: {}: out of memory, continuing with {} pixels "
@@ -399,23 +418,37 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device,
   StreamStats stats;
   stats.wall_seconds = seconds_since(start);
   stats.pixels_per_run = limit;
-  if (const auto* cuda = dynamic_cast<const OrtCudaEngine*>(engine.get())) {
+  if (cuda) {
     stats.gpu = true;
-    stats.busy_seconds = cuda->busy_seconds();
+    stats.busy_seconds = cuda->busy_seconds() - busy_before;
   }
   return stats;
 }
 
 }  // namespace
 
-TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
-                     const ProgressCallback& progress) {
+struct TileRunner::Kept {
+  DeviceList devices;
+  Plan cpu_plan;  // the plan without the PUs of the streaming workers; index = position
+  std::vector<WorkerPlan> stream_cpus;  // one PU per streaming worker (none without "cpu")
+  std::optional<ModelShape> shape;      // read from the model on the first tile computed
+  std::vector<std::unique_ptr<OrtEngine>> cpu_engines;  // by WorkerPlan::index
+  std::vector<StreamEngine> stream_engines;             // by streaming device
+
+  void drop_engines() {
+    for (auto& engine : cpu_engines) engine.reset();
+    for (auto& stream : stream_engines) stream = StreamEngine{};
+  }
+};
+
+TileRunner::TileRunner(const InferOptions& options, const Plan& plan)
+    : options_(options), plan_(plan), kept_(std::make_unique<Kept>()) {
   if (options.batch < 1)
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options.batch));
   if (options.repeat < 1)
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
-  const DeviceList devices = parse_device_list(options.device);
-  for (const auto& device : devices.streams) {
+  kept_->devices = parse_device_list(options.device);
+  for (const auto& device : kept_->devices.streams) {
     if (cuda_path(stream_engine_device(device)) == CudaPath::kNone) continue;
     const std::string reason = cuda_unavailable_reason(parse_device(device));
     if (!reason.empty()) {
@@ -425,6 +458,30 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   if (options.gpu_batch < 1) {
     throw UsageError(fmt::format("GPU batch must be at least 1 (got {})", options.gpu_batch));
   }
+  // Next to CPU workers, each streaming worker (its engine thread and helpers) gets a PU of
+  // its own: a GPU waits whenever the thread that launches its kernels waits for a core.
+  kept_->cpu_plan = plan;
+  if (kept_->devices.cpu) {
+    kept_->stream_cpus =
+        reserve_cpus(kept_->cpu_plan, static_cast<int>(kept_->devices.streams.size()));
+  }
+  // A CPU worker's engine slot is its index, made its position here.
+  for (size_t i = 0; i < kept_->cpu_plan.workers.size(); ++i)
+    kept_->cpu_plan.workers[i].index = static_cast<int>(i);
+  kept_->cpu_engines.resize(kept_->cpu_plan.workers.size());
+  kept_->stream_engines.resize(kept_->devices.streams.size());
+}
+
+TileRunner::~TileRunner() = default;
+
+TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
+                     const ProgressCallback& progress) {
+  return TileRunner(options, plan).run(tile_dir, progress);
+}
+
+TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback& progress) {
+  const InferOptions& options = options_;
+  const DeviceList& devices = kept_->devices;
   const auto start = Clock::now();
   const Tile tile = open_tile(tile_dir);
   TileSummary summary;
@@ -452,10 +509,13 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
 
   // The outputs (sized by the model's output width) exist before the workers start, so ask
   // ONNX Runtime for the model's shape once, without graph optimisation (fast to load).
-  OrtEngineOptions probe_options;
-  probe_options.max_batch = 1;
-  probe_options.optimization_level = 0;
-  const ModelShape shape = OrtEngine(options.model_path, probe_options).shape();
+  if (!kept_->shape) {
+    OrtEngineOptions probe_options;
+    probe_options.max_batch = 1;
+    probe_options.optimization_level = 0;
+    kept_->shape = OrtEngine(options.model_path, probe_options).shape();
+  }
+  const ModelShape& shape = *kept_->shape;
   if (shape.s2_features != kS2Bands + 1 || shape.s1_features != kS1Bands + 1) {
     throw Error(fmt::format("{}: model takes {} + {} features per step, tiles give {} + {}",
                             options.model_path, shape.s2_features, shape.s1_features, kS2Bands + 1,
@@ -502,46 +562,51 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   const TileJob job{tile,           options,      valid,   shape,       *journal, committer,
                     embedding_rows, scale_values, counter, pixels_done, abort,    pace};
   const size_t streams = devices.streams.size();
-  // Next to CPU workers, each streaming worker (its engine thread and helpers) gets a PU of
-  // its own: a GPU waits whenever the thread that launches its kernels waits for a core.
-  Plan cpu_plan = plan;
-  const std::vector<WorkerPlan> stream_cpus =
-      devices.cpu ? reserve_cpus(cpu_plan, static_cast<int>(streams)) : std::vector<WorkerPlan>{};
+  const std::vector<WorkerPlan>& stream_cpus = kept_->stream_cpus;
+  std::atomic<int> engines_built{0};
   std::vector<StreamStats> stream_stats(streams);
   std::vector<std::exception_ptr> errors(streams + 1);
   std::vector<std::thread> stream_threads;
   // CPU workers build their sessions only once every GPU engine is built (or has failed): a
   // GPU is ~100x a CPU worker, and its session build must not queue behind theirs for cores.
-  std::latch engines_built(static_cast<std::ptrdiff_t>(streams));
+  std::latch stream_engines_ready(static_cast<std::ptrdiff_t>(streams));
   for (size_t i = 0; i < streams; ++i) {
     stream_threads.emplace_back([&, i] {
       bool counted = false;
-      const auto built = [&] {
-        if (!counted) engines_built.count_down();
+      const auto ready = [&] {
+        if (!counted) stream_engines_ready.count_down();
         counted = true;
       };
       try {
         // Threads inherit this binding: the engine's and the helper threads too.
-        if (i < stream_cpus.size()) bind_current_thread(stream_cpus[i], plan.policy);
-        stream_stats[i] = run_stream_worker(job, devices.streams[i], built);
+        if (i < stream_cpus.size()) bind_current_thread(stream_cpus[i], plan_.policy);
+        stream_stats[i] = run_stream_worker(job, devices.streams[i], kept_->stream_engines[i],
+                                            ready, engines_built);
       } catch (...) {
         errors[i + 1] = std::current_exception();
         abort = true;
       }
-      built();
+      ready();
     });
   }
   if (devices.cpu) {
-    engines_built.wait();
+    stream_engines_ready.wait();
     try {
-      run_pinned_workers(cpu_plan, [&](const WorkerPlan& worker) {
-        OrtEngineOptions engine_options;
-        engine_options.device = "cpu";
-        engine_options.intra_op_threads = worker.threads;
-        engine_options.spinning = options.spinning;
-        engine_options.max_batch = options.batch;
-        engine_options.thread_affinities = ort_thread_affinities(worker);
-        OrtEngine engine(options.model_path, engine_options);
+      run_pinned_workers(kept_->cpu_plan, [&](const WorkerPlan& worker) {
+        // Built by this worker's thread, after binding: its memory is on the worker's nodes,
+        // and every later tile's thread is bound the same way.
+        std::unique_ptr<OrtEngine>& kept_engine = kept_->cpu_engines.at(worker.index);
+        if (!kept_engine) {
+          OrtEngineOptions engine_options;
+          engine_options.device = "cpu";
+          engine_options.intra_op_threads = worker.threads;
+          engine_options.spinning = options.spinning;
+          engine_options.max_batch = options.batch;
+          engine_options.thread_affinities = ort_thread_affinities(worker);
+          kept_engine = std::make_unique<OrtEngine>(options.model_path, engine_options);
+          ++engines_built;
+        }
+        OrtEngine& engine = *kept_engine;
         PixelPreparer preparer(tile, static_cast<int>(shape.s2_steps),
                                static_cast<int>(shape.s1_steps));
         std::vector<float> mean(options.repeat > 1 ? options.batch * latent : 0);
@@ -580,7 +645,10 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
     if (!errors[0]) errors[0] = std::current_exception();
   }
   for (const auto& e : errors) {
-    if (e) std::rethrow_exception(e);
+    if (e) {
+      kept_->drop_engines();  // a failed engine may be in any state
+      std::rethrow_exception(e);
+    }
   }
   double busy_percent = 0;
   int gpus = 0;
@@ -603,6 +671,7 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   scales->commit();
   journal->remove();
   summary.status = "done";
+  summary.engines_built = engines_built.load();
   summary.seconds = seconds_since(start);
   const int64_t computed = pixels_done.load() - pixels_resumed;
   summary.ms_per_pixel = computed > 0 ? 1e3 * summary.seconds / static_cast<double>(computed) : 0;
@@ -622,6 +691,7 @@ nlohmann::json tile_summary_json(const TileSummary& s) {
           {"gpu_busy_percent", s.gpu_busy_percent},
           {"gpu_batch", s.gpu_batch},
           {"peak_rss_anon_bytes", s.peak_rss_anon_bytes},
+          {"engines_built", s.engines_built},
           {"embeddings", s.embeddings_path},
           {"scales", s.scales_path}};
 }
