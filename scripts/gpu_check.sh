@@ -54,7 +54,8 @@ stage_bench() {
     for path in cuda:0 cuda:0+io cuda:0+graph; do
       local f="$RESULTS/bench_${path//[:+]/_}_$precision.json"
       "$B" bench -m "$model" --device "$path" --precision "$precision" -b 1024,4096,16384 \
-        --batches 3 -r 2 --warmup 2 -o json >"$f" && files+=("$f")
+        --batches 3 -r 2 --warmup 2 -o json >"$f"
+      [ -s "$f" ] && files+=("$f")  # failed cases are error rows of a complete table
     done
   done
   "$B" bench -m "$model" --device cuda:0+io -b 1048576 --batches 1 -r 1 --warmup 0 -o md \

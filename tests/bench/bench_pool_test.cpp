@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 
 #include "tessera/bench/bench.h"
@@ -66,6 +67,48 @@ TEST(BenchPool, AModelThatCannotLoadFailsTheConstructor) {
   options.model_path = kDir + "/missing.onnx";
   const MachineInfo machine = Topology::this_machine().info();
   EXPECT_THROW(BenchPool(options, machine, "cpu", "single:1", 8), Error);
+}
+
+// ---- the sweep around the cases ----
+
+TEST(Bench, ACaseThatFailsIsAnErrorRowAndTheSweepGoesOn) {
+  BenchOptions options;
+  options.model_path = testing::write_batch_multiple_model(kDir, "multiple_of_4.onnx", 4);
+  options.layouts = {"single:1"};
+  options.batch_sizes = {4, 6, 8};
+  options.batches = 1;
+  options.reps = 1;
+  options.warmup = 0;
+  const BenchResult result = run_bench(options);
+  ASSERT_EQ(result.rows.size(), 3u);
+  EXPECT_EQ(result.rows[0].status, "ok");
+  EXPECT_EQ(result.rows[2].status, "ok");
+  const BenchRow& failed = result.rows[1];
+  EXPECT_EQ(failed.status, "error");
+  EXPECT_EQ(failed.batch, 6);
+  EXPECT_EQ(failed.speedup, 0);
+  EXPECT_EQ(failed.error.rfind("ort-cpu: inference failed (ONNX Runtime: ", 0), 0u) << failed.error;
+  EXPECT_EQ(failed.error.find('\n'), std::string::npos) << failed.error;
+  EXPECT_EQ(bench_failures(result),
+            "1 of 3 cases failed (first: cpu single:1 b=6: " + failed.error + ")");
+  EXPECT_NE(bench_table(result).to_markdown().find("| error: ort-cpu: inference failed"),
+            std::string::npos);
+
+  options.batch_sizes = {4, 8};
+  EXPECT_EQ(bench_failures(run_bench(options)), "");
+}
+
+TEST(Bench, AModelThatCannotLoadFailsBeforeAnyCase) {
+  BenchOptions options;
+  options.model_path = kDir + "/not_a_model.onnx";
+  {
+    std::ofstream out(options.model_path);
+    out << "not a model";
+  }
+  options.batch_sizes = {4, 8};
+  const std::string message = testing::error_of([&] { run_bench(options); });
+  EXPECT_EQ(message.rfind(options.model_path + ": ", 0), 0u) << message;
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
 }
 
 }  // namespace

@@ -153,8 +153,9 @@ TEST(OrtEngine, RunOutsideTheBuffer) {
 }
 
 TEST(OrtEngine, LogLevelFromTheEnvironment) {
-  EXPECT_EQ(ort_log_level(nullptr), ORT_LOGGING_LEVEL_ERROR);
-  EXPECT_EQ(ort_log_level(""), ORT_LOGGING_LEVEL_ERROR);
+  EXPECT_EQ(ort_log_level(nullptr), ORT_LOGGING_LEVEL_FATAL);
+  EXPECT_EQ(ort_log_level(""), ORT_LOGGING_LEVEL_FATAL);
+  EXPECT_EQ(ort_log_level("error"), ORT_LOGGING_LEVEL_ERROR);
   EXPECT_EQ(ort_log_level("verbose"), ORT_LOGGING_LEVEL_VERBOSE);
   EXPECT_EQ(ort_log_level("warning"), ORT_LOGGING_LEVEL_WARNING);
   EXPECT_EQ(error_of([] { ort_log_level("loud"); }),

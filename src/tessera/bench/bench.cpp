@@ -164,8 +164,9 @@ std::string measure_in_processes(const BenchOptions& options, const Case& c, con
   return error;
 }
 
-// The row of a case from its workers' times, or from the first error (an "oom" row for
-// running out of memory; any other error is thrown: every other case would repeat it).
+// The row of a case from its workers' times, or from the first error: an "oom" row for
+// running out of memory, an "error" row otherwise (what every case would share, such as an
+// unusable model or a missing GPU, is found before the first case: check_sweep).
 BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
                   const std::string& first_error, const std::vector<WorkerTimes>& times) {
   BenchRow row;
@@ -181,11 +182,9 @@ BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
   row.reps = options.reps;
   row.pixels = c.batch * options.batches * row.workers;
   if (!first_error.empty()) {
-    // Running out of memory is a result (the batch does not fit); anything else is an error
-    // that every other case would repeat.
-    if (!is_out_of_memory_message(first_error)) throw Error(first_error);
-    row.status = "oom";
-    row.error = first_error;
+    // Running out of memory is a result (the batch does not fit); anything else failed.
+    row.status = is_out_of_memory_message(first_error) ? "oom" : "error";
+    row.error = one_line(first_error);
     return row;
   }
   double wall_sum = 0;
@@ -225,7 +224,7 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
   try {
     pool.emplace(options, machine, c.device, c.layout, c.batch);
   } catch (const Error& e) {
-    return make_row(options, c, plan, e.what(), {});  // an "oom" row, or thrown
+    return make_row(options, c, plan, e.what(), {});  // an "oom" or "error" row
   }
   BenchRow row = pool->measure(c.batch, options.batches, options.warmup);
   row.session_s = pool->session_s();
@@ -252,6 +251,25 @@ void validate(const BenchOptions& options) {
     throw UsageError("unknown --spawn '" + options.spawn + "' (expected thread or process)");
   }
   parse_memory_policy(options.membind);
+}
+
+// What every case of a sweep would share, checked once before the first: the model loads
+// (with ORT's CPU provider, unoptimised, at the first batch size) and every CUDA device can
+// run it. Throws the one-line Error the first case would have.
+void check_sweep(const BenchOptions& options) {
+  OrtEngineOptions probe;
+  probe.max_batch = options.batch_sizes.front();
+  probe.optimization_level = 0;
+  OrtEngine(options.model_path, probe);
+  for (const auto& device : options.devices) {
+    const int id = parse_device(device);
+    if (id < 0) continue;
+    const std::string reason = cuda_unavailable_reason(id);
+    if (!reason.empty()) {
+      throw Error(device + ": the CUDA execution provider is not available (" + reason + ")");
+    }
+    refuse_models_that_crash_cuda(options.model_path);
+  }
 }
 
 }  // namespace
@@ -313,6 +331,7 @@ BenchResult run_bench(const BenchOptions& options) {
         fmt::format("--baseline {} is not a row (1..{})", options.baseline, cases.size()));
   }
 
+  check_sweep(options);
   BenchResult result;
   result.machine = describe_machine(machine);
   result.model = describe_model(options.model_path);
@@ -336,6 +355,19 @@ BenchRow run_bench_case(const BenchOptions& options, const MachineInfo& machine,
                         const std::string& device, const std::string& layout, int64_t batch) {
   validate(options);
   return run_case(options, machine, {device, layout, batch});
+}
+
+std::string bench_failures(const BenchResult& result) {
+  const BenchRow* first = nullptr;
+  int failed = 0;
+  for (const auto& row : result.rows) {
+    if (row.status != "error") continue;
+    if (!first) first = &row;
+    ++failed;
+  }
+  if (!first) return "";
+  return fmt::format("{} of {} cases failed (first: {} {} b={}: {})", failed, result.rows.size(),
+                     first->device, first->layout, first->batch, first->error);
 }
 
 Table bench_table(const BenchResult& result) {

@@ -79,8 +79,9 @@ struct BenchResult {
   double gpu_baseline_ms_per_pixel = 0;
 };
 
-// Runs the sweep. Throws tessera::Error / UsageError for bad options or an unusable model; a
-// case that fails at run time (e.g. out of memory) becomes a row with status != "ok".
+// Runs the sweep. Throws tessera::Error / UsageError for bad options, an unusable model or a
+// CUDA device this machine cannot run, before any case runs; a case that fails at run time
+// becomes a row: status "oom" when memory ran out, "error" otherwise, and the sweep goes on.
 BenchResult run_bench(const BenchOptions& options);
 // Runs one case (device, layout, batch) with the other settings of `options`, on a machine
 // already described, without re-reading the topology or the model: for searches (tune).
@@ -126,6 +127,9 @@ int run_bench_worker(const BenchOptions& options, const std::string& device, int
                      const WorkerPlan& worker);
 // One line under the Markdown table: machine, ONNX Runtime version and model.
 std::string bench_footer(const BenchResult& result);
+// "" when no case failed, else one line for stderr: "N of M cases failed (first: <device>
+// <layout> b=<batch>: <error>)". Out-of-memory rows are results, not failures.
+std::string bench_failures(const BenchResult& result);
 nlohmann::json bench_json(const BenchResult& result);
 
 // Physical cores this process may use: the default thread count.

@@ -114,6 +114,11 @@ void add_bench_command(CLI::App& root) {
         std::cout << bench_json(result).dump(2) << "\n";
         break;
     }
+    // The table is out, failed cases included; the exit status still says that some failed.
+    if (const std::string failures = bench_failures(result); !failures.empty()) {
+      std::cout << std::flush;
+      throw Error(failures);
+    }
   });
 }
 

@@ -59,11 +59,13 @@ GraphOptimizationLevel graph_optimization_level(int level) {
 
 OrtLoggingLevel ort_log_level(const char* name) {
   const std::string level = name ? name : "";
-  if (level.empty() || level == "error") return ORT_LOGGING_LEVEL_ERROR;
+  // Unset: fatal only. ORT's errors come back as statuses that tessera turns into its own
+  // one-line messages; ORT's logger would print each a second time.
+  if (level.empty() || level == "fatal") return ORT_LOGGING_LEVEL_FATAL;
+  if (level == "error") return ORT_LOGGING_LEVEL_ERROR;
   if (level == "verbose") return ORT_LOGGING_LEVEL_VERBOSE;
   if (level == "info") return ORT_LOGGING_LEVEL_INFO;
   if (level == "warning") return ORT_LOGGING_LEVEL_WARNING;
-  if (level == "fatal") return ORT_LOGGING_LEVEL_FATAL;
   throw UsageError("TESSERA_ORT_LOG: unknown log level '" + level +
                    "' (expected verbose, info, warning, error or fatal)");
 }

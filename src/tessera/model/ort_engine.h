@@ -36,7 +36,7 @@ std::string ort_version();
 int parse_device(const std::string& device);
 
 // The process's ONNX Runtime environment (one logger; sessions keep their own thread pools).
-// Its log level comes from TESSERA_ORT_LOG (see ort_log_level), "error" when unset; an invalid
+// Its log level comes from TESSERA_ORT_LOG (see ort_log_level), "fatal" when unset; an invalid
 // value throws UsageError on first use.
 Ort::Env& ort_env();
 
@@ -45,7 +45,7 @@ Ort::Env& ort_env();
 GraphOptimizationLevel graph_optimization_level(int level);
 
 // ORT's log level named by `name`: "verbose", "info", "warning", "error" or "fatal" (ORT logs to
-// stderr). nullptr or "" give "error". Throws UsageError naming TESSERA_ORT_LOG otherwise.
+// stderr). nullptr or "" give "fatal". Throws UsageError naming TESSERA_ORT_LOG otherwise.
 OrtLoggingLevel ort_log_level(const char* name);
 
 class OrtEngine : public Engine {
