@@ -182,6 +182,38 @@ TEST(Placement, ReservedCpusComeOffTheBackOfThePlan) {
   EXPECT_EQ(pair.workers[0].threads, 1);
 }
 
+TEST(Placement, FeederCpusComeFromIdleCoresFirst) {
+  // 4x1 leaves 380 cores idle: the feeders get the next two, the plan keeps its 4 workers.
+  Plan four = plan_layout(epyc(), "4x1", MemoryPolicy::kLocal);
+  const std::vector<WorkerPlan> idle = reserve_feeder_cpus(epyc(), four, 2);
+  ASSERT_EQ(idle.size(), 2u);
+  EXPECT_EQ(idle[0].cpus, std::vector<int>{4});
+  EXPECT_EQ(idle[1].cpus, std::vector<int>{5});
+  EXPECT_EQ(idle[1].index, 1);
+  EXPECT_EQ(idle[0].memory_nodes, std::vector<int>{0});
+  EXPECT_EQ(four.workers.size(), 4u);
+
+  // single:383 leaves one core: that one, then one PU off the plan's end.
+  Plan most = plan_layout(epyc(), "single:383", MemoryPolicy::kLocal);
+  const std::vector<WorkerPlan> mixed = reserve_feeder_cpus(epyc(), most, 2);
+  ASSERT_EQ(mixed.size(), 2u);
+  EXPECT_EQ(mixed[0].cpus, std::vector<int>{383});
+  EXPECT_EQ(mixed[0].memory_nodes, std::vector<int>{23});
+  EXPECT_EQ(mixed[1].cpus, std::vector<int>{382});
+  EXPECT_EQ(mixed[1].index, 1);
+  EXPECT_EQ(most.workers[0].threads, 382);
+
+  // All or nothing: two cores in the plan cannot give two feeders, and keep both.
+  const MachineInfo pair = Topology::from_synthetic("pack:1 numa:1 core:2 pu:1").info();
+  Plan cores = plan_layout(pair, "core", MemoryPolicy::kLocal);
+  EXPECT_TRUE(reserve_feeder_cpus(pair, cores, 2).empty());
+  EXPECT_EQ(cores.workers.size(), 2u);
+  const std::vector<WorkerPlan> one = reserve_feeder_cpus(pair, cores, 1);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(cores.workers.size(), 1u);
+  EXPECT_NE(one[0].cpus, cores.workers[0].cpus);
+}
+
 TEST(Placement, BadLayouts) {
   const std::string expected = " (expected single, single:T, numa, numa:K, l3, core or JxT)";
   for (const std::string layout :

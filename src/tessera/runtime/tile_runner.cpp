@@ -32,6 +32,7 @@
 #include "tessera/runtime/journal.h"
 #include "tessera/runtime/worker_pool.h"
 #include "tessera/topology/binding.h"
+#include "tessera/topology/topology.h"
 
 namespace tessera {
 namespace {
@@ -282,9 +283,11 @@ struct StreamEngine {
 // while that runs out of memory), then two helper threads each claim chunks, prepare them into
 // their own Slot, hand each pass to this thread and wait, while this thread runs whatever slot
 // is ready. So the next chunk is prepared while the engine runs, and finished chunks are
-// quantised while it runs. `engine_ready` is called once the engine exists (not when building
-// it fails); `engines_built` counts a build.
+// quantised while it runs. The helpers bind themselves to `helper_cpus` when given (else they
+// share the engine thread's binding). `engine_ready` is called once the engine exists (not when
+// building it fails); `engines_built` counts a build.
 StreamStats run_stream_worker(const TileJob& job, const std::string& device, StreamEngine& kept,
+                              const WorkerPlan* helper_cpus, MemoryPolicy policy,
                               const std::function<void()>& engine_ready,
                               std::atomic<int>& engines_built) {
   const InferOptions& options = job.options;
@@ -335,6 +338,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
   };
   auto helper = [&] {
     try {
+      if (helper_cpus) bind_current_thread(*helper_cpus, policy);
       PixelPreparer preparer(job.tile, static_cast<int>(job.shape.s2_steps),
                              static_cast<int>(job.shape.s1_steps));
       Slot slot;
@@ -430,8 +434,10 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
 struct TileRunner::Kept {
   DeviceList devices;
   Plan cpu_plan;  // the plan without the PUs of the streaming workers; index = position
-  std::vector<WorkerPlan> stream_cpus;  // one PU per streaming worker (none without "cpu")
-  std::optional<ModelShape> shape;      // read from the model on the first tile computed
+  // Without "cpu": none. Else 2 PUs per streaming worker (stream i: engine thread on
+  // [2i], helpers on [2i+1]) or, on small machines, 1 (stream i: all on [i]).
+  std::vector<WorkerPlan> stream_cpus;
+  std::optional<ModelShape> shape;  // read from the model on the first tile computed
   std::vector<std::unique_ptr<OrtEngine>> cpu_engines;  // by WorkerPlan::index
   std::vector<StreamEngine> stream_engines;             // by streaming device
 
@@ -458,12 +464,16 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan)
   if (options.gpu_batch < 1) {
     throw UsageError(fmt::format("GPU batch must be at least 1 (got {})", options.gpu_batch));
   }
-  // Next to CPU workers, each streaming worker (its engine thread and helpers) gets a PU of
-  // its own: a GPU waits whenever the thread that launches its kernels waits for a core.
+  // Next to CPU workers, each streaming worker gets two PUs of its own, one for its engine
+  // thread and one for its two helpers (or, on a machine too small for that, one for all
+  // three): a GPU waits whenever the thread that launches its kernels waits for a core.
   kept_->cpu_plan = plan;
-  if (kept_->devices.cpu) {
-    kept_->stream_cpus =
-        reserve_cpus(kept_->cpu_plan, static_cast<int>(kept_->devices.streams.size()));
+  const int streams = static_cast<int>(kept_->devices.streams.size());
+  if (kept_->devices.cpu && streams > 0) {
+    const MachineInfo machine = Topology::this_machine().info();
+    kept_->stream_cpus = reserve_feeder_cpus(machine, kept_->cpu_plan, 2 * streams);
+    if (kept_->stream_cpus.empty())
+      kept_->stream_cpus = reserve_feeder_cpus(machine, kept_->cpu_plan, streams);
   }
   // A CPU worker's engine slot is its index, made its position here.
   for (size_t i = 0; i < kept_->cpu_plan.workers.size(); ++i)
@@ -578,10 +588,16 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
         counted = true;
       };
       try {
-        // Threads inherit this binding: the engine's and the helper threads too.
-        if (i < stream_cpus.size()) bind_current_thread(stream_cpus[i], plan_.policy);
+        // Threads inherit this binding: the engine's and, unless rebound, the helpers.
+        const WorkerPlan* helper_cpus = nullptr;
+        if (stream_cpus.size() >= 2 * streams) {
+          bind_current_thread(stream_cpus[2 * i], plan_.policy);
+          helper_cpus = &stream_cpus[2 * i + 1];
+        } else if (i < stream_cpus.size()) {
+          bind_current_thread(stream_cpus[i], plan_.policy);
+        }
         stream_stats[i] = run_stream_worker(job, devices.streams[i], kept_->stream_engines[i],
-                                            ready, engines_built);
+                                            helper_cpus, plan_.policy, ready, engines_built);
       } catch (...) {
         errors[i + 1] = std::current_exception();
         abort = true;

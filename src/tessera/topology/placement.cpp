@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <set>
 #include <stdexcept>
 
 #include "tessera/common/error.h"
@@ -201,6 +202,37 @@ std::vector<WorkerPlan> reserve_cpus(Plan& plan, int count) {
     last.cpus.pop_back();
     last.threads = std::min(last.threads, static_cast<int>(last.cpus.size()));
     if (last.cpus.empty()) plan.workers.pop_back();
+  }
+  return reserved;
+}
+
+std::vector<WorkerPlan> reserve_feeder_cpus(const MachineInfo& machine, Plan& plan, int count) {
+  if (count <= 0) return {};
+  std::set<int> planned;
+  for (const auto& worker : plan.workers) planned.insert(worker.cpus.begin(), worker.cpus.end());
+  std::vector<WorkerPlan> reserved;
+  for (const CoreInfo& core : machine.core_list) {
+    if (static_cast<int>(reserved.size()) == count) break;
+    const bool idle = std::none_of(core.pus.begin(), core.pus.end(),
+                                   [&](int pu) { return planned.count(pu) > 0; });
+    if (!idle) continue;
+    WorkerPlan taken;
+    taken.index = static_cast<int>(reserved.size());
+    taken.cpus = {core.pus.front()};
+    if (core.node >= 0) taken.memory_nodes = {machine.numa_nodes[core.node].os_index};
+    taken.threads = 1;
+    reserved.push_back(taken);
+  }
+  const int missing = count - static_cast<int>(reserved.size());
+  if (missing > 0) {
+    Plan trial = plan;
+    std::vector<WorkerPlan> from_plan = reserve_cpus(trial, missing);
+    if (from_plan.empty()) return {};
+    plan = std::move(trial);
+    for (auto& worker : from_plan) {
+      worker.index = static_cast<int>(reserved.size());
+      reserved.push_back(std::move(worker));
+    }
   }
   return reserved;
 }

@@ -54,6 +54,12 @@ Plan plan_layout(const MachineInfo& machine, const std::string& layout, MemoryPo
 // Takes nothing (returns {}) when that would leave the plan without a PU.
 std::vector<WorkerPlan> reserve_cpus(Plan& plan, int count);
 
+// The PUs for threads that feed GPUs: `count` single-PU WorkerPlans, first the first PU of each
+// core the plan leaves idle (in core order, with that core's node as memory), then PUs taken off
+// the plan's end as reserve_cpus does. All or nothing: returns {} and changes nothing when the
+// machine cannot give `count` without leaving the plan without a PU.
+std::vector<WorkerPlan> reserve_feeder_cpus(const MachineInfo& machine, Plan& plan, int count);
+
 // "single:2,2x1,numa" -> {"single:2", "2x1", "numa"}; empty items are dropped.
 std::vector<std::string> split_layout_list(const std::string& list);
 
