@@ -146,12 +146,14 @@ void add_infer_command(CLI::App& root) {
                                  prefix, s.grid, options.out_dir)
                   << std::flush;
       } else {
+        std::string notes;
+        if (s.batches_resumed) notes += fmt::format(", {} batches resumed", s.batches_resumed);
+        if (s.gpu_busy_percent >= 0)
+          notes += fmt::format(", GPU busy {:.1f} %", s.gpu_busy_percent);
         std::cout << fmt::format(
                          "{}{}: {} of {} pixels valid, {:.1f} s ({:.3f} ms/pixel{}) -> {}, {}\n",
                          prefix, s.grid, s.pixels_valid, s.pixels_total, s.seconds, s.ms_per_pixel,
-                         s.batches_resumed ? fmt::format(", {} batches resumed", s.batches_resumed)
-                                           : "",
-                         s.embeddings_path, s.scales_path)
+                         notes, s.embeddings_path, s.scales_path)
                   << std::flush;
       }
       return s;
