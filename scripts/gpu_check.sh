@@ -68,14 +68,15 @@ stage_bench() {
 stage_infer() {
   ensure_model
   local tiles="$RESULTS/tiles" gpu=${GPU_PATH:-cuda:0+io} p=${PRECISION:-tf32}
-  local grids=(grid_0.05_0.05 grid_0.15_0.05) grid=grid_0.05_0.05
+  local grid=grid_0.05_0.05
+  local two=("$tiles/$grid" "$tiles/grid_0.15_0.05")
   rm -rf "$tiles" "$RESULTS"/o_*
-  "$B" synth --out "$tiles/${grids[0]}" --size "$SIZE" --seed 3 >/dev/null
-  "$B" synth --out "$tiles/${grids[1]}" --size "$SIZE" --seed 4 >/dev/null
+  "$B" synth --out "${two[0]}" --size "$SIZE" --seed 3 >/dev/null
+  "$B" synth --out "${two[1]}" --size "$SIZE" --seed 4 >/dev/null
   "$B" infer -m "$model" --device "$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_gpu" --summary "$RESULTS/s_gpu.json" "${grids[@]/#/$tiles/}" 2>&1 | grep -v '^grid'
+    --out "$RESULTS/o_gpu" --summary "$RESULTS/s_gpu.json" "${two[@]}" 2>&1 | grep -v '^grid'
   "$B" infer -m "$model" --device "cpu,$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_mix" --summary "$RESULTS/s_mix.json" "${grids[@]/#/$tiles/}" 2>&1 | grep -v '^grid'
+    --out "$RESULTS/o_mix" --summary "$RESULTS/s_mix.json" "${two[@]}" 2>&1 | grep -v '^grid'
   # Agreement with the CPU on a small tile (the CPU is ~100x slower).
   "$B" synth --out "$tiles/small/$grid" --size 64x64 --seed 5 >/dev/null
   "$B" infer -m "$model" --device cpu -b 256 --out "$RESULTS/o_cpu_small" "$tiles/small/$grid" 2>&1 | tail -n 1
@@ -114,29 +115,31 @@ stage_cpu() {
 # CUDA_LAUNCH_BLOCKING=1 and ORT's verbose log, whose capture lines go to graph_verbose.txt.
 stage_graph() {
   ensure_model
-  local tiny="$RESULTS/tiny.onnx" mid="$RESULTS/mid.onnx" m b level out failed=""
+  local tiny="$RESULTS/tiny.onnx" mid="$RESULTS/mid.onnx" m b level failed=()
   [ -f "$tiny" ] || "$B" make-model -o "$tiny" --d-model 32 --layers 1 --heads 2 --ffn 64 >/dev/null
   [ -f "$mid" ] || "$B" make-model -o "$mid" --d-model 128 --layers 2 --heads 4 --ffn 512 >/dev/null
   for m in "$tiny" "$mid" "$model"; do
     for level in 99 1; do
       for b in 16 256 1024 4096; do
-        if out=$("$B" bench -m "$m" --device cuda:0,cuda:0+graph --opt-level "$level" -b "$b" \
-          --batches 5 -r 2 --warmup 2 -o csv 2>&1); then
+        local csv="$RESULTS/graph.csv" err="$RESULTS/graph.err"
+        if "$B" bench -m "$m" --device cuda:0,cuda:0+graph --opt-level "$level" -b "$b" \
+          --batches 5 -r 2 --warmup 2 -o csv >"$csv" 2>"$err"; then
           echo "$(basename "$m") opt $level b $b: ok; ms/px cuda:0, +graph:" \
-            $(echo "$out" | python3 -c 'import csv,sys; print(*[r["ms_per_pixel"] for r in csv.DictReader(sys.stdin)])')
+            "$(python3 -c 'import csv,sys; print(*[r["ms_per_pixel"] for r in csv.DictReader(open(sys.argv[1]))])' "$csv")"
         else
-          echo "$(basename "$m") opt $level b $b: $(echo "$out" | tail -n 1)"
-          [ -n "$failed" ] || failed="$m $level $b"
+          echo "$(basename "$m") opt $level b $b: $(tail -n 1 "$err")"
+          [ "${#failed[@]}" -gt 0 ] || failed=("$m" "$level" "$b")
         fi
       done
     done
   done
-  [ -n "$failed" ] || return 0
-  set -- $failed
-  CUDA_LAUNCH_BLOCKING=1 TESSERA_ORT_LOG=verbose "$B" bench -m "$1" --device cuda:0+graph \
-    --opt-level "$2" -b "$3" --batches 1 -r 1 --warmup 2 -o csv >"$RESULTS/graph_verbose.log" 2>&1
+  [ "${#failed[@]}" -gt 0 ] || return 0
+  CUDA_LAUNCH_BLOCKING=1 TESSERA_ORT_LOG=verbose "$B" bench -m "${failed[0]}" --device cuda:0+graph \
+    --opt-level "${failed[1]}" -b "${failed[2]}" --batches 1 -r 1 --warmup 2 -o csv \
+    >"$RESULTS/graph_verbose.log" 2>&1
   grep -n -i -E 'graph|captur|error|fail' "$RESULTS/graph_verbose.log" | tail -n 60 \
     | tee "$RESULTS/graph_verbose.txt"
+  return 1  # some case did not capture
 }
 
 status=0

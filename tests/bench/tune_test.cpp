@@ -21,6 +21,7 @@ const std::string kDir = std::string(TESSERA_TEST_TMP) + "/tune_test";
 // speed +- a spread, and a measurement costs `work` x 1e-4 s plus 0.5 s of session creation.
 struct FakeBench {
   std::map<std::string, double> ms_per_pixel;
+  std::map<std::string, std::string> errors;  // candidates that fail, and why
   double spread = 0.01;
   std::vector<std::pair<std::string, int64_t>> calls;  // (key, work) in call order
 
@@ -28,6 +29,12 @@ struct FakeBench {
     const std::string key = c.layout + "/" + std::to_string(c.batch);
     calls.emplace_back(key, work);
     Measurement m;
+    if (const auto error = errors.find(key); error != errors.end()) {
+      m.status = "error";
+      m.error = error->second;
+      m.seconds = 0.5;
+      return m;
+    }
     const auto it = ms_per_pixel.find(key);
     if (it == ms_per_pixel.end()) {
       m.status = "oom";
@@ -174,6 +181,16 @@ TEST(Tune, FailedCandidatesAreDroppedAndRankedLast) {
     FAIL() << "expected Error";
   } catch (const Error& e) {
     EXPECT_STREQ(e.what(), "tune: every candidate failed (oom at layout a batch 1)");
+  }
+  FakeBench broken;
+  broken.errors = {{"a/1", "ort-cpu: inference failed (Reshape)"}};
+  try {
+    successive_halving(grid({"a"}, {1}), options, bind(broken));
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(),
+                 "tune: every candidate failed (error at layout a batch 1: ort-cpu: inference "
+                 "failed (Reshape))");
   }
 }
 

@@ -161,6 +161,17 @@ TEST(BenchCli, BatchOfZero) {
   EXPECT_EQ(r.err, "tessera: batch size must be at least 1 (got 0)\n");
 }
 
+TEST(BenchCli, OptionsEveryCaseShares) {
+  auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --precision fp16");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: unknown precision 'fp16' (expected fp32 or tf32)\n");
+  EXPECT_EQ(r.out, "");
+  r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --opt-level 5");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: unknown graph optimisation level 5 (expected 0, 1, 2 or 99)\n");
+  EXPECT_EQ(r.out, "");
+}
+
 TEST(BenchCli, UnknownOutputFormat) {
   const auto r = run_cli("bench -m " + small_model() + " -o xml");
   EXPECT_EQ(r.exit_code, 2);

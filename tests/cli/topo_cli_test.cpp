@@ -134,7 +134,9 @@ TEST(TopoCli, BadFlags) {
 TEST(TopoCli, BadOrtLogLevelIsAUsageErrorOfEveryCommand) {
   ::setenv("TESSERA_ORT_LOG", "loud", 1);
   const auto r = run_cli("topo " + kEpyc);
+  const auto help = run_cli("topo --help");
   ::unsetenv("TESSERA_ORT_LOG");
+  EXPECT_EQ(help.exit_code, 0) << help.err;
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
             "tessera: TESSERA_ORT_LOG: unknown log level 'loud' (expected verbose, info, warning, "

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <set>
 
 #include "tessera/common/error.h"
 #include "tessera/model/cuda_runtime.h"
@@ -69,6 +70,21 @@ float max_difference(const Engine& a, const Engine& b, int64_t batch) {
 }
 
 // ---- without a GPU (and on one): parsing and errors ----
+
+TEST(GpuPaths, GraphRunsArePaddedToPowersOfTwo) {
+  // IO binding computes what it is given; the graph path the next power of two, capped.
+  EXPECT_EQ(cuda_run_batch(CudaPath::kIoBinding, 7, 64), 7);
+  EXPECT_EQ(cuda_run_batch(CudaPath::kDefault, 33, 64), 33);
+  EXPECT_EQ(cuda_run_batch(CudaPath::kCudaGraph, 7, 64), 8);
+  EXPECT_EQ(cuda_run_batch(CudaPath::kCudaGraph, 8, 64), 8);
+  EXPECT_EQ(cuda_run_batch(CudaPath::kCudaGraph, 1, 64), 1);
+  EXPECT_EQ(cuda_run_batch(CudaPath::kCudaGraph, 33, 48), 48);
+  EXPECT_EQ(cuda_run_batch(CudaPath::kCudaGraph, 16383, 16384), 16384);
+  // Every size of a 16384-pixel engine runs at one of 15 sizes.
+  std::set<int64_t> sizes;
+  for (int64_t b = 1; b <= 16384; ++b) sizes.insert(cuda_run_batch(CudaPath::kCudaGraph, b, 16384));
+  EXPECT_EQ(sizes.size(), 15u);
+}
 
 TEST(GpuPaths, DeviceStringsNameThePath) {
   EXPECT_EQ(cuda_path("cpu"), CudaPath::kNone);

@@ -220,8 +220,10 @@ const std::string& small_model() {
   return path;
 }
 
-std::string write_tile(const std::string& grid, int height, int width, uint32_t seed) {
+std::string write_tile(const std::string& grid, int height, int width, uint32_t seed,
+                       double nodata = 0.05) {
   SynthOptions options;
+  options.nodata = nodata;
   options.height = height;
   options.width = width;
   options.s2_steps = 14;
@@ -393,6 +395,33 @@ TEST(TileRunner, ATileThatCannotBeReadKeepsTheEngines) {
   const std::string missing = kDir + "/grid_9.95_9.95";
   EXPECT_NE(error_of([&] { runner.run(missing, nullptr); }).find(missing), std::string::npos);
   EXPECT_EQ(runner.run(large_tile_dir(), nullptr).engines_built, 0);
+}
+
+TEST(TileRunner, ATileWithNothingToComputeBuildsNoEngine) {
+  const std::string empty = write_tile("grid_0.75_1.15", 5, 4, 9, 1.0);  // no valid pixel
+  TileRunner runner(infer_options("cpu,cpu+stream", kDir + "/empty", 1, 24), one_worker_plan());
+  const TileSummary none = runner.run(empty, nullptr);
+  EXPECT_EQ(none.status, "done");
+  EXPECT_EQ(none.pixels_valid, 0);
+  EXPECT_EQ(none.engines_built, 0);
+  EXPECT_EQ(npy_payload(none.scales_path), std::string(5 * 4 * sizeof(float), '\0'));
+  EXPECT_EQ(runner.run(tile_dir(), nullptr).engines_built, 2);
+}
+
+TEST(TileRunner, AWorkerThatFailsDropsEveryEngine) {
+  // A model that fails on batches that are not a multiple of 4: with batches of 4 pixels, a
+  // tile of 143 valid pixels fails on its last batch, one of 132 runs through.
+  InferOptions options = infer_options("cpu", kDir + "/fails", 1, 24);
+  options.model_path = testing::write_batch_multiple_model(kDir, "multiple_of_4.onnx", 4);
+  options.batch = 4;
+  const std::string odd = write_tile("grid_0.85_1.15", 13, 11, 10, 0.0);
+  const std::string even = write_tile("grid_0.95_1.15", 12, 11, 11, 0.0);
+  TileRunner runner(options, one_worker_plan());
+  EXPECT_EQ(runner.run(even, nullptr).engines_built, 1);
+  EXPECT_EQ(runner.run(even, nullptr).engines_built, 0);
+  const std::string message = error_of([&] { runner.run(odd, nullptr); });
+  EXPECT_NE(message.find("Reshape"), std::string::npos) << message;
+  EXPECT_EQ(runner.run(even, nullptr).engines_built, 1);  // built anew after the failure
 }
 
 TEST(TileRunner, ChecksItsOptionsBeforeAnyTile) {

@@ -214,9 +214,10 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
     result.final_work = work;
     std::erase_if(alive, [&](int i) { return !measured_ok(results[i].last); });
     if (alive.empty()) {
-      throw Error(fmt::format("tune: every candidate failed ({} at layout {} batch {})",
-                              results[0].last.status, results[0].candidate.layout,
-                              results[0].candidate.batch));
+      const Measurement& first = results[0].last;
+      throw Error(fmt::format("tune: every candidate failed ({} at layout {} batch {}{})",
+                              first.status, results[0].candidate.layout, results[0].candidate.batch,
+                              first.status == "error" ? ": " + first.error : std::string()));
     }
     std::stable_sort(alive.begin(), alive.end(), by_mean);
     if (alive.size() == 1) break;
@@ -354,6 +355,7 @@ TuneResult tune(const TuneOptions& options) {
     m.seconds = seconds;
     m.session_s = session_s;
     m.status = row.status;
+    m.error = row.error;
     m.ms_per_pixel = per_rep_ms_per_pixel(row);
     return m;
   };

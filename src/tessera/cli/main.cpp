@@ -25,9 +25,10 @@ int main(int argc, char** argv) {
   tessera::cli::add_infer_command(app);
   tessera::cli::add_run_model_command(app);
   tessera::cli::add_tune_command(app);
+  // A bad TESSERA_ORT_LOG is a usage error of every command, found before its work starts (after
+  // --help and --version, which need no ONNX Runtime).
+  app.parse_complete_callback([] { tessera::ort_log_level(std::getenv("TESSERA_ORT_LOG")); });
   try {
-    // A bad TESSERA_ORT_LOG is a usage error of every command, found before any work.
-    tessera::ort_log_level(std::getenv("TESSERA_ORT_LOG"));
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     // --help and --version end here with 0; every malformed command line is a usage error.

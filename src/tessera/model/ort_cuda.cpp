@@ -29,6 +29,13 @@ CudaPath cuda_path(const std::string& device) {
   return CudaPath::kDefault;
 }
 
+int64_t cuda_run_batch(CudaPath path, int64_t batch, int64_t max_batch) {
+  if (path != CudaPath::kCudaGraph) return batch;
+  int64_t size = 1;
+  while (size < batch) size *= 2;
+  return std::min(size, max_batch);
+}
+
 bool is_out_of_memory_message(const std::string& message) {
   const std::string text = lower(message);
   for (const char* needle : {"out of memory", "failed to allocate", "alloc_failed", "bad_alloc"}) {
@@ -144,6 +151,14 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   std::fill_n(host_s2_, options_.max_batch * shape_.s2_pixel_floats(), 0.0f);
   std::fill_n(host_s1_, options_.max_batch * shape_.s1_pixel_floats(), 0.0f);
   std::fill_n(host_out_, options_.max_batch * shape_.output_dim, 0.0f);
+  // Zeros on the device too: a padded run (cuda_run_batch) computes pixels never written.
+  check("cudaMemcpyAsync",
+        cuda_->memcpy_async(device_s2_, host_s2_, bytes(shape_.s2_pixel_floats()),
+                            CudaRuntime::kHostToDevice, stream_));
+  check("cudaMemcpyAsync",
+        cuda_->memcpy_async(device_s1_, host_s1_, bytes(shape_.s1_pixel_floats()),
+                            CudaRuntime::kHostToDevice, stream_));
+  check("cudaStreamSynchronize", cuda_->stream_synchronize(stream_));
 
   Ort::SessionOptions session_options;
   session_options.SetIntraOpNumThreads(std::max(1, options_.intra_op_threads));
@@ -182,6 +197,7 @@ void OrtCudaEngine::free_buffers() {
   run_options_.clear();
   session_.reset();
   if (!cuda_) return;
+  cuda_->set_device(device_id_);  // the thread that frees may not be the one that built
   if (stream_) cuda_->stream_synchronize(stream_);
   for (float** p : {&device_s2_, &device_s1_, &device_out_}) {
     if (*p) cuda_->free_device(*p);
@@ -203,32 +219,38 @@ void OrtCudaEngine::run(int64_t batch) {
   if (batch < 1 || batch > options_.max_batch) {
     throw Error(fmt::format("batch of {} pixels is outside 1..{}", batch, options_.max_batch));
   }
-  auto binding = bindings_.find(batch);
-  if (binding == bindings_.end()) {
-    const int64_t s2_shape[3] = {batch, shape_.s2_steps, shape_.s2_features};
-    const int64_t s1_shape[3] = {batch, shape_.s1_steps, shape_.s1_features};
-    const int64_t out_shape[2] = {batch, shape_.output_dim};
-    Ort::IoBinding io(*session_);
-    io.BindInput("s2_input",
-                 Ort::Value::CreateTensor<float>(device_memory_, device_s2_,
-                                                 batch * shape_.s2_pixel_floats(), s2_shape, 3));
-    io.BindInput("s1_input",
-                 Ort::Value::CreateTensor<float>(device_memory_, device_s1_,
-                                                 batch * shape_.s1_pixel_floats(), s1_shape, 3));
-    io.BindOutput("output",
-                  Ort::Value::CreateTensor<float>(device_memory_, device_out_,
-                                                  batch * shape_.output_dim, out_shape, 2));
-    binding = bindings_.emplace(batch, std::move(io)).first;
-    Ort::RunOptions run_options;
-    if (path_ == CudaPath::kCudaGraph) {
-      run_options.AddConfigEntry(kOrtRunOptionsConfigCudaGraphAnnotation,
-                                 std::to_string(batch).c_str());
-    }
-    run_options_.emplace(batch, std::move(run_options));
-  }
   auto check = [&](const char* what, int status) {
     if (status != 0) throw Error(name() + ": " + cuda_->describe(what, status));
   };
+  check("cudaSetDevice", cuda_->set_device(device_id_));
+  const int64_t computed = cuda_run_batch(path_, batch, options_.max_batch);
+  auto binding = bindings_.find(computed);
+  if (binding == bindings_.end()) {
+    if (path_ != CudaPath::kCudaGraph && bindings_.size() >= kMaxBindings) {
+      bindings_.clear();
+      run_options_.clear();
+    }
+    const int64_t s2_shape[3] = {computed, shape_.s2_steps, shape_.s2_features};
+    const int64_t s1_shape[3] = {computed, shape_.s1_steps, shape_.s1_features};
+    const int64_t out_shape[2] = {computed, shape_.output_dim};
+    Ort::IoBinding io(*session_);
+    io.BindInput("s2_input",
+                 Ort::Value::CreateTensor<float>(device_memory_, device_s2_,
+                                                 computed * shape_.s2_pixel_floats(), s2_shape, 3));
+    io.BindInput("s1_input",
+                 Ort::Value::CreateTensor<float>(device_memory_, device_s1_,
+                                                 computed * shape_.s1_pixel_floats(), s1_shape, 3));
+    io.BindOutput("output",
+                  Ort::Value::CreateTensor<float>(device_memory_, device_out_,
+                                                  computed * shape_.output_dim, out_shape, 2));
+    binding = bindings_.emplace(computed, std::move(io)).first;
+    Ort::RunOptions run_options;
+    if (path_ == CudaPath::kCudaGraph) {
+      run_options.AddConfigEntry(kOrtRunOptionsConfigCudaGraphAnnotation,
+                                 std::to_string(computed).c_str());
+    }
+    run_options_.emplace(computed, std::move(run_options));
+  }
   const auto floats = [&](int64_t per_pixel) {
     return static_cast<size_t>(batch * per_pixel) * sizeof(float);
   };
@@ -240,7 +262,7 @@ void OrtCudaEngine::run(int64_t batch) {
         cuda_->memcpy_async(device_s1_, host_s1_, floats(shape_.s1_pixel_floats()),
                             CudaRuntime::kHostToDevice, stream_));
   try {
-    session_->Run(run_options_.at(batch), binding->second);
+    session_->Run(run_options_.at(computed), binding->second);
   } catch (const Ort::Exception& e) {
     cuda_->stream_synchronize(stream_);
     throw Error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");

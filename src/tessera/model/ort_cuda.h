@@ -4,14 +4,17 @@
 //   "cuda:N"        OrtEngine: CPU tensors in, ORT copies them to the GPU (ORT's default path)
 //   "cuda:N+io"     OrtCudaEngine: pinned host buffers, device-resident input/output buffers
 //                   bound once per batch size, copies and compute on one CUDA stream
-//   "cuda:N+graph"  as "+io", plus CUDA graphs: one captured graph per batch size
-//                   (run option gpu_graph_id = batch), replayed on later runs
+//   "cuda:N+graph"  as "+io", plus CUDA graphs: one captured graph per computed batch size
+//                   (cuda_run_batch; run option gpu_graph_id = that size), replayed on later
+//                   runs
 //
 // OrtCudaEngine owns: one Ort::Session on device N, one CUDA stream (ORT computes on it too,
 // via the provider option user_compute_stream), pinned host buffers s2/s1/output and device
 // buffers of max_batch pixels, and two CUDA events. Invariant: the buffer addresses never
 // change after construction (CUDA graphs replay against them); run(b) copies the first b
-// pixels host -> device, runs, copies b outputs back, and returns when they are in output().
+// pixels host -> device, runs cuda_run_batch(b) pixels (the rest are earlier inputs, or zeros),
+// copies b outputs back, and returns when they are in output(). Any thread may call run() (one
+// at a time): it makes the engine's GPU current first.
 // It needs the CUDA runtime (cuda_runtime.h); without it construction throws one line.
 
 #include <onnxruntime_cxx_api.h>
@@ -31,6 +34,12 @@ enum class CudaPath { kNone, kDefault, kIoBinding, kCudaGraph };
 
 // The GPU path a device string names: kNone for "cpu", else by its suffix. Throws UsageError.
 CudaPath cuda_path(const std::string& device);
+
+// The batch a run of `batch` pixels is computed at: `batch` itself, except on the CUDA-graph path,
+// where it is the next power of two (at most max_batch): a graph is captured per computed batch
+// size and kept, and the last chunks of a run's tiles come in every size, so this bounds a run
+// to log2(max_batch) + 2 graphs. The padding pixels' outputs are computed and ignored.
+int64_t cuda_run_batch(CudaPath path, int64_t batch, int64_t max_batch);
 
 // True when an ONNX Runtime / CUDA error message means the memory ran out (ORT's arena:
 // "Failed to allocate memory", CUDA: "out of memory", cuBLAS/cuDNN: "ALLOC_FAILED").
@@ -92,7 +101,9 @@ class OrtCudaEngine : public Engine {
   std::unique_ptr<Ort::Session> session_;
   Ort::MemoryInfo device_memory_{nullptr};
   // One binding (and, for CUDA graphs, one run-options object with its gpu_graph_id) per
-  // batch size, made on first use; later runs of that size reuse them unchanged.
+  // computed batch size, made on first use; later runs of that size reuse them unchanged. On
+  // the IO-binding path they are dropped when kMaxBindings sizes have gathered.
+  static constexpr size_t kMaxBindings = 16;
   std::map<int64_t, Ort::IoBinding> bindings_;
   std::map<int64_t, Ort::RunOptions> run_options_;
   double session_seconds_ = 0;

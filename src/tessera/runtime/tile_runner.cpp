@@ -571,7 +571,9 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   StreamPace pace;
   const TileJob job{tile,           options,      valid,   shape,       *journal, committer,
                     embedding_rows, scale_values, counter, pixels_done, abort,    pace};
-  const size_t streams = devices.streams.size();
+  // No workers (and no engine builds) when every batch is done already, or there is none.
+  const bool work_left = journal->done_count() < summary.batches;
+  const size_t streams = work_left ? devices.streams.size() : 0;
   const std::vector<WorkerPlan>& stream_cpus = kept_->stream_cpus;
   std::atomic<int> engines_built{0};
   std::vector<StreamStats> stream_stats(streams);
@@ -605,7 +607,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
       ready();
     });
   }
-  if (devices.cpu) {
+  if (devices.cpu && work_left) {
     stream_engines_ready.wait();
     try {
       run_pinned_workers(kept_->cpu_plan, [&](const WorkerPlan& worker) {
