@@ -50,7 +50,7 @@ stage_tests() {
 stage_bench() {
   ensure_model
   local precision path files=()
-  for precision in fp32 tf32; do
+  for precision in fp32 tf32 fp16; do
     for path in cuda:0 cuda:0+io cuda:0+graph; do
       local f="$RESULTS/bench_${path//[:+]/_}_$precision.json"
       "$B" bench -m "$model" --device "$path" --precision "$precision" -b 1024,4096,16384 \
@@ -86,6 +86,11 @@ stage_infer() {
     "$RESULTS/o_gpu_small/$grid" --min-within-1-lsb 0.995 | tee "$RESULTS/agreement.txt"
   python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_gpu/$grid" "$RESULTS/o_mix/$grid" \
     | tee -a "$RESULTS/agreement.txt"
+  # The float16 model (--precision fp16) against the same CPU run.
+  "$B" infer -m "$model" --device "$gpu" --precision fp16 -b 256 --out "$RESULTS/o_gpu16_small" \
+    "$tiles/small/$grid" 2>&1 | tail -n 1
+  python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_cpu_small/$grid" \
+    "$RESULTS/o_gpu16_small/$grid" --min-within-1-lsb 0.995 | tee -a "$RESULTS/agreement.txt"
   python3 - "$RESULTS" <<'EOF'
 import json, sys
 for s in ('s_gpu', 's_mix'):

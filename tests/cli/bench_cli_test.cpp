@@ -162,9 +162,9 @@ TEST(BenchCli, BatchOfZero) {
 }
 
 TEST(BenchCli, OptionsEveryCaseShares) {
-  auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --precision fp16");
+  auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --precision bf16");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "tessera: unknown precision 'fp16' (expected fp32 or tf32)\n");
+  EXPECT_EQ(r.err, "tessera: unknown precision 'bf16' (expected fp32, tf32 or fp16)\n");
   EXPECT_EQ(r.out, "");
   r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --opt-level 5");
   EXPECT_EQ(r.exit_code, 2);
@@ -191,6 +191,28 @@ TEST(BenchCli, CudaWithoutAGpuIsOneClearLine) {
   EXPECT_EQ(r.err.rfind("tessera: cuda:0: the CUDA execution provider is not available (", 0), 0u)
       << r.err;
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
+}
+
+TEST(ConvertModelCli, WritesAFloat16ModelThatRuns) {
+  const std::string out = kDir + "/small_fp16.onnx";
+  std::filesystem::remove(out);
+  auto r = run_cli("convert-model -m " + small_model() + " -o " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("wrote " + out + ": " + small_model() + " in float16 (", 0), 0u) << r.out;
+  EXPECT_LT(std::filesystem::file_size(out), std::filesystem::file_size(small_model()));
+  r = run_cli("bench -m " + out + " -t 1 -b 4 --batches 1 -r 1 --warmup 0 -o csv");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  r = run_cli("convert-model -m " + small_model() + " -o " + out);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + out + " already exists (use --force to overwrite)\n");
+  r = run_cli("convert-model -m " + small_model() + " -o " + out + " --force --to bf16");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: convert-model: unknown target precision 'bf16' (expected fp16)\n");
+  r = run_cli("convert-model -m " + kDir + "/none.onnx -o " + kDir + "/none_fp16.onnx");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + kDir + "/none.onnx: cannot be read\n");
+  EXPECT_FALSE(std::filesystem::exists(kDir + "/none_fp16.onnx"));
 }
 
 TEST(MakeModelCli, RefusesToOverwrite) {

@@ -247,9 +247,7 @@ void validate(const BenchOptions& options) {
   if (options.warmup < 0)
     throw UsageError(fmt::format("--warmup must be 0 or more (got {})", options.warmup));
   for (const auto& d : options.devices) parse_device(d);
-  if (options.precision != "fp32" && options.precision != "tf32") {
-    throw UsageError("unknown precision '" + options.precision + "' (expected fp32 or tf32)");
-  }
+  check_precision(options.precision);
   graph_optimization_level(options.optimization_level);  // throws UsageError
   if (options.spawn != "thread" && options.spawn != "process") {
     throw UsageError("unknown --spawn '" + options.spawn + "' (expected thread or process)");

@@ -60,7 +60,8 @@ void add_bench_command(CLI::App& root) {
   cmd->add_option("--gpu-baseline", args->gpu_baseline,
                   "GPU ms/pixel to compare against (adds a vs GPU column)");
   cmd->add_option("--precision", args->precision,
-                  "CUDA matmul precision: tf32 (ONNX Runtime's default) or fp32")
+                  "CUDA precision: tf32 (ONNX Runtime's default), fp32, or fp16 (the "
+                  "model converted to float16)")
       ->capture_default_str();
   cmd->add_option("--opt-level", args->optimization_level,
                   "ORT graph optimisation level: 0, 1, 2, 99")

@@ -91,7 +91,8 @@ void add_infer_command(CLI::App& root) {
                   "Pixels per run on each GPU (whole batches; halved on out of memory)")
       ->capture_default_str();
   cmd->add_option("--precision", args->options.precision,
-                  "CUDA matmul precision: tf32 (ONNX Runtime's default) or fp32")
+                  "CUDA precision: tf32 (ONNX Runtime's default), fp32, or fp16 (the "
+                  "model converted to float16)")
       ->capture_default_str();
   cmd->add_option("-b,--batch", args->options.batch, "Pixels per batch and worker")
       ->capture_default_str();

@@ -8,6 +8,7 @@
 namespace tessera::cli {
 
 void add_make_model_command(CLI::App& root);
+void add_convert_model_command(CLI::App& root);
 void add_bench_command(CLI::App& root);
 void add_bench_worker_command(CLI::App& root);
 void add_project_command(CLI::App& root);

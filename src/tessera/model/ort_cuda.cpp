@@ -103,9 +103,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   if (options_.max_batch < 1) {
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options_.max_batch));
   }
-  if (options_.precision != "fp32" && options_.precision != "tf32") {
-    throw UsageError("unknown precision '" + options_.precision + "' (expected fp32 or tf32)");
-  }
+  check_precision(options_.precision);
   {
     // Reads and checks the model's inputs and output (same checks and messages as the CPU
     // engine), on a cheap unoptimised CPU session.
@@ -177,7 +175,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   }
   const auto start = Clock::now();
   try {
-    session_ = std::make_unique<Ort::Session>(ort_env(), model_path.c_str(), session_options);
+    session_ = open_session(model_path, session_options, options_.precision == "fp16");
   } catch (const Ort::Exception& e) {
     free_buffers();
     throw Error(model_path +

@@ -10,6 +10,7 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/model/fp16_model.h"
 #include "tessera/model/ort_cuda.h"
 
 namespace tessera {
@@ -40,6 +41,19 @@ ONNXTensorElementDataType element_type(const Ort::TypeInfo& info) {
 Ort::Env& ort_env() {
   static Ort::Env env(ort_log_level(std::getenv("TESSERA_ORT_LOG")), "tessera");
   return env;
+}
+
+void check_precision(const std::string& precision) {
+  if (precision != "fp32" && precision != "tf32" && precision != "fp16") {
+    throw UsageError("unknown precision '" + precision + "' (expected fp32, tf32 or fp16)");
+  }
+}
+
+std::unique_ptr<Ort::Session> open_session(const std::string& model_path,
+                                           const Ort::SessionOptions& options, bool fp16) {
+  if (!fp16) return std::make_unique<Ort::Session>(ort_env(), model_path.c_str(), options);
+  const std::string bytes = fp16_model_bytes(model_path);
+  return std::make_unique<Ort::Session>(ort_env(), bytes.data(), bytes.size(), options);
 }
 
 GraphOptimizationLevel graph_optimization_level(int level) {
@@ -105,9 +119,7 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
     throw UsageError(options_.device +
                      ": the IO-binding paths are run by OrtCudaEngine, not OrtEngine");
   }
-  if (options_.precision != "fp32" && options_.precision != "tf32") {
-    throw UsageError("unknown precision '" + options_.precision + "' (expected fp32 or tf32)");
-  }
+  check_precision(options_.precision);
   std::error_code ec;
   if (!std::filesystem::exists(model_path, ec)) throw Error(model_path + ": no such file");
   if (std::filesystem::is_directory(model_path, ec))
@@ -133,7 +145,8 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
 
   const auto start = Clock::now();
   try {
-    session_ = std::make_unique<Ort::Session>(ort_env(), model_path.c_str(), session_options);
+    session_ =
+        open_session(model_path, session_options, cuda_device >= 0 && options_.precision == "fp16");
   } catch (const Ort::Exception& e) {
     throw Error(model_path + ": not a loadable ONNX model (ONNX Runtime: " + first_line(e.what()) +
                 ")");

@@ -25,7 +25,7 @@ struct OrtEngineOptions {
   int optimization_level = 99;     // 0 none, 1 basic, 2 extended, 99 all
   std::string thread_affinities;   // session.intra_op_thread_affinities ("" = unpinned)
   int64_t max_batch = 256;         // buffer capacity in pixels
-  std::string precision = "tf32";  // cuda only: "tf32" (ORT's default) or "fp32"
+  std::string precision = "tf32";  // cuda only: "tf32" (ORT's default), "fp32" or "fp16"
 };
 
 // The ONNX Runtime library's version string, e.g. "1.29.0".
@@ -34,6 +34,16 @@ std::string ort_version();
 // Parses "cpu" / "cuda" / "cuda:N", optionally followed by a GPU path "+io" or "+graph"
 // (ort_cuda.h); returns -1 for cpu, N for CUDA. Throws UsageError.
 int parse_device(const std::string& device);
+
+// Throws UsageError unless `precision` is "fp32", "tf32" or "fp16" (CUDA devices: fp32 matmuls,
+// tf32 matmuls, or the model's float16 version from fp16_model.h; CPU devices compute in fp32).
+void check_precision(const std::string& precision);
+
+// The session for `model_path` with `options`: from the file, or when `fp16` from the model's
+// float16 version (fp16_model.h), converted in memory. Throws Ort::Exception, or Error when the
+// conversion fails.
+std::unique_ptr<Ort::Session> open_session(const std::string& model_path,
+                                           const Ort::SessionOptions& options, bool fp16);
 
 // The process's ONNX Runtime environment (one logger; sessions keep their own thread pools).
 // Its log level comes from TESSERA_ORT_LOG (see ort_log_level), "fatal" when unset; an invalid

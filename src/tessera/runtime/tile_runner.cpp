@@ -453,6 +453,7 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan)
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options.batch));
   if (options.repeat < 1)
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
+  check_precision(options.precision);
   kept_->devices = parse_device_list(options.device);
   for (const auto& device : kept_->devices.streams) {
     if (cuda_path(stream_engine_device(device)) == CudaPath::kNone) continue;
