@@ -74,9 +74,9 @@ stage_infer() {
   "$B" synth --out "${two[0]}" --size "$SIZE" --seed 3 >/dev/null
   "$B" synth --out "${two[1]}" --size "$SIZE" --seed 4 >/dev/null
   "$B" infer -m "$model" --device "$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_gpu" --summary "$RESULTS/s_gpu.json" "${two[@]}" 2>&1 | grep -v '^grid'
+    --out "$RESULTS/o_gpu" --summary "$RESULTS/s_gpu.json" "${two[@]}" 2>&1 | grep -v -E '^(\[[0-9]+/[0-9]+] )?grid'
   "$B" infer -m "$model" --device "cpu,$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_mix" --summary "$RESULTS/s_mix.json" "${two[@]}" 2>&1 | grep -v '^grid'
+    --out "$RESULTS/o_mix" --summary "$RESULTS/s_mix.json" "${two[@]}" 2>&1 | grep -v -E '^(\[[0-9]+/[0-9]+] )?grid'
   # Agreement with the CPU on a small tile (the CPU is ~100x slower).
   "$B" synth --out "$tiles/small/$grid" --size 64x64 --seed 5 >/dev/null
   "$B" infer -m "$model" --device cpu -b 256 --out "$RESULTS/o_cpu_small" "$tiles/small/$grid" 2>&1 | tail -n 1

@@ -132,13 +132,17 @@ void add_infer_command(CLI::App& root) {
     // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
     const MpiJob job;
     const bool tty = isatty(STDERR_FILENO) && !job.active();
-    const std::string prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
+    const std::string rank_prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
     // One runner for every tile of this process, so its engines are built once. Made by the
     // first tile, so its errors reach the dispatcher like any tile's.
     std::optional<TileRunner> runner;
     auto work = [&](size_t index) {
       const std::string& tile = tiles[index];
       const std::string grid = std::filesystem::path(tile).filename().string();
+      // "[3/120] " before each line of a run of several tiles.
+      const std::string prefix =
+          rank_prefix +
+          (tiles.size() > 1 ? fmt::format("[{}/{}] ", index + 1, tiles.size()) : std::string());
       if (!runner) runner.emplace(options, plan);
       const TileSummary s = runner->run(tile, make_progress(prefix + grid, tty));
       if (tty) std::fprintf(stderr, "\r\033[K");
