@@ -391,8 +391,9 @@ TuneResult tune(const TuneOptions& options) {
         return measure_as_bench(c, work);
       }
     }
-    // A new session's second run is still slow (docs/PERFORMANCE.md): a pool's first
-    // measurement warms up with two batches at least, a batch size new to it later with one.
+    // A new session's first runs are slow (docs/PERFORMANCE.md: the first two, when ORT's
+    // memory pattern is on, as on CUDA sessions): a pool's first measurement warms up with two
+    // batches at least, a batch size new to it later with one.
     const int warmup = fresh ? std::max(2, bench.warmup) : bench.warmup;
     const BenchRow row = pool->measure(c.batch, batches_for(c, work), warmup);
     return to_measurement(row, seconds_since(start), session_s);

@@ -131,6 +131,13 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
   session_options.SetInterOpNumThreads(1);
   session_options.SetExecutionMode(ORT_SEQUENTIAL);
   session_options.SetGraphOptimizationLevel(graph_optimization_level(options_.optimization_level));
+  if (cuda_device < 0) {
+    // ORT's memory pattern plans one block per input shape from the first run and allocates it
+    // on the second, beside the arena the first run grew: on the CPU that is a second slow run
+    // and ~0.8 GB more per session of the full model at batch 256, for no speed in steady state
+    // (docs/PERFORMANCE.md). The arena alone serves the runs.
+    session_options.DisableMemPattern();
+  }
   session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning,
                                  options_.spinning ? "1" : "0");
   session_options.AddConfigEntry(kOrtSessionOptionsConfigSetDenormalAsZero, "1");
