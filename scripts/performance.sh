@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the measurements of docs/PERFORMANCE.md on this machine, in one invocation.
 # Writes JSON, Markdown and a report with charts to out/perf/ (or $1). Needs a built tree
-# (scripts/build.sh; TESSERA=path/to/tessera picks another binary). About 12 minutes on a
+# (scripts/build.sh; TESSERA=path/to/tessera picks another binary). About 16 minutes on a
 # 2-core machine; run it on an idle machine.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,6 +33,22 @@ for size in 128 256 512; do
   "$tessera" synth --out "tiles/grid_${size}.00_0.00" --size "${size}x${size}" --s2-steps 90 --s1-steps 30/30 --force
   /usr/bin/time -f "%M" -o "rss_${size}.txt" "$tessera" infer "tiles/grid_${size}.00_0.00" -o emb_small \
     -m small.onnx --layout 2x1 -b 256 --force --summary "infer_small_${size}.json"
+done
+
+step "many tiles: one run (engines kept) vs one run per tile; ORT's memory pattern on vs off"
+for i in 1 2 3; do
+  "$tessera" synth --out "tiles/many/grid_0.${i}5_2.05" --size 24x24 --seed "$i" --force
+done
+many_start=$(date +%s.%N)
+for t in tiles/many/*; do "$tessera" infer "$t" -o emb_many_a --force >/dev/null; done
+many_mid=$(date +%s.%N)
+"$tessera" infer tiles/many/* -o emb_many_b --force --summary infer_many.json >/dev/null
+many_end=$(date +%s.%N)
+python3 -c "import sys; a, m, e = map(float, sys.argv[1:]); print(f'per tile {m - a:.1f} s, one run {e - m:.1f} s: {(m - a) / (e - m):.2f}x')" \
+  "$many_start" "$many_mid" "$many_end" | tee many_tiles.txt
+for pattern in 1 0; do
+  TESSERA_CPU_MEM_PATTERN=$pattern /usr/bin/time -f "%M" -o "rss_pattern_$pattern.txt" \
+    "$tessera" bench --layout 1x1 -b 256 --batches 1 -r 4 --warmup 0 -o json > "mem_pattern_$pattern.json"
 done
 
 step "report"

@@ -163,6 +163,14 @@ TEST(OrtEngine, LogLevelFromTheEnvironment) {
             "fatal)");
 }
 
+TEST(OrtEngine, MemoryPatternFromTheEnvironment) {
+  EXPECT_FALSE(cpu_memory_pattern(nullptr));
+  EXPECT_FALSE(cpu_memory_pattern("0"));
+  EXPECT_TRUE(cpu_memory_pattern("1"));
+  EXPECT_EQ(error_of([] { cpu_memory_pattern("yes"); }),
+            "TESSERA_CPU_MEM_PATTERN: expected 0 or 1 (got 'yes')");
+}
+
 TEST(OrtEngine, UnknownDevice) {
   OrtEngineOptions options;
   options.device = "tpu";

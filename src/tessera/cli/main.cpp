@@ -26,9 +26,13 @@ int main(int argc, char** argv) {
   tessera::cli::add_infer_command(app);
   tessera::cli::add_run_model_command(app);
   tessera::cli::add_tune_command(app);
-  // A bad TESSERA_ORT_LOG is a usage error of every command, found before its work starts (after
+  // A bad TESSERA_ORT_LOG or TESSERA_CPU_MEM_PATTERN is a usage error of every command, found
+  // before its work starts (after
   // --help and --version, which need no ONNX Runtime).
-  app.parse_complete_callback([] { tessera::ort_log_level(std::getenv("TESSERA_ORT_LOG")); });
+  app.parse_complete_callback([] {
+    tessera::ort_log_level(std::getenv("TESSERA_ORT_LOG"));
+    tessera::cpu_memory_pattern(std::getenv("TESSERA_CPU_MEM_PATTERN"));
+  });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

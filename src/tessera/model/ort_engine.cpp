@@ -43,6 +43,13 @@ Ort::Env& ort_env() {
   return env;
 }
 
+bool cpu_memory_pattern(const char* value) {
+  const std::string text = value ? value : "";
+  if (text.empty() || text == "0") return false;
+  if (text == "1") return true;
+  throw UsageError("TESSERA_CPU_MEM_PATTERN: expected 0 or 1 (got '" + text + "')");
+}
+
 void check_precision(const std::string& precision) {
   if (precision != "fp32" && precision != "tf32" && precision != "fp16") {
     throw UsageError("unknown precision '" + precision + "' (expected fp32, tf32 or fp16)");
@@ -131,7 +138,7 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
   session_options.SetInterOpNumThreads(1);
   session_options.SetExecutionMode(ORT_SEQUENTIAL);
   session_options.SetGraphOptimizationLevel(graph_optimization_level(options_.optimization_level));
-  if (cuda_device < 0) {
+  if (cuda_device < 0 && !cpu_memory_pattern(std::getenv("TESSERA_CPU_MEM_PATTERN"))) {
     // ORT's memory pattern plans one block per input shape from the first run and allocates it
     // on the second, beside the arena the first run grew: on the CPU that is a second slow run
     // and ~0.8 GB more per session of the full model at batch 256, for no speed in steady state

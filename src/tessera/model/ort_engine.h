@@ -35,6 +35,11 @@ std::string ort_version();
 // (ort_cuda.h); returns -1 for cpu, N for CUDA. Throws UsageError.
 int parse_device(const std::string& device);
 
+// Whether CPU sessions use ORT's memory pattern, from TESSERA_CPU_MEM_PATTERN: "1" yes (ORT's
+// default, for comparisons), "0" or unset no (tessera's default: docs/PERFORMANCE.md). Throws
+// UsageError for any other value.
+bool cpu_memory_pattern(const char* value);
+
 // Throws UsageError unless `precision` is "fp32", "tf32" or "fp16" (CUDA devices: fp32 matmuls,
 // tf32 matmuls, or the model's float16 version from fp16_model.h; CPU devices compute in fp32).
 void check_precision(const std::string& precision);
