@@ -15,6 +15,8 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <utility>
+#include <vector>
 
 #include "tessera/common/error.h"
 #include "tessera/model/dummy_inputs.h"
@@ -152,7 +154,7 @@ TEST(Fp16Model, RefusesWhatItCannotConvert) {
   exp->add_input("output");
   exp->add_output("exp_output");
   EXPECT_EQ(error_of([&] { convert_to_fp16(model, "m.onnx"); }),
-            "m.onnx: fp16: cannot convert operator Exp (the converter knows 27 operators whose "
+            "m.onnx: fp16: cannot convert operator Exp (the converter knows 31 operators whose "
             "float inputs and outputs share one type)");
 
   // A weight that float16 cannot hold.
@@ -167,6 +169,104 @@ TEST(Fp16Model, RefusesWhatItCannotConvert) {
     EXPECT_EQ(error_of([&] { convert_to_fp16(model, "m.onnx"); }),
               "m.onnx: fp16: tensor " + name + " has a value beyond float16's range (1000000)");
     break;
+  }
+}
+
+// A Tessera-shaped model (output = for pixel b and j < 128, with x the pixel's S2 values flattened:
+// cond[j] ? x[j] : float(int(x[j]))) built from the operators that move data or make float32 from
+// other types: Cast, ConstantOfShape, Gather, Where.
+std::string write_casting_model() {
+  onnx::ModelProto model;
+  model.set_ir_version(8);
+  model.add_opset_import()->set_version(17);
+  onnx::GraphProto* graph = model.mutable_graph();
+  graph->set_name("casting");
+  auto value = [](onnx::ValueInfoProto* v, const char* name, std::initializer_list<int64_t> dims) {
+    v->set_name(name);
+    auto* tensor = v->mutable_type()->mutable_tensor_type();
+    tensor->set_elem_type(onnx::TensorProto::FLOAT);
+    tensor->mutable_shape()->add_dim()->set_dim_param("batch");
+    for (const int64_t d : dims) tensor->mutable_shape()->add_dim()->set_dim_value(d);
+  };
+  value(graph->add_input(), "s2_input", {40, 11});
+  value(graph->add_input(), "s1_input", {40, 3});
+  value(graph->add_output(), "output", {128});
+  auto ints = [&](const char* name, std::vector<int64_t> values, bool vector = true) {
+    auto* t = graph->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    if (vector) t->add_dims(static_cast<int64_t>(values.size()));
+    for (const int64_t v : values) t->add_int64_data(v);
+  };
+  ints("rows", {-1, 440});
+  std::vector<int64_t> first(128);
+  for (int j = 0; j < 128; ++j) first[static_cast<size_t>(j)] = j;
+  ints("first", first);
+  ints("shape", {1, 128});
+  auto* cond = graph->add_initializer();
+  cond->set_name("cond");
+  cond->set_data_type(onnx::TensorProto::BOOL);
+  cond->add_dims(128);
+  for (int j = 0; j < 128; ++j) cond->add_int32_data(j % 2);
+  auto node = [&](const char* op, std::initializer_list<const char*> in, const char* out,
+                  int64_t to = -1, int64_t axis = -1) {
+    auto* n = graph->add_node();
+    n->set_op_type(op);
+    n->set_name(out);
+    for (const char* i : in) n->add_input(i);
+    n->add_output(out);
+    for (const auto& [key, v] : {std::pair<const char*, int64_t>{"to", to}, {"axis", axis}}) {
+      if (v < 0) continue;
+      auto* a = n->add_attribute();
+      a->set_name(key);
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(v);
+    }
+  };
+  node("Reshape", {"s2_input", "rows"}, "flat");
+  node("Gather", {"flat", "first"}, "x", -1, 1);
+  node("Cast", {"s2_input"}, "ints", onnx::TensorProto::INT32);
+  node("Cast", {"ints"}, "truncated", onnx::TensorProto::FLOAT);
+  node("Reshape", {"truncated", "rows"}, "truncated_flat");
+  node("Gather", {"truncated_flat", "first"}, "y", -1, 1);
+  node("ConstantOfShape", {"shape"}, "zero");  // float32 zeros
+  node("Where", {"cond", "x", "y"}, "chosen");
+  node("Add", {"chosen", "zero"}, "output");
+  const std::string path = kDir + "/casting.onnx";
+  std::ofstream out(path, std::ios::binary);
+  model.SerializeToOstream(&out);
+  return path;
+}
+
+TEST(Fp16Model, FloatMadeFromOtherTypesIsCastForFloat16Readers) {
+  const std::string path = write_casting_model();
+  onnx::ModelProto model = read(path);
+  convert_to_fp16(model, path);
+  std::map<std::string, const onnx::NodeProto*> by_output;
+  for (const auto& node : model.graph().node()) by_output[node.output(0)] = &node;
+  // Casts from the input stay as they were; float16 readers get casts of their float32 outputs.
+  EXPECT_EQ(by_output.at("ints")->input(0), "s2_input");
+  EXPECT_EQ(by_output.at("truncated_flat")->input(0), "truncated/to_fp16");
+  EXPECT_EQ(by_output.at("output/fp16")->input(1), "zero/to_fp16");
+  EXPECT_EQ(by_output.at("chosen")->input(0), "cond");
+  const std::string converted = write(model, "casting_fp16.onnx");
+
+  OrtEngineOptions options;
+  options.max_batch = 4;
+  OrtEngine fp32(path, options), fp16(converted, options);
+  fill_dummy_inputs(fp32, 9);
+  fill_dummy_inputs(fp16, 9);
+  fp32.run(4);
+  fp16.run(4);
+  for (int b = 0; b < 4; ++b) {
+    for (int j = 0; j < 128; ++j) {
+      const float x = fp32.s2_input()[b * 440 + j];
+      const float expected = j % 2 ? x : std::trunc(x);
+      ASSERT_EQ(fp32.output()[b * 128 + j], expected) << b << " " << j;
+      // Float16 keeps 11 significant bits.
+      ASSERT_NEAR(fp16.output()[b * 128 + j], expected, std::fabs(expected) / 1024)
+          << b << " " << j;
+    }
   }
 }
 

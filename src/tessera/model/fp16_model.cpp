@@ -16,8 +16,13 @@ namespace tessera {
 namespace {
 
 // Operators whose float inputs and outputs share one type T, so that they compute in float16
-// when given float16: output i is float when input 0 is (Concat: when any input is).
-const std::set<std::string> kFloatOps = {"Add",
+// when given float16: output i is float when input 0 is (Concat: when any input is; Where: when
+// input 1 is). Their other inputs (indices, shapes, conditions) are not float.
+const std::set<std::string> kFloatOps = {"Gather",
+                                         "Expand",
+                                         "Tile",
+                                         "Where",
+                                         "Add",
                                          "Sub",
                                          "Mul",
                                          "Div",
@@ -125,6 +130,20 @@ void convert_to_fp16(onnx::ModelProto& model, const std::string& what) {
       }
       continue;
     }
+    // Nodes that make float32 tensors from anything: left as they are, their outputs read like
+    // graph inputs (float32, cast for float16 readers). Cast reads any type, float16 included.
+    if (node.op_type() == "Cast") {
+      for (const auto& attribute : node.attribute()) {
+        if (attribute.name() == "to" && attribute.i() == onnx::TensorProto::FLOAT)
+          floats.insert(node.output(0));
+      }
+      continue;
+    }
+    if (node.op_type() == "ConstantOfShape") {
+      const onnx::TensorProto* value = constant_value(node);
+      if (!value || value->data_type() == onnx::TensorProto::FLOAT) floats.insert(node.output(0));
+      continue;
+    }
     bool any_float = false;
     for (const auto& input : node.input()) any_float = any_float || floats.count(input) > 0;
     if (!any_float) continue;  // shape and index arithmetic: left as it is
@@ -134,7 +153,10 @@ void convert_to_fp16(onnx::ModelProto& model, const std::string& what) {
                   " operators whose float inputs and outputs share one type)");
     }
     computes[static_cast<size_t>(i)] = true;
-    const bool float_out = node.op_type() == "Concat" ? true : floats.count(node.input(0)) > 0;
+    const std::string& op = node.op_type();
+    const bool float_out = op == "Concat"  ? true
+                           : op == "Where" ? floats.count(node.input(1)) > 0
+                                           : floats.count(node.input(0)) > 0;
     if (float_out) {
       for (const auto& output : node.output()) floats.insert(output);
     }

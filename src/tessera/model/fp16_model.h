@@ -6,7 +6,8 @@
 // node and every node upstream of one (the day-of-year encoding: an angle of ~366 radians has a
 // float16 step of 0.25, which would scramble sin/cos). Float weights and constants become
 // float16 when every node that reads them computes in float16. Tensors that are not float
-// (shapes, axes, indices) are left alone.
+// (shapes, axes, indices) are left alone, and so are the nodes that make float32 from other
+// types (Cast to float, ConstantOfShape): their outputs are read like graph inputs.
 //
 // Invariants of the result: a node reads float tensors of its own precision only (a Cast is
 // inserted on every edge that crosses); nodes stay in topological order; graph inputs and outputs
