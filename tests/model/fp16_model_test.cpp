@@ -46,6 +46,7 @@ onnx::ModelProto read(const std::string& path) {
 }
 
 std::string write(const onnx::ModelProto& model, const std::string& name) {
+  std::filesystem::create_directories(kDir);
   const std::string path = kDir + "/" + name;
   std::ofstream out(path, std::ios::binary);
   model.SerializeToOstream(&out);
@@ -232,6 +233,7 @@ std::string write_casting_model() {
   node("ConstantOfShape", {"shape"}, "zero");  // float32 zeros
   node("Where", {"cond", "x", "y"}, "chosen");
   node("Add", {"chosen", "zero"}, "output");
+  std::filesystem::create_directories(kDir);
   const std::string path = kDir + "/casting.onnx";
   std::ofstream out(path, std::ios::binary);
   model.SerializeToOstream(&out);
