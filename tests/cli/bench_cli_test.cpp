@@ -9,12 +9,15 @@
 #include <nlohmann/json.hpp>
 
 #include "run_cli.h"
+#include "test_support.h"
 
 namespace {
 
 using tessera::testing::run_cli;
 
-const std::string kDir = std::string(TESSERA_TEST_TMP) + "/bench_cli";
+// ctest runs each case as its own process, in parallel: a directory per process.
+const tessera::testing::ProcessTestDir kTestDir("bench_cli");
+const std::string& kDir = kTestDir.path();
 
 const std::string& small_model() {
   static const std::string path = [] {

@@ -7,13 +7,16 @@
 #include <fstream>
 
 #include "run_cli.h"
+#include "test_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using tessera::testing::run_cli;
 
-const std::string kDir = std::string(TESSERA_TEST_TMP) + "/infer_cli";
+// ctest runs each case as its own process, in parallel: a directory per process.
+const tessera::testing::ProcessTestDir kTestDir("infer_cli");
+const std::string& kDir = kTestDir.path();
 
 const std::string& small_model() {
   static const std::string path = [] {

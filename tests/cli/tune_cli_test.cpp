@@ -8,12 +8,15 @@
 #include <nlohmann/json.hpp>
 
 #include "run_cli.h"
+#include "test_support.h"
 
 namespace {
 
 using tessera::testing::run_cli;
 
-const std::string kDir = std::string(TESSERA_TEST_TMP) + "/tune_cli";
+// ctest runs each case as its own process, in parallel: a directory per process.
+const tessera::testing::ProcessTestDir kTestDir("tune_cli");
+const std::string& kDir = kTestDir.path();
 
 std::string make_model(const std::string& name, int d_model) {
   std::filesystem::create_directories(kDir);

@@ -272,6 +272,177 @@ TEST(Fp16Model, FloatMadeFromOtherTypesIsCastForFloat16Readers) {
   }
 }
 
+// ---- edge cases of general ONNX graphs (not the built-in model's) ----
+
+// A small graph on X [2, 4] (float32), built node by node.
+struct MiniGraph {
+  onnx::ModelProto model;
+  onnx::GraphProto* graph = model.mutable_graph();
+  MiniGraph() {
+    model.set_ir_version(8);
+    model.add_opset_import()->set_version(17);
+    graph->set_name("mini");
+    declare(graph->add_input(), "X", onnx::TensorProto::FLOAT);
+  }
+  static void declare(onnx::ValueInfoProto* v, const std::string& name, int type) {
+    v->set_name(name);
+    auto* tensor = v->mutable_type()->mutable_tensor_type();
+    tensor->set_elem_type(type);
+    tensor->mutable_shape()->add_dim()->set_dim_value(2);
+    tensor->mutable_shape()->add_dim()->set_dim_value(4);
+  }
+  void output(const std::string& name, int type = onnx::TensorProto::FLOAT) {
+    declare(graph->add_output(), name, type);
+  }
+  onnx::TensorProto* floats(const std::string& name, std::vector<float> values,
+                            std::vector<int64_t> dims) {
+    auto* t = graph->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (const int64_t d : dims) t->add_dims(d);
+    for (const float v : values) t->add_float_data(v);
+    return t;
+  }
+  void ints(const std::string& name, std::vector<int64_t> values) {
+    auto* t = graph->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::INT64);
+    t->add_dims(static_cast<int64_t>(values.size()));
+    for (const int64_t v : values) t->add_int64_data(v);
+  }
+  onnx::NodeProto* node(const std::string& op, std::vector<std::string> inputs,
+                        std::vector<std::string> outputs, int64_t to = -1) {
+    auto* n = graph->add_node();
+    n->set_op_type(op);
+    n->set_name(outputs.front());
+    for (const auto& i : inputs) n->add_input(i);
+    for (const auto& o : outputs) n->add_output(o);
+    if (to >= 0) {
+      auto* a = n->add_attribute();
+      a->set_name("to");
+      a->set_type(onnx::AttributeProto::INT);
+      a->set_i(to);
+    }
+    return n;
+  }
+  // Converts the graph, checks that every node reads only tensors made before it and that ONNX
+  // Runtime loads the result, and returns it.
+  onnx::ModelProto converted() const {
+    onnx::ModelProto result = model;
+    convert_to_fp16(result, "mini.onnx");
+    std::set<std::string> known{""}, node_names;
+    for (const auto& input : result.graph().input()) known.insert(input.name());
+    for (const auto& t : result.graph().initializer()) known.insert(t.name());
+    for (const auto& n : result.graph().node()) {
+      for (const auto& input : n.input())
+        EXPECT_TRUE(known.count(input)) << n.name() << " reads " << input;
+      for (const auto& output : n.output())
+        EXPECT_TRUE(known.insert(output).second || output.empty()) << output;
+      EXPECT_TRUE(node_names.insert(n.name()).second) << "two nodes named " << n.name();
+    }
+    const std::string bytes = result.SerializeAsString();
+    EXPECT_NO_THROW(Ort::Session(ort_env(), bytes.data(), bytes.size(), Ort::SessionOptions()));
+    return result;
+  }
+};
+
+TEST(Fp16Model, InitializersListedAsInputsStayFloat32) {
+  MiniGraph g;
+  g.floats("W", std::vector<float>(16, 0.5f), {4, 4});
+  MiniGraph::declare(g.graph->add_input(), "W", onnx::TensorProto::FLOAT);  // older IR
+  g.graph->mutable_input(1)
+      ->mutable_type()
+      ->mutable_tensor_type()
+      ->mutable_shape()
+      ->mutable_dim(0)
+      ->set_dim_value(4);
+  g.node("MatMul", {"X", "W"}, {"Y"});
+  g.output("Y");
+  const onnx::ModelProto m = g.converted();
+  EXPECT_EQ(m.graph().initializer(0).data_type(), onnx::TensorProto::FLOAT);
+}
+
+TEST(Fp16Model, LayerNormalizationStatisticsStayFloat32) {
+  MiniGraph g;
+  g.floats("scale", {1, 1, 1, 1}, {4});
+  g.floats("bias", {0, 0, 0, 0}, {4});
+  g.node("LayerNormalization", {"X", "scale", "bias"}, {"N", "mean"});
+  g.node("Add", {"N", "mean"}, {"Y"});
+  g.output("Y");
+  const onnx::ModelProto m = g.converted();
+  for (const auto& n : m.graph().node()) {
+    if (n.op_type() == "Add") {
+      EXPECT_EQ(n.input(1), "mean/to_fp16");
+    }
+  }
+}
+
+TEST(Fp16Model, AbsentOptionalInputsStayAbsent) {
+  MiniGraph g;
+  g.floats("scale", {1, 1, 1, 1}, {4});
+  g.floats("bias", {0, 0, 0, 0}, {4});
+  g.ints("starts", {0});
+  g.ints("ends", {4});
+  g.ints("steps", {1});
+  // An absent optional output ("", of a node kept in float32 for Sin) and an absent optional
+  // input ("", of a float16 Slice) are not one tensor.
+  g.node("LayerNormalization", {"X", "scale", "bias"}, {"N", ""});
+  g.node("Sin", {"N"}, {"S"});
+  g.node("Slice", {"X", "starts", "ends", "", "steps"}, {"Y"});
+  g.output("S");
+  g.output("Y");
+  const onnx::ModelProto m = g.converted();
+  for (const auto& n : m.graph().node()) {
+    if (n.op_type() == "Slice") {
+      EXPECT_EQ(n.input(3), "");
+    }
+  }
+}
+
+TEST(Fp16Model, OutputsReadByOtherNodesAndNamesThatAreTaken) {
+  MiniGraph g;
+  g.node("Relu", {"X"}, {"X/to_fp16"});  // the name the converter would give X's cast
+  g.node("Add", {"X", "X/to_fp16"}, {"Y"});
+  g.node("Cast", {"Y"}, {"Z"}, onnx::TensorProto::INT64);  // reads an output made in float16
+  g.output("Y");
+  g.output("Z", onnx::TensorProto::INT64);
+  g.converted();
+}
+
+TEST(Fp16Model, ValuesReadAsTheyAreStayFloat32) {
+  MiniGraph g;
+  g.floats("C", {4097.0f}, {});  // float16 would make it 4096
+  g.node("Add", {"X", "C"}, {"Y"});
+  g.node("Cast", {"C"}, {"Z"}, onnx::TensorProto::INT64);
+  g.output("Y");
+  g.output("Z", onnx::TensorProto::INT64);
+  g.graph->mutable_output(1)->mutable_type()->mutable_tensor_type()->clear_shape();
+  const onnx::ModelProto m = g.converted();
+  EXPECT_EQ(m.graph().initializer(0).data_type(), onnx::TensorProto::FLOAT);
+}
+
+TEST(Fp16Model, RefusesSubgraphsAndRandomNumbers) {
+  MiniGraph g;
+  onnx::NodeProto* branch = g.node("If", {"cond"}, {"Y"});
+  auto* then = branch->add_attribute();
+  then->set_name("then_branch");
+  then->set_type(onnx::AttributeProto::GRAPH);
+  then->mutable_g()->set_name("then");
+  EXPECT_EQ(error_of([&] {
+              onnx::ModelProto m = g.model;
+              convert_to_fp16(m, "m.onnx");
+            }),
+            "m.onnx: fp16: cannot convert operator If with a subgraph (If, Loop, Scan)");
+  MiniGraph r;
+  r.node("RandomNormal", {}, {"R"});
+  EXPECT_EQ(error_of([&] {
+              onnx::ModelProto m = r.model;
+              convert_to_fp16(m, "m.onnx");
+            }),
+            "m.onnx: fp16: cannot convert operator RandomNormal (it makes float tensors from no "
+            "float input)");
+}
+
 TEST(Fp16Model, PrecisionNames) {
   for (const char* ok : {"fp32", "tf32", "fp16"}) EXPECT_NO_THROW(check_precision(ok));
   EXPECT_EQ(error_of([] { check_precision("bf16"); }),
