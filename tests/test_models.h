@@ -34,6 +34,16 @@ inline std::string write_test_model(const std::string& dir, const std::string& n
   return path;
 }
 
+// Declares `value` as a float32 tensor [batch, dims...] named `name` (a graph input or output).
+inline void declare_batched_float(onnx::ValueInfoProto* value, const std::string& name,
+                                  std::initializer_list<int64_t> dims) {
+  value->set_name(name);
+  auto* tensor = value->mutable_type()->mutable_tensor_type();
+  tensor->set_elem_type(onnx::TensorProto::FLOAT);
+  tensor->mutable_shape()->add_dim()->set_dim_param("batch");
+  for (const int64_t d : dims) tensor->mutable_shape()->add_dim()->set_dim_value(d);
+}
+
 // A model with the Tessera inputs (s2_input [B, 40, 11], s1_input [B, 40, 3]) and output
 // ([B, 128]: the first 128 of each pixel's S2 values) that loads everywhere but fails at run
 // time unless B is a multiple of `multiple` (a Reshape to rows of `multiple` pixels): a case
@@ -45,17 +55,9 @@ inline std::string write_batch_multiple_model(const std::string& dir, const std:
   model.add_opset_import()->set_version(17);
   auto* graph = model.mutable_graph();
   graph->set_name("batch_multiple");
-  auto add_value = [](onnx::ValueInfoProto* value, const char* name,
-                      std::initializer_list<int64_t> dims) {
-    value->set_name(name);
-    auto* tensor = value->mutable_type()->mutable_tensor_type();
-    tensor->set_elem_type(onnx::TensorProto::FLOAT);
-    tensor->mutable_shape()->add_dim()->set_dim_param("batch");
-    for (const int64_t d : dims) tensor->mutable_shape()->add_dim()->set_dim_value(d);
-  };
-  add_value(graph->add_input(), "s2_input", {40, 11});
-  add_value(graph->add_input(), "s1_input", {40, 3});
-  add_value(graph->add_output(), "output", {128});
+  declare_batched_float(graph->add_input(), "s2_input", {40, 11});
+  declare_batched_float(graph->add_input(), "s1_input", {40, 3});
+  declare_batched_float(graph->add_output(), "output", {128});
   auto add_ints = [&](const char* name, std::initializer_list<int64_t> values) {
     auto* tensor = graph->add_initializer();
     tensor->set_name(name);

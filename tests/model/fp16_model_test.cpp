@@ -182,16 +182,9 @@ std::string write_casting_model() {
   model.add_opset_import()->set_version(17);
   onnx::GraphProto* graph = model.mutable_graph();
   graph->set_name("casting");
-  auto value = [](onnx::ValueInfoProto* v, const char* name, std::initializer_list<int64_t> dims) {
-    v->set_name(name);
-    auto* tensor = v->mutable_type()->mutable_tensor_type();
-    tensor->set_elem_type(onnx::TensorProto::FLOAT);
-    tensor->mutable_shape()->add_dim()->set_dim_param("batch");
-    for (const int64_t d : dims) tensor->mutable_shape()->add_dim()->set_dim_value(d);
-  };
-  value(graph->add_input(), "s2_input", {40, 11});
-  value(graph->add_input(), "s1_input", {40, 3});
-  value(graph->add_output(), "output", {128});
+  testing::declare_batched_float(graph->add_input(), "s2_input", {40, 11});
+  testing::declare_batched_float(graph->add_input(), "s1_input", {40, 3});
+  testing::declare_batched_float(graph->add_output(), "output", {128});
   auto ints = [&](const char* name, std::vector<int64_t> values, bool vector = true) {
     auto* t = graph->add_initializer();
     t->set_name(name);
