@@ -376,8 +376,8 @@ TEST(TileRunner, KeepsEnginesBetweenTilesAndWritesTheSameBytes) {
 }
 
 TEST(TileRunner, BuildsALargerStreamingEngineWhenATileNeedsOne) {
-  // Without a chunk limit the streaming engine is sized to the tile: the larger second tile
-  // needs a new one, the third (the small one again) fits in it.
+  // Without a chunk limit the streaming engine is sized to the tile, rounded up to a power of
+  // two: the larger second tile needs a new one, the third (the small one again) fits in it.
   TileRunner runner(infer_options("cpu+stream", kDir + "/grow", 1, 100000), one_worker_plan());
   const TileSummary small = runner.run(tile_dir(), nullptr);
   const TileSummary large = runner.run(large_tile_dir(), nullptr);
@@ -385,8 +385,9 @@ TEST(TileRunner, BuildsALargerStreamingEngineWhenATileNeedsOne) {
   EXPECT_EQ(small.engines_built, 1);
   EXPECT_EQ(large.engines_built, 1);
   EXPECT_EQ(again.engines_built, 0);
-  EXPECT_EQ(large.gpu_batch, large.pixels_valid);
-  EXPECT_EQ(again.gpu_batch, large.pixels_valid);
+  EXPECT_EQ(small.gpu_batch, 256);  // 13 x 11 tile: 129..143 valid pixels
+  EXPECT_EQ(large.gpu_batch, 512);  // 21 x 17 tile: more than 256
+  EXPECT_EQ(again.gpu_batch, 512);
 }
 
 TEST(TileRunner, ATileThatCannotBeReadKeepsTheEngines) {

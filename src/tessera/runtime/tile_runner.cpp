@@ -302,7 +302,11 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     engine_options.spinning = false;
     engine_options.precision = options.precision;
     for (;;) {
-      engine_options.max_batch = std::max<int64_t>(1, std::min(chunk * options.batch, valid));
+      // Sized for this tile rounded up to a power of two (never above the chunk), so that tiles
+      // of varying sizes below the chunk rebuild it rarely.
+      int64_t size = 1;
+      while (size < valid) size *= 2;
+      engine_options.max_batch = std::min(chunk * options.batch, size);
       try {
         kept.engine = make_engine(options.model_path, engine_options);
         break;
