@@ -296,6 +296,11 @@ struct MiniGraph {
     for (const float v : values) t->add_float_data(v);
     return t;
   }
+  // "scale" and "bias" of a LayerNormalization over X's last axis (4).
+  void layer_norm_weights() {
+    floats("scale", {1, 1, 1, 1}, {4});
+    floats("bias", {0, 0, 0, 0}, {4});
+  }
   void ints(const std::string& name, std::vector<int64_t> values) {
     auto* t = graph->add_initializer();
     t->set_name(name);
@@ -357,8 +362,7 @@ TEST(Fp16Model, InitializersListedAsInputsStayFloat32) {
 
 TEST(Fp16Model, LayerNormalizationStatisticsStayFloat32) {
   MiniGraph g;
-  g.floats("scale", {1, 1, 1, 1}, {4});
-  g.floats("bias", {0, 0, 0, 0}, {4});
+  g.layer_norm_weights();
   g.node("LayerNormalization", {"X", "scale", "bias"}, {"N", "mean"});
   g.node("Add", {"N", "mean"}, {"Y"});
   g.output("Y");
@@ -372,8 +376,7 @@ TEST(Fp16Model, LayerNormalizationStatisticsStayFloat32) {
 
 TEST(Fp16Model, AbsentOptionalInputsStayAbsent) {
   MiniGraph g;
-  g.floats("scale", {1, 1, 1, 1}, {4});
-  g.floats("bias", {0, 0, 0, 0}, {4});
+  g.layer_norm_weights();
   g.ints("starts", {0});
   g.ints("ends", {4});
   g.ints("steps", {1});

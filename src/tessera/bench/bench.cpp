@@ -259,17 +259,10 @@ void validate(const BenchOptions& options) {
 // (with ORT's CPU provider, unoptimised, at the first batch size) and every CUDA device can
 // run it. Throws the one-line Error the first case would have.
 void check_sweep(const BenchOptions& options) {
-  OrtEngineOptions probe;
-  probe.max_batch = options.batch_sizes.front();
-  probe.optimization_level = 0;
-  OrtEngine(options.model_path, probe);
+  probe_model_shape(options.model_path, options.batch_sizes.front());
   for (const auto& device : options.devices) {
-    const int id = parse_device(device);
-    if (id < 0) continue;
-    const std::string reason = cuda_unavailable_reason(id);
-    if (!reason.empty()) {
-      throw Error(device + ": the CUDA execution provider is not available (" + reason + ")");
-    }
+    if (parse_device(device) < 0) continue;
+    require_cuda(device);
     refuse_models_that_crash_cuda(options.model_path);
   }
 }

@@ -9,6 +9,7 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/common/power_of_two.h"
 #include "tessera/model/model_info.h"
 
 namespace tessera {
@@ -31,9 +32,7 @@ CudaPath cuda_path(const std::string& device) {
 
 int64_t cuda_run_batch(CudaPath path, int64_t batch, int64_t max_batch) {
   if (path != CudaPath::kCudaGraph) return batch;
-  int64_t size = 1;
-  while (size < batch) size *= 2;
-  return std::min(size, max_batch);
+  return std::min(power_of_two_at_least(batch), max_batch);
 }
 
 bool is_out_of_memory_message(const std::string& message) {
@@ -67,6 +66,14 @@ void refuse_models_that_crash_cuda(const std::string& model_path) {
                 ": has ScatterND nodes, which crash ONNX Runtime's CUDA execution provider; "
                 "export the positional encoding with Concat/Reshape (as `tessera make-model` "
                 "does) or run on cpu");
+  }
+}
+
+void require_cuda(const std::string& device) {
+  const int id = parse_device(device);
+  if (id < 0) return;
+  if (const std::string reason = cuda_unavailable_reason(id); !reason.empty()) {
+    throw Error(device + ": the CUDA execution provider is not available (" + reason + ")");
   }
 }
 
@@ -104,19 +111,11 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options_.max_batch));
   }
   check_precision(options_.precision);
-  {
-    // Reads and checks the model's inputs and output (same checks and messages as the CPU
-    // engine), on a cheap unoptimised CPU session.
-    OrtEngineOptions probe;
-    probe.max_batch = 1;
-    probe.optimization_level = 0;
-    shape_ = OrtEngine(model_path, probe).shape();
-  }
+  // Reads and checks the model's inputs and output (same checks and messages as the CPU
+  // engine), on a cheap unoptimised CPU session.
+  shape_ = probe_model_shape(model_path);
   refuse_models_that_crash_cuda(model_path);
-  if (const std::string reason = cuda_unavailable_reason(device_id_); !reason.empty()) {
-    throw Error(options_.device + ": the CUDA execution provider is not available (" + reason +
-                ")");
-  }
+  require_cuda(options_.device);
   cuda_ = cuda_runtime();
   auto check = [&](const char* what, int status) {
     if (status != 0) {

@@ -55,6 +55,10 @@ std::string first_line(const std::string& message);
 // execution provider crashes (SIGSEGV in Run) on that form of the day-of-year encoding.
 void refuse_models_that_crash_cuda(const std::string& model_path);
 
+// Throws Error "<device>: the CUDA execution provider is not available (<reason>)" when
+// `device` names a CUDA device (any path) that this machine cannot run; nothing for "cpu".
+void require_cuda(const std::string& device);
+
 // Adds ORT's CUDA execution provider on GPU `device_id` to `session_options`: `precision`
 // "tf32" or "fp32" matmuls, an arena that grows by what is asked, then the `extra` provider
 // options and, when not null, `compute_stream` as ORT's compute stream. Throws Error

@@ -43,6 +43,13 @@ Ort::Env& ort_env() {
   return env;
 }
 
+ModelShape probe_model_shape(const std::string& model_path, int64_t max_batch) {
+  OrtEngineOptions probe;
+  probe.max_batch = max_batch;
+  probe.optimization_level = 0;
+  return OrtEngine(model_path, probe).shape();
+}
+
 bool cpu_memory_pattern(const char* value) {
   const std::string text = value ? value : "";
   if (text.empty() || text == "0") return false;

@@ -40,6 +40,10 @@ int parse_device(const std::string& device);
 // UsageError for any other value.
 bool cpu_memory_pattern(const char* value);
 
+// Loads `model_path` once on the CPU, unoptimised (fast), with buffers for `max_batch` pixels:
+// checks its inputs and output with OrtEngine's messages and returns its shape.
+ModelShape probe_model_shape(const std::string& model_path, int64_t max_batch = 1);
+
 // Throws UsageError unless `precision` is "fp32", "tf32" or "fp16" (CUDA devices: fp32 matmuls,
 // tf32 matmuls, or the model's float16 version from fp16_model.h; CPU devices compute in fp32).
 void check_precision(const std::string& precision);

@@ -21,6 +21,7 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/common/power_of_two.h"
 #include "tessera/io/npy.h"
 #include "tessera/io/tile.h"
 #include "tessera/model/ort_cuda.h"
@@ -304,9 +305,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     for (;;) {
       // Sized for this tile rounded up to a power of two (never above the chunk), so that tiles
       // of varying sizes below the chunk rebuild it rarely.
-      int64_t size = 1;
-      while (size < valid) size *= 2;
-      engine_options.max_batch = std::min(chunk * options.batch, size);
+      engine_options.max_batch = std::min(chunk * options.batch, power_of_two_at_least(valid));
       try {
         kept.engine = make_engine(options.model_path, engine_options);
         break;
@@ -459,13 +458,7 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan)
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
   check_precision(options.precision);
   kept_->devices = parse_device_list(options.device);
-  for (const auto& device : kept_->devices.streams) {
-    if (cuda_path(stream_engine_device(device)) == CudaPath::kNone) continue;
-    const std::string reason = cuda_unavailable_reason(parse_device(device));
-    if (!reason.empty()) {
-      throw Error(device + ": the CUDA execution provider is not available (" + reason + ")");
-    }
-  }
+  for (const auto& device : kept_->devices.streams) require_cuda(stream_engine_device(device));
   if (options.gpu_batch < 1) {
     throw UsageError(fmt::format("GPU batch must be at least 1 (got {})", options.gpu_batch));
   }
@@ -524,12 +517,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
 
   // The outputs (sized by the model's output width) exist before the workers start, so ask
   // ONNX Runtime for the model's shape once, without graph optimisation (fast to load).
-  if (!kept_->shape) {
-    OrtEngineOptions probe_options;
-    probe_options.max_batch = 1;
-    probe_options.optimization_level = 0;
-    kept_->shape = OrtEngine(options.model_path, probe_options).shape();
-  }
+  if (!kept_->shape) kept_->shape = probe_model_shape(options.model_path);
   const ModelShape& shape = *kept_->shape;
   if (shape.s2_features != kS2Bands + 1 || shape.s1_features != kS1Bands + 1) {
     throw Error(fmt::format("{}: model takes {} + {} features per step, tiles give {} + {}",
