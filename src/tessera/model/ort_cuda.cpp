@@ -9,7 +9,6 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
-#include "tessera/common/power_of_two.h"
 #include "tessera/model/model_info.h"
 
 namespace tessera {
@@ -31,8 +30,7 @@ CudaPath cuda_path(const std::string& device) {
 }
 
 int64_t cuda_run_batch(CudaPath path, int64_t batch, int64_t max_batch) {
-  if (path != CudaPath::kCudaGraph) return batch;
-  return std::min(power_of_two_at_least(batch), max_batch);
+  return path == CudaPath::kCudaGraph ? max_batch : batch;
 }
 
 bool is_out_of_memory_message(const std::string& message) {
@@ -164,6 +162,16 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   session_options.SetGraphOptimizationLevel(graph_optimization_level(options_.optimization_level));
   // The CPU threads only feed the GPU: spinning would burn the cores that prepare batches.
   session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning, "0");
+  if (path_ == CudaPath::kCudaGraph) {
+    // A graph is captured on the third run, and nothing may allocate GPU memory during a
+    // capture. With the memory pattern on, every run from the second asks the arena for one
+    // block holding all of the run's tensors, beside the per-tensor blocks the first run left
+    // there: for the full model at 16384 pixels 48.5 GB next to 50 GB, which does not fit, so
+    // ORT falls back to allocating tensor by tensor, the arena grows during the capture and the
+    // capture fails ("operation failed due to a previous error during capture"). With the
+    // pattern off the first run's blocks serve every later run.
+    session_options.DisableMemPattern();
+  }
   try {
     append_cuda_provider(session_options, options_.device, device_id_, options_.precision,
                          {{"enable_cuda_graph", path_ == CudaPath::kCudaGraph ? "1" : "0"}},

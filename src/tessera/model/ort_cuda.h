@@ -4,9 +4,9 @@
 //   "cuda:N"        OrtEngine: CPU tensors in, ORT copies them to the GPU (ORT's default path)
 //   "cuda:N+io"     OrtCudaEngine: pinned host buffers, device-resident input/output buffers
 //                   bound once per batch size, copies and compute on one CUDA stream
-//   "cuda:N+graph"  as "+io", plus CUDA graphs: one captured graph per computed batch size
-//                   (cuda_run_batch; run option gpu_graph_id = that size), replayed on later
-//                   runs
+//   "cuda:N+graph"  as "+io", plus one CUDA graph per engine: every run computes max_batch
+//                   pixels (cuda_run_batch), captured once and replayed on later runs; ORT's
+//                   memory pattern is off for it (see the constructor)
 //
 // OrtCudaEngine owns: one Ort::Session on device N, one CUDA stream (ORT computes on it too,
 // via the provider option user_compute_stream), pinned host buffers s2/s1/output and device
@@ -36,9 +36,12 @@ enum class CudaPath { kNone, kDefault, kIoBinding, kCudaGraph };
 CudaPath cuda_path(const std::string& device);
 
 // The batch a run of `batch` pixels is computed at: `batch` itself, except on the CUDA-graph path,
-// where it is the next power of two (at most max_batch): a graph is captured per computed batch
-// size and kept, and the last chunks of a run's tiles come in every size, so this bounds a run
-// to log2(max_batch) + 2 graphs. The padding pixels' outputs are computed and ignored.
+// where it is always max_batch, so that an engine holds exactly one graph. (With ORT 1.29 a
+// second graph in one session corrupts the first: kernels such as Concat and Split copy their
+// parameters to the GPU from small pinned host buffers, a graph's copy node reads that host
+// memory again at every replay, and capturing another graph size reuses the same buffers for its
+// own parameters; on the H100 the replay of the first graph then read out of bounds.) The
+// padding pixels' outputs are computed and ignored.
 int64_t cuda_run_batch(CudaPath path, int64_t batch, int64_t max_batch);
 
 // True when an ONNX Runtime / CUDA error message means the memory ran out (ORT's arena:
