@@ -16,7 +16,9 @@
 
 #include "tessera/common/error.h"
 #include "tessera/io/synth_tile.h"
+#include "tessera/model/cuda_runtime.h"
 #include "tessera/model/model_builder.h"
+#include "tessera/model/ort_engine.h"
 #include "tessera/runtime/device_batches.h"
 #include "tessera/runtime/device_list.h"
 #include "tessera/runtime/tile_runner.h"
@@ -139,8 +141,11 @@ class FakeEngine : public Engine {
       out_[k * 2 + 1] = s1_[k * 2] + s1_[k * 2 + 1];
     }
   }
+  void interrupt() override { ++interrupts; }
+  void allow_runs() override { ++allows; }
   std::vector<int64_t> runs;
   bool other_error = false;
+  int interrupts = 0, allows = 0;
 
  private:
   ModelShape shape_;
@@ -157,6 +162,37 @@ TEST(BatchCounter, UnclaimedCountsDown) {
   EXPECT_EQ(counter.unclaimed(), 0);
   counter.claim(1);
   EXPECT_EQ(counter.unclaimed(), 0);
+}
+
+TEST(BatchFinishes, TheFirstFinisherWritesAndACpuWorkerStillRunningIsInterrupted) {
+  BatchFinishes finishes(6, 2);
+  FakeEngine a(4, 4), b(4, 4);
+  EXPECT_TRUE(finishes.start(0, 4, a));
+  EXPECT_EQ(a.allows, 1);
+  EXPECT_TRUE(finishes.start(1, 5, b));
+  // A streaming worker with nothing left to claim takes both over, once.
+  EXPECT_EQ(finishes.take_over(8), (std::vector<int64_t>{4, 5}));
+  EXPECT_TRUE(finishes.take_over(8).empty());
+  // It finishes 4 first: worker 0 is interrupted, and its own finish is refused.
+  EXPECT_TRUE(finishes.finish(4));
+  EXPECT_TRUE(finishes.finished(4));
+  EXPECT_EQ(a.interrupts, 1);
+  EXPECT_EQ(b.interrupts, 0);
+  finishes.stop(0);
+  EXPECT_FALSE(finishes.finish(4));
+  // Worker 1 finishes 5 first (having stopped): nobody is interrupted, the second is refused.
+  finishes.stop(1);
+  EXPECT_TRUE(finishes.finish(5));
+  EXPECT_EQ(b.interrupts, 0);
+  EXPECT_FALSE(finishes.finish(5));
+  // A finished batch does not start again; take_over hands out at most `count`.
+  EXPECT_FALSE(finishes.start(0, 4, a));
+  EXPECT_EQ(a.allows, 1);
+  EXPECT_TRUE(finishes.start(0, 2, a));
+  EXPECT_TRUE(finishes.start(1, 1, b));
+  EXPECT_EQ(finishes.take_over(1), (std::vector<int64_t>{2}));
+  EXPECT_EQ(finishes.take_over(1), (std::vector<int64_t>{1}));
+  EXPECT_FALSE(finishes.finished(0));
 }
 
 TEST(LeaveToStreams, ACpuWorkerStopsWhenTheGpuWouldFinishTheRestFirst) {
@@ -210,6 +246,18 @@ TEST(SubBatches, OtherErrorsAndSinglePixelsAreRethrown) {
   EXPECT_NE(message.find("Failed to allocate memory"), std::string::npos) << message;
   EXPECT_EQ(limit, 1);
   EXPECT_EQ(tiny.runs, std::vector<int64_t>({8, 4, 2, 1}));
+}
+
+TEST(SubBatches, WithoutALimitRunsAtTheEnginesSizeAndRethrowsOutOfMemory) {
+  std::vector<float> s2(6 * 20), s1(2 * 20), out(2 * 20);
+  FakeEngine engine(8, 8);
+  run_in_sub_batches(engine, s2.data(), s1.data(), 20, out.data(), nullptr);
+  EXPECT_EQ(engine.runs, std::vector<int64_t>({8, 8, 4}));
+  FakeEngine small(8, 4);  // runs of 8 do not fit: no halving without a limit
+  const std::string message =
+      error_of([&] { run_in_sub_batches(small, s2.data(), s1.data(), 8, out.data(), nullptr); });
+  EXPECT_NE(message.find("Failed to allocate memory"), std::string::npos) << message;
+  EXPECT_EQ(small.runs, std::vector<int64_t>({8}));
 }
 
 // ---- whole tiles ----
@@ -300,12 +348,26 @@ TileSummary infer(const std::string& device, const std::string& out, int repeat,
                   nullptr);
 }
 
+TEST(BatchFinishes, AnInterruptedOrtRunFailsUntilRunsAreAllowedAgain) {
+  OrtEngineOptions options;
+  options.max_batch = 16;
+  OrtEngine engine(small_model(), options);
+  engine.interrupt();
+  const std::string message = error_of([&] { engine.run(16); });
+  EXPECT_EQ(message.rfind("ort-cpu: inference failed (ONNX Runtime: ", 0), 0u) << message;
+  EXPECT_NE(message.find("terminate"), std::string::npos) << message;
+  engine.allow_runs();
+  engine.run(16);
+}
+
 TEST(MixedDevices, StreamingWorkerWritesTheSameBytesAsTheCpuWorkers) {
   for (const int repeat : {1, 2}) {
     const TileSummary cpu = infer("cpu", kDir + "/out_cpu", repeat, 8192);
     ASSERT_EQ(cpu.status, "done");
     EXPECT_EQ(cpu.gpu_busy_percent, -1);
     EXPECT_EQ(cpu.gpu_batch, 0);
+    EXPECT_EQ(cpu.pixels_computed, cpu.pixels_valid);
+    EXPECT_EQ(cpu.stream_pixels, 0);
     // Chunks of 3 batches (24 pixels) on the streaming worker, single batches on the CPU
     // worker, and the streaming worker alone with one chunk for the whole tile.
     for (const auto& [device, gpu_batch] :
@@ -320,12 +382,53 @@ TEST(MixedDevices, StreamingWorkerWritesTheSameBytesAsTheCpuWorkers) {
       EXPECT_EQ(mixed.batches, cpu.batches);
       EXPECT_EQ(mixed.gpu_busy_percent, -1);  // a CPU engine has no GPU busy time
       EXPECT_GE(mixed.gpu_batch, 8);
+      EXPECT_EQ(mixed.pixels_computed, cpu.pixels_valid);
+      if (device == "cpu+stream") {
+        EXPECT_EQ(mixed.stream_pixels, mixed.pixels_computed) << device;
+      } else {
+        // The streaming worker starts first (CPU sessions are built after its engine); how
+        // much the CPU worker gets depends on timing.
+        EXPECT_GT(mixed.stream_pixels, 0) << device;
+        EXPECT_LE(mixed.stream_pixels, mixed.pixels_computed) << device;
+      }
       // Same pixels, same sampling, same CPU engine: only the batch a pixel ran in differs,
       // which may move a float by an ulp (GEMM blocking), so an int8 value by at most one.
       expect_same_outputs(mixed, cpu, device + " repeat " + std::to_string(repeat));
       EXPECT_FALSE(fs::exists(out + "/grid_0.55_1.15.journal"));
     }
   }
+}
+
+// On the graph path an engine computes its whole capacity at every run, so running out of memory
+// must build a smaller engine rather than run fewer pixels. A tile of 2^20 valid pixels through a
+// model with ~0.7 MB of activations per pixel, in chunks of 2^20 pixels, fits no GPU.
+TEST(MixedDevices, AGraphEngineOutOfMemoryIsRebuiltSmaller) {
+  const std::string reason = cuda_unavailable_reason(0);
+  if (!reason.empty()) GTEST_SKIP() << "no usable GPU: " << reason;
+  const std::string tile = write_tile("grid_0.75_1.15", 1024, 1024, 9, 0.0);
+  ModelConfig config = testing::tiny_model_config();
+  config.ffn = 4096;
+  InferOptions options = infer_options("cuda:0+graph", kDir + "/out_graph_oom", 1, 1 << 20);
+  options.model_path = testing::write_test_model(kDir, "wide.onnx", config);
+  options.batch = 256;
+  const TileSummary graph = run_tile(tile, options, one_worker_plan(), nullptr);
+  ASSERT_EQ(graph.status, "done");
+  EXPECT_EQ(graph.pixels_valid, 1 << 20);
+  EXPECT_LT(graph.gpu_batch, 1 << 20);
+  EXPECT_GT(graph.engines_built, 1);
+  // The IO-binding path halves its runs instead; both compute the same embeddings.
+  options.device = "cuda:0+io";
+  options.out_dir = kDir + "/out_io_oom";
+  const TileSummary io = run_tile(tile, options, one_worker_plan(), nullptr);
+  ASSERT_EQ(io.status, "done");
+  EXPECT_LT(io.gpu_batch, 1 << 20);
+  const std::string qa = npy_payload(graph.embeddings_path), qb = npy_payload(io.embeddings_path);
+  ASSERT_EQ(qa.size(), qb.size());
+  int64_t within_one = 0;
+  for (size_t i = 0; i < qa.size(); ++i) {
+    within_one += std::abs(static_cast<int8_t>(qa[i]) - static_cast<int8_t>(qb[i])) <= 1;
+  }
+  EXPECT_GE(static_cast<double>(within_one), 0.995 * static_cast<double>(qa.size()));
 }
 
 TEST(MixedDevices, UnavailableGpuIsOneLineAndWritesNothing) {

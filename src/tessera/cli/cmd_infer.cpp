@@ -155,6 +155,10 @@ void add_infer_command(CLI::App& root) {
         if (s.batches_resumed) notes += fmt::format(", {} batches resumed", s.batches_resumed);
         if (s.gpu_busy_percent >= 0)
           notes += fmt::format(", GPU busy {:.1f} %", s.gpu_busy_percent);
+        if (s.stream_pixels > 0 && s.stream_pixels < s.pixels_computed)
+          notes += fmt::format(", {:.1f} % of pixels on the CPU workers",
+                               100.0 * static_cast<double>(s.pixels_computed - s.stream_pixels) /
+                                   static_cast<double>(s.pixels_computed));
         std::cout << fmt::format(
                          "{}{}: {} of {} pixels valid, {:.1f} s ({:.3f} ms/pixel{}) -> {}, {}\n",
                          prefix, s.grid, s.pixels_valid, s.pixels_total, s.seconds, s.ms_per_pixel,

@@ -41,6 +41,11 @@ class Engine {
 
   // Runs the first `batch` pixels of the input buffers (1 <= batch <= max_batch()).
   virtual void run(int64_t batch) = 0;
+  // Makes a run in progress on another thread end early (its run() throws Error), and every
+  // later run too, until allow_runs(). Thread-safe. Engines that cannot stop a run ignore it.
+  virtual void interrupt() {}
+  // Undoes interrupt() for the runs that follow.
+  virtual void allow_runs() {}
 };
 
 }  // namespace tessera

@@ -81,6 +81,9 @@ class OrtEngine : public Engine {
   float* s1_input() override { return s1_.data(); }
   const float* output() const override { return out_.data(); }
   void run(int64_t batch) override;
+  // ORT checks the terminate flag of a run's options between nodes.
+  void interrupt() override { run_options_.SetTerminate(); }
+  void allow_runs() override { run_options_.UnsetTerminate(); }
 
   // Seconds spent creating the session (graph load + optimisation), for benchmarks.
   double session_seconds() const { return session_seconds_; }

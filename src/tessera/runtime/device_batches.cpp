@@ -14,6 +14,52 @@ BatchCounter::Range BatchCounter::claim(int64_t count) {
   return {first, std::min(first + std::max<int64_t>(count, 1), batches_)};
 }
 
+BatchFinishes::BatchFinishes(int64_t batches, size_t cpu_workers)
+    : finished_(static_cast<size_t>(batches), 0),
+      taken_over_(static_cast<size_t>(batches), 0),
+      workers_(cpu_workers) {}
+
+bool BatchFinishes::start(size_t worker, int64_t b, Engine& engine) {
+  std::lock_guard lock(mutex_);
+  if (finished_.at(b)) return false;
+  workers_.at(worker) = {b, &engine};
+  engine.allow_runs();  // under the lock: an interrupt for b can only come after this
+  return true;
+}
+
+void BatchFinishes::stop(size_t worker) {
+  std::lock_guard lock(mutex_);
+  workers_.at(worker) = {};
+}
+
+std::vector<int64_t> BatchFinishes::take_over(int64_t count) {
+  std::lock_guard lock(mutex_);
+  std::vector<int64_t> batches;
+  for (const InFlight& w : workers_) {
+    if (static_cast<int64_t>(batches.size()) >= count) break;
+    if (w.batch < 0 || finished_[w.batch] || taken_over_[w.batch]) continue;
+    taken_over_[w.batch] = 1;
+    batches.push_back(w.batch);
+  }
+  std::sort(batches.begin(), batches.end());
+  return batches;
+}
+
+bool BatchFinishes::finish(int64_t b) {
+  std::lock_guard lock(mutex_);
+  if (finished_.at(b)) return false;
+  finished_[b] = 1;
+  for (const InFlight& w : workers_) {
+    if (w.batch == b) w.engine->interrupt();
+  }
+  return true;
+}
+
+bool BatchFinishes::finished(int64_t b) const {
+  std::lock_guard lock(mutex_);
+  return finished_.at(b) != 0;
+}
+
 bool leave_to_streams(double stream_pixels_per_second, int64_t unclaimed_pixels,
                       double cpu_batch_seconds) {
   if (stream_pixels_per_second <= 0 || cpu_batch_seconds <= 0) return false;
@@ -25,7 +71,8 @@ void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_
   const ModelShape& shape = engine.shape();
   int64_t done = 0;
   while (done < count) {
-    const int64_t n = std::min({count - done, *limit, engine.max_batch()});
+    const int64_t n =
+        std::min({count - done, limit ? *limit : engine.max_batch(), engine.max_batch()});
     std::memcpy(engine.s2_input(), s2 + done * shape.s2_pixel_floats(),
                 static_cast<size_t>(n * shape.s2_pixel_floats()) * sizeof(float));
     std::memcpy(engine.s1_input(), s1 + done * shape.s1_pixel_floats(),
@@ -33,7 +80,7 @@ void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_
     try {
       engine.run(n);
     } catch (const Error& e) {
-      if (n <= 1 || !is_out_of_memory_message(e.what())) throw;
+      if (!limit || n <= 1 || !is_out_of_memory_message(e.what())) throw;
       *limit = n / 2;
       if (on_halve) on_halve(*limit);
       continue;

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
+#include <vector>
 
 #include "tessera/model/engine.h"
 
@@ -37,6 +39,37 @@ class BatchCounter {
   std::atomic<int64_t> next_{0};
 };
 
+// Who finishes each batch of a tile. At the tile's end a streaming worker with nothing left to
+// claim computes again the batches that CPU workers are still running (take_over); whoever
+// finishes a batch first writes it (finish is true once per batch), and a CPU worker still
+// running it is interrupted, so the tile does not wait for a CPU worker's last batch.
+// Thread-safe; one mutex guards everything (calls are per batch, not per pixel).
+class BatchFinishes {
+ public:
+  BatchFinishes(int64_t batches, size_t cpu_workers);
+
+  // CPU worker `worker` starts batch b on `engine` and allows the engine's runs again. False
+  // (nothing started) when b is finished already.
+  bool start(size_t worker, int64_t b, Engine& engine);
+  // CPU worker `worker` has no batch in flight any more.
+  void stop(size_t worker);
+  // Up to `count` batches in flight on CPU workers, unfinished, in no earlier answer.
+  std::vector<int64_t> take_over(int64_t count);
+  // True for the first call for batch b, whose caller then writes it; a CPU worker running b
+  // is interrupted. False for every later call.
+  bool finish(int64_t b);
+  bool finished(int64_t b) const;
+
+ private:
+  struct InFlight {
+    int64_t batch = -1;
+    Engine* engine = nullptr;
+  };
+  mutable std::mutex mutex_;
+  std::vector<uint8_t> finished_, taken_over_;  // by batch
+  std::vector<InFlight> workers_;               // by CPU worker
+};
+
 // The rule that keeps a tile from ending on a slow CPU worker: true when streaming (GPU)
 // workers going at `stream_pixels_per_second` together would finish the `unclaimed_pixels`
 // in less time than a CPU worker needs for its next batch (`cpu_batch_seconds`, its last).
@@ -49,7 +82,8 @@ bool leave_to_streams(double stream_pixels_per_second, int64_t unclaimed_pixels,
 // each sub-batch into the engine's buffers and its outputs to `out`. When a sub-batch fails
 // with an out-of-memory error (is_out_of_memory_message), *limit is halved, `on_halve(new
 // limit)` is called, and the sub-batch is retried; at a limit of 1 the error is rethrown.
-// *limit keeps the reduced value for later calls. Other errors are rethrown unchanged.
+// *limit keeps the reduced value for later calls. Other errors are rethrown unchanged. With
+// `limit` null, sub-batches are engine.max_batch() and every error is rethrown.
 void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_t count, float* out,
                         int64_t* limit, const std::function<void(int64_t)>& on_halve = nullptr);
 

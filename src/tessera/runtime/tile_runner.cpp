@@ -225,6 +225,7 @@ struct TileJob {
   std::atomic<int64_t>& pixels_done;
   std::atomic<bool>& abort;  // set when any worker failed: the others stop claiming
   StreamPace& pace;
+  BatchFinishes& finishes;
 
   int64_t latent() const { return shape.output_dim; }
 
@@ -240,9 +241,11 @@ struct TileJob {
     return std::min(options.batch, static_cast<int64_t>(valid.size()) - b * options.batch);
   }
 
-  // Quantises batch b's float outputs (count(b) x latent, in pixel order) into the mapped
-  // outputs and hands the batch to the committer (write-back, then journal).
-  void finish(int64_t b, const float* result) const {
+  // Unless another worker finished batch b first (then false, nothing written): quantises its
+  // float outputs (count(b) x latent, in pixel order) into the mapped outputs and hands the
+  // batch to the committer (write-back, then journal).
+  bool finish(int64_t b, const float* result) const {
+    if (!finishes.finish(b)) return false;
     const int64_t n = count(b);
     const int64_t* p = pixels(b);
     const int64_t d = latent();
@@ -252,6 +255,7 @@ struct TileJob {
     }
     committer.commit(b, n, embedding_rows + p[0] * d, embedding_rows + (p[n - 1] + 1) * d,
                      scale_values + p[0], scale_values + p[n - 1] + 1);
+    return true;
   }
 };
 
@@ -260,6 +264,8 @@ struct StreamStats {
   bool gpu = false;  // its engine was an OrtCudaEngine (busy time is known)
   double busy_seconds = 0, wall_seconds = 0;
   int64_t pixels_per_run = 0;
+  int64_t pixels = 0;              // valid pixels it computed (each once, whatever --repeat)
+  int64_t batches_taken_over = 0;  // of those, batches a CPU worker was still running
 };
 
 // One chunk of consecutive batches on its way through a streaming worker: prepared by a
@@ -295,34 +301,46 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
   const int64_t valid = static_cast<int64_t>(job.valid.size());
   if (kept.chunk == 0) kept.chunk = std::max<int64_t>(1, options.gpu_batch / options.batch);
   int64_t& chunk = kept.chunk;
-  if (!kept.engine || kept.capacity < std::min(chunk * options.batch, valid)) {
-    kept.engine.reset();  // free the smaller one's memory first
+  // A CUDA-graph engine computes its whole capacity at every run: running out of memory there
+  // needs a smaller engine, not smaller runs.
+  const bool whole_capacity = cuda_path(stream_engine_device(device)) == CudaPath::kCudaGraph;
+  // GPU time of engines this call replaced for memory (busy_seconds counts per engine).
+  double busy_of_replaced = 0;
+  bool shrunk = false;
+  const auto build = [&](int64_t max_batch) {
+    kept.engine.reset();  // free the old one's memory first
     OrtEngineOptions engine_options;
     engine_options.device = stream_engine_device(device);
     engine_options.intra_op_threads = 1;
     engine_options.spinning = false;
     engine_options.precision = options.precision;
+    engine_options.max_batch = max_batch;
+    kept.engine = make_engine(options.model_path, engine_options);
+    ++engines_built;
+    kept.capacity = max_batch;
+    kept.limit = max_batch;
+  };
+  if (!kept.engine || kept.capacity < std::min(chunk * options.batch, valid)) {
     for (;;) {
-      // Sized for this tile rounded up to a power of two (never above the chunk), so that tiles
-      // of varying sizes below the chunk rebuild it rarely.
-      engine_options.max_batch = std::min(chunk * options.batch, power_of_two_at_least(valid));
       try {
-        kept.engine = make_engine(options.model_path, engine_options);
+        // Sized for this tile rounded up to a power of two (never above the chunk), so that
+        // tiles of varying sizes below the chunk rebuild it rarely.
+        build(std::min(chunk * options.batch, power_of_two_at_least(valid)));
         break;
       } catch (const Error& e) {
         if (chunk == 1 || !is_out_of_memory_message(e.what())) throw;
         chunk /= 2;
       }
     }
-    ++engines_built;
-    kept.capacity = engine_options.max_batch;
-    kept.limit = kept.capacity;
   }
-  Engine& engine = *kept.engine;
-  const auto* cuda = dynamic_cast<const OrtCudaEngine*>(&engine);
-  const double busy_before = cuda ? cuda->busy_seconds() : 0;
+  const auto gpu_busy_seconds = [&] {
+    const auto* cuda = dynamic_cast<const OrtCudaEngine*>(kept.engine.get());
+    return cuda ? cuda->busy_seconds() : 0.0;
+  };
+  const bool gpu = dynamic_cast<const OrtCudaEngine*>(kept.engine.get()) != nullptr;
+  const double busy_before = gpu_busy_seconds();
   engine_ready();
-  const int64_t capacity = kept.capacity;
+  const int64_t capacity = kept.capacity;  // the slots' size, even if the engine shrinks
   int64_t& limit = kept.limit;
   const auto start = Clock::now();
 
@@ -330,6 +348,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
   std::condition_variable wake;
   std::deque<Slot*> ready;
   int helpers_left = 2;
+  int64_t pixels = 0, taken_over = 0;  // guarded by mutex
   std::exception_ptr error;
   auto fail = [&](std::exception_ptr e) {
     {
@@ -351,12 +370,18 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
       if (options.repeat > 1) slot.mean.resize(capacity * job.latent());
       while (!job.abort) {
         const BatchCounter::Range range = job.counter.claim(chunk);
-        if (range.empty()) break;
-        slot.pixels.clear();
         slot.batches.clear();
+        const bool taking_over = range.empty();
+        if (taking_over) {
+          // Nothing left to claim: the batches CPU workers are still running, if any.
+          slot.batches = job.finishes.take_over(chunk);
+          if (slot.batches.empty()) break;
+        }
         for (int64_t b = range.first; b < range.end; ++b) {
-          if (job.journal.done(b)) continue;
-          slot.batches.push_back(b);
+          if (!job.journal.done(b)) slot.batches.push_back(b);
+        }
+        slot.pixels.clear();
+        for (const int64_t b : slot.batches) {
           slot.pixels.insert(slot.pixels.end(), job.pixels(b), job.pixels(b) + job.count(b));
         }
         slot.count = static_cast<int64_t>(slot.pixels.size());
@@ -379,11 +404,17 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
           divide_by(floats, options.repeat, slot.mean.data());
           result = slot.mean.data();
         }
-        int64_t offset = 0;
+        int64_t offset = 0, written = 0, won = 0;
         for (const int64_t b : slot.batches) {
-          job.finish(b, result + offset * job.latent());
+          if (job.finish(b, result + offset * job.latent())) {
+            written += job.count(b);
+            ++won;
+          }
           offset += job.count(b);
         }
+        std::lock_guard lock(mutex);
+        pixels += written;
+        if (taking_over) taken_over += won;
       }
     } catch (...) {
       fail(std::current_exception());
@@ -403,14 +434,31 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
       ready.pop_front();
     }
     job.pace.started();
+    const auto say_reduced = [&](int64_t reduced) {
+      fmt::print(stderr, "tessera: {}: out of memory, continuing with {} pixels per run\n", device,
+                 reduced);
+    };
     try {
-      run_in_sub_batches(engine, slot->s2.data(), slot->s1.data(), slot->count, slot->out.data(),
-                         &limit, [&](int64_t reduced) {
-                           fmt::print(stderr,
-                                      "tessera: {}: out of memory, continuing with {} pixels "
-                                      "per run\n",
-                                      device, reduced);
-                         });
+      for (;;) {
+        try {
+          run_in_sub_batches(*kept.engine, slot->s2.data(), slot->s1.data(), slot->count,
+                             slot->out.data(), whole_capacity ? nullptr : &limit, say_reduced);
+          break;
+        } catch (const Error& e) {
+          if (!whole_capacity || kept.capacity == 1 || !is_out_of_memory_message(e.what())) throw;
+          busy_of_replaced += gpu_busy_seconds();
+          shrunk = true;
+          for (int64_t next = kept.capacity / 2;; next /= 2) {
+            try {
+              build(next);
+              break;
+            } catch (const Error& again) {
+              if (next == 1 || !is_out_of_memory_message(again.what())) throw;
+            }
+          }
+          say_reduced(kept.capacity);
+        }
+      }
     } catch (...) {
       fail(std::current_exception());
       break;
@@ -421,13 +469,18 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     wake.notify_all();
   }
   for (auto& t : helpers) t.join();
+  // An engine shrunk for memory (graph path) takes smaller chunks from the next tile on, so
+  // that the next tile does not build the larger one again.
+  if (shrunk) chunk = std::max<int64_t>(1, std::min(chunk, kept.capacity / options.batch));
   if (error) std::rethrow_exception(error);
   StreamStats stats;
   stats.wall_seconds = seconds_since(start);
-  stats.pixels_per_run = limit;
-  if (cuda) {
+  stats.pixels_per_run = whole_capacity ? kept.capacity : limit;
+  stats.pixels = pixels;
+  stats.batches_taken_over = taken_over;
+  if (gpu) {
     stats.gpu = true;
-    stats.busy_seconds = cuda->busy_seconds() - busy_before;
+    stats.busy_seconds = busy_of_replaced + gpu_busy_seconds() - busy_before;
   }
   return stats;
 }
@@ -562,8 +615,9 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   std::atomic<bool> abort{false};
   BatchCommitter committer(*journal, pixels_done);
   StreamPace pace;
-  const TileJob job{tile,           options,      valid,   shape,       *journal, committer,
-                    embedding_rows, scale_values, counter, pixels_done, abort,    pace};
+  BatchFinishes finishes(summary.batches, kept_->cpu_engines.size());
+  const TileJob job{tile,         options, valid,       shape, *journal, committer, embedding_rows,
+                    scale_values, counter, pixels_done, abort, pace,     finishes};
   // No workers (and no engine builds) when every batch is done already, or there is none.
   const bool work_left = journal->done_count() < summary.batches;
   const size_t streams = work_left ? devices.streams.size() : 0;
@@ -627,14 +681,22 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
           const int64_t b = counter.claim(1).first;
           if (b >= summary.batches) break;
           if (journal->done(b)) continue;
+          if (!finishes.start(worker.index, b, engine)) continue;
           const int64_t count = job.count(b);
           const float* result = engine.output();
           if (options.repeat > 1) std::fill(mean.begin(), mean.begin() + count * latent, 0.0f);
-          for (int r = 0; r < options.repeat; ++r) {
-            preparer.prepare_batch(job.pixels(b), count, r, engine.s2_input(), engine.s1_input());
-            engine.run(count);
-            if (options.repeat > 1) accumulate(engine.output(), count * latent, mean.data());
+          try {
+            for (int r = 0; r < options.repeat; ++r) {
+              preparer.prepare_batch(job.pixels(b), count, r, engine.s2_input(), engine.s1_input());
+              engine.run(count);
+              if (options.repeat > 1) accumulate(engine.output(), count * latent, mean.data());
+            }
+          } catch (const Error&) {
+            finishes.stop(worker.index);
+            if (finishes.finished(b)) continue;  // interrupted: a streaming worker finished b
+            throw;
           }
+          finishes.stop(worker.index);
           if (options.repeat > 1) {
             divide_by(count * latent, options.repeat, mean.data());
             result = mean.data();
@@ -664,6 +726,8 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   double busy_percent = 0;
   int gpus = 0;
   for (const auto& s : stream_stats) {
+    summary.stream_pixels += s.pixels;
+    summary.batches_taken_over += s.batches_taken_over;
     summary.gpu_batch =
         summary.gpu_batch ? std::min(summary.gpu_batch, s.pixels_per_run) : s.pixels_per_run;
     if (s.gpu && s.wall_seconds > 0) {
@@ -685,6 +749,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   summary.engines_built = engines_built.load();
   summary.seconds = seconds_since(start);
   const int64_t computed = pixels_done.load() - pixels_resumed;
+  summary.pixels_computed = computed;
   summary.ms_per_pixel = computed > 0 ? 1e3 * summary.seconds / static_cast<double>(computed) : 0;
   return summary;
 }
@@ -697,10 +762,13 @@ nlohmann::json tile_summary_json(const TileSummary& s) {
           {"pixels_valid", s.pixels_valid},
           {"batches", s.batches},
           {"batches_resumed", s.batches_resumed},
+          {"pixels_computed", s.pixels_computed},
           {"seconds", s.seconds},
           {"ms_per_pixel", s.ms_per_pixel},
           {"gpu_busy_percent", s.gpu_busy_percent},
           {"gpu_batch", s.gpu_batch},
+          {"stream_pixels", s.stream_pixels},
+          {"batches_taken_over", s.batches_taken_over},
           {"peak_rss_anon_bytes", s.peak_rss_anon_bytes},
           {"engines_built", s.engines_built},
           {"embeddings", s.embeddings_path},

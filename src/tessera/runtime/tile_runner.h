@@ -52,6 +52,7 @@ struct TileSummary {
   int64_t pixels_valid = 0;
   int64_t batches = 0;
   int64_t batches_resumed = 0;  // already done by an earlier run
+  int64_t pixels_computed = 0;  // valid pixels computed in this run (not resumed)
   double seconds = 0;
   double ms_per_pixel = 0;  // wall time over the valid pixels computed in this run
   // Streaming workers only (-1 / 0 when there were none): the GPU's busy time (CUDA events)
@@ -59,6 +60,12 @@ struct TileSummary {
   // the end (below the asked gpu_batch when out-of-memory halved it).
   double gpu_busy_percent = -1;
   int64_t gpu_batch = 0;
+  // Of pixels_computed, those the streaming workers computed (0 without any); the CPU workers
+  // computed the rest.
+  int64_t stream_pixels = 0;
+  // Batches a streaming worker computed again, and finished first, while a CPU worker was
+  // still running them at the tile's end (BatchFinishes); that worker's run was interrupted.
+  int64_t batches_taken_over = 0;
   // Peak anonymous resident memory of the process while the tile ran (sampled every 0.5 s
   // from /proc/self/status RssAnon): the working set, without the file-backed pages of the
   // memory-mapped inputs and outputs, which the kernel can drop at will.
