@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
@@ -221,6 +222,24 @@ void OrtCudaEngine::free_buffers() {
 }
 
 void OrtCudaEngine::run(int64_t batch) {
+  run_between(host_s2_, host_s1_, batch, host_out_);
+}
+
+void OrtCudaEngine::run_from(const float* s2, const float* s1, int64_t batch, float* out) {
+  run_between(s2, s1, batch, out);
+}
+
+HostBuffer OrtCudaEngine::allocate_host(int64_t floats) {
+  void* p = nullptr;
+  const size_t bytes = static_cast<size_t>(floats) * sizeof(float);
+  const int status = cuda_->malloc_host(&p, bytes);
+  if (status != 0) throw Error(name() + ": " + cuda_->describe("cudaMallocHost", status));
+  std::memset(p, 0, bytes);
+  const CudaRuntime* cuda = cuda_;  // process-wide: the buffer may outlive the engine
+  return HostBuffer(static_cast<float*>(p), [cuda](float* q) { cuda->free_host(q); });
+}
+
+void OrtCudaEngine::run_between(const float* s2, const float* s1, int64_t batch, float* out) {
   if (batch < 1 || batch > options_.max_batch) {
     throw Error(fmt::format("batch of {} pixels is outside 1..{}", batch, options_.max_batch));
   }
@@ -260,19 +279,17 @@ void OrtCudaEngine::run(int64_t batch) {
     return static_cast<size_t>(batch * per_pixel) * sizeof(float);
   };
   check("cudaEventRecord", cuda_->event_record(start_, stream_));
-  check("cudaMemcpyAsync",
-        cuda_->memcpy_async(device_s2_, host_s2_, floats(shape_.s2_pixel_floats()),
-                            CudaRuntime::kHostToDevice, stream_));
-  check("cudaMemcpyAsync",
-        cuda_->memcpy_async(device_s1_, host_s1_, floats(shape_.s1_pixel_floats()),
-                            CudaRuntime::kHostToDevice, stream_));
+  check("cudaMemcpyAsync", cuda_->memcpy_async(device_s2_, s2, floats(shape_.s2_pixel_floats()),
+                                               CudaRuntime::kHostToDevice, stream_));
+  check("cudaMemcpyAsync", cuda_->memcpy_async(device_s1_, s1, floats(shape_.s1_pixel_floats()),
+                                               CudaRuntime::kHostToDevice, stream_));
   try {
     session_->Run(run_options_.at(computed), binding->second);
   } catch (const Ort::Exception& e) {
     cuda_->stream_synchronize(stream_);
     throw Error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");
   }
-  check("cudaMemcpyAsync", cuda_->memcpy_async(host_out_, device_out_, floats(shape_.output_dim),
+  check("cudaMemcpyAsync", cuda_->memcpy_async(out, device_out_, floats(shape_.output_dim),
                                                CudaRuntime::kDeviceToHost, stream_));
   check("cudaEventRecord", cuda_->event_record(stop_, stream_));
   check("cudaEventSynchronize", cuda_->event_synchronize(stop_));

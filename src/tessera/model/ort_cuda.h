@@ -87,6 +87,11 @@ class OrtCudaEngine : public Engine {
   float* s1_input() override { return host_s1_; }
   const float* output() const override { return host_out_; }
   void run(int64_t batch) override;
+  // Copies host -> device from `s2`/`s1` and device -> host into `out` directly, on the
+  // engine's stream (no copy through the engine's own pinned buffers).
+  void run_from(const float* s2, const float* s1, int64_t batch, float* out) override;
+  // Page-locked (cudaMallocHost); throws Error when that fails.
+  HostBuffer allocate_host(int64_t floats) override;
 
   double session_seconds() const { return session_seconds_; }
   // GPU time (CUDA events) from the first host->device copy to the last device->host copy of
@@ -95,6 +100,9 @@ class OrtCudaEngine : public Engine {
 
  private:
   void free_buffers();
+  // run() and run_from(): computes cuda_run_batch(batch) pixels from the device buffers after
+  // copying the first `batch` from s2/s1, and copies `batch` outputs to `out`.
+  void run_between(const float* s2, const float* s1, int64_t batch, float* out);
 
   OrtEngineOptions options_;
   CudaPath path_;

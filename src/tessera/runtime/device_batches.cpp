@@ -1,7 +1,6 @@
 #include "tessera/runtime/device_batches.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "tessera/common/error.h"
 #include "tessera/model/ort_cuda.h"
@@ -73,20 +72,15 @@ void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_
   while (done < count) {
     const int64_t n =
         std::min({count - done, limit ? *limit : engine.max_batch(), engine.max_batch()});
-    std::memcpy(engine.s2_input(), s2 + done * shape.s2_pixel_floats(),
-                static_cast<size_t>(n * shape.s2_pixel_floats()) * sizeof(float));
-    std::memcpy(engine.s1_input(), s1 + done * shape.s1_pixel_floats(),
-                static_cast<size_t>(n * shape.s1_pixel_floats()) * sizeof(float));
     try {
-      engine.run(n);
+      engine.run_from(s2 + done * shape.s2_pixel_floats(), s1 + done * shape.s1_pixel_floats(), n,
+                      out + done * shape.output_dim);
     } catch (const Error& e) {
       if (!limit || n <= 1 || !is_out_of_memory_message(e.what())) throw;
       *limit = n / 2;
       if (on_halve) on_halve(*limit);
       continue;
     }
-    std::memcpy(out + done * shape.output_dim, engine.output(),
-                static_cast<size_t>(n * shape.output_dim) * sizeof(float));
     done += n;
   }
 }

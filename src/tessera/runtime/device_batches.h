@@ -78,8 +78,8 @@ bool leave_to_streams(double stream_pixels_per_second, int64_t unclaimed_pixels,
                       double cpu_batch_seconds);
 
 // Runs `count` pixels of model inputs (row-major, the layout of a batch tensor) through
-// `engine` in sub-batches of at most *limit pixels (and at most engine.max_batch()), copying
-// each sub-batch into the engine's buffers and its outputs to `out`. When a sub-batch fails
+// `engine` in sub-batches of at most *limit pixels (and at most engine.max_batch()), each with
+// engine.run_from, writing their outputs to `out`. When a sub-batch fails
 // with an out-of-memory error (is_out_of_memory_message), *limit is halved, `on_halve(new
 // limit)` is called, and the sub-batch is retried; at a limit of 1 the error is rethrown.
 // *limit keeps the reduced value for later calls. Other errors are rethrown unchanged. With

@@ -273,7 +273,8 @@ struct StreamStats {
 struct Slot {
   std::vector<int64_t> pixels;   // the chunk's not-yet-done pixels, batch after batch
   std::vector<int64_t> batches;  // their batch numbers
-  std::vector<float> s2, s1, out, mean;
+  HostBuffer s2, s1, out;        // from the engine's allocate_host (pinned on a GPU)
+  std::vector<float> mean;
   int64_t count = 0;
   bool done = false;  // the engine has filled `out` for the submitted pass
 };
@@ -358,16 +359,20 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     job.abort = true;
     wake.notify_all();
   };
-  auto helper = [&] {
+  // The slots' buffers come from the engine (pinned memory on a GPU, which the engine copies
+  // to and from directly), allocated here: the engine thread may replace the engine later.
+  Slot slots[2];
+  for (Slot& slot : slots) {
+    slot.s2 = kept.engine->allocate_host(capacity * job.shape.s2_pixel_floats());
+    slot.s1 = kept.engine->allocate_host(capacity * job.shape.s1_pixel_floats());
+    slot.out = kept.engine->allocate_host(capacity * job.latent());
+    if (options.repeat > 1) slot.mean.resize(capacity * job.latent());
+  }
+  auto helper = [&](Slot& slot) {
     try {
       if (helper_cpus) bind_current_thread(*helper_cpus, policy);
       PixelPreparer preparer(job.tile, static_cast<int>(job.shape.s2_steps),
                              static_cast<int>(job.shape.s1_steps));
-      Slot slot;
-      slot.s2.resize(capacity * job.shape.s2_pixel_floats());
-      slot.s1.resize(capacity * job.shape.s1_pixel_floats());
-      slot.out.resize(capacity * job.latent());
-      if (options.repeat > 1) slot.mean.resize(capacity * job.latent());
       while (!job.abort) {
         const BatchCounter::Range range = job.counter.claim(chunk);
         slot.batches.clear();
@@ -389,7 +394,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
         const int64_t floats = slot.count * job.latent();
         if (options.repeat > 1) std::fill(slot.mean.begin(), slot.mean.begin() + floats, 0.0f);
         for (int r = 0; r < options.repeat; ++r) {
-          preparer.prepare_batch(slot.pixels.data(), slot.count, r, slot.s2.data(), slot.s1.data());
+          preparer.prepare_batch(slot.pixels.data(), slot.count, r, slot.s2.get(), slot.s1.get());
           std::unique_lock lock(mutex);
           slot.done = false;
           ready.push_back(&slot);
@@ -397,9 +402,9 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
           wake.wait(lock, [&] { return slot.done || error; });
           if (error) return;
           lock.unlock();
-          if (options.repeat > 1) accumulate(slot.out.data(), floats, slot.mean.data());
+          if (options.repeat > 1) accumulate(slot.out.get(), floats, slot.mean.data());
         }
-        const float* result = slot.out.data();
+        const float* result = slot.out.get();
         if (options.repeat > 1) {
           divide_by(floats, options.repeat, slot.mean.data());
           result = slot.mean.data();
@@ -423,7 +428,8 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     --helpers_left;
     wake.notify_all();
   };
-  std::thread helpers[2] = {std::thread(helper), std::thread(helper)};
+  std::thread helpers[2] = {std::thread(helper, std::ref(slots[0])),
+                            std::thread(helper, std::ref(slots[1]))};
   for (;;) {
     Slot* slot = nullptr;
     {
@@ -441,8 +447,8 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     try {
       for (;;) {
         try {
-          run_in_sub_batches(*kept.engine, slot->s2.data(), slot->s1.data(), slot->count,
-                             slot->out.data(), whole_capacity ? nullptr : &limit, say_reduced);
+          run_in_sub_batches(*kept.engine, slot->s2.get(), slot->s1.get(), slot->count,
+                             slot->out.get(), whole_capacity ? nullptr : &limit, say_reduced);
           break;
         } catch (const Error& e) {
           if (!whole_capacity || kept.capacity == 1 || !is_out_of_memory_message(e.what())) throw;
