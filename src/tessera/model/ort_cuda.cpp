@@ -232,7 +232,9 @@ void OrtCudaEngine::run_from(const float* s2, const float* s1, int64_t batch, fl
 HostBuffer OrtCudaEngine::allocate_host(int64_t floats) {
   void* p = nullptr;
   const size_t bytes = static_cast<size_t>(floats) * sizeof(float);
-  const int status = cuda_->malloc_host(&p, bytes);
+  // The calling thread's current GPU gets the allocation's context: make it this engine's.
+  int status = cuda_->set_device(device_id_);
+  if (status == 0) status = cuda_->malloc_host(&p, bytes);
   if (status != 0) throw Error(name() + ": " + cuda_->describe("cudaMallocHost", status));
   std::memset(p, 0, bytes);
   const CudaRuntime* cuda = cuda_;  // process-wide: the buffer may outlive the engine
@@ -244,7 +246,11 @@ void OrtCudaEngine::run_between(const float* s2, const float* s1, int64_t batch,
     throw Error(fmt::format("batch of {} pixels is outside 1..{}", batch, options_.max_batch));
   }
   auto check = [&](const char* what, int status) {
-    if (status != 0) throw Error(name() + ": " + cuda_->describe(what, status));
+    if (status == 0) return;
+    // Copies from s2/s1 and into `out` may still be queued: those are the caller's buffers,
+    // which it may free once this throws.
+    cuda_->stream_synchronize(stream_);
+    throw Error(name() + ": " + cuda_->describe(what, status));
   };
   check("cudaSetDevice", cuda_->set_device(device_id_));
   const int64_t computed = cuda_run_batch(path_, batch, options_.max_batch);

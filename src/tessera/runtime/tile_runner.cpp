@@ -273,7 +273,7 @@ struct StreamStats {
 struct Slot {
   std::vector<int64_t> pixels;   // the chunk's not-yet-done pixels, batch after batch
   std::vector<int64_t> batches;  // their batch numbers
-  HostBuffer s2, s1, out;        // from the engine's allocate_host (pinned on a GPU)
+  float *s2 = nullptr, *s1 = nullptr, *out = nullptr;  // StreamEngine::buffers
   std::vector<float> mean;
   int64_t count = 0;
   bool done = false;  // the engine has filled `out` for the submitted pass
@@ -285,6 +285,13 @@ struct StreamEngine {
   int64_t chunk = 0;     // batches claimed at once (0: not yet set); halved while building OOMs
   int64_t capacity = 0;  // the engine's max_batch
   int64_t limit = 0;     // pixels per run; halved while running OOMs (run_in_sub_batches)
+  // Inputs and outputs of the worker's two slots, from the engine's allocate_host (pinned on a
+  // GPU, so the engine copies straight from and into them), for buffer_capacity pixels; kept
+  // with the engine, reallocated only when a larger engine needs more.
+  struct Buffers {
+    HostBuffer s2, s1, out;
+  } buffers[2];
+  int64_t buffer_capacity = 0;
 };
 
 // A streaming worker: builds its engine unless `kept` holds one large enough (halving the chunk
@@ -359,14 +366,22 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     job.abort = true;
     wake.notify_all();
   };
-  // The slots' buffers come from the engine (pinned memory on a GPU, which the engine copies
-  // to and from directly), allocated here: the engine thread may replace the engine later.
+  // Allocated here, before the helpers start: the engine thread may replace the engine later.
+  if (kept.buffer_capacity < capacity) {
+    for (auto& b : kept.buffers) b = {};  // free the smaller ones first
+    for (auto& b : kept.buffers) {
+      b.s2 = kept.engine->allocate_host(capacity * job.shape.s2_pixel_floats());
+      b.s1 = kept.engine->allocate_host(capacity * job.shape.s1_pixel_floats());
+      b.out = kept.engine->allocate_host(capacity * job.latent());
+    }
+    kept.buffer_capacity = capacity;
+  }
   Slot slots[2];
-  for (Slot& slot : slots) {
-    slot.s2 = kept.engine->allocate_host(capacity * job.shape.s2_pixel_floats());
-    slot.s1 = kept.engine->allocate_host(capacity * job.shape.s1_pixel_floats());
-    slot.out = kept.engine->allocate_host(capacity * job.latent());
-    if (options.repeat > 1) slot.mean.resize(capacity * job.latent());
+  for (int i = 0; i < 2; ++i) {
+    slots[i].s2 = kept.buffers[i].s2.get();
+    slots[i].s1 = kept.buffers[i].s1.get();
+    slots[i].out = kept.buffers[i].out.get();
+    if (options.repeat > 1) slots[i].mean.resize(capacity * job.latent());
   }
   auto helper = [&](Slot& slot) {
     try {
@@ -394,7 +409,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
         const int64_t floats = slot.count * job.latent();
         if (options.repeat > 1) std::fill(slot.mean.begin(), slot.mean.begin() + floats, 0.0f);
         for (int r = 0; r < options.repeat; ++r) {
-          preparer.prepare_batch(slot.pixels.data(), slot.count, r, slot.s2.get(), slot.s1.get());
+          preparer.prepare_batch(slot.pixels.data(), slot.count, r, slot.s2, slot.s1);
           std::unique_lock lock(mutex);
           slot.done = false;
           ready.push_back(&slot);
@@ -402,9 +417,9 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
           wake.wait(lock, [&] { return slot.done || error; });
           if (error) return;
           lock.unlock();
-          if (options.repeat > 1) accumulate(slot.out.get(), floats, slot.mean.data());
+          if (options.repeat > 1) accumulate(slot.out, floats, slot.mean.data());
         }
-        const float* result = slot.out.get();
+        const float* result = slot.out;
         if (options.repeat > 1) {
           divide_by(floats, options.repeat, slot.mean.data());
           result = slot.mean.data();
@@ -447,8 +462,8 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     try {
       for (;;) {
         try {
-          run_in_sub_batches(*kept.engine, slot->s2.get(), slot->s1.get(), slot->count,
-                             slot->out.get(), whole_capacity ? nullptr : &limit, say_reduced);
+          run_in_sub_batches(*kept.engine, slot->s2, slot->s1, slot->count, slot->out,
+                             whole_capacity ? nullptr : &limit, say_reduced);
           break;
         } catch (const Error& e) {
           if (!whole_capacity || kept.capacity == 1 || !is_out_of_memory_message(e.what())) throw;
