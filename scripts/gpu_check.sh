@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU checks of docs/GPU.md on a machine with an NVIDIA GPU, from a build of tessera.
 #
-#   scripts/gpu_check.sh [STAGE...]     stages: env bench tests infer cpu
-#                                       (default: all five, in that order)
+#   scripts/gpu_check.sh [STAGE...]     stages: env bench tests infer cpu mixed
+#                                       (default: env bench tests infer cpu, in that order)
 #
 # Environment:
 #   BUILD    build directory holding tessera and tests/test_{model,runtime} (default: build-dev)
@@ -119,6 +119,43 @@ stage_cpu() {
   "$B" report --from "$RESULTS/bench_cpu_thread.json" "$RESULTS/bench_cpu_process.json" \
     -o "$RESULTS/bench_cpu.md" >/dev/null
   grep -A12 '^## All rows' "$RESULTS/bench_cpu.md" | grep '^|' | cut -d'|' -f3-17
+}
+
+# Does a CPU pool beside the GPU make infer faster? Runs of two tiles (MIXED_SIZE, default 768x768), GPU alone and
+# with the CPU workers, alternated REPS times (default 4); compares the second tile of each run
+# (its engines are kept, so it measures steady state) by mean and spread.
+stage_mixed() {
+  ensure_model
+  local tiles="$RESULTS/mixed_tiles" gpu=${GPU_PATH:-cuda:0+io} p=${PRECISION:-tf32} i
+  local two=("$tiles/grid_0.05_0.05" "$tiles/grid_0.15_0.05")
+  rm -rf "$tiles" "$RESULTS"/m_*
+  "$B" synth --out "${two[0]}" --size "${MIXED_SIZE:-768x768}" --seed 3 >/dev/null
+  "$B" synth --out "${two[1]}" --size "${MIXED_SIZE:-768x768}" --seed 4 >/dev/null
+  for i in $(seq "${REPS:-4}"); do
+    for kind in alone mixed; do
+      local device=$gpu
+      [ "$kind" = mixed ] && device="cpu,$gpu"
+      "$B" infer -m "$model" --device "$device" --precision "$p" -b 256 --gpu-batch 16384 \
+        --out "$RESULTS/m_out" --summary "$RESULTS/m_${kind}_$i.json" --force "${two[@]}" \
+        >/dev/null 2>&1 || return 1
+    done
+  done
+  rm -rf "$RESULTS/m_out"
+  python3 - "$RESULTS" <<'EOF2'
+import glob, json, statistics, sys
+results = sys.argv[1]
+def tile2(kind):
+    return [json.load(open(f))['tiles'][1] for f in sorted(glob.glob(f'{results}/m_{kind}_*.json'))]
+alone, mixed = tile2('alone'), tile2('mixed')
+for name, tiles in (('alone', alone), ('mixed', mixed)):
+    secs = [t['seconds'] for t in tiles]
+    cpu = [t['pixels_computed'] - t['stream_pixels'] for t in tiles]
+    print(f"{name}: tile 2 seconds {' '.join(f'{x:.2f}' for x in secs)}; mean {statistics.mean(secs):.3f}"
+          f" sd {statistics.stdev(secs) if len(secs) > 1 else 0:.3f}; CPU workers' pixels {cpu}")
+a = statistics.mean(t['seconds'] for t in alone)
+m = statistics.mean(t['seconds'] for t in mixed)
+print(f"mixed is {a / m:.4f}x the GPU alone (above 1: faster)")
+EOF2
 }
 
 status=0
