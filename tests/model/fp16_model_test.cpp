@@ -66,6 +66,16 @@ std::map<std::string, int> tensor_types(const onnx::GraphProto& graph) {
   return types;
 }
 
+// The graph's one node of type `op` (the test fails when there is not exactly one).
+onnx::NodeProto the_node(const onnx::ModelProto& model, const std::string& op) {
+  std::vector<onnx::NodeProto> found;
+  for (const auto& n : model.graph().node()) {
+    if (n.op_type() == op) found.push_back(n);
+  }
+  EXPECT_EQ(found.size(), 1u) << op;
+  return found.empty() ? onnx::NodeProto() : found[0];
+}
+
 TEST(Fp16Model, KeepsFloat32EdgesAndTheDayOfYearEncoding) {
   onnx::ModelProto model = read(small_model());
   convert_to_fp16(model, "small.onnx");
@@ -366,12 +376,7 @@ TEST(Fp16Model, LayerNormalizationStatisticsStayFloat32) {
   g.node("LayerNormalization", {"X", "scale", "bias"}, {"N", "mean"});
   g.node("Add", {"N", "mean"}, {"Y"});
   g.output("Y");
-  const onnx::ModelProto m = g.converted();
-  for (const auto& n : m.graph().node()) {
-    if (n.op_type() == "Add") {
-      EXPECT_EQ(n.input(1), "mean/to_fp16");
-    }
-  }
+  EXPECT_EQ(the_node(g.converted(), "Add").input(1), "mean/to_fp16");
 }
 
 TEST(Fp16Model, AbsentOptionalInputsStayAbsent) {
@@ -387,12 +392,7 @@ TEST(Fp16Model, AbsentOptionalInputsStayAbsent) {
   g.node("Slice", {"X", "starts", "ends", "", "steps"}, {"Y"});
   g.output("S");
   g.output("Y");
-  const onnx::ModelProto m = g.converted();
-  for (const auto& n : m.graph().node()) {
-    if (n.op_type() == "Slice") {
-      EXPECT_EQ(n.input(3), "");
-    }
-  }
+  EXPECT_EQ(the_node(g.converted(), "Slice").input(3), "");
 }
 
 TEST(Fp16Model, OutputsReadByOtherNodesAndNamesThatAreTaken) {
