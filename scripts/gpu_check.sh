@@ -64,6 +64,16 @@ stage_bench() {
   grep -A40 '^## All rows' "$RESULTS/bench_gpu.md" | grep '^|' | cut -d'|' -f3-17
 }
 
+# One infer run as NAME over the given tiles: outputs in o_NAME, summary s_NAME.json. Prints only
+# what is not a per-tile result line (errors, notes); the summaries are printed at the end.
+infer_as() {  # NAME DEVICE PRECISION TILE...
+  local name=$1 device=$2 precision=$3
+  shift 3
+  "$B" infer -m "$model" --device "$device" --precision "$precision" -b 256 --gpu-batch 16384 \
+    --out "$RESULTS/o_$name" --summary "$RESULTS/s_$name.json" --force "$@" 2>&1 |
+    { grep -v -E '^(\[[0-9]+/[0-9]+] )?grid' || true; }  # the status is infer's (pipefail)
+}
+
 # Two tiles per run: the second shows a tile without engine builds (they are kept between tiles).
 stage_infer() {
   ensure_model
@@ -73,29 +83,24 @@ stage_infer() {
   rm -rf "$tiles" "$RESULTS"/o_*
   "$B" synth --out "${two[0]}" --size "$SIZE" --seed 3 >/dev/null
   "$B" synth --out "${two[1]}" --size "$SIZE" --seed 4 >/dev/null
-  "$B" infer -m "$model" --device "$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_gpu" --summary "$RESULTS/s_gpu.json" "${two[@]}" 2>&1 | grep -v -E '^(\[[0-9]+/[0-9]+] )?grid'
-  "$B" infer -m "$model" --device "cpu,$gpu" --precision "$p" -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_mix" --summary "$RESULTS/s_mix.json" "${two[@]}" 2>&1 | grep -v -E '^(\[[0-9]+/[0-9]+] )?grid'
-  # The fast path: float16 with a CUDA graph.
-  "$B" infer -m "$model" --device cuda:0+graph --precision fp16 -b 256 --gpu-batch 16384 \
-    --out "$RESULTS/o_fast" --summary "$RESULTS/s_fast.json" "${two[@]}" 2>&1 | grep -v -E '^(\[[0-9]+/[0-9]+] )?grid'
-  # Agreement with the CPU on a small tile (the CPU is ~100x slower).
+  infer_as gpu "$gpu" "$p" "${two[@]}"
+  infer_as mix "cpu,$gpu" "$p" "${two[@]}"
+  infer_as fast cuda:0+graph fp16 "${two[@]}"  # the fast path: float16 with a CUDA graph
+  # Agreement with the CPU on a small tile (the CPU is ~100x slower), at the run's precision and
+  # at fp16; then of the large runs with each other.
   "$B" synth --out "$tiles/small/$grid" --size 64x64 --seed 5 >/dev/null
   "$B" infer -m "$model" --device cpu -b 256 --out "$RESULTS/o_cpu_small" "$tiles/small/$grid" 2>&1 | tail -n 1
-  "$B" infer -m "$model" --device "$gpu" --precision "$p" -b 256 --out "$RESULTS/o_gpu_small" \
-    "$tiles/small/$grid" 2>&1 | tail -n 1
-  python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_cpu_small/$grid" \
-    "$RESULTS/o_gpu_small/$grid" --min-within-1-lsb 0.995 | tee "$RESULTS/agreement.txt"
-  python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_gpu/$grid" "$RESULTS/o_mix/$grid" \
-    | tee -a "$RESULTS/agreement.txt"
-  python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_gpu/$grid" "$RESULTS/o_fast/$grid" \
-    --min-within-1-lsb 0.995 | tee -a "$RESULTS/agreement.txt"
-  # The float16 model (--precision fp16) against the same CPU run.
-  "$B" infer -m "$model" --device "$gpu" --precision fp16 -b 256 --out "$RESULTS/o_gpu16_small" \
-    "$tiles/small/$grid" 2>&1 | tail -n 1
-  python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_cpu_small/$grid" \
-    "$RESULTS/o_gpu16_small/$grid" --min-within-1-lsb 0.995 | tee -a "$RESULTS/agreement.txt"
+  infer_as gpu_small "$gpu" "$p" "$tiles/small/$grid"
+  infer_as gpu16_small "$gpu" fp16 "$tiles/small/$grid"
+  agree() {  # RUN RUN [compare_embeddings.py options]
+    python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_$1/$grid" "$RESULTS/o_$2/$grid" \
+      "${@:3}" | tee -a "$RESULTS/agreement.txt"
+  }
+  : >"$RESULTS/agreement.txt"
+  agree cpu_small gpu_small --min-within-1-lsb 0.995
+  agree cpu_small gpu16_small --min-within-1-lsb 0.995
+  agree gpu mix
+  agree gpu fast --min-within-1-lsb 0.995
   python3 - "$RESULTS" <<'EOF'
 import json, sys
 for s in ('s_gpu', 's_mix', 's_fast'):
@@ -128,24 +133,19 @@ stage_mixed() {
   ensure_model
   local tiles="$RESULTS/mixed_tiles" gpu=${GPU_PATH:-cuda:0+io} p=${PRECISION:-tf32} i
   local two=("$tiles/grid_0.05_0.05" "$tiles/grid_0.15_0.05")
-  rm -rf "$tiles" "$RESULTS"/m_*
+  rm -rf "$tiles" "$RESULTS"/s_m_*
   "$B" synth --out "${two[0]}" --size "${MIXED_SIZE:-768x768}" --seed 3 >/dev/null
   "$B" synth --out "${two[1]}" --size "${MIXED_SIZE:-768x768}" --seed 4 >/dev/null
   for i in $(seq "${REPS:-4}"); do
-    for kind in alone mixed; do
-      local device=$gpu
-      [ "$kind" = mixed ] && device="cpu,$gpu"
-      "$B" infer -m "$model" --device "$device" --precision "$p" -b 256 --gpu-batch 16384 \
-        --out "$RESULTS/m_out" --summary "$RESULTS/m_${kind}_$i.json" --force "${two[@]}" \
-        >/dev/null 2>&1 || return 1
-    done
+    infer_as "m_alone_$i" "$gpu" "$p" "${two[@]}" || return 1
+    infer_as "m_mixed_$i" "cpu,$gpu" "$p" "${two[@]}" || return 1
+    rm -rf "$RESULTS/o_m_alone_$i" "$RESULTS/o_m_mixed_$i"
   done
-  rm -rf "$RESULTS/m_out"
   python3 - "$RESULTS" <<'EOF2'
 import glob, json, statistics, sys
 results = sys.argv[1]
 def tile2(kind):
-    return [json.load(open(f))['tiles'][1] for f in sorted(glob.glob(f'{results}/m_{kind}_*.json'))]
+    return [json.load(open(f))['tiles'][1] for f in sorted(glob.glob(f'{results}/s_m_{kind}_*.json'))]
 alone, mixed = tile2('alone'), tile2('mixed')
 for name, tiles in (('alone', alone), ('mixed', mixed)):
     secs = [t['seconds'] for t in tiles]
