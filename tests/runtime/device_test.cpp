@@ -205,6 +205,17 @@ TEST(LeaveToStreams, ACpuWorkerStopsWhenTheGpuWouldFinishTheRestFirst) {
   EXPECT_FALSE(leave_to_streams(25000, 100000, 0.0));  // first CPU batch not timed yet
 }
 
+TEST(StreamingEngineCapacity, IsTheChunkOrTheTileRoundedUpAndNeverAboveTheCeiling) {
+  // 64 batches of 256 pixels: a 16384-pixel chunk.
+  EXPECT_EQ(streaming_engine_capacity(64, 256, 1000000, 0), 16384);
+  EXPECT_EQ(streaming_engine_capacity(64, 256, 3000, 0), 4096);  // a small tile
+  EXPECT_EQ(streaming_engine_capacity(64, 256, 4096, 0), 4096);
+  EXPECT_EQ(streaming_engine_capacity(64, 256, 1000000, 2048), 2048);  // shrunk for memory
+  // Shrunk below one batch: the next tile is not built at a batch again.
+  EXPECT_EQ(streaming_engine_capacity(1, 256, 1000000, 128), 128);
+  EXPECT_EQ(streaming_engine_capacity(64, 256, 100, 128), 128);
+}
+
 TEST(SubBatches, HalvesOnOutOfMemoryAndKeepsTheLimit) {
   FakeEngine engine(64, 13);
   const int64_t count = 40;
@@ -416,6 +427,14 @@ TEST(MixedDevices, AGraphEngineOutOfMemoryIsRebuiltSmaller) {
   EXPECT_EQ(graph.pixels_valid, 1 << 20);
   EXPECT_LT(graph.gpu_batch, 1 << 20);
   EXPECT_GT(graph.engines_built, 1);
+  // The next tile of the run keeps the engine that fitted instead of building a larger one.
+  options.out_dir = kDir + "/out_graph_oom_kept";
+  TileRunner kept(options, one_worker_plan());
+  const TileSummary first = kept.run(tile, nullptr);
+  const TileSummary second = kept.run(write_tile("grid_0.85_1.15", 1024, 1024, 10, 0.0), nullptr);
+  ASSERT_EQ(second.status, "done");
+  EXPECT_EQ(second.engines_built, 0);
+  EXPECT_EQ(second.gpu_batch, first.gpu_batch);
   // The IO-binding path halves its runs instead; both compute the same embeddings.
   options.device = "cuda:0+io";
   options.out_dir = kDir + "/out_io_oom";

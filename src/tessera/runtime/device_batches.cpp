@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "tessera/common/error.h"
+#include "tessera/common/power_of_two.h"
 #include "tessera/model/ort_cuda.h"
 
 namespace tessera {
@@ -63,6 +64,12 @@ bool leave_to_streams(double stream_pixels_per_second, int64_t unclaimed_pixels,
                       double cpu_batch_seconds) {
   if (stream_pixels_per_second <= 0 || cpu_batch_seconds <= 0) return false;
   return static_cast<double>(unclaimed_pixels) / stream_pixels_per_second < cpu_batch_seconds;
+}
+
+int64_t streaming_engine_capacity(int64_t chunk, int64_t batch, int64_t valid,
+                                  int64_t memory_ceiling) {
+  const int64_t wanted = std::min(chunk * batch, power_of_two_at_least(valid));
+  return memory_ceiling > 0 ? std::min(wanted, memory_ceiling) : wanted;
 }
 
 void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_t count, float* out,

@@ -77,6 +77,13 @@ class BatchFinishes {
 bool leave_to_streams(double stream_pixels_per_second, int64_t unclaimed_pixels,
                       double cpu_batch_seconds);
 
+// The max_batch of a streaming worker's engine for a tile of `valid` pixels: the chunk
+// (`chunk` batches of `batch` pixels), or less for a smaller tile (its size rounded up to a
+// power of two, so that tiles of varying sizes below the chunk rebuild the engine rarely), and
+// never above `memory_ceiling` when that is not 0 (a size that ran out of memory was above it).
+int64_t streaming_engine_capacity(int64_t chunk, int64_t batch, int64_t valid,
+                                  int64_t memory_ceiling);
+
 // Runs `count` pixels of model inputs (row-major, the layout of a batch tensor) through
 // `engine` in sub-batches of at most *limit pixels (and at most engine.max_batch()), each with
 // engine.run_from, writing their outputs to `out`. When a sub-batch fails

@@ -12,7 +12,6 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
-#include "tessera/common/power_of_two.h"
 #include "tessera/model/ort_cuda.h"
 #include "tessera/model/ort_engine.h"
 #include "tessera/pipeline/preparer.h"
@@ -63,12 +62,13 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     kept.capacity = max_batch;
     kept.limit = max_batch;
   };
-  if (!kept.engine || kept.capacity < std::min(chunk * options.batch, valid)) {
+  const auto wanted_capacity = [&] {
+    return streaming_engine_capacity(chunk, options.batch, valid, kept.memory_ceiling);
+  };
+  if (!kept.engine || kept.capacity < std::min(wanted_capacity(), valid)) {
     for (;;) {
       try {
-        // Sized for this tile rounded up to a power of two (never above the chunk), so that
-        // tiles of varying sizes below the chunk rebuild it rarely.
-        build(std::min(chunk * options.batch, power_of_two_at_least(valid)));
+        build(wanted_capacity());
         break;
       } catch (const Error& e) {
         if (chunk == 1 || !is_out_of_memory_message(e.what())) throw;
@@ -212,6 +212,7 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
               if (next == 1 || !is_out_of_memory_message(again.what())) throw;
             }
           }
+          kept.memory_ceiling = kept.capacity;
           say_reduced(kept.capacity);
         }
       }

@@ -29,6 +29,9 @@ struct StreamEngine {
   int64_t chunk = 0;     // batches claimed at once (0: not yet set); halved while building OOMs
   int64_t capacity = 0;  // the engine's max_batch
   int64_t limit = 0;     // pixels per run; halved while running OOMs (run_in_sub_batches)
+  // The capacity a CUDA-graph engine was shrunk to after running out of memory (0: never):
+  // later tiles never build one larger, even when that is less than one batch.
+  int64_t memory_ceiling = 0;
   // Inputs and outputs of the worker's two slots, from the engine's allocate_host (pinned on a
   // GPU, so the engine copies straight from and into them), for buffer_capacity pixels; kept
   // with the engine, reallocated only when a larger engine needs more.
