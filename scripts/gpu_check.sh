@@ -30,6 +30,34 @@ stages=("$@")
 
 ensure_model() { [ -f "$model" ] || "$B" make-model -o "$model" >/dev/null; }
 
+# Runs a command while nvidia-smi samples the GPU every 200 ms, then appends one line for NAME
+# to $clocks (the stage's gpu_clocks_STAGE.txt, printed after it): SM clock, power and
+# temperature over the samples where the GPU was busy (utilization >= 50 %). So a bench row and an infer tile at different speeds show whether
+# the clock differed (power or thermal limits on a long run) or the work did.
+monitored() {  # NAME COMMAND...
+  local name=$1 samples="$RESULTS/gpu_samples_$1.csv" pid status
+  shift
+  if ! command -v nvidia-smi >/dev/null; then
+    "$@"
+    return
+  fi
+  : >"$samples"
+  nvidia-smi --query-gpu=clocks.sm,power.draw,temperature.gpu,utilization.gpu \
+    --format=csv,noheader,nounits -lms 200 >"$samples" 2>/dev/null &
+  pid=$!
+  "$@"
+  status=$?
+  kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  awk -F', *' -v name="$name" '
+    $4 + 0 >= 50 { n++; clock += $1; power += $2; if (min == "" || $1 + 0 < min) min = $1 + 0
+                   if ($3 + 0 > temp) temp = $3 + 0 }
+    END { if (n) printf "%s: SM clock mean %.0f min %d MHz, power mean %.0f W, max %d C (%d busy samples)\n",
+                        name, clock / n, min, power / n, temp, n
+          else printf "%s: no busy samples\n", name }' "$samples" >>"$clocks"
+  return $status
+}
+
 stage_env() {
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
   lscpu | grep -E '^(Model name|CPU\(s\)|NUMA node\(s\)|Thread)'
@@ -53,7 +81,8 @@ stage_bench() {
   for precision in fp32 tf32 fp16; do
     for path in cuda:0 cuda:0+io cuda:0+graph; do
       local f="$RESULTS/bench_${path//[:+]/_}_$precision.json"
-      "$B" bench -m "$model" --device "$path" --precision "$precision" -b 1024,4096,16384 \
+      monitored "bench_${path//[:+]/_}_$precision" \
+        "$B" bench -m "$model" --device "$path" --precision "$precision" -b 1024,4096,16384 \
         --batches 3 -r 2 --warmup 2 -o json >"$f"
       [ -s "$f" ] && files+=("$f")  # failed cases are error rows of a complete table
     done
@@ -69,7 +98,8 @@ stage_bench() {
 infer_as() {  # NAME DEVICE PRECISION TILE...
   local name=$1 device=$2 precision=$3
   shift 3
-  "$B" infer -m "$model" --device "$device" --precision "$precision" -b 256 --gpu-batch 16384 \
+  monitored "infer_$name" \
+    "$B" infer -m "$model" --device "$device" --precision "$precision" -b 256 --gpu-batch 16384 \
     --out "$RESULTS/o_$name" --summary "$RESULTS/s_$name.json" --force "$@" 2>&1 |
     { grep -v -E '^(\[[0-9]+/[0-9]+] )?grid' || true; }  # the status is infer's (pipefail)
 }
@@ -162,7 +192,10 @@ status=0
 for s in "${stages[@]}"; do
   echo "== $s"
   start=$(date +%s)
+  clocks="$RESULTS/gpu_clocks_$s.txt"
+  : >"$clocks"
   "stage_$s" || status=1
+  cat "$clocks"
   echo "== $s: $(($(date +%s) - start)) s"
 done
 exit $status
