@@ -10,6 +10,13 @@ find_package(ONNX REQUIRED)  # libonnx-dev: the ONNX protobuf types used by make
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc>=2.0)
 
+# A build directory configured again with another ONNXRUNTIME_ROOT looks there, not in the
+# cached paths of the previous one.
+if(NOT "${ONNXRUNTIME_ROOT}" STREQUAL "${TESSERA_ORT_ROOT_SEARCHED}")
+  unset(ONNXRUNTIME_INCLUDE_DIR CACHE)
+  unset(ONNXRUNTIME_LIBRARY CACHE)
+endif()
+set(TESSERA_ORT_ROOT_SEARCHED "${ONNXRUNTIME_ROOT}" CACHE INTERNAL "ONNXRUNTIME_ROOT of the last search")
 find_path(ONNXRUNTIME_INCLUDE_DIR onnxruntime_cxx_api.h
           PATHS "${ONNXRUNTIME_ROOT}/include" "${ONNXRUNTIME_ROOT}/include/onnxruntime" NO_DEFAULT_PATH)
 find_library(ONNXRUNTIME_LIBRARY onnxruntime PATHS "${ONNXRUNTIME_ROOT}/lib" NO_DEFAULT_PATH)

@@ -41,22 +41,44 @@ DEBIAN_PACKAGES=(
   nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev
   libonnx-dev libprotobuf-dev protobuf-compiler
   python3-numpy python3-onnx
+)
+# Installed where the distribution has them; the tests that use them skip without them (Ubuntu,
+# for one, ships chromium only as a snap).
+OPTIONAL_PACKAGES=(
   python3-torch  # the PyTorch peer (tools/torch_peer.py) and its tests
-  chromium  # renders the SVG charts of `tessera report` in its tests
+  chromium       # renders the SVG charts of `tessera report` in its tests
 )
 
 if [ "$with_apt" = 1 ]; then
-  missing=()
-  for p in "${DEBIAN_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
+  installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+  available() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'; }
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  missing=() optional=()
+  for p in "${DEBIAN_PACKAGES[@]}"; do installed "$p" || missing+=("$p"); done
+  for p in "${OPTIONAL_PACKAGES[@]}"; do installed "$p" || optional+=("$p"); done
   # npm comes with the machine's Node.js where one is installed; Debian's npm only otherwise.
   command -v npm >/dev/null 2>&1 || missing+=(npm)
+  # Package lists are fetched before anything is installed, and before optional packages are
+  # looked up on a machine that has none yet (a fresh container).
+  updated=0
+  update_lists() {
+    [ "$updated" = 1 ] || $sudo_cmd apt-get update -qq
+    updated=1
+  }
+  if [ "${#optional[@]}" -gt 0 ] && ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+    update_lists
+  fi
+  for p in "${optional[@]}"; do
+    if available "$p"; then
+      missing+=("$p")
+    else
+      echo "setup: $p is not available here; the tests that need it will be skipped"
+    fi
+  done
   if [ "${#missing[@]}" -gt 0 ]; then
+    update_lists
     echo "setup: installing ${missing[*]}"
-    sudo_cmd=""
-    [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi

@@ -83,7 +83,9 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
   const bool gpu = dynamic_cast<const OrtCudaEngine*>(kept.engine.get()) != nullptr;
   const double busy_before = gpu_busy_seconds();
   engine_ready();
-  const int64_t capacity = kept.capacity;  // the slots' size, even if the engine shrinks
+  // Pixels a slot holds: a whole chunk (at most `chunk` batches), which runs in sub-batches
+  // when it is more than the engine's capacity. Fixed for this call even if the engine shrinks.
+  const int64_t slot_pixels = std::max(kept.capacity, std::min(chunk * options.batch, valid));
   int64_t& limit = kept.limit;
   const auto start = Clock::now();
 
@@ -102,21 +104,21 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     wake.notify_all();
   };
   // Allocated here, before the helpers start: the engine thread may replace the engine later.
-  if (kept.buffer_capacity < capacity) {
+  if (kept.buffer_capacity < slot_pixels) {
     for (auto& b : kept.buffers) b = {};  // free the smaller ones first
     for (auto& b : kept.buffers) {
-      b.s2 = kept.engine->allocate_host(capacity * job.shape.s2_pixel_floats());
-      b.s1 = kept.engine->allocate_host(capacity * job.shape.s1_pixel_floats());
-      b.out = kept.engine->allocate_host(capacity * job.latent());
+      b.s2 = kept.engine->allocate_host(slot_pixels * job.shape.s2_pixel_floats());
+      b.s1 = kept.engine->allocate_host(slot_pixels * job.shape.s1_pixel_floats());
+      b.out = kept.engine->allocate_host(slot_pixels * job.latent());
     }
-    kept.buffer_capacity = capacity;
+    kept.buffer_capacity = slot_pixels;
   }
   Slot slots[2];
   for (int i = 0; i < 2; ++i) {
     slots[i].s2 = kept.buffers[i].s2.get();
     slots[i].s1 = kept.buffers[i].s1.get();
     slots[i].out = kept.buffers[i].out.get();
-    if (options.repeat > 1) slots[i].mean.resize(capacity * job.latent());
+    if (options.repeat > 1) slots[i].mean.resize(slot_pixels * job.latent());
   }
   auto helper = [&](Slot& slot) {
     try {

@@ -33,8 +33,8 @@ struct StreamEngine {
   // later tiles never build one larger, even when that is less than one batch.
   int64_t memory_ceiling = 0;
   // Inputs and outputs of the worker's two slots, from the engine's allocate_host (pinned on a
-  // GPU, so the engine copies straight from and into them), for buffer_capacity pixels; kept
-  // with the engine, reallocated only when a larger engine needs more.
+  // GPU, so the engine copies straight from and into them), for buffer_capacity pixels each; kept
+  // with the engine, reallocated only when a slot needs more.
   struct Buffers {
     HostBuffer s2, s1, out;
   } buffers[2];

@@ -22,16 +22,24 @@
 
 namespace tessera {
 
-// Writes back the pages of [begin, end) of a MAP_SHARED mapping and waits for the disk.
-void sync_range(void* begin, void* end);
+// Writes back the pages of [begin, end) of a MAP_SHARED mapping of `file` and waits for the
+// disk; throws Error naming `file` when that fails.
+void sync_range(void* begin, void* end, const std::string& file);
 
 // Makes finished batches durable off the workers' critical path: one thread writes each
 // batch's output rows back to disk (msync) and only then appends the batch to the journal,
-// so the invariant "journaled => on disk" holds while workers go on computing.
+// so the invariant "journaled => on disk" holds while workers go on computing. When that
+// fails, nothing more is journaled and `abort` is set, so that the workers stop claiming.
 class BatchCommitter {
  public:
-  BatchCommitter(BatchJournal& journal, std::atomic<int64_t>& pixels_done)
-      : journal_(journal), pixels_done_(pixels_done), thread_([this] { loop(); }) {}
+  BatchCommitter(BatchJournal& journal, std::atomic<int64_t>& pixels_done, std::atomic<bool>& abort,
+                 std::string rows_file, std::string scales_file)
+      : journal_(journal),
+        pixels_done_(pixels_done),
+        abort_(abort),
+        rows_file_(std::move(rows_file)),
+        scales_file_(std::move(scales_file)),
+        thread_([this] { loop(); }) {}
   ~BatchCommitter() { stop(); }
 
   // Queues batch b (n pixels) whose rows lie in [rows_begin, rows_end) and whose scales lie
@@ -75,17 +83,20 @@ class BatchCommitter {
       }
       if (error_) continue;  // keep draining; the run fails as a whole
       try {
-        sync_range(item.rows_begin, item.rows_end);
-        sync_range(item.scales_begin, item.scales_end);
+        sync_range(item.rows_begin, item.rows_end, rows_file_);
+        sync_range(item.scales_begin, item.scales_end, scales_file_);
         journal_.mark_done(item.batch);
         pixels_done_ += item.pixels;
       } catch (...) {
         error_ = std::current_exception();
+        abort_ = true;
       }
     }
   }
   BatchJournal& journal_;
   std::atomic<int64_t>& pixels_done_;
+  std::atomic<bool>& abort_;
+  const std::string rows_file_, scales_file_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Item> queue_;

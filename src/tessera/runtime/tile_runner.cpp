@@ -24,6 +24,7 @@
 #include "tessera/model/ort_engine.h"
 #include "tessera/pipeline/preparer.h"
 #include "tessera/pipeline/quantiser.h"
+#include "tessera/runtime/cpu_worker.h"
 #include "tessera/runtime/device_batches.h"
 #include "tessera/runtime/device_list.h"
 #include "tessera/runtime/journal.h"
@@ -233,7 +234,8 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
 
   BatchCounter counter(summary.batches);
   std::atomic<bool> abort{false};
-  BatchCommitter committer(*journal, pixels_done);
+  BatchCommitter committer(*journal, pixels_done, abort, embeddings->temp_path(),
+                           scales->temp_path());
   StreamPace pace;
   BatchFinishes finishes(summary.batches, kept_->cpu_engines.size());
   const TileJob job{tile,         options, valid,       shape, *journal, committer, embedding_rows,
@@ -278,52 +280,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
     stream_engines_ready.wait();
     try {
       run_pinned_workers(kept_->cpu_plan, [&](const WorkerPlan& worker) {
-        // Built by this worker's thread, after binding: its memory is on the worker's nodes,
-        // and every later tile's thread is bound the same way.
-        std::unique_ptr<OrtEngine>& kept_engine = kept_->cpu_engines.at(worker.index);
-        if (!kept_engine) {
-          OrtEngineOptions engine_options;
-          engine_options.device = "cpu";
-          engine_options.intra_op_threads = worker.threads;
-          engine_options.spinning = options.spinning;
-          engine_options.max_batch = options.batch;
-          engine_options.thread_affinities = ort_thread_affinities(worker);
-          kept_engine = std::make_unique<OrtEngine>(options.model_path, engine_options);
-          ++engines_built;
-        }
-        OrtEngine& engine = *kept_engine;
-        PixelPreparer preparer(tile, static_cast<int>(shape.s2_steps),
-                               static_cast<int>(shape.s1_steps));
-        std::vector<float> mean(options.repeat > 1 ? options.batch * latent : 0);
-        double batch_seconds = 0;  // this worker's last batch
-        while (!abort && !job.streams_finish_first(batch_seconds)) {
-          const auto batch_start = Clock::now();
-          const int64_t b = counter.claim(1).first;
-          if (b >= summary.batches) break;
-          if (journal->done(b)) continue;
-          if (!finishes.start(worker.index, b, engine)) continue;
-          const int64_t count = job.count(b);
-          const float* result = engine.output();
-          if (options.repeat > 1) std::fill(mean.begin(), mean.begin() + count * latent, 0.0f);
-          try {
-            for (int r = 0; r < options.repeat; ++r) {
-              preparer.prepare_batch(job.pixels(b), count, r, engine.s2_input(), engine.s1_input());
-              engine.run(count);
-              if (options.repeat > 1) accumulate(engine.output(), count * latent, mean.data());
-            }
-          } catch (const Error&) {
-            finishes.stop(worker.index);
-            if (finishes.finished(b)) continue;  // interrupted: a streaming worker finished b
-            throw;
-          }
-          finishes.stop(worker.index);
-          if (options.repeat > 1) {
-            divide_by(count * latent, options.repeat, mean.data());
-            result = mean.data();
-          }
-          job.finish(b, result);
-          batch_seconds = seconds_since(batch_start);
-        }
+        run_cpu_worker(job, worker, kept_->cpu_engines.at(worker.index), engines_built);
       });
     } catch (...) {
       errors[0] = std::current_exception();

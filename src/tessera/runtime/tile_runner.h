@@ -106,7 +106,8 @@ class TileRunner {
 // plus one streaming worker per other device, which builds its engine, then keeps two helper
 // threads preparing chunks of batches ahead of the engine (and quantising the finished ones) while
 // it runs. Throws tessera::Error (bad tile, unusable model, unwritable output); on error no final
-// output is created and what a resume needs is kept.
+// output is created and nothing is left behind (partial outputs and journal are removed; only a
+// process that is killed leaves them, for a resume).
 TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
                      const ProgressCallback& progress);
 

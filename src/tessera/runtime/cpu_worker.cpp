@@ -1,0 +1,75 @@
+#include "tessera/runtime/cpu_worker.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "tessera/common/clock.h"
+#include "tessera/common/error.h"
+#include "tessera/pipeline/preparer.h"
+#include "tessera/pipeline/quantiser.h"
+
+namespace tessera {
+namespace {
+
+void run_batches(const TileJob& job, const WorkerPlan& worker, std::unique_ptr<OrtEngine>& kept,
+                 std::atomic<int>& engines_built) {
+  const InferOptions& options = job.options;
+  if (!kept) {
+    OrtEngineOptions engine_options;
+    engine_options.device = "cpu";
+    engine_options.intra_op_threads = worker.threads;
+    engine_options.spinning = options.spinning;
+    engine_options.max_batch = options.batch;
+    engine_options.thread_affinities = ort_thread_affinities(worker);
+    kept = std::make_unique<OrtEngine>(options.model_path, engine_options);
+    ++engines_built;
+  }
+  OrtEngine& engine = *kept;
+  const int64_t latent = job.latent();
+  PixelPreparer preparer(job.tile, static_cast<int>(job.shape.s2_steps),
+                         static_cast<int>(job.shape.s1_steps));
+  std::vector<float> mean(options.repeat > 1 ? options.batch * latent : 0);
+  double batch_seconds = 0;  // this worker's last batch
+  while (!job.abort && !job.streams_finish_first(batch_seconds)) {
+    const auto batch_start = Clock::now();
+    const int64_t b = job.counter.claim(1).first;
+    if (b >= job.counter.batches()) break;
+    if (job.journal.done(b)) continue;
+    if (!job.finishes.start(worker.index, b, engine)) continue;
+    const int64_t count = job.count(b);
+    const float* result = engine.output();
+    if (options.repeat > 1) std::fill(mean.begin(), mean.begin() + count * latent, 0.0f);
+    try {
+      for (int r = 0; r < options.repeat; ++r) {
+        preparer.prepare_batch(job.pixels(b), count, r, engine.s2_input(), engine.s1_input());
+        engine.run(count);
+        if (options.repeat > 1) accumulate(engine.output(), count * latent, mean.data());
+      }
+    } catch (const Error&) {
+      job.finishes.stop(worker.index);
+      if (job.finishes.finished(b)) continue;  // interrupted: a streaming worker finished b
+      throw;
+    }
+    job.finishes.stop(worker.index);
+    if (options.repeat > 1) {
+      divide_by(count * latent, options.repeat, mean.data());
+      result = mean.data();
+    }
+    job.finish(b, result);
+    batch_seconds = seconds_since(batch_start);
+  }
+}
+
+}  // namespace
+
+void run_cpu_worker(const TileJob& job, const WorkerPlan& worker, std::unique_ptr<OrtEngine>& kept,
+                    std::atomic<int>& engines_built) {
+  try {
+    run_batches(job, worker, kept, engines_built);
+  } catch (...) {
+    job.abort = true;
+    throw;
+  }
+}
+
+}  // namespace tessera
