@@ -145,11 +145,15 @@ for s in ('s_gpu', 's_mix', 's_fast'):
 EOF
 }
 
+# One session on every core against one single-threaded job per core, as threads and as processes.
 stage_cpu() {
   ensure_model
-  "$B" bench -m "$model" --layout single:16,16x1 -b 256 --batches 1 -r 1 --warmup 1 -o json \
+  local cores layouts
+  cores=$(lscpu -p=CORE,SOCKET | grep -v '^#' | sort -u | wc -l)
+  layouts="single:$cores,${cores}x1"
+  "$B" bench -m "$model" --layout "$layouts" -b 256 --batches 1 -r 1 --warmup 1 -o json \
     >"$RESULTS/bench_cpu_thread.json"
-  "$B" bench -m "$model" --layout single:16,16x1 --spawn process -b 256 --batches 1 -r 1 --warmup 1 \
+  "$B" bench -m "$model" --layout "$layouts" --spawn process -b 256 --batches 1 -r 1 --warmup 1 \
     -o json >"$RESULTS/bench_cpu_process.json"
   "$B" report --from "$RESULTS/bench_cpu_thread.json" "$RESULTS/bench_cpu_process.json" \
     -o "$RESULTS/bench_cpu.md" >/dev/null

@@ -48,7 +48,7 @@ python3 -c "import sys; a, m, e = map(float, sys.argv[1:]); print(f'per tile {m 
   "$many_start" "$many_mid" "$many_end" | tee many_tiles.txt
 for pattern in 1 0; do
   TESSERA_CPU_MEM_PATTERN=$pattern /usr/bin/time -f "%M" -o "rss_pattern_$pattern.txt" \
-    "$tessera" bench --layout 1x1 -b 256 --batches 1 -r 4 --warmup 0 -o json > "mem_pattern_$pattern.json"
+    "$tessera" bench --layout 1x1 -b 256 --batches 1 -r 5 --warmup 0 -o json > "mem_pattern_$pattern.json"
 done
 
 step "report"

@@ -89,9 +89,9 @@ TEST(GpuPaths, DeviceStringsNameThePath) {
   EXPECT_EQ(parse_device("cuda:3+graph"), 3);
   EXPECT_EQ(parse_device("cuda:12+io"), 12);
   EXPECT_EQ(error_of([] { cuda_path("cuda:0+fast"); }),
-            "unknown device 'cuda:0+fast' (expected cpu or cuda:N)");
+            "unknown device 'cuda:0+fast' (expected cpu or cuda:N[+io|+graph])");
   EXPECT_EQ(error_of([] { cuda_path("cuda:+io"); }),
-            "unknown device 'cuda:+io' (expected cpu or cuda:N)");
+            "unknown device 'cuda:+io' (expected cpu or cuda:N[+io|+graph])");
 }
 
 TEST(GpuPaths, OutOfMemoryWordings) {

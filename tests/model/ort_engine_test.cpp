@@ -175,7 +175,7 @@ TEST(OrtEngine, UnknownDevice) {
   OrtEngineOptions options;
   options.device = "tpu";
   EXPECT_EQ(error_of([&] { OrtEngine(small_model(), options); }),
-            "unknown device 'tpu' (expected cpu or cuda:N)");
+            "unknown device 'tpu' (expected cpu or cuda:N[+io|+graph])");
 }
 
 TEST(OrtEngine, CudaWithoutTheProviderIsOneClearLine) {

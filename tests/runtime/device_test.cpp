@@ -63,9 +63,9 @@ TEST(DeviceList, RejectsBadLists) {
   EXPECT_EQ(error_of([] { parse_device_list("cpu,cpu"); }),
             "device cpu is listed twice in 'cpu,cpu'");
   EXPECT_EQ(error_of([] { parse_device_list("cpu,tpu"); }),
-            "unknown device 'tpu' (expected cpu or cuda:N)");
+            "unknown device 'tpu' (expected cpu or cuda:N[+io|+graph])");
   EXPECT_EQ(error_of([] { parse_device_list("cuda:0 "); }),
-            "unknown device 'cuda:0 ' (expected cpu or cuda:N)");
+            "unknown device 'cuda:0 ' (expected cpu or cuda:N[+io|+graph])");
 }
 
 TEST(BatchCounter, ChunksAreConsecutiveAndClipped) {

@@ -34,7 +34,7 @@ void add_bench_command(CLI::App& root) {
                   "Take layout, batch and membind defaults from a `tessera tune` profile");
   cmd->add_option("-m,--model", args->model,
                   "ONNX model (default: the built-in Tessera model, made if missing)");
-  cmd->add_option("--device", args->devices, "Devices, comma separated: cpu, cuda:N")
+  cmd->add_option("--device", args->devices, "Devices, comma separated: cpu, cuda:N[+io|+graph]")
       ->delimiter(',');
   cmd->add_option(
          "--layout", args->layouts,

@@ -115,7 +115,7 @@ int parse_device(const std::string& device) {
       return std::stoi(id);
     }
   }
-  throw UsageError("unknown device '" + device + "' (expected cpu or cuda:N)");
+  throw UsageError("unknown device '" + device + "' (expected cpu or cuda:N[+io|+graph])");
 }
 
 OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& options)
