@@ -112,6 +112,52 @@ TEST(Synth, DeterministicPerSeedAndRefusesToOverwrite) {
   EXPECT_FALSE(std::filesystem::exists(root + "/a.partial"));
 }
 
+TEST(Synth, ForceReplacesOnlyATileDirectory) {
+  namespace fs = std::filesystem;
+  const std::string root = testing::test_dir("synth_force");
+  const SynthOptions o = small_options();
+  // A directory holding a user's file besides tile files is refused and left as it was.
+  write_synth_tile(root + "/mixed", o, false);
+  { std::ofstream(root + "/mixed/notes.txt") << "mine"; }
+  try {
+    write_synth_tile(root + "/mixed", o, true);
+    FAIL() << "replaced a directory that holds more than a tile";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              root + "/mixed: holds more than a tile (" + root +
+                  "/mixed/notes.txt); --force replaces only a tile directory");
+  }
+  EXPECT_EQ(slurp(root + "/mixed/notes.txt"), "mine");
+  EXPECT_TRUE(fs::exists(root + "/mixed/s2/bands.npy"));
+  // A file is not replaced by a directory.
+  { std::ofstream(root + "/file.txt") << "mine"; }
+  try {
+    write_synth_tile(root + "/file.txt", o, true);
+    FAIL() << "replaced a file";
+  } catch (const Error& e) {
+    EXPECT_EQ(
+        std::string(e.what()),
+        root + "/file.txt: exists and is not a directory (--force replaces directories only)");
+  }
+  EXPECT_EQ(slurp(root + "/file.txt"), "mine");
+  // . and .. are never the tile's name.
+  for (const std::string name : {"/mixed/.", "/mixed/s2/.."}) {
+    try {
+      write_synth_tile(root + name, o, true);
+      FAIL() << name;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), root + name + ": name the directory itself, not . or ..");
+    }
+  }
+  EXPECT_EQ(slurp(root + "/mixed/notes.txt"), "mine");
+  // A tile directory is replaced, with no .partial or .old left beside it.
+  write_synth_tile(root + "/tile", o, false);
+  write_synth_tile(root + "/tile", o, true);
+  EXPECT_TRUE(fs::exists(root + "/tile/s2/bands.npy"));
+  EXPECT_FALSE(fs::exists(root + "/tile.partial"));
+  EXPECT_FALSE(fs::exists(root + "/tile.old"));
+}
+
 TEST(Synth, BadOptions) {
   SynthOptions o = small_options();
   o.cloud = 1.5;

@@ -124,9 +124,21 @@ AtomicDirectory::AtomicDirectory(std::string final_path, bool replace_existing)
       replace_existing_(replace_existing) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (fs::exists(final_path_, ec) && !replace_existing_) {
+  const std::string name = fs::path(final_path_).lexically_normal().filename().string();
+  if (name.empty() || name == "." || name == "..") {
     temp_path_.clear();
-    throw Error(final_path_ + ": already exists (use --force to overwrite)");
+    throw Error(final_path_ + ": name the directory itself, not . or ..");
+  }
+  if (fs::exists(final_path_, ec)) {
+    if (!replace_existing_) {
+      temp_path_.clear();
+      throw Error(final_path_ + ": already exists (use --force to overwrite)");
+    }
+    if (!fs::is_directory(final_path_, ec)) {
+      temp_path_.clear();
+      throw Error(final_path_ +
+                  ": exists and is not a directory (--force replaces directories only)");
+    }
   }
   fs::remove_all(temp_path_, ec);
   // Parents are created like `mkdir -p`; only the final directory itself appears atomically.
@@ -149,16 +161,25 @@ AtomicDirectory::~AtomicDirectory() {
 void AtomicDirectory::commit() {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (replace_existing_ && fs::exists(final_path_, ec)) {
-    fs::remove_all(final_path_, ec);
-    if (ec) throw Error(final_path_ + ": cannot remove the old copy: " + ec.message());
+  // The old copy is moved aside, not removed, until the new one is in place: a failure on the
+  // way leaves the old one under its name.
+  const std::string old_copy = final_path_ + ".old";
+  const bool replacing = replace_existing_ && fs::exists(final_path_, ec);
+  if (replacing) {
+    fs::remove_all(old_copy, ec);
+    if (::rename(final_path_.c_str(), old_copy.c_str()) != 0) {
+      const int err = errno;
+      throw Error(final_path_ + ": cannot move the old copy aside: " + errno_text(err));
+    }
   }
   if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
     const int err = errno;
+    if (replacing) ::rename(old_copy.c_str(), final_path_.c_str());
     throw Error(final_path_ + ": cannot rename " + temp_path_ + " into place: " + errno_text(err));
   }
   committed_ = true;
   fsync_directory(parent_of(final_path_));
+  if (replacing) fs::remove_all(old_copy, ec);
 }
 
 }  // namespace tessera

@@ -47,9 +47,11 @@ class AtomicFile {
 };
 
 // A directory built under "<final>.partial" (any stale one is removed first) and renamed to
-// `final_path` by commit(). With replace_existing, commit() removes an existing `final_path`
-// first; without it, an existing `final_path` makes the constructor throw
-// "<final>: already exists (use --force to overwrite)". Destroying an uncommitted
+// `final_path` by commit(). With replace_existing, an existing directory `final_path` is
+// replaced: commit() moves it to "<final>.old", renames the new one into place and only then
+// removes the old one. The constructor throws when `final_path` names . or .., when it exists
+// and is not a directory, and, without replace_existing, when it exists at all
+// ("<final>: already exists (use --force to overwrite)"). Destroying an uncommitted
 // AtomicDirectory removes the temp directory and everything in it.
 class AtomicDirectory {
  public:

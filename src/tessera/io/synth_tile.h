@@ -34,7 +34,9 @@ struct SynthOptions {
 void validate(const SynthOptions& options);
 
 // Writes the tile into `dir` atomically ("<dir>.partial", then rename). An existing `dir` is
-// an Error unless `force`, in which case it is replaced.
+// an Error unless `force`, in which case it is replaced, but only if it holds nothing but a
+// tile's files (s2/, s1/ and their .npy names, or the flat layout's): anything else there is an
+// Error naming the first such entry, and nothing is touched.
 void write_synth_tile(const std::string& dir, const SynthOptions& options, bool force);
 
 }  // namespace tessera
