@@ -348,7 +348,7 @@ def run_check(args):
         np.save(s2_path, s2)
         np.save(s1_path, s1)
         command = [args.tessera, "run-model", "-m", args.model, "--s2", s2_path, "--s1", s1_path,
-                   "-o", out_path]
+                   "-o", out_path, "--force"]
         try:
             done = subprocess.run(command, capture_output=True, text=True)
         except OSError as e:

@@ -133,4 +133,51 @@ TEST(InferCli, UnwritableOutputDirectory) {
   EXPECT_EQ(r.err.rfind("tessera: " + out + ": cannot create output directory: ", 0), 0u) << r.err;
 }
 
+TEST(InferCli, TilesAndTheSummaryAreCheckedBeforeTheFirstTileRuns) {
+  const std::string tile = make_tile("grid_7.00_8.00");
+  const std::string out = kDir + "/out_prechecks";
+  const std::string run = "infer -m " + small_model() + " --layout 1x1 -o " + out + " ";
+  fs::remove_all(out);
+  // A missing second tile: the first is not computed.
+  auto r = run_cli(run + tile + " " + kDir + "/typo_dir");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + kDir + "/typo_dir: not a directory\n");
+  EXPECT_FALSE(fs::exists(out));
+  // Two tiles of one name would write the same outputs.
+  const std::string other = kDir + "/elsewhere/grid_7.00_8.00";
+  fs::create_directories(other);
+  r = run_cli(run + tile + " " + other);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: tiles " + tile + " and " + other +
+                       " are both named grid_7.00_8.00: their outputs would collide\n");
+  EXPECT_FALSE(fs::exists(out));
+  // A summary that cannot be written.
+  r = run_cli(run + tile + " --summary " + kDir + "/no_such_dir/s.json");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + kDir + "/no_such_dir/s.json: directory " + kDir +
+                       "/no_such_dir does not exist\n");
+  EXPECT_FALSE(fs::exists(out));
+  // ...but one inside the output directory, which the run creates, can.
+  r = run_cli(run + tile + " --summary " + out + "/summary.json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/summary.json"));
+}
+
+TEST(InferCli, AnOutputNeverReplacesTheTilesOwnInput) {
+  // A flat tile named "masks" written into itself: its output masks.npy is its input.
+  const std::string tile = kDir + "/flat/masks";
+  fs::remove_all(tile);
+  ASSERT_EQ(
+      run_cli("synth --out " + tile + " --size 4x4 --s2-steps 12 --s1-steps 4/4 --layout flat")
+          .exit_code,
+      0);
+  const auto before = fs::file_size(tile + "/masks.npy");
+  const auto r =
+      run_cli("infer " + tile + " -o " + tile + " -m " + small_model() + " --layout 1x1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + tile + ": the output " + tile +
+                       "/masks.npy would replace this tile's input file\n");
+  EXPECT_EQ(fs::file_size(tile + "/masks.npy"), before);
+}
+
 }  // namespace

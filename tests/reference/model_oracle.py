@@ -186,7 +186,7 @@ def check_model(tessera, workdir, name, flags, cfg, pixels, rng, expected_parame
     np.save(s2_path, s2)
     np.save(s1_path, s1)
     ran = subprocess.run([tessera, "run-model", "-m", path, "--s2", s2_path, "--s1", s1_path,
-                          "-o", out_path], capture_output=True, text=True)
+                          "-o", out_path, "--force"], capture_output=True, text=True)
     if ran.returncode != 0:
         failures.append("%s: run-model failed: %s" % (name, ran.stderr.strip()))
         return failures

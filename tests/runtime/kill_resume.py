@@ -7,6 +7,9 @@
 3. The same command again resumes from the journal (the summary says how many batches were
    resumed) and must end with outputs byte-identical to the reference, and no journal or
    .partial file left.
+4. A run killed the same way, after which the tile is written again with other values (same
+   name, size and valid pixels): the rerun must resume nothing and match a fresh run of the new
+   tile.
 
 Usage: kill_resume.py --tessera BIN --workdir DIR   (exit 1 on failure)
 """
@@ -21,6 +24,8 @@ import sys
 import time
 
 GRID = "grid_12.35_45.65"
+# Every pixel valid (--nodata 0): a tile written again with another seed has the same valid count.
+TILE = ["--size", "64x64", "--s2-steps", "45", "--nodata", "0"]
 
 
 def fail(message):
@@ -49,16 +54,42 @@ def main():
     model = os.path.join(a.workdir, "model.onnx")
     tile = os.path.join(a.workdir, GRID)
     run([a.tessera, "make-model", "-o", model, "--d-model", "64", "--layers", "2", "--heads", "2", "--ffn", "256"])
-    run([a.tessera, "synth", "--out", tile, "--size", "64x64", "--s2-steps", "45", "--seed", "9"])
+    run([a.tessera, "synth", "--out", tile] + TILE + ["--seed", "9"])
     infer = [a.tessera, "infer", tile, "-m", model, "--layout", "2x1", "-b", "16"]
 
     reference = os.path.join(a.workdir, "reference")
     run(infer + ["-o", reference])
 
     out = os.path.join(a.workdir, "out")
-    journal = os.path.join(out, GRID + ".journal")
     finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
-    proc = subprocess.Popen(infer + ["-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = kill_mid_tile(infer + ["-o", out], os.path.join(out, GRID + ".journal"), finals)
+    summary = os.path.join(a.workdir, "summary.json")
+    resumed, total = rerun(infer + ["-o", out], summary, finals, reference)
+    if resumed < done or resumed >= total:
+        fail("resumed %d batches; the journal held %d of %d" % (resumed, done, total))
+    left = sorted(os.listdir(out))
+    if left != sorted(os.path.basename(p) for p in finals):
+        fail("output directory holds %s" % left)
+    print("kill_resume: killed after %d of %d batches, resumed %d, outputs identical" % (done, total, resumed))
+
+    # The tile written again with other values under the same name: nothing may be resumed.
+    out = os.path.join(a.workdir, "out_rewritten")
+    finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
+    kill_mid_tile(infer + ["-o", out], os.path.join(out, GRID + ".journal"), finals)
+    shutil.rmtree(tile)
+    run([a.tessera, "synth", "--out", tile] + TILE + ["--seed", "10"])
+    reference = os.path.join(a.workdir, "reference_rewritten")
+    run(infer + ["-o", reference])
+    resumed, total = rerun(infer + ["-o", out], summary, finals, reference)
+    if resumed != 0:
+        fail("resumed %d batches of another tile of the same name" % resumed)
+    print("kill_resume: a rewritten tile of the same name started over, outputs identical")
+
+
+def kill_mid_tile(command, journal, finals):
+    """Starts `command` and SIGKILLs it once its journal lists 20 batches; returns how many it
+    lists then, after checking that only partial outputs exist."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     header = None
     while time.time() < deadline and proc.poll() is None:
@@ -73,26 +104,23 @@ def main():
         fail("infer finished before it could be killed (exit %s)" % proc.returncode)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = (len(read(journal)) - header) // 4
     for path in finals:
         if os.path.exists(path):
             fail("%s exists under its final name after the kill" % path)
     if not all(os.path.exists(p + ".partial") for p in finals):
         fail("the partial outputs were not left for the resume")
+    return (len(read(journal)) - header) // 4
 
-    summary = os.path.join(a.workdir, "summary.json")
-    run(infer + ["-o", out, "--summary", summary])
-    resumed = json.load(open(summary))["tiles"][0]["batches_resumed"]
-    total = json.load(open(summary))["tiles"][0]["batches"]
-    if resumed < done or resumed >= total:
-        fail("resumed %d batches; the journal held %d of %d" % (resumed, done, total))
+
+def rerun(command, summary, finals, reference):
+    """Runs `command` to the end; its outputs must equal those in `reference`. Returns the
+    summary's (batches resumed, batches)."""
+    run(command + ["--summary", summary])
+    tile = json.load(open(summary))["tiles"][0]
     for path in finals:
         if read(path) != read(os.path.join(reference, os.path.basename(path))):
             fail("%s differs from the uninterrupted run" % path)
-    left = sorted(os.listdir(out))
-    if left != sorted(os.path.basename(p) for p in finals):
-        fail("output directory holds %s" % left)
-    print("kill_resume: killed after %d of %d batches, resumed %d, outputs identical" % (done, total, resumed))
+    return tile["batches_resumed"], tile["batches"]
 
 
 if __name__ == "__main__":

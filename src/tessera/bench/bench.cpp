@@ -256,10 +256,12 @@ void validate(const BenchOptions& options) {
 }
 
 // What every case of a sweep would share, checked once before the first: the model loads
-// (with ORT's CPU provider, unoptimised, at the first batch size) and every CUDA device can
-// run it. Throws the one-line Error the first case would have.
+// (with ORT's CPU provider, unoptimised, at the smallest batch size: a batch too large is that
+// case's own "oom" row) and every CUDA device can run it. Throws the one-line Error the first
+// case would have.
 void check_sweep(const BenchOptions& options) {
-  probe_model_shape(options.model_path, options.batch_sizes.front());
+  probe_model_shape(options.model_path,
+                    *std::min_element(options.batch_sizes.begin(), options.batch_sizes.end()));
   for (const auto& device : options.devices) {
     if (parse_device(device) < 0) continue;
     require_cuda(device);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "tessera/cli/commands.h"
+#include "tessera/cli/output_checks.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
 #include "tessera/model/fp16_model.h"
@@ -30,9 +31,7 @@ void add_convert_model_command(CLI::App& root) {
       throw UsageError("convert-model: unknown target precision '" + args->to +
                        "' (expected fp16)");
     }
-    if (!args->force && std::filesystem::exists(args->output)) {
-      throw Error(args->output + " already exists (use --force to overwrite)");
-    }
+    check_new_output(args->output, args->force, {args->input});
     const std::string bytes = fp16_model_bytes(args->input);
     AtomicFile file(args->output);
     file.write(bytes.data(), bytes.size());

@@ -8,15 +8,18 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
 
 #include "tessera/bench/profile.h"
 #include "tessera/bench/projection.h"
 #include "tessera/cli/commands.h"
+#include "tessera/cli/output_checks.h"
 #include "tessera/cluster/tile_dispatch.h"
 #include "tessera/cluster/tile_source.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
+#include "tessera/io/tile.h"
 #include "tessera/model/default_model.h"
 #include "tessera/runtime/tile_runner.h"
 #include "tessera/topology/topology.h"
@@ -114,6 +117,29 @@ void add_infer_command(CLI::App& root) {
     }
     if (tiles.empty())
       throw UsageError("infer needs at least one tile directory (or --tiles FILE)");
+    // Every tile and the summary's place are checked before the first tile runs, and no two
+    // tiles may write the same outputs.
+    std::map<std::string, std::string> tile_of_grid;
+    for (const std::string& tile : tiles) {
+      if (!std::filesystem::is_directory(tile)) throw Error(tile + ": not a directory");
+      const auto [other, fresh] = tile_of_grid.emplace(tile_grid_name(tile), tile);
+      if (!fresh) {
+        throw UsageError(
+            fmt::format("tiles {} and {} are both named {}: their outputs would collide",
+                        other->second, tile, other->first));
+      }
+    }
+    if (!args->summary.empty()) {
+      // A summary inside the output directory is fine before that directory exists.
+      namespace fs = std::filesystem;
+      const auto dir_of = [](const fs::path& p) {
+        return (fs::absolute(p) / "").lexically_normal();
+      };
+      if (fs::exists(args->out) ||
+          dir_of(fs::path(args->summary).parent_path()) != dir_of(args->out)) {
+        check_output_location(args->summary);
+      }
+    }
     InferOptions options = args->options;
     options.out_dir = args->out;
     options.resume = !args->no_resume;

@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "tessera/cli/commands.h"
+#include "tessera/cli/output_checks.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
 #include "tessera/model/model_builder.h"
@@ -40,9 +41,7 @@ void run_make_model(const MakeModelOptions& options) {
     std::filesystem::create_directories(dir, ec);
     if (ec) throw Error("cannot create the model directory " + dir.string() + ": " + ec.message());
   }
-  if (!options.force && std::filesystem::exists(path)) {
-    throw Error(path + " already exists (use --force to overwrite)");
-  }
+  check_new_output(path, options.force);
   const ModelStats stats = write_model(options.config, path);
   std::printf("wrote %s: %s\n", path.c_str(), format_model_stats(stats).c_str());
 }

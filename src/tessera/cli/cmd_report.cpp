@@ -5,6 +5,7 @@
 
 #include "tessera/bench/report.h"
 #include "tessera/cli/commands.h"
+#include "tessera/cli/output_checks.h"
 
 namespace tessera::cli {
 
@@ -20,6 +21,7 @@ void add_report_command(CLI::App& root) {
       "--svg-dir", options->svg_dir,
       "Directory for the SVG charts (default: <report stem>_charts next to the report)");
   cmd->callback([options] {
+    check_output_location(options->markdown_path);
     const auto written = write_report(*options);
     for (const auto& path : written) std::cout << "wrote " << path << "\n";
   });

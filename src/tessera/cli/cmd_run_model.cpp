@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tessera/cli/commands.h"
+#include "tessera/cli/output_checks.h"
 #include "tessera/common/error.h"
 #include "tessera/io/npy.h"
 #include "tessera/model/ort_engine.h"
@@ -32,6 +33,7 @@ void add_run_model_command(CLI::App& root) {
   struct Args {
     std::string model, s2, s1, output, device = "cpu";
     int threads = 1;
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = root.add_subcommand(
@@ -43,8 +45,10 @@ void add_run_model_command(CLI::App& root) {
   cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
   cmd->add_option("--threads", args->threads, "ONNX Runtime intra-op threads")
       ->capture_default_str();
+  cmd->add_flag("--force", args->force, "Overwrite an existing output file");
 
   cmd->callback([args] {
+    check_new_output(args->output, args->force, {args->model, args->s2, args->s1});
     const NpyArray s2(args->s2);
     const NpyArray s1(args->s1);
     OrtEngineOptions options;

@@ -6,7 +6,9 @@
 #include <optional>
 
 #include "tessera/cli/commands.h"
+#include "tessera/cli/output_checks.h"
 #include "tessera/common/error.h"
+#include "tessera/io/atomic_file.h"
 #include "tessera/topology/placement.h"
 #include "tessera/topology/report.h"
 #include "tessera/topology/topology.h"
@@ -18,6 +20,7 @@ void add_topo_command(CLI::App& root) {
   struct Args {
     std::string xml, synthetic, distances, cpu_model, export_path, plan;
     std::string membind = "local", output = "md";
+    bool force = false;
   };
   auto args = std::make_shared<Args>();
   auto* xml = cmd->add_option("--topology", args->xml,
@@ -33,6 +36,7 @@ void add_topo_command(CLI::App& root) {
   cmd->add_option("--cpu-model", args->cpu_model, "CPU model name to attach to every package");
   cmd->add_option("--export", args->export_path,
                   "Write the topology (with distances) as hwloc XML");
+  cmd->add_flag("--force", args->force, "Overwrite an existing --export file");
   cmd->add_option("--plan", args->plan,
                   "Placement layout to plan: single, single:T, numa, numa:K, l3, core, JxT");
   cmd->add_option("--membind", args->membind, "Memory policy of the plan: local or interleave")
@@ -44,6 +48,9 @@ void add_topo_command(CLI::App& root) {
     if (format == OutputFormat::kCsv)
       throw UsageError("topo: output format csv is not supported (use md or json)");
     const MemoryPolicy policy = parse_memory_policy(args->membind);
+    if (!args->export_path.empty()) {
+      check_new_output(args->export_path, args->force, {args->xml});
+    }
     Topology topology = !args->xml.empty()         ? Topology::from_xml(args->xml)
                         : !args->synthetic.empty() ? Topology::from_synthetic(args->synthetic)
                                                    : Topology::this_machine();
@@ -51,10 +58,15 @@ void add_topo_command(CLI::App& root) {
       topology.set_numa_distances(parse_distances(args->distances, topology.info()));
     }
     if (!args->cpu_model.empty()) topology.set_cpu_model(args->cpu_model);
-    if (!args->export_path.empty()) topology.export_xml(args->export_path);
     const MachineInfo machine = topology.info();
     std::optional<Plan> plan;
     if (!args->plan.empty()) plan = plan_layout(machine, args->plan, policy);
+    if (!args->export_path.empty()) {
+      const std::string xml = topology.xml();
+      AtomicFile file(args->export_path);
+      file.write(xml.data(), xml.size());
+      file.commit();
+    }
     const Plan* plan_ptr = plan ? &*plan : nullptr;
     if (format == OutputFormat::kJson) {
       std::cout << topology_json(machine, plan_ptr).dump(2) << "\n";

@@ -4,6 +4,7 @@
 
 #include "tessera/bench/tune.h"
 #include "tessera/cli/commands.h"
+#include "tessera/cli/output_checks.h"
 #include "tessera/cli/status_line.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
@@ -53,6 +54,7 @@ void add_tune_command(CLI::App& root) {
 
   cmd->callback([args] {
     const OutputFormat format = parse_output_format(args->format);
+    if (!args->profile.empty()) check_output_location(args->profile);
     TuneOptions options;
     options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
     options.device = args->device;

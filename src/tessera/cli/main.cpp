@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <new>
+#include <string>
 
 #include "tessera/cli/commands.h"
 #include "tessera/common/error.h"
@@ -33,14 +35,36 @@ int main(int argc, char** argv) {
     tessera::ort_log_level(std::getenv("TESSERA_ORT_LOG"));
     tessera::cpu_memory_pattern(std::getenv("TESSERA_CPU_MEM_PATTERN"));
   });
+  // A first word that is neither an option nor a command would otherwise read as a missing one.
+  const auto is_command = [&](const char* word) {
+    return !app.get_subcommands([&](CLI::App* sub) { return sub->check_name(word); }).empty();
+  };
+  if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
+    std::fprintf(stderr, "tessera: unknown command '%s' (see tessera --help)\n", argv[1]);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    // --help and --version end here with 0; every malformed command line is a usage error.
-    return app.exit(e) == 0 ? 0 : 2;
+    // Every malformed command line is a usage error, in one line.
+    std::string command = "tessera";
+    for (const CLI::App* sub : app.get_subcommands()) command += " " + sub->get_name();
+    std::fprintf(stderr, "tessera: %s (see %s --help)\n", e.what(), command.c_str());
+    return 2;
   } catch (const tessera::UsageError& e) {
     std::fprintf(stderr, "tessera: %s\n", e.what());
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr,
+                 "tessera: out of memory: this run needs more than the machine can give "
+                 "(a smaller batch or tile needs less)\n");
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tessera: %s\n", e.what());
     return 1;

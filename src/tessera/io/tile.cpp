@@ -43,15 +43,26 @@ void require_shape(const NpyArray& a, const std::vector<int64_t>& want, const st
 
 }  // namespace
 
+std::string tile_grid_name(const std::string& dir) {
+  std::error_code ec;
+  fs::path p = fs::path(dir);
+  if (!p.has_filename()) p = p.parent_path();  // "a/b/" -> "a/b"
+  std::string grid = fs::weakly_canonical(p, ec).filename().string();
+  if (grid.empty() || grid == "." || grid == "..") grid = p.filename().string();
+  return grid;
+}
+
+std::vector<const NpyArray*> tile_files(const Tile& t) {
+  return {&t.s2_bands,    &t.s2_masks, &t.s2_doys,     &t.s1_asc,
+          &t.s1_asc_doys, &t.s1_desc,  &t.s1_desc_doys};
+}
+
 Tile open_tile(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw Error(dir + ": not a directory");
   Tile t;
   t.dir = dir;
-  fs::path p = fs::path(dir);
-  if (!p.has_filename()) p = p.parent_path();  // "a/b/" -> "a/b"
-  t.grid = fs::weakly_canonical(p, ec).filename().string();
-  if (t.grid.empty() || t.grid == "." || t.grid == "..") t.grid = p.filename().string();
+  t.grid = tile_grid_name(dir);
 
   bool nested = true;
   t.s2_bands = open_member(dir, "s2", "bands.npy", &nested);

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tessera/io/npy.h"
 
@@ -36,7 +37,13 @@ struct Tile {
   int64_t pixels() const { return height * width; }
 };
 
+// The grid name of the tile in `dir`: its base name, after resolving "." and links.
+std::string tile_grid_name(const std::string& dir);
+
 // Opens and validates the tile in `dir`.
 Tile open_tile(const std::string& dir);
+
+// The tile's seven input arrays.
+std::vector<const NpyArray*> tile_files(const Tile& tile);
 
 }  // namespace tessera

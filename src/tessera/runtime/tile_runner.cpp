@@ -46,13 +46,20 @@ std::string journal_key(const Tile& tile, const InferOptions& options, const Dev
   std::error_code ec;
   const auto model_bytes = fs::file_size(options.model_path, ec);
   const auto model_time = fs::last_write_time(options.model_path, ec).time_since_epoch().count();
+  // The tile's data: a tile written again under the same name (same size, other values) must
+  // not continue the old one's outputs.
+  std::string inputs;
+  for (const NpyArray* array : tile_files(tile)) {
+    inputs += fmt::format("{}:{};", fs::file_size(array->path(), ec),
+                          fs::last_write_time(array->path(), ec).time_since_epoch().count());
+  }
   return fmt::format(
-      "tessera-journal v1 grid={} hw={}x{} valid={} latent={} batch={} repeat={} device={}{} "
-      "model_bytes={} model_time={}",
+      "tessera-journal v2 grid={} hw={}x{} valid={} latent={} batch={} repeat={} device={}{} "
+      "model_bytes={} model_time={} inputs={:016x}",
       tile.grid, tile.height, tile.width, valid, latent, options.batch, options.repeat,
       // Only CUDA devices compute differently at another precision.
       options.device, devices.any_cuda() ? " precision=" + options.precision : std::string(),
-      model_bytes, model_time);
+      model_bytes, model_time, std::hash<std::string>{}(inputs));
 }
 
 // The process's anonymous resident memory in bytes (RssAnon), or 0 if unknown.
@@ -174,20 +181,29 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   summary.scales_path = (fs::path(options.out_dir) / (tile.grid + "_scales.npy")).string();
   const std::string journal_path = (fs::path(options.out_dir) / (tile.grid + ".journal")).string();
   std::error_code ec;
+  // An output must never land on one of the tile's own files (a flat tile written into itself).
+  for (const std::string& output : {summary.embeddings_path, summary.scales_path, journal_path}) {
+    for (const NpyArray* input : tile_files(tile)) {
+      for (const std::string& path : {output, output + ".partial"}) {
+        if (fs::equivalent(path, input->path(), ec)) {
+          throw Error(fmt::format("{}: the output {} would replace this tile's input file",
+                                  tile_dir, path));
+        }
+      }
+    }
+  }
   if (!options.force && fs::exists(summary.embeddings_path, ec) &&
       fs::exists(summary.scales_path, ec)) {
     // A run stopped between committing the outputs and removing the journal leaves the journal
-    // behind; the outputs are complete, so it is stale.
-    fs::remove(journal_path, ec);
+    // behind, and a killed --force run its partial outputs; the outputs are complete, so these
+    // are stale.
+    for (const std::string& stale :
+         {journal_path, summary.embeddings_path + ".partial", summary.scales_path + ".partial"}) {
+      fs::remove(stale, ec);
+    }
     summary.status = "skipped";
     return summary;
   }
-  fs::create_directories(options.out_dir, ec);
-  if (ec) throw Error(options.out_dir + ": cannot create output directory: " + ec.message());
-
-  const std::vector<int64_t> valid = valid_pixels(tile);
-  summary.pixels_valid = static_cast<int64_t>(valid.size());
-  summary.batches = (summary.pixels_valid + options.batch - 1) / options.batch;
 
   // The outputs (sized by the model's output width) exist before the workers start, so ask
   // ONNX Runtime for the model's shape once, without graph optimisation (fast to load).
@@ -198,6 +214,12 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
                             options.model_path, shape.s2_features, shape.s1_features, kS2Bands + 1,
                             kS1Bands + 1));
   }
+
+  const std::vector<int64_t> valid = valid_pixels(tile);
+  summary.pixels_valid = static_cast<int64_t>(valid.size());
+  summary.batches = (summary.pixels_valid + options.batch - 1) / options.batch;
+  fs::create_directories(options.out_dir, ec);
+  if (ec) throw Error(options.out_dir + ": cannot create output directory: " + ec.message());
   const int64_t latent = shape.output_dim;
 
   const std::string key = journal_key(tile, options, devices, latent, summary.pixels_valid);

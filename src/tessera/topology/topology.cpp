@@ -284,10 +284,16 @@ void Topology::set_cpu_model(const std::string& model) {
   }
 }
 
-void Topology::export_xml(const std::string& path) const {
-  if (hwloc_topology_export_xml(handle(), path.c_str(), 0) != 0) {
-    throw Error(path + ": cannot write topology XML: " + std::strerror(errno));
+std::string Topology::xml() const {
+  char* buffer = nullptr;
+  int length = 0;
+  if (hwloc_topology_export_xmlbuffer(handle(), &buffer, &length, 0) != 0) {
+    throw Error(std::string("cannot export the topology as XML: ") + std::strerror(errno));
   }
+  // length counts the terminating NUL.
+  std::string text(buffer, static_cast<size_t>(std::max(0, length - 1)));
+  hwloc_free_xmlbuffer(handle(), buffer);
+  return text;
 }
 
 namespace {

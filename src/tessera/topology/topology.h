@@ -75,8 +75,8 @@ class Topology {
   void set_numa_distances(const std::vector<std::vector<int>>& matrix);
   // Sets the CPUModel of every package (synthetic topologies have none).
   void set_cpu_model(const std::string& model);
-  // Writes the topology (with distances and CPU model) as hwloc XML.
-  void export_xml(const std::string& path) const;
+  // The topology (with distances and CPU model) as hwloc XML.
+  std::string xml() const;
 
   // The loaded hwloc topology; valid while this object lives.
   hwloc_topology* handle() const;
