@@ -35,6 +35,40 @@ int count_lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
 }
 
+TEST(RunModelCli, NeverOverwritesItsInputsAndOtherFilesOnlyWithForce) {
+  const std::string dir = kDir + "/run_model";
+  std::filesystem::create_directories(dir);
+  auto r = run_cli("make-model --force -o " + dir +
+                   "/m.onnx --d-model 32 --layers 1 --heads 2 "
+                   "--ffn 64 --s2-steps 2 --s1-steps 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // [1, 2, 11] and [1, 2, 3] float32 inputs, written as .npy by hand.
+  const auto write_input = [&](const std::string& name, int features) {
+    const std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, " +
+                               std::to_string(features) + "), }";
+    std::string padded = header + std::string(128 - 10 - header.size() - 1, ' ') + "\n";
+    std::ofstream out(dir + "/" + name, std::ios::binary);
+    out << "\x93NUMPY" << '\x01' << '\x00' << static_cast<char>(padded.size()) << '\x00' << padded
+        << std::string(4 * 2 * features, '\0');
+  };
+  write_input("s2.npy", 11);
+  write_input("s1.npy", 3);
+  const std::string run =
+      "run-model -m " + dir + "/m.onnx --s2 " + dir + "/s2.npy --s1 " + dir + "/s1.npy -o ";
+  r = run_cli(run + dir + "/out.npy");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli(run + dir + "/out.npy");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + dir + "/out.npy: already exists (use --force to overwrite)\n");
+  EXPECT_EQ(run_cli(run + dir + "/out.npy --force").exit_code, 0);
+  for (const std::string input : {"/m.onnx", "/s2.npy"}) {
+    r = run_cli(run + dir + input + " --force");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.err, "tessera: " + dir + input + ": is also an input of this command\n");
+  }
+  EXPECT_EQ(run_cli(run + dir + "/out2.npy").exit_code, 0) << "an input was damaged";
+}
+
 TEST(BenchCli, MarkdownTableHasOneRowPerCase) {
   const auto r = run_cli("bench -m " + small_model() + " -t 1,2 -b 4,8 --batches 2 -r 1");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -81,6 +81,7 @@ TEST(TopoCli, EpycMarkdown) {
 
 TEST(TopoCli, SyntheticWithDistancesExportsAndReadsBack) {
   const std::string xml = std::string(TESSERA_TEST_TMP) + "/topo_cli_synthetic.xml";
+  std::remove(xml.c_str());
   auto r = run_cli(
       "topo -o json --synthetic 'pack:2 numa:2 core:4 pu:1' --distances 10,12,20 "
       "--cpu-model 'Test CPU' --export '" +
@@ -93,6 +94,19 @@ TEST(TopoCli, SyntheticWithDistancesExportsAndReadsBack) {
   EXPECT_EQ(j["cores"], 16);
   EXPECT_EQ(j["distances"],
             nlohmann::json::parse("[[10,12,20,20],[12,10,20,20],[20,20,10,12],[20,20,12,10]]"));
+  // An existing file is replaced only with --force; a bad option writes nothing.
+  const std::string again = "topo --synthetic 'pack:1 core:2 pu:1' --export '" + xml + "'";
+  r = run_cli(again);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + xml + ": already exists (use --force to overwrite)\n");
+  r = run_cli(again + " --force --plan bogus");
+  EXPECT_EQ(r.exit_code, 2);
+  r = run_cli("topo -o json --topology '" + xml + "'");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["cores"], 16) << "the bad run replaced the export";
+  r = run_cli(again + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli("topo -o json --topology '" + xml + "'");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["cores"], 2);
   std::remove(xml.c_str());
 }
 
