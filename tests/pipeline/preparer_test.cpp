@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <fstream>
 #include <numeric>
 
 #include "io/test_tiles.h"
+#include "tessera/common/error.h"
 #include "tessera/io/npy.h"
 #include "tessera/io/synth_tile.h"
 
@@ -79,6 +82,46 @@ TEST(Preparer, FloatBandsNoS1MatchesOracle) {
   testing::write_test_tile(dir, spec);
   EXPECT_EQ(compare_with_oracle(dir, 40, 40, 0), 0);
   EXPECT_EQ(compare_with_oracle(dir, 40, 40, 1), 0);
+}
+
+// Overwrites element `index` of the float32 .npy file at `path` with `value`.
+void poke_float(const std::string& path, int64_t index, float value) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  char prefix[10];
+  f.read(prefix, 10);
+  const int header = 10 + static_cast<uint8_t>(prefix[8]) + 256 * static_cast<uint8_t>(prefix[9]);
+  f.seekp(header + 4 * index);
+  f.write(reinterpret_cast<const char*>(&value), 4);
+}
+
+TEST(Preparer, ValuesThatAreNotFiniteAreRefusedNamingFileAndPlace) {
+  TestTileSpec spec;
+  spec.bands = DType::kFloat32;
+  spec.sar = DType::kFloat32;
+  spec.doys = DType::kFloat32;
+  const std::string dir = testing::test_dir("prep_nan") + "/tile";
+  const auto error_of = [&] {
+    try {
+      valid_pixels(open_tile(dir));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string what = ": a value that is not a finite number (NaN or infinity) at ";
+  // (T, H, W, bands) = (7, 5, 4, 10): step 2, row 3, column 1, band 4.
+  testing::write_test_tile(dir, spec);
+  poke_float(dir + "/s2/bands.npy", ((2 * 5 + 3) * 4 + 1) * 10 + 4, std::nanf(""));
+  EXPECT_EQ(error_of(), dir + "/s2/bands.npy" + what + "step 2, row 3, column 1");
+  // S1 (T, H, W, 2): step 1, row 0, column 2, band 1.
+  testing::write_test_tile(dir, spec);
+  poke_float(dir + "/s1/sar_descending.npy", ((1 * 5 + 0) * 4 + 2) * 2 + 1, -INFINITY);
+  EXPECT_EQ(error_of(), dir + "/s1/sar_descending.npy" + what + "step 1, row 0, column 2");
+  testing::write_test_tile(dir, spec);
+  poke_float(dir + "/s2/doys.npy", 5, INFINITY);
+  EXPECT_EQ(error_of(), dir + "/s2/doys.npy" + what + "step 5");
+  testing::write_test_tile(dir, spec);
+  EXPECT_EQ(error_of(), "no error");
 }
 
 TEST(Preparer, SynthTileMatchesOracle) {

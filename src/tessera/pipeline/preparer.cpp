@@ -1,7 +1,10 @@
 #include "tessera/pipeline/preparer.h"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
+#include "tessera/common/error.h"
 #include "tessera/pipeline/sampler.h"
 
 namespace tessera {
@@ -18,9 +21,15 @@ namespace {
 constexpr float kStdEpsilon = 1e-9f;
 constexpr int64_t kScanPixels = 4096;  // pixels per chunk in the full-tile scans
 
-// For each pixel p of the (steps, H, W, bands) array `a`, adds the number of steps at which
-// any band is non-zero to counts[p].
-void count_nonzero_steps(const NpyArray& a, int64_t steps, int64_t plane, int bands,
+[[noreturn]] void not_finite(const NpyArray& a, const std::string& where) {
+  throw Error(a.path() + ": a value that is not a finite number (NaN or infinity) at " + where);
+}
+
+// For each pixel p of the (steps, H, W, bands) array `a` of a tile `width` pixels wide, adds the
+// number of steps at which any band is non-zero to counts[p]. Throws naming the array's file
+// and the place of the first value that is NaN or infinite (the model would turn it into a
+// meaningless embedding).
+void count_nonzero_steps(const NpyArray& a, int64_t steps, int64_t plane, int64_t width, int bands,
                          std::vector<int32_t>& counts) {
   std::vector<double> chunk(static_cast<std::size_t>(kScanPixels * bands));
   for (int64_t t = 0; t < steps; ++t) {
@@ -29,11 +38,28 @@ void count_nonzero_steps(const NpyArray& a, int64_t steps, int64_t plane, int ba
       a.read_as_double((t * plane + p0) * bands, n * bands, chunk.data());
       for (int64_t k = 0; k < n; ++k) {
         const double* v = chunk.data() + k * bands;
-        bool any = false;
-        for (int b = 0; b < bands; ++b) any = any || v[b] != 0.0;
+        bool any = false, finite = true;
+        for (int b = 0; b < bands; ++b) {
+          any = any || v[b] != 0.0;
+          finite = finite && std::isfinite(v[b]);
+        }
+        if (!finite) {
+          const int64_t p = p0 + k;
+          not_finite(a, "step " + std::to_string(t) + ", row " + std::to_string(p / width) +
+                            ", column " + std::to_string(p % width));
+        }
         counts[static_cast<std::size_t>(p0 + k)] += any ? 1 : 0;
       }
     }
+  }
+}
+
+// Throws like count_nonzero_steps when a day of year in `doys` is NaN or infinite.
+void check_doys(const NpyArray& doys) {
+  std::vector<double> values(static_cast<std::size_t>(doys.size()));
+  doys.read_as_double(0, doys.size(), values.data());
+  for (size_t t = 0; t < values.size(); ++t) {
+    if (!std::isfinite(values[t])) not_finite(doys, "step " + std::to_string(t));
   }
 }
 
@@ -41,15 +67,16 @@ void count_nonzero_steps(const NpyArray& a, int64_t steps, int64_t plane, int ba
 
 std::vector<int64_t> valid_pixels(const Tile& tile, int min_valid_s1_steps) {
   const int64_t plane = tile.pixels();
-  std::vector<int32_t> s2_count(static_cast<std::size_t>(plane), 0);
-  count_nonzero_steps(tile.s2_bands, tile.t2, plane, kS2Bands, s2_count);
-  std::vector<int32_t> s1_count;
-  const bool check_s1 = min_valid_s1_steps > 0 && tile.ta + tile.td > 0;
-  if (check_s1) {
-    s1_count.assign(static_cast<std::size_t>(plane), 0);
-    count_nonzero_steps(tile.s1_asc, tile.ta, plane, kS1Bands, s1_count);
-    count_nonzero_steps(tile.s1_desc, tile.td, plane, kS1Bands, s1_count);
+  for (const NpyArray* doys : {&tile.s2_doys, &tile.s1_asc_doys, &tile.s1_desc_doys}) {
+    check_doys(*doys);
   }
+  std::vector<int32_t> s2_count(static_cast<std::size_t>(plane), 0);
+  count_nonzero_steps(tile.s2_bands, tile.t2, plane, tile.width, kS2Bands, s2_count);
+  // S1 values are scanned whatever the rule, for values that are not finite.
+  std::vector<int32_t> s1_count(static_cast<std::size_t>(plane), 0);
+  count_nonzero_steps(tile.s1_asc, tile.ta, plane, tile.width, kS1Bands, s1_count);
+  count_nonzero_steps(tile.s1_desc, tile.td, plane, tile.width, kS1Bands, s1_count);
+  const bool check_s1 = min_valid_s1_steps > 0 && tile.ta + tile.td > 0;
   std::vector<int64_t> out;
   for (int64_t p = 0; p < plane; ++p) {
     const auto i = static_cast<std::size_t>(p);

@@ -31,7 +31,9 @@ constexpr float kEmptyS1Doy = 180.0f;
 
 // Flat pixel indices (i * W + j, ascending) of the pixels to compute: any S2 band non-zero at
 // any step, and, if the tile has S1 steps, at least `min_valid_s1_steps` S1 steps with a
-// non-zero band. Scans the S2 bands once, time-major (sequential reads of the mapping).
+// non-zero band. Scans the S2 and S1 bands once, time-major (sequential reads of the mapping),
+// and throws Error naming the file and place of the first band value or day of year that is NaN
+// or infinite (float tiles only can hold one), before any output exists.
 std::vector<int64_t> valid_pixels(const Tile& tile, int min_valid_s1_steps = kMinValidTimesteps);
 
 // Writes one pixel's model inputs. One instance per worker thread: it owns the scratch
