@@ -378,6 +378,14 @@ TEST(Profile, BadFilesNameTheFileAndTheProblem) {
   doc["machine"]["cores"] = "two";
   expect_read_error("cores.json", doc.dump(),
                     "not a tessera tune profile (wrong type for machine.cores)");
+  doc = profile_json(sample_profile());
+  doc["plan"]["layout"] = "bogus";
+  expect_read_error("layout.json", doc.dump(),
+                    "not a tessera tune profile (plan.layout 'bogus' is not a layout)");
+  doc = profile_json(sample_profile());
+  doc["plan"]["membind"] = "far";
+  expect_read_error("membind.json", doc.dump(),
+                    "not a tessera tune profile (plan.membind 'far' is not local or interleave)");
 }
 
 }  // namespace

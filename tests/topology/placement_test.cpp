@@ -40,6 +40,16 @@ void expect_usage_error(const MachineInfo& m, const std::string& layout,
   }
 }
 
+TEST(Placement, LayoutNamesAreKnownWithoutAMachine) {
+  for (const char* name : {"single", "single:4", "numa", "numa:2", "l3", "core", "16x1", "2x8"}) {
+    EXPECT_TRUE(is_layout_name(name)) << name;
+  }
+  for (const char* name : {"", "bogus", "single:", "single:0", "numa:x", "0x1", "2x", "x2", "l3:2",
+                           "core:1", "2x2x2"}) {
+    EXPECT_FALSE(is_layout_name(name)) << name;
+  }
+}
+
 TEST(Placement, NumaOnePinnedWorkerPerNode) {
   const Plan plan = plan_layout(epyc(), "numa", MemoryPolicy::kLocal);
   EXPECT_EQ(plan.layout, "numa");

@@ -11,6 +11,7 @@
 #include "tessera/common/version.h"
 #include "tessera/io/atomic_file.h"
 #include "tessera/model/ort_engine.h"
+#include "tessera/topology/placement.h"
 
 namespace tessera {
 namespace {
@@ -138,6 +139,13 @@ Profile profile_from_json(const nlohmann::json& doc, const std::string& path) {
   if (p.plan.batch < 1)
     throw Error(fmt::format("{}: not a tessera tune profile (plan.batch {} is not positive)", path,
                             p.plan.batch));
+  if (!is_layout_name(p.plan.layout))
+    throw Error(fmt::format("{}: not a tessera tune profile (plan.layout '{}' is not a layout)",
+                            path, p.plan.layout));
+  if (p.plan.membind != "local" && p.plan.membind != "interleave")
+    throw Error(
+        fmt::format("{}: not a tessera tune profile (plan.membind '{}' is not local or interleave)",
+                    path, p.plan.membind));
   if (doc.contains("ranking")) p.ranking = doc["ranking"];
   if (doc.contains("search")) p.search = doc["search"];
   return p;

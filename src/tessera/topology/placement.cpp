@@ -121,6 +121,19 @@ std::string memory_policy_name(MemoryPolicy policy) {
   return policy == MemoryPolicy::kLocal ? "local" : "interleave";
 }
 
+bool is_layout_name(const std::string& layout) {
+  if (layout == "single" || layout == "numa" || layout == "l3" || layout == "core") return true;
+  int value = 0, other = 0;
+  const std::size_t colon = layout.find(':');
+  if (colon != std::string::npos) {
+    const std::string head = layout.substr(0, colon);
+    return (head == "single" || head == "numa") && parse_positive(layout.substr(colon + 1), value);
+  }
+  const std::size_t x = layout.find('x');
+  return x != std::string::npos && parse_positive(layout.substr(0, x), value) &&
+         parse_positive(layout.substr(x + 1), other);
+}
+
 Plan plan_layout(const MachineInfo& machine, const std::string& layout, MemoryPolicy policy) {
   Plan plan;
   plan.layout = layout;

@@ -47,6 +47,10 @@ struct Plan {
 // Throws UsageError for an unknown or impossible layout, naming the layout.
 Plan plan_layout(const MachineInfo& machine, const std::string& layout, MemoryPolicy policy);
 
+// True when `layout` is written as plan_layout reads it (single, single:T, numa, numa:K, l3,
+// core, JxT), whether or not a given machine can hold it.
+bool is_layout_name(const std::string& layout);
+
 // Takes the last `count` PUs of `plan` (in worker order, each worker's cpus from the back) out
 // of it, for threads that must not compete with the plan's workers (the threads that feed a
 // GPU). Returns one single-PU WorkerPlan per PU taken, with the memory nodes of the worker it
