@@ -170,7 +170,24 @@ TEST(BenchCli, MalformedCommandLinesAreUsageErrors) {
       {"infer", "tessera: --out is required (see tessera infer --help)\n"},
       {"", "tessera: A subcommand is required (see tessera --help)\n"},
       {"bench -b x", "tessera: Could not convert: --batch = x (see tessera bench --help)\n"},
-      {"bogus", "tessera: unknown command 'bogus' (see tessera --help)\n"}};
+      {"bogus", "tessera: unknown command 'bogus' (see tessera --help)\n"},
+      // Values out of range are refused, not wrapped, clamped or dropped.
+      {"synth --out x --seed -1",
+       "tessera: --seed: need a whole number from 0 to 18446744073709551615, got '-1' (see "
+       "tessera synth --help)\n"},
+      {"make-model --seed 18446744073709551616",
+       "tessera: --seed: need a whole number from 0 to 18446744073709551615, got "
+       "'18446744073709551616' (see tessera make-model --help)\n"},
+      {"bench --gpu-baseline nan",
+       "tessera: --gpu-baseline: need a finite number above 0, got 'nan' (see tessera bench "
+       "--help)\n"},
+      {"tune --start-pixels -1",
+       "tessera: --start-pixels: need a finite number above 0, got '-1' (see tessera tune "
+       "--help)\n"},
+      {"bench -t 1 --layout core",
+       "tessera: --layout excludes --threads (see tessera bench --help)\n"},
+      {"topo --synthetic ''",
+       "tessera: topo: --synthetic needs a description, e.g. 'pack:2 numa:12 core:16 pu:2'\n"}};
   for (const auto& [args, message] : cases) {
     const auto r = run_cli(args);
     EXPECT_EQ(r.exit_code, 2) << args;

@@ -114,12 +114,15 @@ TEST(InferCli, NoTiles) {
   EXPECT_EQ(r.err, "tessera: infer needs at least one tile directory (or --tiles FILE)\n");
 }
 
-TEST(InferCli, BatchOfZero) {
+TEST(InferCli, BatchOutOfRange) {
   const std::string tile = make_tile("grid_7.00_8.00");
-  const auto r =
-      run_cli("infer " + tile + " -o " + kDir + "/out_zero -m " + small_model() + " -b 0");
+  auto r = run_cli("infer " + tile + " -o " + kDir + "/out_zero -m " + small_model() + " -b 0");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "tessera: batch size must be at least 1 (got 0)\n");
+  r = run_cli("infer " + tile + " -o " + kDir + "/out_zero -m " + small_model() +
+              " -b 99999999999");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: batch size must be at most 4194304 (got 99999999999)\n");
   EXPECT_FALSE(fs::exists(kDir + "/out_zero"));
 }
 

@@ -463,7 +463,7 @@ TEST(MixedDevices, UnavailableGpuIsOneLineAndWritesNothing) {
     EXPECT_FALSE(fs::exists(out)) << device;
   }
   EXPECT_EQ(error_of([&] { infer("cpu+stream", out, 1, 0); }),
-            "GPU batch must be at least 1 (got 0)");
+            "GPU batch must be 1 to 4194304 (got 0)");
 }
 
 // ---- engines kept between the tiles of a run ----

@@ -7,6 +7,7 @@
 #include "tessera/bench/profile.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/status_line.h"
+#include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
 #include "tessera/topology/placement.h"
@@ -36,13 +37,15 @@ void add_bench_command(CLI::App& root) {
                   "ONNX model (default: the built-in Tessera model, made if missing)");
   cmd->add_option("--device", args->devices, "Devices, comma separated: cpu, cuda:N[+io|+graph]")
       ->delimiter(',');
-  cmd->add_option(
-         "--layout", args->layouts,
-         "Placement layouts, comma separated: single, single:T, numa, numa:K, l3, core, JxT")
-      ->delimiter(',');
+  auto* layouts =
+      cmd->add_option(
+             "--layout", args->layouts,
+             "Placement layouts, comma separated: single, single:T, numa, numa:K, l3, core, JxT")
+          ->delimiter(',');
   cmd->add_option("-t,--threads", args->threads,
                   "Thread counts for the single layout (default: all cores)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->excludes(layouts);
   cmd->add_option("-b,--batch", args->batch_sizes, "Batch sizes in pixels, comma separated")
       ->delimiter(',');
   cmd->add_option("--batches", args->batches, "Timed batches per repetition and worker")
@@ -58,7 +61,8 @@ void add_bench_command(CLI::App& root) {
          "Workers as threads of one process (thread) or as pinned child processes (process)")
       ->capture_default_str();
   cmd->add_option("--gpu-baseline", args->gpu_baseline,
-                  "GPU ms/pixel to compare against (adds a vs GPU column)");
+                  "GPU ms/pixel to compare against (adds a vs GPU column)")
+      ->check(positive_finite());
   cmd->add_option("--precision", args->precision,
                   "CUDA precision: tf32 (ONNX Runtime's default), fp32, or fp16 (the "
                   "model converted to float16)")

@@ -8,6 +8,7 @@
 
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
+#include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
 #include "tessera/model/model_builder.h"
@@ -65,7 +66,9 @@ void add_make_model_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--latent", options->config.latent, "Output embedding width")
       ->capture_default_str();
-  cmd->add_option("--seed", options->config.seed, "Weight seed")->capture_default_str();
+  cmd->add_option("--seed", options->config.seed, "Weight seed")
+      ->check(unsigned_64bit())
+      ->capture_default_str();
   cmd->add_flag("--force", options->force, "Overwrite an existing file");
   cmd->callback([options]() { run_make_model(*options); });
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tessera/cli/commands.h"
+#include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/io/synth_tile.h"
 
@@ -73,6 +74,7 @@ void add_synth_command(CLI::App& root) {
   cmd->add_option("--nodata", args->options.nodata, "Fraction of pixels with no data at all")
       ->capture_default_str();
   cmd->add_option("--seed", args->options.seed, "Random seed (same seed, same bytes)")
+      ->check(unsigned_64bit())
       ->capture_default_str();
   cmd->add_option("--layout", args->layout, "nested (s2/, s1/) or flat")
       ->check(CLI::IsMember({"nested", "flat"}))

@@ -7,6 +7,7 @@
 
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
+#include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
 #include "tessera/topology/placement.h"
@@ -43,11 +44,13 @@ void add_topo_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("-o,--output", args->output, "Output format: md or json")->capture_default_str();
 
-  cmd->callback([args] {
+  cmd->callback([args, cmd] {
     const OutputFormat format = parse_output_format(args->output);
     if (format == OutputFormat::kCsv)
       throw UsageError("topo: output format csv is not supported (use md or json)");
     const MemoryPolicy policy = parse_memory_policy(args->membind);
+    if (cmd->count("--synthetic") && args->synthetic.empty())
+      throw UsageError("topo: --synthetic needs a description, e.g. 'pack:2 numa:12 core:16 pu:2'");
     if (!args->export_path.empty()) {
       check_new_output(args->export_path, args->force, {args->xml});
     }

@@ -6,6 +6,7 @@
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
 #include "tessera/cli/status_line.h"
+#include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
 
@@ -40,7 +41,8 @@ void add_tune_command(CLI::App& root) {
   cmd->add_option("-r,--reps", args->reps, "Repetitions per measurement (for the CI)")
       ->capture_default_str();
   cmd->add_option("--start-pixels", args->start_pixels,
-                  "Pixels per job and repetition in round 1 (default: twice the smallest batch)");
+                  "Pixels per job and repetition in round 1 (default: twice the smallest batch)")
+      ->check(positive_finite());
   cmd->add_option("--growth", args->growth,
                   "Work multiplier from one round to the next (at least 2)")
       ->capture_default_str();

@@ -49,6 +49,7 @@ BatchJournal::BatchJournal(std::string path, const std::string& key, int64_t bat
         ::write(fd_, header.data(), header.size()) != static_cast<ssize_t>(header.size())) {
       const int err = errno;
       ::close(fd_);
+      ::unlink(path_.c_str());  // a journal without its key would never be resumed
       throw Error(path_ + ": cannot write journal: " + errno_text(err));
     }
   }

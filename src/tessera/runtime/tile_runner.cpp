@@ -135,13 +135,18 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan)
     : options_(options), plan_(plan), kept_(std::make_unique<Kept>()) {
   if (options.batch < 1)
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options.batch));
+  if (options.batch > kMaxInferBatch) {
+    throw UsageError(
+        fmt::format("batch size must be at most {} (got {})", kMaxInferBatch, options.batch));
+  }
   if (options.repeat < 1)
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
   check_precision(options.precision);
   kept_->devices = parse_device_list(options.device);
   for (const auto& device : kept_->devices.streams) require_cuda(stream_engine_device(device));
-  if (options.gpu_batch < 1) {
-    throw UsageError(fmt::format("GPU batch must be at least 1 (got {})", options.gpu_batch));
+  if (options.gpu_batch < 1 || options.gpu_batch > kMaxInferBatch) {
+    throw UsageError(
+        fmt::format("GPU batch must be 1 to {} (got {})", kMaxInferBatch, options.gpu_batch));
   }
   // Next to CPU workers, each streaming worker gets two PUs of its own, one for its engine
   // thread and one for its two helpers (or, on a machine too small for that, one for all

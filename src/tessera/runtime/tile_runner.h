@@ -29,6 +29,10 @@
 
 namespace tessera {
 
+// The largest batch and GPU batch `infer` takes: 4,194,304 pixels, whose inputs alone fill
+// 9.4 GB per worker (far beyond where larger batches stop paying).
+constexpr int64_t kMaxInferBatch = int64_t{1} << 22;
+
 struct InferOptions {
   std::string model_path;
   std::string out_dir;

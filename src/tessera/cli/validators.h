@@ -1,0 +1,42 @@
+#pragma once
+// Checks of option values shared by the subcommands: a value out of range is a usage error
+// naming the option, not a value silently wrapped, clamped or dropped.
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+namespace tessera::cli {
+
+// A whole number 0 .. 2^64 - 1 (seeds).
+inline CLI::Validator unsigned_64bit() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        std::strtoull(text.c_str(), &end, 10);
+        const bool digits =
+            !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        if (!digits || errno == ERANGE || *end != '\0')
+          return "need a whole number from 0 to 18446744073709551615, got '" + text + "'";
+        return "";
+      },
+      "UINT64");
+}
+
+// A finite number above zero (rates, times).
+inline CLI::Validator positive_finite() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (text.empty() || *end != '\0' || !std::isfinite(value) || value <= 0)
+          return "need a finite number above 0, got '" + text + "'";
+        return "";
+      },
+      "POSITIVE");
+}
+
+}  // namespace tessera::cli
