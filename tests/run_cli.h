@@ -20,12 +20,14 @@ struct CliResult {
 };
 
 // `args` is appended to the binary path as-is (shell syntax; quote paths yourself).
-inline CliResult run_cli(const std::string& args) {
+// Runs `tessera ARGS` (in directory `cwd` when given) and returns its exit code and output.
+inline CliResult run_cli(const std::string& args, const std::string& cwd = "") {
   static int counter = 0;
   const std::string base = std::string(TESSERA_TEST_TMP) + "/cli_" + std::to_string(::getpid()) +
                            "_" + std::to_string(counter++);
-  const std::string command =
-      std::string(TESSERA_BIN) + " " + args + " >" + base + ".out 2>" + base + ".err </dev/null";
+  const std::string command = (cwd.empty() ? std::string() : "cd '" + cwd + "' && ") +
+                              std::string(TESSERA_BIN) + " " + args + " >" + base + ".out 2>" +
+                              base + ".err </dev/null";
   const int status = std::system(command.c_str());
   CliResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

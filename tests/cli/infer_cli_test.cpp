@@ -164,6 +164,20 @@ TEST(InferCli, TilesAndTheSummaryAreCheckedBeforeTheFirstTileRuns) {
   r = run_cli(run + tile + " --summary " + out + "/summary.json");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(out + "/summary.json"));
+  // A summary named without a directory, beside a new output directory.
+  const std::string here = kDir + "/bare";
+  fs::create_directories(here);
+  r = run_cli("infer " + tile + " -o new_out -m " + small_model() + " --summary s.json", here);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(here + "/s.json"));
+  // One tile listed again under other spellings runs once.
+  fs::remove_all(out);
+  r = run_cli(run + tile + " " + tile + "/ " + kDir + "/tiles/./grid_7.00_8.00");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "tessera: warning: " + tile + "/ is listed again; it runs once\n" +
+                       "tessera: warning: " + kDir +
+                       "/tiles/./grid_7.00_8.00 is listed again; it runs once\n");
+  EXPECT_EQ(count_lines(r.out), 1) << r.out;
 }
 
 TEST(InferCli, AnOutputNeverReplacesTheTilesOwnInput) {

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "tessera/bench/profile.h"
 #include "tessera/bench/projection.h"
@@ -60,6 +61,54 @@ std::string describe_placement(const std::string& layout, const Plan& plan) {
   return fmt::format("{}: {}x{} on cpus {}", layout, plan.workers.size(),
                      plan.workers.empty() ? 0 : plan.workers.front().threads,
                      cpu_list_string(cpus));
+}
+
+// The tiles as listed, without entries that repeat an earlier one however spelt ("t", "./t",
+// "t/"). Path arithmetic only, no file system calls: every rank of an MPI job computes the same
+// list. Says once on stderr (`say`) which entries were dropped.
+std::vector<std::string> without_repeats(const std::vector<std::string>& listed, bool say) {
+  namespace fs = std::filesystem;
+  std::set<fs::path> seen;
+  std::vector<std::string> tiles;
+  for (const std::string& tile : listed) {
+    fs::path key = fs::path(tile).lexically_normal();
+    if (!key.has_filename()) key = key.parent_path();
+    if (seen.insert(key).second) {
+      tiles.push_back(tile);
+    } else if (say) {
+      std::cerr << "tessera: warning: " << tile << " is listed again; it runs once\n";
+    }
+  }
+  return tiles;
+}
+
+// Checks made before the first tile runs (by rank 0 alone in an MPI job): every tile exists, no
+// two directories share a grid name (their outputs would collide), and the summary can be
+// written, or will be inside the output directory that the run creates.
+void check_before_running(const std::vector<std::string>& tiles, const std::string& summary,
+                          const std::string& out) {
+  namespace fs = std::filesystem;
+  std::map<std::string, std::string> tile_of_grid;
+  for (const std::string& tile : tiles) {
+    if (!fs::is_directory(tile)) throw Error(tile + ": not a directory");
+    const auto [other, fresh] = tile_of_grid.emplace(tile_grid_name(tile), tile);
+    if (fresh) continue;
+    std::error_code ec;
+    if (fs::equivalent(other->second, tile, ec)) {
+      throw UsageError(
+          fmt::format("{} and {} are the same tile, listed twice", other->second, tile));
+    }
+    throw UsageError(fmt::format("tiles {} and {} are both named {}: their outputs would collide",
+                                 other->second, tile, other->first));
+  }
+  if (summary.empty()) return;
+  const auto directory_of = [](const fs::path& file) {
+    const fs::path parent = file.parent_path();
+    return (fs::absolute(parent.empty() ? fs::path(".") : parent) / "").lexically_normal();
+  };
+  if (fs::exists(out) || directory_of(summary) != (fs::absolute(out) / "").lexically_normal()) {
+    check_output_location(summary);
+  }
 }
 
 }  // namespace
@@ -117,29 +166,6 @@ void add_infer_command(CLI::App& root) {
     }
     if (tiles.empty())
       throw UsageError("infer needs at least one tile directory (or --tiles FILE)");
-    // Every tile and the summary's place are checked before the first tile runs, and no two
-    // tiles may write the same outputs.
-    std::map<std::string, std::string> tile_of_grid;
-    for (const std::string& tile : tiles) {
-      if (!std::filesystem::is_directory(tile)) throw Error(tile + ": not a directory");
-      const auto [other, fresh] = tile_of_grid.emplace(tile_grid_name(tile), tile);
-      if (!fresh) {
-        throw UsageError(
-            fmt::format("tiles {} and {} are both named {}: their outputs would collide",
-                        other->second, tile, other->first));
-      }
-    }
-    if (!args->summary.empty()) {
-      // A summary inside the output directory is fine before that directory exists.
-      namespace fs = std::filesystem;
-      const auto dir_of = [](const fs::path& p) {
-        return (fs::absolute(p) / "").lexically_normal();
-      };
-      if (fs::exists(args->out) ||
-          dir_of(fs::path(args->summary).parent_path()) != dir_of(args->out)) {
-        check_output_location(args->summary);
-      }
-    }
     InferOptions options = args->options;
     options.out_dir = args->out;
     options.resume = !args->no_resume;
@@ -157,6 +183,8 @@ void add_infer_command(CLI::App& root) {
                                   parse_memory_policy(args->membind));
     // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
     const MpiJob job;
+    tiles = without_repeats(tiles, job.rank() == 0);
+    if (job.rank() == 0) check_before_running(tiles, args->summary, args->out);
     const bool tty = isatty(STDERR_FILENO) && !job.active();
     const std::string rank_prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
     // One runner for every tile of this process, so its engines are built once. Made by the
