@@ -12,7 +12,7 @@ pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc>=2.0)
 
 # A build directory configured again with another ONNXRUNTIME_ROOT looks there, not in the
 # cached paths of the previous one.
-if(NOT "${ONNXRUNTIME_ROOT}" STREQUAL "${TESSERA_ORT_ROOT_SEARCHED}")
+if(DEFINED TESSERA_ORT_ROOT_SEARCHED AND NOT "${ONNXRUNTIME_ROOT}" STREQUAL "${TESSERA_ORT_ROOT_SEARCHED}")
   unset(ONNXRUNTIME_INCLUDE_DIR CACHE)
   unset(ONNXRUNTIME_LIBRARY CACHE)
 endif()

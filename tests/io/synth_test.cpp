@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "io/test_tiles.h"
 #include "run_cli.h"
@@ -123,9 +125,8 @@ TEST(Synth, ForceReplacesOnlyATileDirectory) {
     write_synth_tile(root + "/mixed", o, true);
     FAIL() << "replaced a directory that holds more than a tile";
   } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()),
-              root + "/mixed: holds more than a tile (" + root +
-                  "/mixed/notes.txt); --force replaces only a tile directory");
+    EXPECT_EQ(std::string(e.what()), root + "/mixed: holds more than a tile (" + root +
+                                         "/mixed/notes.txt); --force will not replace it");
   }
   EXPECT_EQ(slurp(root + "/mixed/notes.txt"), "mine");
   EXPECT_TRUE(fs::exists(root + "/mixed/s2/bands.npy"));
@@ -150,12 +151,31 @@ TEST(Synth, ForceReplacesOnlyATileDirectory) {
     }
   }
   EXPECT_EQ(slurp(root + "/mixed/notes.txt"), "mine");
-  // A tile directory is replaced, with no .partial or .old left beside it.
+  // A tile directory is replaced, with nothing left beside it; a user's tile.old is not touched.
   write_synth_tile(root + "/tile", o, false);
+  fs::create_directories(root + "/tile.old");
+  { std::ofstream(root + "/tile.old/notes.txt") << "mine"; }
   write_synth_tile(root + "/tile", o, true);
   EXPECT_TRUE(fs::exists(root + "/tile/s2/bands.npy"));
-  EXPECT_FALSE(fs::exists(root + "/tile.partial"));
-  EXPECT_FALSE(fs::exists(root + "/tile.old"));
+  EXPECT_EQ(slurp(root + "/tile.old/notes.txt"), "mine");
+  std::vector<std::string> beside;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    beside.push_back(entry.path().filename().string());
+  }
+  std::sort(beside.begin(), beside.end());
+  EXPECT_EQ(beside, (std::vector<std::string>{"file.txt", "mixed", "tile", "tile.old"}));
+  // A directory in the way of the temporary one is removed only if it holds just a tile.
+  fs::create_directories(root + "/next.partial");
+  { std::ofstream(root + "/next.partial/notes.txt") << "mine"; }
+  try {
+    write_synth_tile(root + "/next", o, false);
+    FAIL() << "removed a user's directory";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), root + "/next.partial: holds more than a tile (" + root +
+                                         "/next.partial/notes.txt); remove it to write " + root +
+                                         "/next");
+  }
+  EXPECT_EQ(slurp(root + "/next.partial/notes.txt"), "mine");
 }
 
 TEST(Synth, BadOptions) {

@@ -73,7 +73,9 @@ void add_bench_command(CLI::App& root) {
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
   cmd->add_flag("--no-pin", args->no_pin,
                 "Leave workers and ORT's threads unbound (a plain ORT program), to compare");
-  cmd->add_option("--seed", args->seed, "Seed of the dummy inputs")->capture_default_str();
+  cmd->add_option("--seed", args->seed, "Seed of the dummy inputs")
+      ->check(unsigned_64bit())
+      ->capture_default_str();
   cmd->add_option("-o,--output", args->output, "Output format: md, csv or json")
       ->capture_default_str();
 

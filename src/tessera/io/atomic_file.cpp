@@ -118,10 +118,11 @@ void AtomicFile::commit() {
   fsync_directory(parent_of(final_path_));
 }
 
-AtomicDirectory::AtomicDirectory(std::string final_path, bool replace_existing)
+AtomicDirectory::AtomicDirectory(std::string final_path, bool replace_existing, Deletable deletable)
     : final_path_(std::move(final_path)),
       temp_path_(final_path_ + ".partial"),
-      replace_existing_(replace_existing) {
+      replace_existing_(replace_existing),
+      deletable_(std::move(deletable)) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const std::string name = fs::path(final_path_).lexically_normal().filename().string();
@@ -139,8 +140,21 @@ AtomicDirectory::AtomicDirectory(std::string final_path, bool replace_existing)
       throw Error(final_path_ +
                   ": exists and is not a directory (--force replaces directories only)");
     }
+    const std::string why = deletable_ ? deletable_(final_path_) : "";
+    if (!why.empty()) {
+      temp_path_.clear();
+      throw Error(final_path_ + ": " + why + "; --force will not replace it");
+    }
   }
-  fs::remove_all(temp_path_, ec);
+  if (fs::exists(temp_path_, ec)) {
+    const std::string why = deletable_ ? deletable_(temp_path_) : "";
+    if (!why.empty()) {
+      const std::string stale = temp_path_;
+      temp_path_.clear();
+      throw Error(stale + ": " + why + "; remove it to write " + final_path_);
+    }
+    fs::remove_all(temp_path_, ec);
+  }
   // Parents are created like `mkdir -p`; only the final directory itself appears atomically.
   const fs::path parent = fs::path(final_path_).parent_path();
   if (!parent.empty()) fs::create_directories(parent, ec);
@@ -161,25 +175,44 @@ AtomicDirectory::~AtomicDirectory() {
 void AtomicDirectory::commit() {
   namespace fs = std::filesystem;
   std::error_code ec;
-  // The old copy is moved aside, not removed, until the new one is in place: a failure on the
-  // way leaves the old one under its name.
-  const std::string old_copy = final_path_ + ".old";
-  const bool replacing = replace_existing_ && fs::exists(final_path_, ec);
-  if (replacing) {
-    fs::remove_all(old_copy, ec);
-    if (::rename(final_path_.c_str(), old_copy.c_str()) != 0) {
+  // The old copy is moved aside (onto a fresh empty directory, which rename replaces), not
+  // removed, until the new one is in place: a failure on the way puts it back.
+  std::string old_copy;
+  if (replace_existing_ && fs::exists(final_path_, ec)) {
+    std::string name = final_path_ + ".old-XXXXXX";
+    if (::mkdtemp(name.data()) == nullptr) {
       const int err = errno;
+      throw Error(final_path_ +
+                  ": cannot make room to move the old copy aside: " + errno_text(err));
+    }
+    if (::rename(final_path_.c_str(), name.c_str()) != 0) {
+      const int err = errno;
+      ::rmdir(name.c_str());
       throw Error(final_path_ + ": cannot move the old copy aside: " + errno_text(err));
+    }
+    old_copy = name;
+    const std::string why = deletable_ ? deletable_(old_copy) : "";
+    if (!why.empty()) {  // something was written there since the constructor looked
+      const bool back = ::rename(old_copy.c_str(), final_path_.c_str()) == 0;
+      throw Error(final_path_ + ": " + why + "; --force will not replace it" +
+                  (back ? "" : " (it is now " + old_copy + ")"));
     }
   }
   if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
     const int err = errno;
-    if (replacing) ::rename(old_copy.c_str(), final_path_.c_str());
-    throw Error(final_path_ + ": cannot rename " + temp_path_ + " into place: " + errno_text(err));
+    const bool back = old_copy.empty() || ::rename(old_copy.c_str(), final_path_.c_str()) == 0;
+    throw Error(final_path_ + ": cannot rename " + temp_path_ + " into place: " + errno_text(err) +
+                (back ? "" : " (the old copy is now " + old_copy + ")"));
   }
   committed_ = true;
   fsync_directory(parent_of(final_path_));
-  if (replacing) fs::remove_all(old_copy, ec);
+  if (!old_copy.empty()) {
+    fs::remove_all(old_copy, ec);
+    if (ec) {
+      throw Error(final_path_ + ": written, but its old copy " + old_copy +
+                  " could not be removed: " + ec.message());
+    }
+  }
 }
 
 }  // namespace tessera

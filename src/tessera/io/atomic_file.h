@@ -4,6 +4,7 @@
 // into place by commit().
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace tessera {
@@ -46,16 +47,22 @@ class AtomicFile {
   bool reused_ = false;
 };
 
-// A directory built under "<final>.partial" (any stale one is removed first) and renamed to
-// `final_path` by commit(). With replace_existing, an existing directory `final_path` is
-// replaced: commit() moves it to "<final>.old", renames the new one into place and only then
-// removes the old one. The constructor throws when `final_path` names . or .., when it exists
-// and is not a directory, and, without replace_existing, when it exists at all
-// ("<final>: already exists (use --force to overwrite)"). Destroying an uncommitted
-// AtomicDirectory removes the temp directory and everything in it.
+// A directory built under "<final>.partial" and renamed to `final_path` by commit(). With
+// replace_existing, an existing directory `final_path` is replaced: commit() moves it aside to a
+// fresh "<final>.old-XXXXXX", renames the new one into place and only then removes the old one
+// (a failure on the way puts it back). The constructor throws when `final_path` names . or ..,
+// when it exists and is not a directory, and, without replace_existing, when it exists at all
+// ("<final>: already exists (use --force to overwrite)").
+//
+// `deletable(dir)`, when given, says why a directory must not be deleted ("" when it may be):
+// an existing `final_path` is replaced, and a stale "<final>.partial" removed, only when it says
+// "" (checked in the constructor, and again on the copy moved aside in commit(), so nothing
+// written there meanwhile is lost). Without it, both are deleted unchecked. Destroying an
+// uncommitted AtomicDirectory removes the temp directory and everything in it.
 class AtomicDirectory {
  public:
-  AtomicDirectory(std::string final_path, bool replace_existing);
+  using Deletable = std::function<std::string(const std::string& dir)>;
+  AtomicDirectory(std::string final_path, bool replace_existing, Deletable deletable = nullptr);
   ~AtomicDirectory();
   AtomicDirectory(const AtomicDirectory&) = delete;
   AtomicDirectory& operator=(const AtomicDirectory&) = delete;
@@ -67,6 +74,7 @@ class AtomicDirectory {
   std::string final_path_;
   std::string temp_path_;
   bool replace_existing_;
+  Deletable deletable_;
   bool committed_ = false;
 };
 

@@ -287,9 +287,9 @@ void validate(const SynthOptions& o) {
 
 namespace {
 
-// The first entry under `dir` that a tile (nested or flat) does not hold, or "" when there is
-// none: --force may replace a tile, never a directory holding anything else.
-std::string first_non_tile_entry(const std::string& dir) {
+// "" when `dir` holds nothing but a tile's files (nested or flat), else why not, naming the
+// first other entry: --force may replace a tile, never a directory holding anything else.
+std::string not_only_a_tile(const std::string& dir) {
   namespace fs = std::filesystem;
   const std::vector<std::string> s2 = {"bands.npy", "masks.npy", "doys.npy"};
   const std::vector<std::string> s1 = {"sar_ascending.npy", "sar_ascending_doy.npy",
@@ -297,20 +297,27 @@ std::string first_non_tile_entry(const std::string& dir) {
   const auto one_of = [](const std::vector<std::string>& names, const std::string& name) {
     return std::find(names.begin(), names.end(), name) != names.end();
   };
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (entry.is_directory() && (name == "s2" || name == "s1")) {
-      for (const auto& inner : fs::directory_iterator(entry.path(), ec)) {
-        if (!inner.is_regular_file() || !one_of(name == "s2" ? s2 : s1, inner.path().filename())) {
-          return inner.path().string();
+  const auto regular = [](const fs::directory_entry& entry) {
+    std::error_code ec;
+    return entry.is_regular_file(ec);
+  };
+  try {
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      const std::string name = entry.path().filename().string();
+      std::error_code ec;
+      if (entry.is_directory(ec) && (name == "s2" || name == "s1")) {
+        for (const auto& inner : fs::directory_iterator(entry.path())) {
+          if (!regular(inner) || !one_of(name == "s2" ? s2 : s1, inner.path().filename())) {
+            return "holds more than a tile (" + inner.path().string() + ")";
+          }
         }
+      } else if (!regular(entry) || (!one_of(s2, name) && !one_of(s1, name))) {
+        return "holds more than a tile (" + entry.path().string() + ")";
       }
-    } else if (!entry.is_regular_file() || !(one_of(s2, name) || one_of(s1, name))) {
-      return entry.path().string();
     }
+  } catch (const fs::filesystem_error& e) {
+    return "cannot be read through (" + e.code().message() + ")";
   }
-  if (ec) return dir + " (" + ec.message() + ")";
   return "";
 }
 
@@ -320,15 +327,7 @@ void write_synth_tile(const std::string& dir, const SynthOptions& o, bool force)
   validate(o);
   std::string final_dir = dir;
   while (final_dir.size() > 1 && final_dir.back() == '/') final_dir.pop_back();
-  AtomicDirectory out(final_dir, force);
-  std::error_code ec;
-  if (force && std::filesystem::is_directory(final_dir, ec)) {
-    const std::string other = first_non_tile_entry(final_dir);
-    if (!other.empty()) {
-      throw Error(final_dir + ": holds more than a tile (" + other +
-                  "); --force replaces only a tile directory");
-    }
-  }
+  AtomicDirectory out(final_dir, force, not_only_a_tile);
   const std::string root = out.temp_path();
   std::string s2 = root, s1 = root;
   if (o.nested) {
