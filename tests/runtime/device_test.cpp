@@ -167,9 +167,12 @@ TEST(BatchCounter, UnclaimedCountsDown) {
 TEST(BatchFinishes, TheFirstFinisherWritesAndACpuWorkerStillRunningIsInterrupted) {
   BatchFinishes finishes(6, 2);
   FakeEngine a(4, 4), b(4, 4);
-  EXPECT_TRUE(finishes.start(0, 4, a));
+  BatchCounter counter(6);
+  const auto none_done = [](int64_t) { return false; };
+  counter.claim(4);  // batches 0-3 went to a streaming worker
+  EXPECT_EQ(finishes.claim_and_start(0, counter, a, none_done), 4);
   EXPECT_EQ(a.allows, 1);
-  EXPECT_TRUE(finishes.start(1, 5, b));
+  EXPECT_EQ(finishes.claim_and_start(1, counter, b, none_done), 5);
   // A streaming worker with nothing left to claim takes both over, once.
   EXPECT_EQ(finishes.take_over(8), (std::vector<int64_t>{4, 5}));
   EXPECT_TRUE(finishes.take_over(8).empty());
@@ -185,13 +188,22 @@ TEST(BatchFinishes, TheFirstFinisherWritesAndACpuWorkerStillRunningIsInterrupted
   EXPECT_TRUE(finishes.finish(5));
   EXPECT_EQ(b.interrupts, 0);
   EXPECT_FALSE(finishes.finish(5));
-  // A finished batch does not start again; take_over hands out at most `count`.
-  EXPECT_FALSE(finishes.start(0, 4, a));
+  // Nothing left to claim: nothing starts.
+  EXPECT_EQ(finishes.claim_and_start(0, counter, a, none_done), -1);
   EXPECT_EQ(a.allows, 1);
-  EXPECT_TRUE(finishes.start(0, 2, a));
-  EXPECT_TRUE(finishes.start(1, 1, b));
+  // Journaled and finished batches are passed over; take_over hands out at most `count`.
+  BatchCounter again(6);
+  EXPECT_EQ(finishes.claim_and_start(0, again, a, [](int64_t b) { return b < 2; }), 2);
+  EXPECT_EQ(finishes.claim_and_start(1, again, b, none_done), 3);
   EXPECT_EQ(finishes.take_over(1), (std::vector<int64_t>{2}));
-  EXPECT_EQ(finishes.take_over(1), (std::vector<int64_t>{1}));
+  EXPECT_EQ(finishes.take_over(1), (std::vector<int64_t>{3}));
+  finishes.stop(0);
+  EXPECT_TRUE(finishes.finish(2));
+  finishes.stop(1);
+  BatchCounter last(6);
+  last.claim(2);
+  EXPECT_EQ(finishes.claim_and_start(0, last, a, none_done), 3);  // 2, 4 and 5 are finished
+  EXPECT_EQ(finishes.claim_and_start(1, last, b, none_done), -1);
   EXPECT_FALSE(finishes.finished(0));
 }
 

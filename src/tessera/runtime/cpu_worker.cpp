@@ -32,10 +32,9 @@ void run_batches(const TileJob& job, const WorkerPlan& worker, std::unique_ptr<O
   double batch_seconds = 0;  // this worker's last batch
   while (!job.abort && !job.streams_finish_first(batch_seconds)) {
     const auto batch_start = Clock::now();
-    const int64_t b = job.counter.claim(1).first;
-    if (b >= job.counter.batches()) break;
-    if (job.journal.done(b)) continue;
-    if (!job.finishes.start(worker.index, b, engine)) continue;
+    const int64_t b = job.finishes.claim_and_start(
+        worker.index, job.counter, engine, [&](int64_t batch) { return job.journal.done(batch); });
+    if (b < 0) break;
     const int64_t count = job.count(b);
     const float* result = engine.output();
     if (options.repeat > 1) std::fill(mean.begin(), mean.begin() + count * latent, 0.0f);

@@ -19,12 +19,17 @@ BatchFinishes::BatchFinishes(int64_t batches, size_t cpu_workers)
       taken_over_(static_cast<size_t>(batches), 0),
       workers_(cpu_workers) {}
 
-bool BatchFinishes::start(size_t worker, int64_t b, Engine& engine) {
+int64_t BatchFinishes::claim_and_start(size_t worker, BatchCounter& counter, Engine& engine,
+                                       const std::function<bool(int64_t)>& done) {
   std::lock_guard lock(mutex_);
-  if (finished_.at(b)) return false;
-  workers_.at(worker) = {b, &engine};
-  engine.allow_runs();  // under the lock: an interrupt for b can only come after this
-  return true;
+  for (;;) {
+    const int64_t b = counter.claim(1).first;
+    if (b >= counter.batches()) return -1;
+    if (finished_.at(b) || done(b)) continue;
+    workers_.at(worker) = {b, &engine};
+    engine.allow_runs();  // under the lock: an interrupt for b can only come after this
+    return b;
+  }
 }
 
 void BatchFinishes::stop(size_t worker) {

@@ -48,9 +48,13 @@ class BatchFinishes {
  public:
   BatchFinishes(int64_t batches, size_t cpu_workers);
 
-  // CPU worker `worker` starts batch b on `engine` and allows the engine's runs again. False
-  // (nothing started) when b is finished already.
-  bool start(size_t worker, int64_t b, Engine& engine);
+  // CPU worker `worker` claims its next batch from `counter`, passing over batches for which
+  // `done(b)` is true (journaled by an earlier run) or that are finished, and starts it on
+  // `engine` (allowing the engine's runs again). Claim and start are one step under the lock,
+  // so take_over never misses a batch that is claimed but not yet started. Returns the batch,
+  // or -1 when none is left.
+  int64_t claim_and_start(size_t worker, BatchCounter& counter, Engine& engine,
+                          const std::function<bool(int64_t)>& done);
   // CPU worker `worker` has no batch in flight any more.
   void stop(size_t worker);
   // Up to `count` batches in flight on CPU workers, unfinished, in no earlier answer.
