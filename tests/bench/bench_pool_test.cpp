@@ -2,9 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "tessera/bench/bench.h"
 #include "tessera/common/error.h"
@@ -24,6 +32,42 @@ BenchOptions tiny_options() {
   options.reps = 3;
   options.warmup = 1;
   return options;
+}
+
+TEST(BenchPool, AWorkerThatFailsNeverLeavesAnotherWaiting) {
+  // Two workers, 1 + 3 meetings: one fails in its warm-up, the other is told to stop at its
+  // first meeting. Both must end, whatever the order, with the failure reported once.
+  for (int round = 0; round < 20; ++round) {
+    std::barrier<> meet(2);
+    std::atomic<bool> failed{false};
+    std::string errors[2];
+    int meetings_seen[2] = {0, 0};
+    std::mutex mutex;
+    std::condition_variable wake;
+    int finished = 0;
+    const auto worker = [&](int index) {
+      errors[index] = run_worker_phases(4, meet, failed, [&](const auto& next_phase) {
+        if (index == 0) throw Error("out of memory");
+        while (next_phase()) ++meetings_seen[index];
+      });
+      std::lock_guard lock(mutex);
+      ++finished;
+      wake.notify_all();
+    };
+    std::thread a(worker, 0), b(worker, 1);
+    {
+      std::unique_lock lock(mutex);
+      if (!wake.wait_for(lock, std::chrono::seconds(10), [&] { return finished == 2; })) {
+        std::fprintf(stderr, "a worker waits forever at the barrier (round %d)\n", round);
+        std::_Exit(1);  // the threads cannot be joined
+      }
+    }
+    a.join();
+    b.join();
+    EXPECT_EQ(errors[0], "out of memory");
+    EXPECT_EQ(errors[1], "");
+    EXPECT_EQ(meetings_seen[1], 0);
+  }
 }
 
 TEST(BenchPool, MeasuresManyBatchSizesOnOneSetOfSessions) {

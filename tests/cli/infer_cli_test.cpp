@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "run_cli.h"
 #include "test_support.h"
@@ -163,7 +164,10 @@ TEST(InferCli, TilesAndTheSummaryAreCheckedBeforeTheFirstTileRuns) {
   // ...but one inside the output directory, which the run creates, can.
   r = run_cli(run + tile + " --summary " + out + "/summary.json");
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_TRUE(fs::exists(out + "/summary.json"));
+  std::ifstream summary_file(out + "/summary.json");
+  const auto summary = nlohmann::json::parse(summary_file)["tiles"][0];
+  EXPECT_GT(summary["scan_seconds"].get<double>(), 0.0);
+  EXPECT_LT(summary["scan_seconds"].get<double>(), summary["seconds"].get<double>());
   // A summary named without a directory, beside a new output directory.
   const std::string here = kDir + "/bare";
   fs::create_directories(here);

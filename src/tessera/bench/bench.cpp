@@ -467,9 +467,28 @@ nlohmann::json bench_json(const BenchResult& result) {
   return out;
 }
 
+std::string run_worker_phases(int phases, std::barrier<>& meet, std::atomic<bool>& failed,
+                              const std::function<void(const std::function<bool()>&)>& body) {
+  int arrived = 0;
+  const auto next_phase = [&] {
+    meet.arrive_and_wait();
+    ++arrived;
+    return !failed.load();
+  };
+  std::string error;
+  try {
+    body(next_phase);
+  } catch (const std::exception& e) {
+    failed = true;
+    error = e.what();
+  }
+  while (arrived < phases) next_phase();
+  return error;
+}
+
 // Worker threads that stay bound and keep their engines between measurements. A measurement
-// is a "generation": every worker runs it through one shared barrier (1 + reps phases), and
-// one that fails keeps arriving until its phases are used up, so no worker waits forever.
+// is a "generation": every worker runs it through one shared barrier (1 + reps phases,
+// run_worker_phases), so no worker waits forever for one that failed or stopped.
 struct BenchPool::State {
   BenchOptions options;
   std::string device, layout;
@@ -520,27 +539,15 @@ struct BenchPool::State {
         if (stopping) return;
         seen = generation;
       }
-      const int phases = 1 + options.reps;
-      int phases_done = 0;
-      auto next_phase = [&] {
-        sync->arrive_and_wait();
-        ++phases_done;
-        return !failed.load();
-      };
-      try {
-        WorkerTimes mine;
-        time_worker(options, job, worker, *engine, warmup, next_phase, mine);
-        times[worker.index] = std::move(mine);
-      } catch (const std::exception& e) {
-        failed = true;
-        {
-          std::lock_guard lock(mutex);
-          if (first_error.empty()) first_error = e.what();
-        }
-        while (phases_done < phases) next_phase();
-      }
+      WorkerTimes mine;
+      const std::string error = run_worker_phases(
+          1 + options.reps, *sync, failed, [&](const std::function<bool()>& next_phase) {
+            time_worker(options, job, worker, *engine, warmup, next_phase, mine);
+          });
       {
         std::lock_guard lock(mutex);
+        times[worker.index] = std::move(mine);
+        if (!error.empty() && first_error.empty()) first_error = error;
         ++done;
       }
       wake.notify_all();

@@ -7,6 +7,8 @@
 // Row invariants: ms_per_pixel is aggregate (wall time of a repetition over the pixels all
 // workers computed in it); ms_per_pixel_per_worker is one worker's batch time over its batch.
 
+#include <atomic>
+#include <barrier>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -115,6 +117,15 @@ class BenchPool {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// One worker's part in a pool measurement, whose workers meet at `meet` `phases` times (after
+// the warm-up and after every repetition). Runs `body(next_phase)`, where next_phase arrives at
+// the barrier and returns false once any worker has failed (the body then returns early); a
+// body that throws sets `failed`. Then arrives at every meeting the body left out, so each
+// worker arrives exactly `phases` times whether it finished, failed or stopped early, and no
+// worker waits forever. Returns the body's error message ("" when it did not throw).
+std::string run_worker_phases(int phases, std::barrier<>& meet, std::atomic<bool>& failed,
+                              const std::function<void(const std::function<bool()>&)>& body);
 
 Table bench_table(const BenchResult& result);
 

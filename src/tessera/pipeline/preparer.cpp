@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "tessera/common/error.h"
@@ -25,12 +26,37 @@ constexpr int64_t kScanPixels = 4096;  // pixels per chunk in the full-tile scan
   throw Error(a.path() + ": a value that is not a finite number (NaN or infinity) at " + where);
 }
 
+bool is_float(DType dtype) {
+  return dtype == DType::kFloat16 || dtype == DType::kFloat32 || dtype == DType::kFloat64;
+}
+
 // For each pixel p of the (steps, H, W, bands) array `a` of a tile `width` pixels wide, adds the
-// number of steps at which any band is non-zero to counts[p]. Throws naming the array's file
-// and the place of the first value that is NaN or infinite (the model would turn it into a
-// meaningless embedding).
+// number of steps at which any band is non-zero to counts[p]. Integer arrays are read as raw
+// bytes (a value is non-zero exactly when one of its bytes is); a float array is converted, and
+// must hold only finite values (the model would turn NaN or infinity into a meaningless
+// embedding): otherwise throws naming the file and the first such place.
 void count_nonzero_steps(const NpyArray& a, int64_t steps, int64_t plane, int64_t width, int bands,
                          std::vector<int32_t>& counts) {
+  if (!is_float(a.dtype())) {
+    const auto pixel_bytes = static_cast<int64_t>(bands * dtype_size(a.dtype()));
+    const auto* data = static_cast<const uint8_t*>(a.data());
+    for (int64_t t = 0; t < steps; ++t) {
+      const uint8_t* step = data + t * plane * pixel_bytes;
+      for (int64_t p = 0; p < plane; ++p) {
+        const uint8_t* v = step + p * pixel_bytes;
+        uint64_t any = 0;
+        int64_t i = 0;
+        for (; i + 8 <= pixel_bytes; i += 8) {
+          uint64_t word;
+          std::memcpy(&word, v + i, 8);
+          any |= word;
+        }
+        for (; i < pixel_bytes; ++i) any |= v[i];
+        counts[static_cast<std::size_t>(p)] += any != 0 ? 1 : 0;
+      }
+    }
+    return;
+  }
   std::vector<double> chunk(static_cast<std::size_t>(kScanPixels * bands));
   for (int64_t t = 0; t < steps; ++t) {
     for (int64_t p0 = 0; p0 < plane; p0 += kScanPixels) {
@@ -72,11 +98,14 @@ std::vector<int64_t> valid_pixels(const Tile& tile, int min_valid_s1_steps) {
   }
   std::vector<int32_t> s2_count(static_cast<std::size_t>(plane), 0);
   count_nonzero_steps(tile.s2_bands, tile.t2, plane, tile.width, kS2Bands, s2_count);
-  // S1 values are scanned whatever the rule, for values that are not finite.
-  std::vector<int32_t> s1_count(static_cast<std::size_t>(plane), 0);
-  count_nonzero_steps(tile.s1_asc, tile.ta, plane, tile.width, kS1Bands, s1_count);
-  count_nonzero_steps(tile.s1_desc, tile.td, plane, tile.width, kS1Bands, s1_count);
+  // S1 is scanned for the rule, and for values that are not finite in float arrays.
   const bool check_s1 = min_valid_s1_steps > 0 && tile.ta + tile.td > 0;
+  std::vector<int32_t> s1_count;
+  if (check_s1 || is_float(tile.s1_asc.dtype()) || is_float(tile.s1_desc.dtype())) {
+    s1_count.assign(static_cast<std::size_t>(plane), 0);
+    count_nonzero_steps(tile.s1_asc, tile.ta, plane, tile.width, kS1Bands, s1_count);
+    count_nonzero_steps(tile.s1_desc, tile.td, plane, tile.width, kS1Bands, s1_count);
+  }
   std::vector<int64_t> out;
   for (int64_t p = 0; p < plane; ++p) {
     const auto i = static_cast<std::size_t>(p);

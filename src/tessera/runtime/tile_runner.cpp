@@ -220,7 +220,9 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
                             kS1Bands + 1));
   }
 
+  const auto scan_start = Clock::now();
   const std::vector<int64_t> valid = valid_pixels(tile);
+  summary.scan_seconds = seconds_since(scan_start);
   summary.pixels_valid = static_cast<int64_t>(valid.size());
   summary.batches = (summary.pixels_valid + options.batch - 1) / options.batch;
   fs::create_directories(options.out_dir, ec);
@@ -375,6 +377,7 @@ nlohmann::json tile_summary_json(const TileSummary& s) {
           {"batches_taken_over", s.batches_taken_over},
           {"peak_rss_anon_bytes", s.peak_rss_anon_bytes},
           {"engines_built", s.engines_built},
+          {"scan_seconds", s.scan_seconds},
           {"embeddings", s.embeddings_path},
           {"scales", s.scales_path}};
 }
