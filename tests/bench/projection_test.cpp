@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "tessera/common/error.h"
+#include "tessera/common/table.h"
 
 namespace tessera {
 namespace {
@@ -116,6 +117,13 @@ TEST(Projection, TableFormats) {
   EXPECT_EQ(
       csv.substr(0, csv.find('\n')),
       "label,ms_per_pixel,grid_tile,mgrs_tile,planet,grid_tile_s,mgrs_tile_s,planet_s,machines");
+}
+
+TEST(Table, MarkdownCellsStayInTheirCell) {
+  Table table({{"a", "A", -1, false}, {"b", "B", -1, false}});
+  table.add_row({"x|y", "line 1\nline 2"});
+  EXPECT_EQ(table.to_markdown(),
+            "| A    | B             |\n| ---- | ------------- |\n| x\\|y | line 1 line 2 |\n");
 }
 
 }  // namespace

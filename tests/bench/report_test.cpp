@@ -4,6 +4,7 @@
 #include "tessera/bench/report.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,17 @@ size_t count(const std::string& text, const std::string& needle) {
   size_t n = 0;
   for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
   return n;
+}
+
+// A directory of this test process's own.
+std::string testing_dir() {
+  static const std::string dir = [] {
+    const std::string d =
+        std::string(TESSERA_TEST_TMP) + "/report_test_" + std::to_string(::getpid());
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
 }
 
 std::string error_of(const std::string& path) {
@@ -87,6 +99,11 @@ TEST(Report, ExactErrors) {
   EXPECT_EQ(error_of(type), type + ": row 1: 'threads' must be an integer");
   const std::string dir = data("");
   EXPECT_EQ(error_of(dir), dir + ": cannot read (is a directory)");
+  const std::string huge = testing_dir() + "/huge.json";
+  std::ofstream(huge) << "{\"rows\": [1e999]}";
+  EXPECT_EQ(error_of(huge).rfind(huge + ": not valid JSON ([json.exception.out_of_range.406]", 0),
+            0u)
+      << error_of(huge);
   EXPECT_THROW(load_bench_files({}), UsageError);
 }
 
@@ -112,7 +129,8 @@ TEST(Report, AllChartsFromTheThreeSampleRuns) {
                                    "batch_sweep.svg", "layouts.svg", "devices.svg",
                                    "projection_mgrs_tile.svg"}));
   for (const auto& c : r.charts) {
-    EXPECT_NE(r.markdown.find("![" + c.title + "](charts/" + c.file_name + ")"), std::string::npos)
+    EXPECT_NE(r.markdown.find("![" + c.title + "](<charts/" + c.file_name + ">)"),
+              std::string::npos)
         << c.file_name;
     EXPECT_NE(c.svg.find("<title>" + c.title + "</title>"), std::string::npos) << c.file_name;
   }
@@ -137,7 +155,7 @@ TEST(Report, SaysWhichChartsAreMissing) {
                             "more thread counts._"),
             std::string::npos);
   EXPECT_NE(r.markdown.find("_No batch-size chart: "), std::string::npos);
-  EXPECT_NE(r.markdown.find("![Layouts: per-job vs aggregate ms per pixel](./layouts.svg)"),
+  EXPECT_NE(r.markdown.find("![Layouts: per-job vs aggregate ms per pixel](<./layouts.svg>)"),
             std::string::npos);
   // torch/cpu at 6.84 ms/pixel vs the fastest ort/cpu layout at 0.22 ms/pixel.
   EXPECT_NE(chart(r, "devices.svg").svg.find(">torch/cpu (single)</text>"), std::string::npos);
@@ -156,7 +174,7 @@ TEST(Report, WritesFilesAtomically) {
   EXPECT_TRUE(fs::exists(dir / "run_charts" / "batch_sweep.svg"));
   std::ifstream md(dir / "run.md");
   const std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
-  EXPECT_NE(text.find("](run_charts/batch_sweep.svg)"), std::string::npos);
+  EXPECT_NE(text.find("](<run_charts/batch_sweep.svg>)"), std::string::npos);
   for (const auto& entry : fs::recursive_directory_iterator(dir)) {
     EXPECT_EQ(entry.path().string().find(".partial"), std::string::npos) << entry.path();
   }

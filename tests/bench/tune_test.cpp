@@ -371,6 +371,8 @@ TEST(Profile, BadFilesNameTheFileAndTheProblem) {
   expect_read_error("bad.json", "{\"tool\": ", "invalid JSON at byte 10");
   expect_read_error("bench.json", "{\"tool\": \"tessera bench\"}",
                     "not a tessera tune profile (no \"tool\": \"tessera tune\")");
+  expect_read_error("number.json", "{\"tool\": 5}",
+                    "not a tessera tune profile (no \"tool\": \"tessera tune\")");
   nlohmann::json doc = profile_json(sample_profile());
   doc["plan"].erase("batch");
   expect_read_error("no_batch.json", doc.dump(), "not a tessera tune profile (missing plan.batch)");

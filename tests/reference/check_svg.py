@@ -104,7 +104,7 @@ def check_report(args):
         fail("charts %r, expected %r" % (found, sorted(EXPECTED)))
     text = open(md, encoding="utf-8").read()
     for name, (element, count) in EXPECTED.items():
-        if "](report_charts/%s)" % name not in text:
+        if "](<report_charts/%s>)" % name not in text:
             fail("report.md does not link " + name)
         check_svg(os.path.join(charts, name), element, count)
 

@@ -114,7 +114,8 @@ nlohmann::json profile_json(const Profile& p) {
 }
 
 Profile profile_from_json(const nlohmann::json& doc, const std::string& path) {
-  if (!doc.is_object() || doc.value("tool", "") != "tessera tune")
+  if (!doc.is_object() || !doc.contains("tool") || !doc["tool"].is_string() ||
+      doc["tool"].get<std::string>() != "tessera tune")
     throw Error(path + ": not a tessera tune profile (no \"tool\": \"tessera tune\")");
   Profile p;
   const auto& m = doc.contains("machine") ? doc["machine"] : nlohmann::json();
@@ -171,6 +172,8 @@ Profile read_profile(const std::string& path) {
     doc = nlohmann::json::parse(text.str());
   } catch (const nlohmann::json::parse_error& e) {
     throw Error(fmt::format("{}: invalid JSON at byte {}", path, e.byte));
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+    throw Error(fmt::format("{}: invalid JSON ({})", path, e.what()));
   }
   return profile_from_json(doc, path);
 }

@@ -217,7 +217,8 @@ struct Builder {
 
   void chart(const std::string& file, const std::string& title, std::string svg) {
     charts.push_back({file, title, std::move(svg)});
-    md += fmt::format("![{}]({}/{})\n\n", title, link, file);
+    // <...> keeps a link with spaces or parentheses one link (CommonMark).
+    md += fmt::format("![{}](<{}/{}>)\n\n", title, link, file);
   }
   std::string tag(const ReportRow& r) const { return source_tag(sources, r.source); }
 
@@ -554,6 +555,8 @@ ReportSource load_bench_file(const std::string& path, size_t source_index) {
     doc = json::parse(text);
   } catch (const json::parse_error& e) {
     throw Error(fmt::format("{}: not valid JSON (parse error at byte {})", path, e.byte));
+  } catch (const json::exception& e) {  // e.g. a number too large for a double
+    throw Error(fmt::format("{}: not valid JSON ({})", path, e.what()));
   }
   if (!doc.is_object() || !doc.contains("rows") || !doc["rows"].is_array()) {
     throw Error(fmt::format("{}: not a bench file (no \"rows\" array)", path));

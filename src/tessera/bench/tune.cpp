@@ -359,10 +359,12 @@ TuneResult tune(const TuneOptions& options) {
     m.ms_per_pixel = per_rep_ms_per_pixel(row);
     return m;
   };
-  // The exhaustive sweep of --verify measures as `tessera bench` does: new sessions per case.
+  // The exhaustive sweep of --verify measures as `tessera bench` does: new sessions per case,
+  // which get the two warm-up batches a fresh session needs (as in the pools below).
   const MeasureFn measure_as_bench = [&](const TuneCandidate& c, int64_t work) {
     BenchOptions o = bench;
     o.batches = batches_for(c, work);
+    o.warmup = std::max(2, bench.warmup);
     const auto start = Clock::now();
     const BenchRow row = run_bench_case(o, machine, options.device, c.layout, c.batch);
     return to_measurement(row, seconds_since(start), row.session_s);

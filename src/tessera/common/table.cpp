@@ -51,6 +51,21 @@ std::string csv_escape(const std::string& text) {
   return out;
 }
 
+// A cell's text as Markdown shows it in one cell: '|' escaped, line breaks as spaces.
+std::string markdown_cell(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (c == '|') {
+      out += "\\|";
+    } else if (c == '\n' || c == '\r') {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string Table::to_markdown() const {
@@ -61,7 +76,7 @@ std::string Table::to_markdown() const {
   for (const auto& row : rows_) {
     std::vector<std::string> line;
     for (size_t c = 0; c < columns_.size(); ++c) {
-      line.push_back(cell_text(row[c], columns_[c].decimals));
+      line.push_back(markdown_cell(cell_text(row[c], columns_[c].decimals)));
       width[c] = std::max(width[c], line.back().size());
     }
     text.push_back(std::move(line));
