@@ -43,6 +43,9 @@ TEST(TileSource, DirectoryOfTilesInNameOrder) {
   touch(dir / "grid_1" / "bands.npy");         // flat
   fs::create_directories(dir / "not_a_tile");
   touch(dir / "notes.txt");
+  // A tile synth is still writing, and the old copy of one it was replacing: not tiles yet.
+  touch(dir / "grid_3.partial" / "s2" / "bands.npy");
+  touch(dir / "grid_2.old-a1B2c3" / "s2" / "bands.npy");
   EXPECT_EQ(read_tile_source(dir.string()),
             (std::vector<std::string>{(dir / "grid_1").string(), (dir / "grid_2").string()}));
 }
@@ -55,7 +58,9 @@ TEST(TileSource, DirectoryThatIsATile) {
 
 TEST(TileSource, ListFileResolvesRelativeEntries) {
   const fs::path dir = fresh_dir("list");
-  std::ofstream(dir / "tiles.txt") << "# tiles\n\ngrid_a  \n/abs/grid_b\n";
+  // A byte order mark, indented comments and entries, CRLF line ends.
+  std::ofstream(dir / "tiles.txt")
+      << "\xEF\xBB\xBF# tiles\r\n\n  # more\ngrid_a  \n\t/abs/grid_b\r\n";
   EXPECT_EQ(read_tile_source((dir / "tiles.txt").string()),
             (std::vector<std::string>{(dir / "grid_a").string(), "/abs/grid_b"}));
 }

@@ -159,13 +159,18 @@ void add_infer_command(CLI::App& root) {
                   "Take layout, batch and membind defaults from a `tessera tune` profile");
 
   cmd->callback([args, cmd] {
+    // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
+    const MpiJob job;
+    // One list for the whole job, rank 0's: a directory scanned by each rank could differ.
     std::vector<std::string> tiles = args->tiles;
-    if (!args->tile_list.empty()) {
+    if (!args->tile_list.empty() && job.rank() == 0) {
       const auto listed = read_tile_source(args->tile_list);
       tiles.insert(tiles.end(), listed.begin(), listed.end());
     }
+    tiles = without_repeats(job.share_from_rank0(tiles), job.rank() == 0);
     if (tiles.empty())
       throw UsageError("infer needs at least one tile directory (or --tiles FILE)");
+    if (job.rank() == 0) check_before_running(tiles, args->summary, args->out);
     InferOptions options = args->options;
     options.out_dir = args->out;
     options.resume = !args->no_resume;
@@ -181,10 +186,6 @@ void add_infer_command(CLI::App& root) {
     }
     const Plan plan = plan_layout(Topology::this_machine().info(), args->layout,
                                   parse_memory_policy(args->membind));
-    // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
-    const MpiJob job;
-    tiles = without_repeats(tiles, job.rank() == 0);
-    if (job.rank() == 0) check_before_running(tiles, args->summary, args->out);
     const bool tty = isatty(STDERR_FILENO) && !job.active();
     const std::string rank_prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
     // One runner for every tile of this process, so its engines are built once. Made by the

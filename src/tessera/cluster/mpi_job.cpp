@@ -2,9 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <limits>
 
 #include "tessera/common/error.h"
 
@@ -22,10 +24,16 @@ std::string local_host_name() {
 }
 
 #ifndef TESSERA_HAVE_MPI
-// The job size the launcher announced, or 0 when it did not say.
+// The job size the launcher announced, or 0 when it did not say. PMIx (srun --mpi=pmix) names
+// no size: Slurm's task count of the step stands in, and a rank above 0 means several.
 int launcher_size() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
     if (const char* value = std::getenv(name)) return std::atoi(value);
+  }
+  if (const char* rank = std::getenv("PMIX_RANK")) {
+    const char* tasks = std::getenv("SLURM_STEP_NUM_TASKS");
+    const int size = tasks ? std::atoi(tasks) : 0;
+    return std::max(size, std::atoi(rank) > 0 ? 2 : 0);
   }
   return 0;
 }
@@ -64,6 +72,27 @@ MpiJob::~MpiJob() {
   if (active_ && std::uncaught_exceptions() == exceptions_at_start_) MPI_Finalize();
 }
 
+std::vector<std::string> MpiJob::share_from_rank0(const std::vector<std::string>& strings) const {
+  if (!active_) return strings;
+  // Rank 0's strings, each ended by a NUL, as one buffer: its length first, then its bytes.
+  std::string buffer;
+  if (rank_ == 0) {
+    for (const std::string& s : strings) buffer.append(s).push_back('\0');
+  }
+  long long length = static_cast<long long>(buffer.size());
+  MPI_Bcast(&length, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+  if (length > std::numeric_limits<int>::max()) abort("the tile list is too long to share");
+  buffer.resize(static_cast<size_t>(length));
+  MPI_Bcast(buffer.data(), static_cast<int>(length), MPI_CHAR, 0, MPI_COMM_WORLD);
+  std::vector<std::string> shared;
+  for (size_t begin = 0; begin < buffer.size();) {
+    const size_t end = buffer.find('\0', begin);
+    shared.push_back(buffer.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return shared;
+}
+
 void MpiJob::abort(const std::string& message) const {
   std::fprintf(stderr, "tessera: [rank %d] %s\n", rank_, message.c_str());
   std::fflush(stderr);
@@ -86,6 +115,10 @@ MpiJob::MpiJob() : exceptions_at_start_(std::uncaught_exceptions()), host_(local
 }
 
 MpiJob::~MpiJob() = default;
+
+std::vector<std::string> MpiJob::share_from_rank0(const std::vector<std::string>& strings) const {
+  return strings;
+}
 
 void MpiJob::abort(const std::string& message) const {
   std::fprintf(stderr, "tessera: [rank %d] %s\n", rank_, message.c_str());

@@ -15,6 +15,7 @@
 // one of several processes, the constructor throws rather than let every process run every tile.
 
 #include <string>
+#include <vector>
 
 namespace tessera {
 
@@ -30,6 +31,10 @@ class MpiJob {
   bool active() const { return active_; }
   // The processor name MPI reports (or gethostname() without MPI).
   const std::string& host() const { return host_; }
+
+  // Rank 0's `strings` on every rank (collective: every rank calls it; the others' arguments
+  // are ignored). Without an active job, `strings` itself.
+  std::vector<std::string> share_from_rank0(const std::vector<std::string>& strings) const;
 
   // Prints "tessera: [rank r] <message>" on stderr and stops every rank of the job with exit
   // code 1 (MPI_Abort). Without an active job, prints the same line and exits 1.

@@ -22,9 +22,14 @@ std::vector<std::string> read_list_file(const std::string& path) {
   if (!in) throw Error(path + ": cannot read the tile list");
   std::vector<std::string> tiles;
   const fs::path base = fs::path(path).parent_path();
+  bool first = true;
   for (std::string line; std::getline(in, line);) {
+    if (first && line.rfind("\xEF\xBB\xBF", 0) == 0) line.erase(0, 3);  // a UTF-8 byte order mark
+    first = false;
     while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
-    if (line.empty() || line[0] == '#') continue;
+    const size_t start = line.find_first_not_of(" \t");
+    if (start == std::string::npos || line[start] == '#') continue;
+    line.erase(0, start);
     const fs::path tile(line);
     tiles.push_back(tile.is_absolute() ? line : (base / tile).string());
   }
@@ -36,7 +41,12 @@ std::vector<std::string> scan_directory(const std::string& path) {
   std::vector<std::string> tiles;
   std::error_code ec;
   for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec) && looks_like_tile(it->path())) tiles.push_back(it->path().string());
+    // Left by a synth that is still writing, or that stopped while replacing a tile.
+    const std::string name = it->path().filename().string();
+    const bool in_the_making =
+        name.ends_with(".partial") || name.find(".old-") != std::string::npos;
+    if (!in_the_making && it->is_directory(ec) && looks_like_tile(it->path()))
+      tiles.push_back(it->path().string());
   }
   if (ec) throw Error(path + ": cannot list the tile directory (" + ec.message() + ")");
   if (tiles.empty())
