@@ -222,6 +222,17 @@ TEST(Placement, FeederCpusComeFromIdleCoresFirst) {
   ASSERT_EQ(one.size(), 1u);
   EXPECT_EQ(cores.workers.size(), 1u);
   EXPECT_NE(one[0].cpus, cores.workers[0].cpus);
+
+  // A PU taken off a worker that spans two nodes: memory where each PU now is.
+  const MachineInfo two_nodes = Topology::from_synthetic("pack:1 numa:2 core:1 pu:1").info();
+  Plan spanning = plan_layout(two_nodes, "single", MemoryPolicy::kLocal);
+  ASSERT_EQ(spanning.workers[0].memory_nodes, (std::vector<int>{0, 1}));
+  const std::vector<WorkerPlan> taken = reserve_feeder_cpus(two_nodes, spanning, 1);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].cpus, std::vector<int>{1});
+  EXPECT_EQ(taken[0].memory_nodes, std::vector<int>{1});
+  EXPECT_EQ(spanning.workers[0].cpus, std::vector<int>{0});
+  EXPECT_EQ(spanning.workers[0].memory_nodes, std::vector<int>{0});
 }
 
 TEST(Placement, BadLayouts) {

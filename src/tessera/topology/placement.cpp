@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -241,9 +242,27 @@ std::vector<WorkerPlan> reserve_feeder_cpus(const MachineInfo& machine, Plan& pl
     Plan trial = plan;
     std::vector<WorkerPlan> from_plan = reserve_cpus(trial, missing);
     if (from_plan.empty()) return {};
+    // Memory where the PUs are: a taken PU gets its own node, and a worker that gave PUs away
+    // keeps only the nodes of those it still has.
+    std::map<int, int> node_of_pu;
+    for (const CoreInfo& core : machine.core_list) {
+      if (core.node < 0) continue;
+      for (const int pu : core.pus) node_of_pu[pu] = machine.numa_nodes[core.node].os_index;
+    }
+    const auto nodes_of = [&](const std::vector<int>& cpus, std::vector<int> fallback) {
+      std::set<int> nodes;
+      for (const int pu : cpus) {
+        const auto it = node_of_pu.find(pu);
+        if (it != node_of_pu.end()) nodes.insert(it->second);
+      }
+      return nodes.empty() ? fallback : std::vector<int>(nodes.begin(), nodes.end());
+    };
+    for (WorkerPlan& worker : trial.workers)
+      worker.memory_nodes = nodes_of(worker.cpus, worker.memory_nodes);
     plan = std::move(trial);
     for (auto& worker : from_plan) {
       worker.index = static_cast<int>(reserved.size());
+      worker.memory_nodes = nodes_of(worker.cpus, worker.memory_nodes);
       reserved.push_back(std::move(worker));
     }
   }

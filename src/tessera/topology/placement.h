@@ -60,8 +60,9 @@ std::vector<WorkerPlan> reserve_cpus(Plan& plan, int count);
 
 // The PUs for threads that feed GPUs: `count` single-PU WorkerPlans, first the first PU of each
 // core the plan leaves idle (in core order, with that core's node as memory), then PUs taken off
-// the plan's end as reserve_cpus does. All or nothing: returns {} and changes nothing when the
-// machine cannot give `count` without leaving the plan without a PU.
+// the plan's end as reserve_cpus does, each with its own node as memory (and a worker that gave
+// PUs away keeps only the nodes of those it still has). All or nothing: returns {} and changes
+// nothing when the machine cannot give `count` without leaving the plan without a PU.
 std::vector<WorkerPlan> reserve_feeder_cpus(const MachineInfo& machine, Plan& plan, int count);
 
 // "single:2,2x1,numa" -> {"single:2", "2x1", "numa"}; empty items are dropped.
