@@ -141,6 +141,13 @@ TEST(Bench, ACaseThatFailsIsAnErrorRowAndTheSweepGoesOn) {
 
   options.batch_sizes = {4, 8};
   EXPECT_EQ(bench_failures(run_bench(options)), "");
+
+  // With the baseline row failed, no row has a speedup: null in JSON, not 0.
+  options.batch_sizes = {6, 8};
+  const BenchResult no_base = run_bench(options);
+  EXPECT_EQ(no_base.rows[1].status, "ok");
+  EXPECT_EQ(no_base.rows[1].speedup, 0);
+  EXPECT_TRUE(bench_json(no_base)["rows"][1]["speedup"].is_null());
 }
 
 TEST(Bench, AModelThatCannotLoadFailsBeforeAnyCase) {

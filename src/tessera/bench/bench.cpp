@@ -405,7 +405,7 @@ Table bench_table(const BenchResult& result) {
                                          num(r.ms_per_pixel_per_worker),
                                          num(r.ms_per_pixel),
                                          num(r.pixels_per_s),
-                                         num(r.speedup)};
+                                         r.speedup > 0 ? num(r.speedup) : nlohmann::json()};
     if (vs_gpu) cells.push_back(num(result.gpu_baseline_ms_per_pixel / r.ms_per_pixel));
     cells.push_back(ok ? r.status : r.status + ": " + r.error);
     table.add_row(std::move(cells));
@@ -452,7 +452,7 @@ nlohmann::json bench_json(const BenchResult& result) {
                     {"ms_per_pixel", r.ms_per_pixel},
                     {"ms_per_pixel_per_worker", r.ms_per_pixel_per_worker},
                     {"pixels_per_s", r.pixels_per_s},
-                    {"speedup", r.speedup},
+                    {"speedup", r.speedup > 0 ? nlohmann::json(r.speedup) : nlohmann::json()},
                     {"status", r.status},
                     {"error", r.error},
                     {"samples_ms", r.samples_ms}});

@@ -68,6 +68,8 @@ struct BenchRow {
   double ms_per_pixel = 0;
   double ms_per_pixel_per_worker = 0;
   double pixels_per_s = 0;
+  // Against the baseline row; 0 when this row or the baseline failed (null in JSON, blank in
+  // the table).
   double speedup = 0;
   std::string status = "ok";  // ok | oom | error
   std::string error;

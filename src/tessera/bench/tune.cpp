@@ -503,13 +503,17 @@ std::string tune_summary(const TuneResult& result, double budget_s) {
       s.budget_stop ? "; stopped by the budget with several candidates left" : "");
   if (result.verified && result.sweep.best >= 0) {
     const CandidateResult& b = result.sweep.rows[result.sweep.best];
+    const std::string choice =
+        std::isnan(result.gap_percent)
+            ? fmt::format("tune's choice {} batch {} did not run ok in the sweep",
+                          w.candidate.layout, w.candidate.batch)
+            : fmt::format("tune's choice {} batch {} is {:.1f} % slower", w.candidate.layout,
+                          w.candidate.batch, result.gap_percent);
     out += fmt::format(
         "verify: sweep of {} candidates at {} px/job/rep took {:.1f} s; sweep best {} batch {} "
-        "{:.4f} ms/pixel; tune's choice {} batch {} is {:.1f} % slower; tune used {:.0f} % of "
-        "the sweep's time\n",
+        "{:.4f} ms/pixel; {}; tune used {:.0f} % of the sweep's time\n",
         result.sweep.rows.size(), s.final_work, result.sweep.seconds, b.candidate.layout,
-        b.candidate.batch, b.mean, w.candidate.layout, w.candidate.batch, result.gap_percent,
-        100.0 * result.time_fraction);
+        b.candidate.batch, b.mean, choice, 100.0 * result.time_fraction);
   }
   return out;
 }

@@ -16,6 +16,7 @@
 // the --verify sweep measures as `tessera bench` does, with new sessions per case.
 
 #include <functional>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -128,7 +129,9 @@ struct TuneResult {
   Profile profile;  // the winner's plan with this machine's and model's fingerprints
   bool verified = false;
   SweepResult sweep;
-  double gap_percent = 0;    // tune's choice measured in the sweep vs the sweep's best
+  // NaN when tune's choice did not run ok in the sweep.
+  double gap_percent = std::numeric_limits<double>::quiet_NaN();  // tune's choice measured in the
+                                                                  // sweep vs the sweep's best
   double time_fraction = 0;  // tune's seconds / the sweep's seconds
 };
 
