@@ -361,6 +361,31 @@ void expect_read_error(const std::string& name, const std::string& text,
   }
 }
 
+TEST(Tune, TheSweepTableIsFastestFirstAndShowsThePixelsThatRan) {
+  const auto row = [](const std::string& layout, int64_t batch, double mean, const char* status) {
+    CandidateResult r;
+    r.candidate.layout = layout;
+    r.candidate.batch = batch;
+    r.work = 32;  // asked for 32 pixels: one whole batch of 64 ran
+    r.mean = mean;
+    r.last.status = status;
+    if (r.last.status == "ok") r.last.ms_per_pixel = {mean};
+    return r;
+  };
+  const std::vector<CandidateResult> sweep = {
+      row("single", 16, 0.5, "ok"), row("core", 64, 0.0, "oom"), row("core", 16, 0.3, "ok"),
+      row("2x1", 16, 0.4, "ok")};
+  const auto json = ranking_table(fastest_first(sweep)).to_json();
+  ASSERT_EQ(json.size(), 4u);
+  EXPECT_EQ(json[0]["layout"], "core");
+  EXPECT_EQ(json[0]["batch"], 16);
+  EXPECT_EQ(json[1]["layout"], "2x1");
+  EXPECT_EQ(json[2]["layout"], "single");
+  EXPECT_EQ(json[3]["batch"], 64);
+  EXPECT_EQ(json[3]["pixels_per_job"], 64);
+  EXPECT_EQ(json[0]["pixels_per_job"], 32);  // two batches of 16
+}
+
 TEST(Profile, BadFilesNameTheFileAndTheProblem) {
   try {
     read_profile(kDir + "/none.json");

@@ -464,6 +464,16 @@ TuneResult tune(const TuneOptions& options) {
   return result;
 }
 
+std::vector<CandidateResult> fastest_first(std::vector<CandidateResult> rows) {
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const CandidateResult& a, const CandidateResult& b) {
+                     const bool a_ok = measured_ok(a.last), b_ok = measured_ok(b.last);
+                     if (a_ok != b_ok) return a_ok;
+                     return a_ok && a.mean < b.mean;
+                   });
+  return rows;
+}
+
 Table ranking_table(const std::vector<CandidateResult>& ranking) {
   Table table({{"rank", "rank"},
                {"layout", "layout", -1, false},
@@ -481,9 +491,12 @@ Table ranking_table(const std::vector<CandidateResult>& ranking) {
   for (const auto& r : ranking) {
     const bool ok = measured_ok(r.last);
     auto num = [&](double v) { return ok ? nlohmann::json(v) : nlohmann::json(); };
+    // What ran: whole batches, at least one.
+    const int64_t batches = std::max<int64_t>(
+        1, std::llround(static_cast<double>(r.work) / static_cast<double>(r.candidate.batch)));
     table.add_row({++rank, r.candidate.layout, r.candidate.workers, r.candidate.threads,
-                   r.candidate.batch, r.rounds, r.work, num(r.mean), num(r.ci95),
-                   num(r.mean > 0 ? 1e3 / r.mean : 0), r.seconds, r.outcome});
+                   r.candidate.batch, r.rounds, batches * r.candidate.batch, num(r.mean),
+                   num(r.ci95), num(r.mean > 0 ? 1e3 / r.mean : 0), r.seconds, r.outcome});
   }
   return table;
 }

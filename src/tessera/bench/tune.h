@@ -138,8 +138,11 @@ struct TuneResult {
 TuneResult tune(const TuneOptions& options);
 
 // rank | layout | jobs | threads/job | batch | rounds | px/job | ms/px | ± 95% CI | px/s |
-// session s | status.
+// session s | status, in the order given (rank = position). px/job is what ran: whole batches.
 Table ranking_table(const std::vector<CandidateResult>& ranking);
+
+// The sweep's rows fastest first, failed ones last (the sweep measures in candidate order).
+std::vector<CandidateResult> fastest_first(std::vector<CandidateResult> rows);
 // The lines under the ranking: winner, search cost and, with --verify, the comparison.
 std::string tune_summary(const TuneResult& result, double budget_s);
 

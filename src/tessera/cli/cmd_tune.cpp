@@ -79,7 +79,8 @@ void add_tune_command(CLI::App& root) {
         std::cout << ranking_table(result.search.ranking).to_markdown() << "\n"
                   << tune_summary(result, options.budget_s);
         if (result.verified)
-          std::cout << "\nsweep:\n" << ranking_table(result.sweep.rows).to_markdown();
+          std::cout << "\nsweep:\n"
+                    << ranking_table(fastest_first(result.sweep.rows)).to_markdown();
         if (!args->profile.empty()) std::cout << "profile: " << args->profile << "\n";
         break;
       case OutputFormat::kCsv:
@@ -88,7 +89,7 @@ void add_tune_command(CLI::App& root) {
       case OutputFormat::kJson: {
         nlohmann::json doc = profile_json(result.profile);
         if (result.verified) {
-          doc["verify"] = {{"sweep", ranking_table(result.sweep.rows).to_json()},
+          doc["verify"] = {{"sweep", ranking_table(fastest_first(result.sweep.rows)).to_json()},
                            {"sweep_seconds", result.sweep.seconds},
                            {"gap_percent", result.gap_percent},
                            {"time_fraction", result.time_fraction}};
