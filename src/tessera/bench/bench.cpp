@@ -13,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <system_error>
 #include <thread>
 
 #include "tessera/bench/machine.h"
@@ -578,7 +579,12 @@ BenchPool::BenchPool(const BenchOptions& options, const MachineInfo& machine,
   s.plan = plan_layout(machine, layout, parse_memory_policy(options.membind));
   s.sync = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(s.plan.workers.size()));
   for (const WorkerPlan& worker : s.plan.workers) {
-    s.threads.emplace_back([&s, worker] { s.work(worker); });
+    try {
+      s.threads.emplace_back([&s, worker] { s.work(worker); });
+    } catch (const std::system_error& e) {
+      s.stop();  // the workers already started leave once their engines are built
+      throw Error(std::string("cannot start a bench worker thread: ") + e.what());
+    }
   }
   std::unique_lock lock(s.mutex);
   s.wake.wait(lock, [&] { return s.ready == static_cast<int>(s.plan.workers.size()); });

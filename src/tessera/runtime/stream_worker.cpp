@@ -7,6 +7,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -180,8 +181,16 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     --helpers_left;
     wake.notify_all();
   };
-  std::thread helpers[2] = {std::thread(helper, std::ref(slots[0])),
-                            std::thread(helper, std::ref(slots[1]))};
+  std::thread helpers[2];
+  helpers[0] = std::thread(helper, std::ref(slots[0]));
+  try {
+    helpers[1] = std::thread(helper, std::ref(slots[1]));
+  } catch (const std::system_error& e) {
+    const Error error(std::string("cannot start a thread: ") + e.what());
+    fail(std::make_exception_ptr(error));  // the first helper stops at once
+    helpers[0].join();
+    throw error;
+  }
   for (;;) {
     Slot* slot = nullptr;
     {

@@ -14,6 +14,7 @@
 #include <latch>
 #include <mutex>
 #include <optional>
+#include <system_error>
 #include <thread>
 
 #include "tessera/common/clock.h"
@@ -281,7 +282,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   // GPU is ~100x a CPU worker, and its session build must not queue behind theirs for cores.
   std::latch stream_engines_ready(static_cast<std::ptrdiff_t>(streams));
   for (size_t i = 0; i < streams; ++i) {
-    stream_threads.emplace_back([&, i] {
+    const auto run = [&, i] {
       bool counted = false;
       const auto ready = [&] {
         if (!counted) stream_engines_ready.count_down();
@@ -303,7 +304,17 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
         abort = true;
       }
       ready();
-    });
+    };
+    try {
+      stream_threads.emplace_back(run);
+    } catch (const std::system_error& e) {
+      // The threads already started stop claiming; those never started count as ready.
+      abort = true;
+      stream_engines_ready.count_down(static_cast<std::ptrdiff_t>(streams - i));
+      for (auto& t : stream_threads) t.join();
+      kept_->drop_engines();
+      throw Error(std::string("cannot start a thread: ") + e.what());
+    }
   }
   if (devices.cpu && work_left) {
     stream_engines_ready.wait();

@@ -2,9 +2,11 @@
 
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
+#include "tessera/common/error.h"
 #include "tessera/topology/binding.h"
 
 namespace tessera {
@@ -16,7 +18,7 @@ void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerP
   std::vector<std::thread> threads;
   threads.reserve(plan.workers.size());
   for (const WorkerPlan& worker : plan.workers) {
-    threads.emplace_back([&, worker] {
+    const auto run = [&, worker] {
       try {
         if (bind) {
           bind_current_thread(worker, plan.policy);
@@ -27,7 +29,13 @@ void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerP
         std::lock_guard lock(mutex);
         if (!first_error) first_error = std::current_exception();
       }
-    });
+    };
+    try {
+      threads.emplace_back(run);
+    } catch (const std::system_error& e) {
+      for (auto& thread : threads) thread.join();  // the workers already started finish first
+      throw Error(std::string("cannot start a thread: ") + e.what());
+    }
   }
   for (auto& thread : threads) thread.join();
   if (first_error) std::rethrow_exception(first_error);
