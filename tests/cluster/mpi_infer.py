@@ -9,7 +9,11 @@ kill:      6 bigger tiles; SIGKILL rank 1 once a journal shows a tile half done;
            command again skips the finished tiles, resumes the partial ones from their journals
            and ends with every output byte-identical and no .partial or journal left.
 
-Usage: mpi_infer.py --case identical|kill --tessera BIN --workdir DIR --mpi ON|OFF [--mpirun PATH]
+split:     `mpirun -n 2 --bind-to none`: both ranks see every CPU of the host; they must split
+           them by cores (disjoint placements that cover the CPUs) and say so on stderr, and
+           the outputs must equal the one-process run.
+
+Usage: mpi_infer.py --case identical|kill|split --tessera BIN --workdir DIR --mpi ON|OFF [--mpirun PATH]
 Exit 0 pass, 1 fail, 77 skipped (built without MPI, or no mpirun).
 """
 
@@ -212,9 +216,43 @@ def case_kill(a, mpirun):
                                                                   skipped, resumed))
 
 
+def cpus_of(placement):
+    """The set of CPUs in a placement string such as 'core: 2x1 on cpus 0-1,4'."""
+    cpus = set()
+    for part in placement.split("on cpus ")[1].split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def case_split(a, mpirun):
+    tiles = make_tiles(a.tessera, a.workdir, 3, "12x10", 20)
+    model = os.path.join(a.workdir, "m.onnx")
+    run([a.tessera, "make-model", "-o", model, "--d-model", "32", "--layers", "1", "--heads", "2",
+         "--ffn", "64"])
+    reference = os.path.join(a.workdir, "ref")
+    run([a.tessera, "infer", "--tiles", tiles, "-o", reference, "-m", model])
+    # One CPU of each core, as plans list them.
+    single = json.loads(run([a.tessera, "topo", "-o", "json", "--plan", "single"]).stdout)
+    everything = set(single["plan"]["workers"][0]["cpus"])
+    out = os.path.join(a.workdir, "out")
+    summary = os.path.join(a.workdir, "summary.json")
+    result = run([mpirun, "-n", "2", "--bind-to", "none", a.tessera, "infer", "--tiles", tiles,
+                  "-o", out, "-m", model, "--summary", summary])
+    compare_dirs(reference, out)
+    placements = [r["placement"] for r in json.load(open(summary))["ranks"]]
+    sets = [cpus_of(p) for p in placements]
+    if sets[0] & sets[1] or sets[0] | sets[1] != everything:
+        fail("placements %s do not split cpus %s" % (placements, sorted(everything)))
+    notes = [line for line in result.stderr.splitlines() if "this one uses cpus" in line]
+    if len(notes) != 2:
+        fail("expected one note per rank about the split, got:\n" + result.stderr)
+    print("mpi_infer split: two ranks bound to the same cpus split them: %s" % placements)
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--case", choices=["identical", "kill"], required=True)
+    parser.add_argument("--case", choices=["identical", "kill", "split"], required=True)
     parser.add_argument("--tessera", required=True)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--mpi", default="OFF")
@@ -229,10 +267,7 @@ def main():
         return SKIP
     shutil.rmtree(a.workdir, ignore_errors=True)
     os.makedirs(a.workdir)
-    if a.case == "identical":
-        case_identical(a, mpirun)
-    else:
-        case_kill(a, mpirun)
+    {"identical": case_identical, "kill": case_kill, "split": case_split}[a.case](a, mpirun)
     return 0
 
 

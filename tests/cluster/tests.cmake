@@ -1,6 +1,6 @@
-# `tessera infer` under mpirun: byte-identical to one process, and recovery after a SIGKILL'd
-# rank. Both skip (exit 77) when built without MPI or when mpirun is missing.
-foreach(_case identical kill)
+# `tessera infer` under mpirun: byte-identical to one process, recovery after a SIGKILL'd
+# rank, and ranks bound to the same CPUs splitting them. Both skip (exit 77) when built without MPI or when mpirun is missing.
+foreach(_case identical kill split)
   add_test(NAME mpi_infer_${_case}
            COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/cluster/mpi_infer.py"
                    --case ${_case} --tessera "${TESSERA_BIN}" --mpi "${TESSERA_MPI}"

@@ -40,6 +40,19 @@ void expect_usage_error(const MachineInfo& m, const std::string& layout,
   }
 }
 
+TEST(Placement, SharesSplitTheCoresWithAllTheirPus) {
+  // 2 cores of 2 PUs each (hwloc numbers the PUs 0-3 in core order).
+  const MachineInfo smt = Topology::from_synthetic("pack:1 numa:1 core:2 pu:2").info();
+  EXPECT_EQ(cpus_of_share(smt, 0, 2), (std::vector<int>{0, 1}));
+  EXPECT_EQ(cpus_of_share(smt, 1, 2), (std::vector<int>{2, 3}));
+  EXPECT_EQ(cpus_of_share(smt, 0, 1), (std::vector<int>{0, 1, 2, 3}));
+  // 384 cores of 2 PUs (siblings numbered 384 above) in 3 shares of 128 cores.
+  std::vector<int> last = iota(256, 128), siblings = iota(640, 128);
+  last.insert(last.end(), siblings.begin(), siblings.end());
+  EXPECT_EQ(cpus_of_share(epyc(), 2, 3), last);
+  EXPECT_THROW(cpus_of_share(smt, 0, 3), Error);
+}
+
 TEST(Placement, LayoutNamesAreKnownWithoutAMachine) {
   for (const char* name : {"single", "single:4", "numa", "numa:2", "l3", "core", "16x1", "2x8"}) {
     EXPECT_TRUE(is_layout_name(name)) << name;

@@ -23,6 +23,7 @@
 #include "tessera/io/tile.h"
 #include "tessera/model/default_model.h"
 #include "tessera/runtime/tile_runner.h"
+#include "tessera/topology/binding.h"
 #include "tessera/topology/topology.h"
 
 namespace tessera::cli {
@@ -111,6 +112,32 @@ void check_before_running(const std::vector<std::string>& tiles, const std::stri
   }
 }
 
+// Ranks that a launcher bound to the same CPUs of one host (mpirun --bind-to none, or to a
+// package shared by several ranks) would each plan workers on all of them, two or more per
+// core. They split those CPUs by cores instead, and say so; with fewer cores than ranks they
+// keep them and warn. Collective: every rank calls it.
+void split_cpus_shared_on_host(const MpiJob& job) {
+  const MachineInfo machine = Topology::this_machine().info();
+  std::vector<int> cpus;
+  for (const CoreInfo& core : machine.core_list)
+    cpus.insert(cpus.end(), core.pus.begin(), core.pus.end());
+  const std::string all = cpu_list_string(cpus);
+  const MpiJob::HostShare share = job.share_on_host(all);
+  if (share.count < 2) return;
+  if (machine.cores < share.count) {
+    std::cerr << fmt::format(
+        "tessera: warning: [rank {}] {} ranks share cpus {} ({} cores) on {}; their workers "
+        "share cores\n",
+        job.rank(), share.count, all, machine.cores, job.host());
+    return;
+  }
+  const std::vector<int> mine = cpus_of_share(machine, share.index, share.count);
+  bind_this_process(mine);
+  std::cerr << fmt::format(
+      "tessera: [rank {}] {} ranks share cpus {} on {}; this one uses cpus {}\n", job.rank(),
+      share.count, all, job.host(), cpu_list_string(mine));
+}
+
 }  // namespace
 
 void add_infer_command(CLI::App& root) {
@@ -184,6 +211,7 @@ void add_infer_command(CLI::App& root) {
                          cmd->count("--membind") ? nullptr : &args->membind});
       if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
     }
+    split_cpus_shared_on_host(job);
     const Plan plan = plan_layout(Topology::this_machine().info(), args->layout,
                                   parse_memory_policy(args->membind));
     const bool tty = isatty(STDERR_FILENO) && !job.active();

@@ -72,6 +72,32 @@ MpiJob::~MpiJob() {
   if (active_ && std::uncaught_exceptions() == exceptions_at_start_) MPI_Finalize();
 }
 
+MpiJob::HostShare MpiJob::share_on_host(const std::string& key) const {
+  if (!active_) return {};
+  MPI_Comm host;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &host);
+  int ranks = 0, me = 0;
+  MPI_Comm_size(host, &ranks);
+  MPI_Comm_rank(host, &me);
+  // Every rank's key: their lengths first, then the bytes side by side.
+  const int length = static_cast<int>(key.size());
+  std::vector<int> lengths(static_cast<size_t>(ranks)), offsets(static_cast<size_t>(ranks), 0);
+  MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, host);
+  for (int i = 1; i < ranks; ++i) offsets[i] = offsets[i - 1] + lengths[i - 1];
+  std::string keys(static_cast<size_t>(offsets.back() + lengths.back()), '\0');
+  MPI_Allgatherv(key.data(), length, MPI_CHAR, keys.data(), lengths.data(), offsets.data(),
+                 MPI_CHAR, host);
+  MPI_Comm_free(&host);
+  HostShare share{0, 0};
+  for (int i = 0; i < ranks; ++i) {
+    if (keys.compare(static_cast<size_t>(offsets[i]), static_cast<size_t>(lengths[i]), key) != 0)
+      continue;
+    if (i < me) ++share.index;
+    ++share.count;
+  }
+  return share;
+}
+
 std::vector<std::string> MpiJob::share_from_rank0(const std::vector<std::string>& strings) const {
   if (!active_) return strings;
   // Rank 0's strings, each ended by a NUL, as one buffer: its length first, then its bytes.
@@ -118,6 +144,10 @@ MpiJob::~MpiJob() = default;
 
 std::vector<std::string> MpiJob::share_from_rank0(const std::vector<std::string>& strings) const {
   return strings;
+}
+
+MpiJob::HostShare MpiJob::share_on_host(const std::string&) const {
+  return {};
 }
 
 void MpiJob::abort(const std::string& message) const {

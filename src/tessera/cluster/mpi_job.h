@@ -32,6 +32,13 @@ class MpiJob {
   // The processor name MPI reports (or gethostname() without MPI).
   const std::string& host() const { return host_; }
 
+  // Among the ranks on this host (collective), those that pass the same `key`: this rank's
+  // position among them (in rank order) and how many they are. {0, 1} without an active job.
+  struct HostShare {
+    int index = 0, count = 1;
+  };
+  HostShare share_on_host(const std::string& key) const;
+
   // Rank 0's `strings` on every rank (collective: every rank calls it; the others' arguments
   // are ignored). Without an active job, `strings` itself.
   std::vector<std::string> share_from_rank0(const std::vector<std::string>& strings) const;

@@ -46,6 +46,19 @@ long get_mempolicy_call(int* mode, unsigned long* mask, const void* address, uns
 
 }  // namespace
 
+void bind_this_process(const std::vector<int>& cpus) {
+  const Topology topology = Topology::this_machine();
+  hwloc_bitmap_t set = hwloc_bitmap_alloc();
+  for (int cpu : cpus) hwloc_bitmap_set(set, static_cast<unsigned>(cpu));
+  const int result = hwloc_set_cpubind(topology.handle(), set, HWLOC_CPUBIND_PROCESS);
+  const int error = errno;
+  hwloc_bitmap_free(set);
+  if (result != 0) {
+    throw Error(fmt::format("cannot bind this process to cpus {}: {}", cpu_list_string(cpus),
+                            std::strerror(error)));
+  }
+}
+
 void pin_current_thread(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);

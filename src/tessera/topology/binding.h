@@ -20,6 +20,11 @@ namespace tessera {
 // nodes. Without STRICT, hwloc would ask for MPOL_PREFERRED_MANY.
 void bind_current_thread(const WorkerPlan& worker, MemoryPolicy policy);
 
+// Binds every thread of this process to `cpus` (what `taskset -p` does), so that
+// Topology::this_machine() and threads started later see only them. Throws Error when the
+// kernel refuses.
+void bind_this_process(const std::vector<int>& cpus);
+
 // Narrows the calling thread's CPU affinity to the one PU `cpu` (memory policy unchanged).
 // Throws Error if the kernel refuses.
 void pin_current_thread(int cpu);

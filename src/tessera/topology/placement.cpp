@@ -122,6 +122,22 @@ std::string memory_policy_name(MemoryPolicy policy) {
   return policy == MemoryPolicy::kLocal ? "local" : "interleave";
 }
 
+std::vector<int> cpus_of_share(const MachineInfo& machine, int index, int count) {
+  if (count < 1 || index < 0 || index >= count || count > machine.cores) {
+    throw Error(
+        fmt::format("cannot split {} cores into share {} of {}", machine.cores, index, count));
+  }
+  const auto first = static_cast<size_t>(static_cast<int64_t>(machine.cores) * index / count);
+  const auto end = static_cast<size_t>(static_cast<int64_t>(machine.cores) * (index + 1) / count);
+  std::vector<int> cpus;
+  for (size_t c = first; c < end; ++c) {
+    const auto& pus = machine.core_list[c].pus;
+    cpus.insert(cpus.end(), pus.begin(), pus.end());
+  }
+  std::sort(cpus.begin(), cpus.end());
+  return cpus;
+}
+
 bool is_layout_name(const std::string& layout) {
   if (layout == "single" || layout == "numa" || layout == "l3" || layout == "core") return true;
   int value = 0, other = 0;

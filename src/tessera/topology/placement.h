@@ -47,6 +47,11 @@ struct Plan {
 // Throws UsageError for an unknown or impossible layout, naming the layout.
 Plan plan_layout(const MachineInfo& machine, const std::string& layout, MemoryPolicy policy);
 
+// The PUs of share `index` of `count` equal shares of the machine's cores (contiguous in core
+// order, all PUs of each core): for processes that a launcher bound to the same CPUs and that
+// split them instead of all planning on every core. Requires 0 <= index < count <= cores.
+std::vector<int> cpus_of_share(const MachineInfo& machine, int index, int count);
+
 // True when `layout` is written as plan_layout reads it (single, single:T, numa, numa:K, l3,
 // core, JxT), whether or not a given machine can hold it.
 bool is_layout_name(const std::string& layout);
