@@ -193,6 +193,15 @@ TEST(Report, WritesFilesAtomically) {
   }
   EXPECT_FALSE(fs::exists(dir / "bad.md"));
   EXPECT_FALSE(fs::exists(dir / "elsewhere"));
+
+  // The report cannot be renamed into place (a directory holds its name): the charts directory
+  // this run made is removed again, with no temp file left.
+  fs::create_directories(dir / "taken.md");
+  ReportOptions blocked = options;
+  blocked.markdown_path = (dir / "taken.md").string();
+  EXPECT_THROW(write_report(blocked), Error);
+  EXPECT_FALSE(fs::exists(dir / "taken_charts"));
+  EXPECT_FALSE(fs::exists(dir / "taken.md.partial"));
 }
 
 }  // namespace

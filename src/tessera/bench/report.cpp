@@ -651,24 +651,32 @@ std::vector<std::string> write_report(const ReportOptions& options) {
   if (!fs::is_directory(md_dir, ec)) {
     throw Error(fmt::format("{}: directory does not exist", md_dir.string()));
   }
+  const bool new_svg_dir = !report.charts.empty() && !fs::exists(svg_dir, ec);
   if (!report.charts.empty()) {
     fs::create_directories(svg_dir, ec);
     if (ec)
       throw Error(fmt::format("{}: cannot create directory ({})", svg_dir.string(), ec.message()));
   }
   // Every file is written under a temp name first; only when all are written are they renamed
-  // into place, the Markdown last so it never links to a chart that is not there.
+  // into place, the Markdown last so it never links to a chart that is not there. A failure
+  // removes the chart directory again if this run created it.
   std::vector<std::unique_ptr<AtomicFile>> files;
   auto stage = [&](const fs::path& path, const std::string& content) {
     files.push_back(std::make_unique<AtomicFile>(path.string()));
     files.back()->write(content.data(), content.size());
   };
-  for (const auto& c : report.charts) stage(svg_dir / c.file_name, c.svg);
-  stage(md_path, report.markdown);
   std::vector<std::string> written;
-  for (auto& f : files) {
-    f->commit();
-    written.push_back(f->final_path());
+  try {
+    for (const auto& c : report.charts) stage(svg_dir / c.file_name, c.svg);
+    stage(md_path, report.markdown);
+    for (auto& f : files) {
+      f->commit();
+      written.push_back(f->final_path());
+    }
+  } catch (...) {
+    files.clear();  // removes the temp files not yet renamed
+    if (new_svg_dir) fs::remove_all(svg_dir, ec);
+    throw;
   }
   return written;
 }
