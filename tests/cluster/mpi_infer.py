@@ -235,6 +235,9 @@ def case_split(a, mpirun):
     # One CPU of each core, as plans list them.
     single = json.loads(run([a.tessera, "topo", "-o", "json", "--plan", "single"]).stdout)
     everything = set(single["plan"]["workers"][0]["cpus"])
+    if len(everything) < 2:
+        print("mpi_infer split: skipped, one core cannot be split between two ranks")
+        sys.exit(SKIP)
     out = os.path.join(a.workdir, "out")
     summary = os.path.join(a.workdir, "summary.json")
     result = run([mpirun, "-n", "2", "--bind-to", "none", a.tessera, "infer", "--tiles", tiles,
@@ -247,7 +250,18 @@ def case_split(a, mpirun):
     notes = [line for line in result.stderr.splitlines() if "this one uses cpus" in line]
     if len(notes) != 2:
         fail("expected one note per rank about the split, got:\n" + result.stderr)
-    print("mpi_infer split: two ranks bound to the same cpus split them: %s" % placements)
+    # A layout sized for the whole host does not fit a rank's part: the ranks keep all the CPUs.
+    whole = "%dx1" % len(everything)
+    out_whole = os.path.join(a.workdir, "out_whole")
+    result = run([mpirun, "-n", "2", "--bind-to", "none", a.tessera, "infer", "--tiles", tiles,
+                  "-o", out_whole, "-m", model, "--layout", whole, "--summary", summary])
+    compare_dirs(reference, out_whole)
+    placements = [r["placement"] for r in json.load(open(summary))["ranks"]]
+    if any(cpus_of(p) != everything for p in placements):
+        fail("layout %s: placements %s, expected all of %s" % (whole, placements, sorted(everything)))
+    if sum("does not fit this rank's part" in line for line in result.stderr.splitlines()) != 2:
+        fail("expected one warning per rank about layout %s, got:\n%s" % (whole, result.stderr))
+    print("mpi_infer split: two ranks bound to the same cpus split them; %s keeps them all" % whole)
 
 
 def main():

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -114,28 +115,37 @@ void check_before_running(const std::vector<std::string>& tiles, const std::stri
 
 // Ranks that a launcher bound to the same CPUs of one host (mpirun --bind-to none, or to a
 // package shared by several ranks) would each plan workers on all of them, two or more per
-// core. They split those CPUs by cores instead, and say so; with fewer cores than ranks they
-// keep them and warn. Collective: every rank calls it.
-void split_cpus_shared_on_host(const MpiJob& job) {
+// core. They split those CPUs by cores instead, and say so; with fewer cores than ranks, or
+// where the system cannot bind, they keep them and warn. Returns the CPUs the ranks share when
+// this one took its part of them (else {}). Collective: every rank calls it.
+std::vector<int> split_cpus_shared_on_host(const MpiJob& job) {
+  if (!job.active()) return {};
   const MachineInfo machine = Topology::this_machine().info();
   std::vector<int> cpus;
   for (const CoreInfo& core : machine.core_list)
     cpus.insert(cpus.end(), core.pus.begin(), core.pus.end());
   const std::string all = cpu_list_string(cpus);
   const MpiJob::HostShare share = job.share_on_host(all);
-  if (share.count < 2) return;
-  if (machine.cores < share.count) {
+  if (share.count < 2) return {};
+  const auto warn = [&](const std::string& why) {
     std::cerr << fmt::format(
-        "tessera: warning: [rank {}] {} ranks share cpus {} ({} cores) on {}; their workers "
-        "share cores\n",
-        job.rank(), share.count, all, machine.cores, job.host());
-    return;
+        "tessera: warning: [rank {}] {} ranks share cpus {} on {} ({}); their workers share "
+        "cores\n",
+        job.rank(), share.count, all, job.host(), why);
+  };
+  if (machine.cores < share.count) {
+    warn(fmt::format("only {} cores", machine.cores));
+    return {};
   }
   const std::vector<int> mine = cpus_of_share(machine, share.index, share.count);
-  bind_this_process(mine);
+  if (!bind_this_process(mine)) {
+    warn("this system cannot bind processes");
+    return {};
+  }
   std::cerr << fmt::format(
       "tessera: [rank {}] {} ranks share cpus {} on {}; this one uses cpus {}\n", job.rank(),
       share.count, all, job.host(), cpu_list_string(mine));
+  return cpus;
 }
 
 }  // namespace
@@ -188,16 +198,30 @@ void add_infer_command(CLI::App& root) {
   cmd->callback([args, cmd] {
     // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
     const MpiJob job;
+    // What rank 0 alone does before the tiles: under a launcher its failure stops every rank
+    // at once (MPI_Abort), since the others wait for it in a collective.
+    const auto on_rank0 = [&](const std::function<void()>& step) {
+      if (job.rank() != 0) return;
+      if (!job.active()) return step();
+      try {
+        step();
+      } catch (const std::exception& e) {
+        job.abort(e.what());
+      }
+    };
     // One list for the whole job, rank 0's: a directory scanned by each rank could differ.
     std::vector<std::string> tiles = args->tiles;
-    if (!args->tile_list.empty() && job.rank() == 0) {
+    on_rank0([&] {
+      if (args->tile_list.empty()) return;
       const auto listed = read_tile_source(args->tile_list);
       tiles.insert(tiles.end(), listed.begin(), listed.end());
-    }
+    });
     tiles = without_repeats(job.share_from_rank0(tiles), job.rank() == 0);
     if (tiles.empty())
       throw UsageError("infer needs at least one tile directory (or --tiles FILE)");
-    if (job.rank() == 0) check_before_running(tiles, args->summary, args->out);
+    on_rank0([&] { check_before_running(tiles, args->summary, args->out); });
+    // Before the profile and the plan, which must see this rank's CPUs.
+    const std::vector<int> shared_cpus = split_cpus_shared_on_host(job);
     InferOptions options = args->options;
     options.out_dir = args->out;
     options.resume = !args->no_resume;
@@ -211,9 +235,20 @@ void add_infer_command(CLI::App& root) {
                          cmd->count("--membind") ? nullptr : &args->membind});
       if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
     }
-    split_cpus_shared_on_host(job);
-    const Plan plan = plan_layout(Topology::this_machine().info(), args->layout,
-                                  parse_memory_policy(args->membind));
+    const MemoryPolicy policy = parse_memory_policy(args->membind);
+    Plan plan;
+    try {
+      plan = plan_layout(Topology::this_machine().info(), args->layout, policy);
+    } catch (const UsageError& e) {
+      // A layout sized for the whole host does not fit this rank's part: back to the shared CPUs.
+      if (shared_cpus.empty()) throw;
+      bind_this_process(shared_cpus);
+      std::cerr << fmt::format(
+          "tessera: warning: [rank {}] layout {} does not fit this rank's part of the cpus ({}); "
+          "it uses all of cpus {}, shared with other ranks\n",
+          job.rank(), args->layout, e.what(), cpu_list_string(shared_cpus));
+      plan = plan_layout(Topology::this_machine().info(), args->layout, policy);
+    }
     const bool tty = isatty(STDERR_FILENO) && !job.active();
     const std::string rank_prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
     // One runner for every tile of this process, so its engines are built once. Made by the

@@ -43,8 +43,10 @@ std::vector<std::string> scan_directory(const std::string& path) {
   for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
     // Left by a synth that is still writing, or that stopped while replacing a tile.
     const std::string name = it->path().filename().string();
+    const size_t old = name.rfind(".old-");
     const bool in_the_making =
-        name.ends_with(".partial") || name.find(".old-") != std::string::npos;
+        name.ends_with(".partial") ||
+        (old != std::string::npos && name.size() == old + 11);  // .old-XXXXXX
     if (!in_the_making && it->is_directory(ec) && looks_like_tile(it->path()))
       tiles.push_back(it->path().string());
   }

@@ -1,5 +1,6 @@
 #include "tessera/runtime/worker_pool.h"
 
+#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <system_error>
@@ -14,11 +15,20 @@ namespace tessera {
 void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body,
                         bool bind) {
   std::mutex mutex;
+  std::condition_variable wake;
+  // The workers begin only once every thread exists: a thread that cannot be started cancels
+  // them all before any has done work that the failure would throw away.
+  enum class Start { kWaiting, kGo, kCancelled } start = Start::kWaiting;
   std::exception_ptr first_error;
   std::vector<std::thread> threads;
   threads.reserve(plan.workers.size());
   for (const WorkerPlan& worker : plan.workers) {
     const auto run = [&, worker] {
+      {
+        std::unique_lock lock(mutex);
+        wake.wait(lock, [&] { return start != Start::kWaiting; });
+        if (start == Start::kCancelled) return;
+      }
       try {
         if (bind) {
           bind_current_thread(worker, plan.policy);
@@ -33,10 +43,20 @@ void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerP
     try {
       threads.emplace_back(run);
     } catch (const std::system_error& e) {
-      for (auto& thread : threads) thread.join();  // the workers already started finish first
+      {
+        std::lock_guard lock(mutex);
+        start = Start::kCancelled;
+      }
+      wake.notify_all();
+      for (auto& thread : threads) thread.join();
       throw Error(std::string("cannot start a thread: ") + e.what());
     }
   }
+  {
+    std::lock_guard lock(mutex);
+    start = Start::kGo;
+  }
+  wake.notify_all();
   for (auto& thread : threads) thread.join();
   if (first_error) std::rethrow_exception(first_error);
 }

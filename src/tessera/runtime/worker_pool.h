@@ -15,7 +15,9 @@ namespace tessera {
 //
 // Runs body(worker) for every worker of `plan` concurrently and waits for all of them.
 // If bodies throw, the first exception (by time) is rethrown after every thread has ended.
-// With bind = false the threads are left where the OS puts them (for comparison runs).
+// With bind = false the threads are left where the OS puts them (for comparison runs). The
+// bodies start once every thread exists; when one cannot be started, none runs and Error
+// "cannot start a thread: ..." is thrown.
 void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerPlan&)>& body,
                         bool bind = true);
 

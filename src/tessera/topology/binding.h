@@ -21,9 +21,9 @@ namespace tessera {
 void bind_current_thread(const WorkerPlan& worker, MemoryPolicy policy);
 
 // Binds every thread of this process to `cpus` (what `taskset -p` does), so that
-// Topology::this_machine() and threads started later see only them. Throws Error when the
-// kernel refuses.
-void bind_this_process(const std::vector<int>& cpus);
+// Topology::this_machine() and threads started later see only them. False when this system
+// cannot bind (as bind_current_thread, ENOSYS / EPERM); throws Error for other refusals.
+bool bind_this_process(const std::vector<int>& cpus);
 
 // Narrows the calling thread's CPU affinity to the one PU `cpu` (memory policy unchanged).
 // Throws Error if the kernel refuses.
