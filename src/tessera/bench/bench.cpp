@@ -13,13 +13,13 @@
 #include <mutex>
 #include <optional>
 #include <set>
-#include <system_error>
 #include <thread>
 
 #include "tessera/bench/machine.h"
 #include "tessera/bench/stats.h"
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/common/threads.h"
 #include "tessera/common/version.h"
 #include "tessera/model/dummy_inputs.h"
 #include "tessera/model/ort_cuda.h"
@@ -580,10 +580,10 @@ BenchPool::BenchPool(const BenchOptions& options, const MachineInfo& machine,
   s.sync = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(s.plan.workers.size()));
   for (const WorkerPlan& worker : s.plan.workers) {
     try {
-      s.threads.emplace_back([&s, worker] { s.work(worker); });
-    } catch (const std::system_error& e) {
+      s.threads.push_back(start_thread([&s, worker] { s.work(worker); }));
+    } catch (const Error&) {
       s.stop();  // the workers already started leave once their engines are built
-      throw Error(std::string("cannot start a bench worker thread: ") + e.what());
+      throw;
     }
   }
   std::unique_lock lock(s.mutex);

@@ -129,9 +129,9 @@ struct TuneResult {
   Profile profile;  // the winner's plan with this machine's and model's fingerprints
   bool verified = false;
   SweepResult sweep;
-  // NaN when tune's choice did not run ok in the sweep.
-  double gap_percent = std::numeric_limits<double>::quiet_NaN();  // tune's choice measured in the
-                                                                  // sweep vs the sweep's best
+  // Tune's choice measured in the sweep against the sweep's best; NaN when the choice did not
+  // run ok in the sweep.
+  double gap_percent = std::numeric_limits<double>::quiet_NaN();
   double time_fraction = 0;  // tune's seconds / the sweep's seconds
 };
 

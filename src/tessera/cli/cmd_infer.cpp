@@ -121,9 +121,7 @@ void check_before_running(const std::vector<std::string>& tiles, const std::stri
 std::vector<int> split_cpus_shared_on_host(const MpiJob& job) {
   if (!job.active()) return {};
   const MachineInfo machine = Topology::this_machine().info();
-  std::vector<int> cpus;
-  for (const CoreInfo& core : machine.core_list)
-    cpus.insert(cpus.end(), core.pus.begin(), core.pus.end());
+  const std::vector<int> cpus = cpus_of_share(machine, 0, 1);  // all of them
   const std::string all = cpu_list_string(cpus);
   const MpiJob::HostShare share = job.share_on_host(all);
   if (share.count < 2) return {};

@@ -7,7 +7,6 @@
 
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
-#include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
 #include "tessera/topology/placement.h"

@@ -26,10 +26,6 @@ constexpr int64_t kScanPixels = 4096;  // pixels per chunk in the full-tile scan
   throw Error(a.path() + ": a value that is not a finite number (NaN or infinity) at " + where);
 }
 
-bool is_float(DType dtype) {
-  return dtype == DType::kFloat16 || dtype == DType::kFloat32 || dtype == DType::kFloat64;
-}
-
 // For each pixel p of the (steps, H, W, bands) array `a` of a tile `width` pixels wide, adds the
 // number of steps at which any band is non-zero to counts[p]. Integer arrays are read as raw
 // bytes (a value is non-zero exactly when one of its bytes is); a float array is converted, and
@@ -37,7 +33,7 @@ bool is_float(DType dtype) {
 // embedding): otherwise throws naming the file and the first such place.
 void count_nonzero_steps(const NpyArray& a, int64_t steps, int64_t plane, int64_t width, int bands,
                          std::vector<int32_t>& counts) {
-  if (!is_float(a.dtype())) {
+  if (!dtype_is_float(a.dtype())) {
     const auto pixel_bytes = static_cast<int64_t>(bands * dtype_size(a.dtype()));
     const auto* data = static_cast<const uint8_t*>(a.data());
     for (int64_t t = 0; t < steps; ++t) {
@@ -101,7 +97,7 @@ std::vector<int64_t> valid_pixels(const Tile& tile, int min_valid_s1_steps) {
   // S1 is scanned for the rule, and for values that are not finite in float arrays.
   const bool check_s1 = min_valid_s1_steps > 0 && tile.ta + tile.td > 0;
   std::vector<int32_t> s1_count;
-  if (check_s1 || is_float(tile.s1_asc.dtype()) || is_float(tile.s1_desc.dtype())) {
+  if (check_s1 || dtype_is_float(tile.s1_asc.dtype()) || dtype_is_float(tile.s1_desc.dtype())) {
     s1_count.assign(static_cast<std::size_t>(plane), 0);
     count_nonzero_steps(tile.s1_asc, tile.ta, plane, tile.width, kS1Bands, s1_count);
     count_nonzero_steps(tile.s1_desc, tile.td, plane, tile.width, kS1Bands, s1_count);

@@ -7,12 +7,12 @@
 #include <deque>
 #include <exception>
 #include <mutex>
-#include <system_error>
 #include <thread>
 #include <vector>
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/common/threads.h"
 #include "tessera/model/ort_cuda.h"
 #include "tessera/model/ort_engine.h"
 #include "tessera/pipeline/preparer.h"
@@ -182,14 +182,13 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
     wake.notify_all();
   };
   std::thread helpers[2];
-  helpers[0] = std::thread(helper, std::ref(slots[0]));
+  helpers[0] = start_thread(helper, std::ref(slots[0]));
   try {
-    helpers[1] = std::thread(helper, std::ref(slots[1]));
-  } catch (const std::system_error& e) {
-    const Error error(std::string("cannot start a thread: ") + e.what());
-    fail(std::make_exception_ptr(error));  // the first helper stops at once
+    helpers[1] = start_thread(helper, std::ref(slots[1]));
+  } catch (const Error&) {
+    fail(std::current_exception());  // the first helper stops at once
     helpers[0].join();
-    throw error;
+    throw;
   }
   for (;;) {
     Slot* slot = nullptr;

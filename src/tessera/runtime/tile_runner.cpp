@@ -14,11 +14,11 @@
 #include <latch>
 #include <mutex>
 #include <optional>
-#include <system_error>
 #include <thread>
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/common/threads.h"
 #include "tessera/io/npy.h"
 #include "tessera/io/tile.h"
 #include "tessera/model/ort_cuda.h"
@@ -306,14 +306,14 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
       ready();
     };
     try {
-      stream_threads.emplace_back(run);
-    } catch (const std::system_error& e) {
+      stream_threads.push_back(start_thread(run));
+    } catch (const Error&) {
       // The threads already started stop claiming; those never started count as ready.
       abort = true;
       stream_engines_ready.count_down(static_cast<std::ptrdiff_t>(streams - i));
       for (auto& t : stream_threads) t.join();
       kept_->drop_engines();
-      throw Error(std::string("cannot start a thread: ") + e.what());
+      throw;
     }
   }
   if (devices.cpu && work_left) {

@@ -3,11 +3,11 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
-#include <system_error>
 #include <thread>
 #include <vector>
 
 #include "tessera/common/error.h"
+#include "tessera/common/threads.h"
 #include "tessera/topology/binding.h"
 
 namespace tessera {
@@ -41,15 +41,15 @@ void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerP
       }
     };
     try {
-      threads.emplace_back(run);
-    } catch (const std::system_error& e) {
+      threads.push_back(start_thread(run));
+    } catch (const Error&) {
       {
         std::lock_guard lock(mutex);
         start = Start::kCancelled;
       }
       wake.notify_all();
       for (auto& thread : threads) thread.join();
-      throw Error(std::string("cannot start a thread: ") + e.what());
+      throw;
     }
   }
   {

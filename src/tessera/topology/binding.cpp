@@ -47,19 +47,13 @@ long get_mempolicy_call(int* mode, unsigned long* mask, const void* address, uns
 }  // namespace
 
 bool bind_this_process(const std::vector<int>& cpus) {
-  // The whole machine, not Topology::this_machine(), which stops at the current binding: the
-  // new binding may be wider than the current one.
-  hwloc_topology_t topology = nullptr;
-  if (hwloc_topology_init(&topology) != 0 || hwloc_topology_load(topology) != 0) {
-    if (topology) hwloc_topology_destroy(topology);
-    throw Error("hwloc: cannot discover this machine's topology");
-  }
+  // Not this_machine(), which stops at the current binding: the new one may be wider.
+  const Topology topology = Topology::whole_machine();
   hwloc_bitmap_t set = hwloc_bitmap_alloc();
   for (int cpu : cpus) hwloc_bitmap_set(set, static_cast<unsigned>(cpu));
-  const int result = hwloc_set_cpubind(topology, set, HWLOC_CPUBIND_PROCESS);
+  const int result = hwloc_set_cpubind(topology.handle(), set, HWLOC_CPUBIND_PROCESS);
   const int error = errno;
   hwloc_bitmap_free(set);
-  hwloc_topology_destroy(topology);
   if (result == 0) return true;
   if (binding_unsupported(error)) return false;
   throw Error(fmt::format("cannot bind this process to cpus {}: {}", cpu_list_string(cpus),

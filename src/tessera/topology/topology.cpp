@@ -114,10 +114,15 @@ int MachineInfo::node_position(int os_index) const {
   return -1;
 }
 
-Topology Topology::this_machine() {
+Topology Topology::whole_machine() {
   hwloc_topology_t topology = init_or_throw();
   hwloc_topology_set_io_types_filter(topology, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
-  topology = load_or_throw(topology, "hwloc: cannot discover this machine's topology");
+  return Topology(load_or_throw(topology, "hwloc: cannot discover this machine's topology"));
+}
+
+Topology Topology::this_machine() {
+  Topology machine = whole_machine();
+  hwloc_topology_t topology = machine.handle();
   // hwloc already hides CPUs outside our cgroup; also honour the CPU binding this process was
   // started with (taskset, numactl, mpirun --bind-to), so plans never leave it.
   hwloc_bitmap_t bound = hwloc_bitmap_alloc();
@@ -127,7 +132,7 @@ Topology Topology::this_machine() {
     hwloc_topology_restrict(topology, bound, 0);
   }
   hwloc_bitmap_free(bound);
-  return Topology(topology);
+  return machine;
 }
 
 Topology Topology::from_xml(const std::string& path) {

@@ -58,6 +58,9 @@ class Topology {
   // The running machine, restricted to the CPUs and nodes this process may use; with I/O
   // devices, so that GPUs are listed.
   static Topology this_machine();
+  // The running machine as far as its cgroup allows, whatever this process is bound to (for
+  // binding it to CPUs outside its current binding).
+  static Topology whole_machine();
   // An hwloc XML export (lstopo file.xml, or data/topologies/*.xml).
   static Topology from_xml(const std::string& path);
   // An hwloc synthetic description, e.g. "pack:2 numa:12 l3:1 core:16 pu:2".
