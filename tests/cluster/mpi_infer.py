@@ -110,13 +110,20 @@ def journal_batches(path):
     return (len(data) - data.index(b"\n") - 1) // 4
 
 
-def case_identical(a, mpirun):
-    tiles = make_tiles(a.tessera, a.workdir, 5, "12x10", 20)
+def model_and_reference(a, tiles, infer_options):
+    """A small model, and the outputs of one process running `tiles` with it into ref/.
+    Returns (model, reference directory)."""
     model = os.path.join(a.workdir, "m.onnx")
     run([a.tessera, "make-model", "-o", model, "--d-model", "32", "--layers", "1", "--heads", "2",
          "--ffn", "64"])
     reference = os.path.join(a.workdir, "ref")
-    run([a.tessera, "infer", "--tiles", tiles, "-o", reference, "-m", model, "--layout", "1x1"])
+    run([a.tessera, "infer", "--tiles", tiles, "-o", reference, "-m", model] + infer_options)
+    return model, reference
+
+
+def case_identical(a, mpirun):
+    tiles = make_tiles(a.tessera, a.workdir, 5, "12x10", 20)
+    model, reference = model_and_reference(a, tiles, ["--layout", "1x1"])
     if len(os.listdir(reference)) != 10:
         fail("the one-process run wrote %s" % sorted(os.listdir(reference)))
     out = os.path.join(a.workdir, "out")
@@ -160,12 +167,8 @@ def open_files(pid):
 
 def case_kill(a, mpirun):
     tiles = make_tiles(a.tessera, a.workdir, 6, "24x24", 24)
-    model = os.path.join(a.workdir, "m.onnx")
-    run([a.tessera, "make-model", "-o", model, "--d-model", "32", "--layers", "1", "--heads", "2",
-         "--ffn", "64"])
+    model, reference = model_and_reference(a, tiles, ["--layout", "1x1", "-b", "8"])
     common = ["--tiles", tiles, "-m", model, "--layout", "1x1", "-b", "8"]
-    reference = os.path.join(a.workdir, "ref")
-    run([a.tessera, "infer", "-o", reference] + common)
 
     out = os.path.join(a.workdir, "out")
     command = [mpirun, "--oversubscribe", "-n", "3", a.tessera, "infer", "-o", out] + common
@@ -227,11 +230,7 @@ def cpus_of(placement):
 
 def case_split(a, mpirun):
     tiles = make_tiles(a.tessera, a.workdir, 3, "12x10", 20)
-    model = os.path.join(a.workdir, "m.onnx")
-    run([a.tessera, "make-model", "-o", model, "--d-model", "32", "--layers", "1", "--heads", "2",
-         "--ffn", "64"])
-    reference = os.path.join(a.workdir, "ref")
-    run([a.tessera, "infer", "--tiles", tiles, "-o", reference, "-m", model])
+    model, reference = model_and_reference(a, tiles, [])
     # One CPU of each core, as plans list them.
     single = json.loads(run([a.tessera, "topo", "-o", "json", "--plan", "single"]).stdout)
     everything = set(single["plan"]["workers"][0]["cpus"])

@@ -11,6 +11,7 @@
 #include "tessera/common/error.h"
 #include "tessera/io/synth_tile.h"
 #include "tessera/io/tile.h"
+#include "test_support.h"
 
 namespace tessera {
 namespace {
@@ -103,12 +104,8 @@ TEST(Synth, DeterministicPerSeedAndRefusesToOverwrite) {
   EXPECT_EQ(slurp(root + "/a/sar_ascending.npy"), slurp(root + "/b/sar_ascending.npy"));
   EXPECT_EQ(open_tile(root + "/a").s2_bands.dtype(), DType::kUInt16);
   o.seed = 8;
-  try {
-    write_synth_tile(root + "/a", o, false);
-    FAIL() << "overwrote without force";
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), root + "/a: already exists (use --force to overwrite)");
-  }
+  EXPECT_EQ(testing::error_of([&] { write_synth_tile(root + "/a", o, false); }),
+            root + "/a: already exists (use --force to overwrite)");
   write_synth_tile(root + "/a", o, true);
   EXPECT_NE(slurp(root + "/a/bands.npy"), slurp(root + "/b/bands.npy"));
   EXPECT_FALSE(std::filesystem::exists(root + "/a.partial"));
@@ -121,34 +118,20 @@ TEST(Synth, ForceReplacesOnlyATileDirectory) {
   // A directory holding a user's file besides tile files is refused and left as it was.
   write_synth_tile(root + "/mixed", o, false);
   { std::ofstream(root + "/mixed/notes.txt") << "mine"; }
-  try {
-    write_synth_tile(root + "/mixed", o, true);
-    FAIL() << "replaced a directory that holds more than a tile";
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), root + "/mixed: holds more than a tile (" + root +
-                                         "/mixed/notes.txt); --force will not replace it");
-  }
+  EXPECT_EQ(testing::error_of([&] { write_synth_tile(root + "/mixed", o, true); }),
+            root + "/mixed: holds more than a tile (" + root +
+                "/mixed/notes.txt); --force will not replace it");
   EXPECT_EQ(slurp(root + "/mixed/notes.txt"), "mine");
   EXPECT_TRUE(fs::exists(root + "/mixed/s2/bands.npy"));
   // A file is not replaced by a directory.
   { std::ofstream(root + "/file.txt") << "mine"; }
-  try {
-    write_synth_tile(root + "/file.txt", o, true);
-    FAIL() << "replaced a file";
-  } catch (const Error& e) {
-    EXPECT_EQ(
-        std::string(e.what()),
-        root + "/file.txt: exists and is not a directory (--force replaces directories only)");
-  }
+  EXPECT_EQ(testing::error_of([&] { write_synth_tile(root + "/file.txt", o, true); }),
+            root + "/file.txt: exists and is not a directory (--force replaces directories only)");
   EXPECT_EQ(slurp(root + "/file.txt"), "mine");
   // . and .. are never the tile's name.
   for (const std::string name : {"/mixed/.", "/mixed/s2/.."}) {
-    try {
-      write_synth_tile(root + name, o, true);
-      FAIL() << name;
-    } catch (const Error& e) {
-      EXPECT_EQ(std::string(e.what()), root + name + ": name the directory itself, not . or ..");
-    }
+    EXPECT_EQ(testing::error_of([&] { write_synth_tile(root + name, o, true); }),
+              root + name + ": name the directory itself, not . or ..");
   }
   EXPECT_EQ(slurp(root + "/mixed/notes.txt"), "mine");
   // A tile directory is replaced, with nothing left beside it; a user's tile.old is not touched.
@@ -167,14 +150,9 @@ TEST(Synth, ForceReplacesOnlyATileDirectory) {
   // A directory in the way of the temporary one is removed only if it holds just a tile.
   fs::create_directories(root + "/next.partial");
   { std::ofstream(root + "/next.partial/notes.txt") << "mine"; }
-  try {
-    write_synth_tile(root + "/next", o, false);
-    FAIL() << "removed a user's directory";
-  } catch (const Error& e) {
-    EXPECT_EQ(std::string(e.what()), root + "/next.partial: holds more than a tile (" + root +
-                                         "/next.partial/notes.txt); remove it to write " + root +
-                                         "/next");
-  }
+  EXPECT_EQ(testing::error_of([&] { write_synth_tile(root + "/next", o, false); }),
+            root + "/next.partial: holds more than a tile (" + root +
+                "/next.partial/notes.txt); remove it to write " + root + "/next");
   EXPECT_EQ(slurp(root + "/next.partial/notes.txt"), "mine");
 }
 
