@@ -574,7 +574,7 @@ def run_bench(args):
         if r["status"] == "ok" and base["status"] == "ok":
             r["speedup"] = base["ms_per_pixel"] / r["ms_per_pixel"]
     result = {"tool": TOOL, "version": TOOL_VERSION, "machine": describe_machine(),
-              "model": model_info, "rows": rows}
+              "model": model_info, "rows": rows, "skipped": []}
     if args.output == "-":
         json.dump(result, sys.stdout, indent=2)
         print()

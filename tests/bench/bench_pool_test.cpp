@@ -73,13 +73,13 @@ TEST(BenchPool, AWorkerThatFailsNeverLeavesAnotherWaiting) {
 TEST(BenchPool, MeasuresManyBatchSizesOnOneSetOfSessions) {
   const BenchOptions options = tiny_options();
   const MachineInfo machine = Topology::this_machine().info();
-  BenchPool pool(options, machine, "cpu", "single:1", 16);
+  BenchPool pool(options, machine, parse_engine_spec("ort", "cpu"), "single:1", 16);
   EXPECT_EQ(pool.layout(), "single:1");
   EXPECT_EQ(pool.max_batch(), 16);
   EXPECT_GT(pool.session_s(), 0.0);
   for (const auto& [batch, batches] : {std::pair<int64_t, int>{4, 2}, {16, 1}, {4, 3}}) {
     const BenchRow row = pool.measure(batch, batches, options.warmup);
-    EXPECT_EQ(row.status, "ok");
+    EXPECT_EQ(row.status, RowStatus::kOk);
     EXPECT_EQ(row.batch, batch);
     EXPECT_EQ(row.batches, batches);
     EXPECT_EQ(row.workers, 1);
@@ -100,7 +100,7 @@ TEST(BenchPool, EveryWorkerOfTheLayoutMeasures) {
   const BenchOptions options = tiny_options();
   const MachineInfo machine = Topology::this_machine().info();
   if (machine.cores < 2) GTEST_SKIP() << "needs 2 cores";
-  BenchPool pool(options, machine, "cpu", "2x1", 8);
+  BenchPool pool(options, machine, parse_engine_spec("ort", "cpu"), "2x1", 8);
   const BenchRow row = pool.measure(8, 2, 1);
   EXPECT_EQ(row.workers, 2);
   EXPECT_EQ(row.pixels, 2 * 8 * 2);
@@ -111,7 +111,7 @@ TEST(BenchPool, AModelThatCannotLoadFailsTheConstructor) {
   BenchOptions options = tiny_options();
   options.model_path = kDir + "/missing.onnx";
   const MachineInfo machine = Topology::this_machine().info();
-  EXPECT_THROW(BenchPool(options, machine, "cpu", "single:1", 8), Error);
+  EXPECT_THROW(BenchPool(options, machine, parse_engine_spec("ort", "cpu"), "single:1", 8), Error);
 }
 
 // ---- the sweep around the cases ----
@@ -126,10 +126,10 @@ TEST(Bench, ACaseThatFailsIsAnErrorRowAndTheSweepGoesOn) {
   options.warmup = 0;
   const BenchResult result = run_bench(options);
   ASSERT_EQ(result.rows.size(), 3u);
-  EXPECT_EQ(result.rows[0].status, "ok");
-  EXPECT_EQ(result.rows[2].status, "ok");
+  EXPECT_EQ(result.rows[0].status, RowStatus::kOk);
+  EXPECT_EQ(result.rows[2].status, RowStatus::kOk);
   const BenchRow& failed = result.rows[1];
-  EXPECT_EQ(failed.status, "error");
+  EXPECT_EQ(failed.status, RowStatus::kError);
   EXPECT_EQ(failed.batch, 6);
   EXPECT_EQ(failed.speedup, 0);
   EXPECT_EQ(failed.error.rfind("ort-cpu: inference failed (ONNX Runtime: ", 0), 0u) << failed.error;
@@ -145,7 +145,7 @@ TEST(Bench, ACaseThatFailsIsAnErrorRowAndTheSweepGoesOn) {
   // With the baseline row failed, no row has a speedup: null in JSON, not 0.
   options.batch_sizes = {6, 8};
   const BenchResult no_base = run_bench(options);
-  EXPECT_EQ(no_base.rows[1].status, "ok");
+  EXPECT_EQ(no_base.rows[1].status, RowStatus::kOk);
   EXPECT_EQ(no_base.rows[1].speedup, 0);
   EXPECT_TRUE(bench_json(no_base)["rows"][1]["speedup"].is_null());
 }

@@ -221,10 +221,32 @@ TEST(BenchCli, BatchOfZero) {
   EXPECT_EQ(r.err, "tessera: batch size must be at least 1 (got 0)\n");
 }
 
+TEST(BenchCli, CombinationsAnEngineCannotRunAreListedAsSkipped) {
+  const auto r =
+      run_cli("bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 --precision fp32,int8");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| ort fp32 |"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("int8 |"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped: cpu ort int8: the ort engine computes fp32 on cpu, not int8 "
+                       "(--engine native does)\n"),
+            std::string::npos)
+      << r.out;
+}
+
 TEST(BenchCli, OptionsEveryCaseShares) {
-  auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --precision bf16");
+  auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --precision fp8");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "tessera: unknown precision 'bf16' (expected fp32, tf32 or fp16)\n");
+  EXPECT_EQ(r.err, "tessera: unknown precision 'fp8' (expected fp32, tf32, fp16, bf16 or int8)\n");
+  EXPECT_EQ(r.out, "");
+  r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --engine onnx");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.rfind("tessera: unknown engine 'onnx' (expected ort", 0), 0u) << r.err;
+  // A precision no engine of the sweep runs: nothing to measure.
+  r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --engine ort --precision bf16");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "tessera: no engine of the sweep can run: cpu ort bf16: the ort engine computes fp32 "
+            "on cpu, not bf16 (--engine native does)\n");
   EXPECT_EQ(r.out, "");
   r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --opt-level 5");
   EXPECT_EQ(r.exit_code, 2);

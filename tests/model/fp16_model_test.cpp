@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "tessera/common/error.h"
+#include "tessera/engine/ort/ort_engine.h"
 #include "tessera/model/dummy_inputs.h"
-#include "tessera/model/ort_engine.h"
 #include "test_models.h"
 #include "test_support.h"
 
@@ -440,8 +440,8 @@ TEST(Fp16Model, RefusesSubgraphsAndRandomNumbers) {
 }
 
 TEST(Fp16Model, PrecisionNames) {
-  for (const char* ok : {"fp32", "tf32", "fp16"}) EXPECT_NO_THROW(check_precision(ok));
-  EXPECT_EQ(error_of([] { check_precision("bf16"); }),
+  for (const char* ok : {"fp32", "tf32", "fp16"}) EXPECT_NO_THROW(check_ort_precision(ok));
+  EXPECT_EQ(error_of([] { check_ort_precision("bf16"); }),
             "unknown precision 'bf16' (expected fp32, tf32 or fp16)");
 }
 

@@ -15,10 +15,10 @@
 #include <thread>
 
 #include "tessera/common/error.h"
+#include "tessera/engine/ort/cuda_runtime.h"
+#include "tessera/engine/ort/ort_engine.h"
 #include "tessera/io/synth_tile.h"
-#include "tessera/model/cuda_runtime.h"
 #include "tessera/model/model_builder.h"
-#include "tessera/model/ort_engine.h"
 #include "tessera/runtime/device_batches.h"
 #include "tessera/runtime/device_list.h"
 #include "tessera/runtime/tile_runner.h"
@@ -129,7 +129,7 @@ class FakeEngine : public Engine {
     runs.push_back(batch);
     if (other_error) throw Error("fake: inference failed (ONNX Runtime: Invalid rank)");
     if (batch > fits_) {
-      throw Error(
+      throw OutOfMemoryError(
           "fake: inference failed (ONNX Runtime: Non-zero status code returned while running "
           "MatMul node. Status Message: bfc_arena.cc:376 Failed to allocate memory for "
           "requested buffer of size 1234)");

@@ -21,9 +21,9 @@
 #include "tessera/common/error.h"
 #include "tessera/common/threads.h"
 #include "tessera/common/version.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/model/dummy_inputs.h"
-#include "tessera/model/ort_cuda.h"
-#include "tessera/model/ort_engine.h"
+#include "tessera/model/model_info.h"
 #include "tessera/runtime/child_process.h"
 #include "tessera/topology/binding.h"
 #include "tessera/topology/placement.h"
@@ -40,28 +40,38 @@ struct WorkerTimes {
 };
 
 struct Case {
-  std::string device;
+  EngineSpec engine;  // backend, device and precision
   std::string layout;
   int64_t batch;
+
+  std::string label() const {
+    return fmt::format("{} {} {} b={}", engine.device(), engine.label(), layout, batch);
+  }
+};
+
+// How a case failed: the first worker's error, and whether memory ran out (a result, not a
+// failure: the batch does not fit).
+struct CaseError {
+  std::string message;
+  bool out_of_memory = false;
+  bool failed() const { return !message.empty(); }
 };
 
 // One worker's engine for batches up to `max_batch`, its inputs filled with dummy data.
-std::unique_ptr<Engine> build_worker_engine(const BenchOptions& options, const std::string& device,
+std::unique_ptr<Engine> build_worker_engine(const BenchOptions& options, const EngineSpec& engine,
                                             const WorkerPlan& worker, int64_t max_batch,
                                             double* session_s) {
-  OrtEngineOptions engine_options;
-  engine_options.device = device;
-  engine_options.intra_op_threads = worker.threads;
-  engine_options.spinning = options.spinning;
-  engine_options.optimization_level = options.optimization_level;
-  engine_options.precision = options.precision;
-  engine_options.max_batch = max_batch;
-  if (parse_device(device) < 0 && options.pin) {
-    engine_options.thread_affinities = ort_thread_affinities(worker);
-  }
-  std::unique_ptr<Engine> engine = make_engine(options.model_path, engine_options, session_s);
-  fill_dummy_inputs(*engine, options.seed + static_cast<uint64_t>(worker.index));
-  return engine;
+  EngineSpec spec = engine;
+  spec.threads = worker.threads;
+  spec.spinning = options.spinning;
+  spec.max_batch = max_batch;
+  if (spec.on_cpu() && options.pin) spec.cpus = worker.cpus;
+  if (spec.backend == "ort")
+    spec.backend_options["optimization_level"] = std::to_string(options.optimization_level);
+  std::unique_ptr<Engine> built = make_engine(options.model_path, spec);
+  if (session_s) *session_s = built->build_seconds();
+  fill_dummy_inputs(*built, options.seed + static_cast<uint64_t>(worker.index));
+  return built;
 }
 
 // Times one worker of a case on an engine already built: `warmup` untimed batches, then the
@@ -73,10 +83,8 @@ void time_worker(const BenchOptions& options, const Case& c, const WorkerPlan& w
   for (int i = 0; i < warmup; ++i) engine.run(c.batch);
   if (!next_phase()) return;
   for (int rep = 0; rep < options.reps; ++rep) {
-    if (worker.index == 0 && options.progress) {
-      options.progress(
-          fmt::format("{} {} b={} rep {}/{}", c.device, c.layout, c.batch, rep + 1, options.reps));
-    }
+    if (worker.index == 0 && options.progress)
+      options.progress(fmt::format("{} rep {}/{}", c.label(), rep + 1, options.reps));
     mine.rep_start.push_back(Clock::now());
     for (int b = 0; b < options.batches; ++b) {
       const auto start = Clock::now();
@@ -94,7 +102,7 @@ WorkerTimes measure_worker(const BenchOptions& options, const Case& c, const Wor
                            const std::function<bool()>& next_phase) {
   WorkerTimes mine;
   const std::unique_ptr<Engine> engine =
-      build_worker_engine(options, c.device, worker, c.batch, &mine.session_s);
+      build_worker_engine(options, c.engine, worker, c.batch, &mine.session_s);
   if (!next_phase()) return mine;
   time_worker(options, c, worker, *engine, options.warmup, next_phase, mine);
   return mine;
@@ -110,21 +118,22 @@ Clock::time_point from_ns(int64_t ns) {
 // All workers of a plan as child processes (`tessera bench-worker`), each binding itself, as
 // the study did with numactl. The children report "phase" and wait for "go" (or "stop") at
 // every phase; the steady clock is system-wide, so their timestamps compare directly.
-std::string measure_in_processes(const BenchOptions& options, const Case& c, const Plan& plan,
-                                 std::vector<WorkerTimes>& times) {
+CaseError measure_in_processes(const BenchOptions& options, const Case& c, const Plan& plan,
+                               std::vector<WorkerTimes>& times) {
   const std::string exe = self_executable();
   std::vector<std::unique_ptr<ChildProcess>> children;
   for (const WorkerPlan& worker : plan.workers) {
     std::vector<std::string> argv = {exe,           "bench-worker",
                                      "--model",     options.model_path,
-                                     "--device",    c.device,
+                                     "--device",    c.engine.device(),
+                                     "--engine",    c.engine.backend,
+                                     "--precision", c.engine.precision,
                                      "--batch",     std::to_string(c.batch),
                                      "--batches",   std::to_string(options.batches),
                                      "--reps",      std::to_string(options.reps),
                                      "--warmup",    std::to_string(options.warmup),
                                      "--seed",      std::to_string(options.seed),
                                      "--opt-level", std::to_string(options.optimization_level),
-                                     "--precision", options.precision,
                                      "--membind",   memory_policy_name(plan.policy),
                                      "--index",     std::to_string(worker.index),
                                      "--cpus",      cpu_list_string(worker.cpus),
@@ -133,24 +142,26 @@ std::string measure_in_processes(const BenchOptions& options, const Case& c, con
     if (!options.pin) argv.push_back("--no-pin");
     children.push_back(std::make_unique<ChildProcess>(argv));
   }
-  std::string error;
+  CaseError error;
   const int phases = 2 + options.reps;
-  for (int phase = 0; phase < phases && error.empty(); ++phase) {
+  for (int phase = 0; phase < phases && !error.failed(); ++phase) {
     for (size_t i = 0; i < children.size(); ++i) {
       const auto line = children[i]->read_line();
+      if (error.failed()) continue;
       if (!line) {
-        if (error.empty()) error = fmt::format("worker process {} ended unexpectedly", i);
-      } else if (line->rfind("error ", 0) == 0) {
-        if (error.empty()) error = line->substr(6);
+        error.message = fmt::format("worker process {} ended unexpectedly", i);
+      } else if (line->rfind("error ", 0) == 0 || line->rfind("oom ", 0) == 0) {
+        error.out_of_memory = line->rfind("oom ", 0) == 0;
+        error.message = line->substr(line->find(' ') + 1);
       }
     }
-    for (auto& child : children) child->send_line(error.empty() ? "go" : "stop");
+    for (auto& child : children) child->send_line(error.failed() ? "stop" : "go");
   }
-  if (error.empty()) {
+  if (!error.failed()) {
     for (size_t i = 0; i < children.size(); ++i) {
       const auto line = children[i]->read_line();
       if (!line || line->rfind("result ", 0) != 0) {
-        error = fmt::format("worker process {} sent no result", i);
+        error.message = fmt::format("worker process {} sent no result", i);
         break;
       }
       const auto doc = nlohmann::json::parse(line->substr(7));
@@ -169,10 +180,11 @@ std::string measure_in_processes(const BenchOptions& options, const Case& c, con
 // running out of memory, an "error" row otherwise (what every case would share, such as an
 // unusable model or a missing GPU, is found before the first case: check_sweep).
 BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
-                  const std::string& first_error, const std::vector<WorkerTimes>& times) {
+                  const CaseError& first_error, const std::vector<WorkerTimes>& times) {
   BenchRow row;
-  row.device = c.device;
-  row.precision = parse_device(c.device) >= 0 ? options.precision : "fp32";
+  row.engine = c.engine.backend;
+  row.device = c.engine.device();
+  row.precision = c.engine.precision;
   row.layout = c.layout;
   row.spawn = options.spawn;
   row.pinned = options.pin;
@@ -182,10 +194,11 @@ BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
   row.batches = options.batches;
   row.reps = options.reps;
   row.pixels = c.batch * options.batches * row.workers;
-  if (!first_error.empty()) {
+  if (first_error.failed()) {
     // Running out of memory is a result (the batch does not fit); anything else failed.
-    row.status = is_out_of_memory_message(first_error) ? "oom" : "error";
-    row.error = one_line(first_error);
+    row.status = first_error.out_of_memory ? RowStatus::kOutOfMemory : RowStatus::kError;
+    row.error = first_error.message;
+    std::replace(row.error.begin(), row.error.end(), '\n', ' ');
     return row;
   }
   double wall_sum = 0;
@@ -218,14 +231,16 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
   const Plan plan = plan_layout(machine, c.layout, parse_memory_policy(options.membind));
   if (options.spawn == "process") {
     std::vector<WorkerTimes> times(plan.workers.size());
-    const std::string first_error = measure_in_processes(options, c, plan, times);
+    const CaseError first_error = measure_in_processes(options, c, plan, times);
     return make_row(options, c, plan, first_error, times);
   }
   std::optional<BenchPool> pool;
   try {
-    pool.emplace(options, machine, c.device, c.layout, c.batch);
+    pool.emplace(options, machine, c.engine, c.layout, c.batch);
+  } catch (const OutOfMemoryError& e) {
+    return make_row(options, c, plan, {e.what(), true}, {});
   } catch (const Error& e) {
-    return make_row(options, c, plan, e.what(), {});  // an "oom" or "error" row
+    return make_row(options, c, plan, {e.what(), false}, {});
   }
   BenchRow row = pool->measure(c.batch, options.batches, options.warmup);
   row.session_s = pool->session_s();
@@ -234,6 +249,8 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
 
 void validate(const BenchOptions& options) {
   if (options.devices.empty()) throw UsageError("--device needs at least one device");
+  if (options.engines.empty()) throw UsageError("--engine needs at least one engine");
+  if (options.precisions.empty()) throw UsageError("--precision needs at least one precision");
   if (options.batch_sizes.empty()) throw UsageError("-b needs at least one batch size");
   for (int64_t b : options.batch_sizes) {
     if (b < 1) throw UsageError(fmt::format("batch size must be at least 1 (got {})", b));
@@ -247,32 +264,53 @@ void validate(const BenchOptions& options) {
     throw UsageError(fmt::format("-r must be at least 1 (got {})", options.reps));
   if (options.warmup < 0)
     throw UsageError(fmt::format("--warmup must be 0 or more (got {})", options.warmup));
-  for (const auto& d : options.devices) parse_device(d);
-  check_precision(options.precision);
-  graph_optimization_level(options.optimization_level);  // throws UsageError
+  for (const auto& d : options.devices) {
+    for (const auto& e : options.engines) {
+      for (const auto& p : options.precisions) engine_cannot_run(e, d, p);  // grammar: throws
+    }
+  }
+  check_backend_option("ort", "optimization_level", std::to_string(options.optimization_level));
   if (options.spawn != "thread" && options.spawn != "process") {
     throw UsageError("unknown --spawn '" + options.spawn + "' (expected thread or process)");
   }
   parse_memory_policy(options.membind);
 }
 
-// What every case of a sweep would share, checked once before the first: the model loads
-// (with ORT's CPU provider, unoptimised, at the smallest batch size: a batch too large is that
-// case's own "oom" row) and every CUDA device can run it. Throws the one-line Error the first
-// case would have.
-void check_sweep(const BenchOptions& options) {
-  probe_model_shape(options.model_path,
-                    *std::min_element(options.batch_sizes.begin(), options.batch_sizes.end()));
+// What every case of a sweep would share, checked once before the first: the model's inputs
+// and output, and that this machine can run every engine of the sweep (a GPU's provider, the
+// CPU instructions of a precision). Throws the one-line Error the first case would have.
+void check_sweep(const BenchOptions& options, const std::vector<Case>& cases) {
+  for (const Case& c : cases) check_engine_can_run(c.engine, options.model_path);
+}
+
+// The engines of the sweep, devices x engines x precisions in that order; a combination an
+// engine cannot run is left out and described in `skipped` (once each).
+std::vector<EngineSpec> sweep_engines(const BenchOptions& options,
+                                      std::vector<std::string>& skipped) {
+  std::vector<EngineSpec> specs;
   for (const auto& device : options.devices) {
-    if (parse_device(device) < 0) continue;
-    require_cuda(device);
-    refuse_models_that_crash_cuda(options.model_path);
+    for (const auto& engine : options.engines) {
+      for (const auto& precision : options.precisions) {
+        const std::string why = engine_cannot_run(engine, device, precision);
+        if (!why.empty()) {
+          skipped.push_back(fmt::format("{} {} {}: {}", device, engine,
+                                        precision.empty() ? "(default)" : precision, why));
+          continue;
+        }
+        const EngineSpec spec = parse_engine_spec(engine, device, precision);
+        const bool seen = std::any_of(specs.begin(), specs.end(), [&](const EngineSpec& s) {
+          return s.device() == spec.device() && s.label() == spec.label();
+        });
+        if (!seen) specs.push_back(spec);
+      }
+    }
   }
+  return specs;
 }
 
 }  // namespace
 
-int run_bench_worker(const BenchOptions& options, const std::string& device, int64_t batch,
+int run_bench_worker(const BenchOptions& options, const EngineSpec& engine, int64_t batch,
                      const WorkerPlan& worker) {
   auto next_phase = [] {
     std::cout << "phase" << std::endl;
@@ -284,7 +322,7 @@ int run_bench_worker(const BenchOptions& options, const std::string& device, int
       bind_current_thread(worker, parse_memory_policy(options.membind));
       pin_current_thread(worker.cpus.front());
     }
-    const WorkerTimes t = measure_worker(options, Case{device, "", batch}, worker, next_phase);
+    const WorkerTimes t = measure_worker(options, Case{engine, "", batch}, worker, next_phase);
     if (static_cast<int>(t.rep_end.size()) != options.reps) return 0;  // told to stop
     nlohmann::json result = {{"session_s", t.session_s}, {"batch_ms", t.batch_ms}};
     result["rep_start_ns"] = nlohmann::json::array();
@@ -296,7 +334,8 @@ int run_bench_worker(const BenchOptions& options, const std::string& device, int
   } catch (const std::exception& e) {
     std::string message = e.what();
     std::replace(message.begin(), message.end(), '\n', ' ');
-    std::cout << "error " << message << std::endl;
+    const bool oom = dynamic_cast<const OutOfMemoryError*>(&e) != nullptr;
+    std::cout << (oom ? "oom " : "error ") << message << std::endl;
     return 1;
   }
 }
@@ -318,54 +357,73 @@ BenchResult run_bench(const BenchOptions& options) {
   // Plan every layout up front, so a bad one fails before anything runs.
   for (const auto& layout : layouts)
     plan_layout(machine, layout, parse_memory_policy(options.membind));
+  BenchResult result;
   std::vector<Case> cases;
-  for (const auto& device : options.devices) {
+  for (const EngineSpec& engine : sweep_engines(options, result.skipped)) {
     for (const auto& layout : layouts) {
-      for (int64_t batch : options.batch_sizes) cases.push_back({device, layout, batch});
+      for (int64_t batch : options.batch_sizes) cases.push_back({engine, layout, batch});
     }
   }
+  if (cases.empty()) throw UsageError("no engine of the sweep can run: " + result.skipped.front());
   if (options.baseline < 1 || options.baseline > static_cast<int>(cases.size())) {
     throw UsageError(
         fmt::format("--baseline {} is not a row (1..{})", options.baseline, cases.size()));
   }
 
-  check_sweep(options);
-  BenchResult result;
+  check_sweep(options, cases);
   result.machine = describe_machine(machine);
   result.model = describe_model(options.model_path);
   result.gpu_baseline_ms_per_pixel = options.gpu_baseline_ms_per_pixel;
   for (size_t i = 0; i < cases.size(); ++i) {
     if (options.progress) {
-      options.progress(fmt::format("[{}/{}] {} {} b={}", i + 1, cases.size(), cases[i].device,
-                                   cases[i].layout, cases[i].batch));
+      options.progress(fmt::format("[{}/{}] {}", i + 1, cases.size(), cases[i].label()));
     }
     result.rows.push_back(run_case(options, machine, cases[i]));
   }
   const BenchRow& base = result.rows[options.baseline - 1];
   for (auto& row : result.rows) {
-    row.speedup =
-        (row.status == "ok" && base.status == "ok") ? base.ms_per_pixel / row.ms_per_pixel : 0;
+    row.speedup = (row.status == RowStatus::kOk && base.status == RowStatus::kOk)
+                      ? base.ms_per_pixel / row.ms_per_pixel
+                      : 0;
   }
   return result;
 }
 
 BenchRow run_bench_case(const BenchOptions& options, const MachineInfo& machine,
-                        const std::string& device, const std::string& layout, int64_t batch) {
+                        const EngineSpec& engine, const std::string& layout, int64_t batch) {
   validate(options);
-  return run_case(options, machine, {device, layout, batch});
+  return run_case(options, machine, {engine, layout, batch});
 }
 
 std::string bench_failures(const BenchResult& result) {
   const BenchRow* first = nullptr;
   int failed = 0;
   for (const auto& row : result.rows) {
-    if (row.status != "error") continue;
+    if (row.status != RowStatus::kError) continue;
     if (!first) first = &row;
     ++failed;
   }
   if (!first) return "";
   return fmt::format("{} of {} cases failed (first: {} {} b={}: {})", failed, result.rows.size(),
                      first->device, first->layout, first->batch, first->error);
+}
+
+std::string row_status_name(RowStatus status) {
+  switch (status) {
+    case RowStatus::kOk:
+      return "ok";
+    case RowStatus::kOutOfMemory:
+      return "oom";
+    case RowStatus::kError:
+      break;
+  }
+  return "error";
+}
+
+RowStatus parse_row_status(const std::string& name) {
+  if (name == "ok") return RowStatus::kOk;
+  if (name == "oom") return RowStatus::kOutOfMemory;
+  return RowStatus::kError;
 }
 
 Table bench_table(const BenchResult& result) {
@@ -375,6 +433,7 @@ Table bench_table(const BenchResult& result) {
       {"workers", "jobs"},
       {"threads", "threads/job"},
       {"batch", "batch"},
+      {"engine", "engine", -1, false},
       {"batches", "batches"},
       {"total_s", "total s", 2},
       {"ms_per_batch", "ms/batch", 1},
@@ -389,7 +448,7 @@ Table bench_table(const BenchResult& result) {
   columns.push_back({"status", "status", -1, false});
   Table table(columns);
   for (const auto& r : result.rows) {
-    const bool ok = r.status == "ok";
+    const bool ok = r.status == RowStatus::kOk;
     auto num = [&](double v) { return ok ? nlohmann::json(v) : nlohmann::json(); };
     std::string layout = r.layout;
     if (r.spawn == "process") layout += " (processes)";
@@ -399,6 +458,7 @@ Table bench_table(const BenchResult& result) {
                                          r.workers,
                                          r.threads,
                                          r.batch,
+                                         r.engine + " " + r.precision,
                                          r.batches,
                                          num(r.total_s),
                                          num(r.ms_per_batch),
@@ -408,7 +468,8 @@ Table bench_table(const BenchResult& result) {
                                          num(r.pixels_per_s),
                                          r.speedup > 0 ? num(r.speedup) : nlohmann::json()};
     if (vs_gpu) cells.push_back(num(result.gpu_baseline_ms_per_pixel / r.ms_per_pixel));
-    cells.push_back(ok ? r.status : r.status + ": " + r.error);
+    const std::string status = row_status_name(r.status);
+    cells.push_back(ok ? status : status + ": " + r.error);
     table.add_row(std::move(cells));
   }
   return table;
@@ -454,22 +515,21 @@ nlohmann::json bench_json(const BenchResult& result) {
                     {"ms_per_pixel_per_worker", r.ms_per_pixel_per_worker},
                     {"pixels_per_s", r.pixels_per_s},
                     {"speedup", r.speedup > 0 ? nlohmann::json(r.speedup) : nlohmann::json()},
-                    {"status", r.status},
+                    {"status", row_status_name(r.status)},
                     {"error", r.error},
                     {"samples_ms", r.samples_ms}});
   }
-  nlohmann::json out = {{"tool", "tessera bench"},
-                        {"version", kVersion},
-                        {"machine", result.machine},
-                        {"model", result.model},
-                        {"rows", rows}};
+  nlohmann::json out = {{"tool", "tessera bench"}, {"skipped", result.skipped},
+                        {"version", kVersion},     {"machine", result.machine},
+                        {"model", result.model},   {"rows", rows}};
   if (result.gpu_baseline_ms_per_pixel > 0)
     out["gpu_baseline_ms_per_pixel"] = result.gpu_baseline_ms_per_pixel;
   return out;
 }
 
 std::string run_worker_phases(int phases, std::barrier<>& meet, std::atomic<bool>& failed,
-                              const std::function<void(const std::function<bool()>&)>& body) {
+                              const std::function<void(const std::function<bool()>&)>& body,
+                              bool* out_of_memory) {
   int arrived = 0;
   const auto next_phase = [&] {
     meet.arrive_and_wait();
@@ -482,6 +542,7 @@ std::string run_worker_phases(int phases, std::barrier<>& meet, std::atomic<bool
   } catch (const std::exception& e) {
     failed = true;
     error = e.what();
+    if (out_of_memory) *out_of_memory = dynamic_cast<const OutOfMemoryError*>(&e) != nullptr;
   }
   while (arrived < phases) next_phase();
   return error;
@@ -492,7 +553,8 @@ std::string run_worker_phases(int phases, std::barrier<>& meet, std::atomic<bool
 // run_worker_phases), so no worker waits forever for one that failed or stopped.
 struct BenchPool::State {
   BenchOptions options;
-  std::string device, layout;
+  EngineSpec engine;
+  std::string layout;
   Plan plan;
   int64_t max_batch = 0;
   double session_s = 0;
@@ -501,31 +563,32 @@ struct BenchPool::State {
   std::mutex mutex;
   std::condition_variable wake;
   int ready = 0;            // workers whose engine build has ended (built or not)
-  std::string build_error;  // the first failed build
+  CaseError build_error;    // the first failed build
   uint64_t generation = 0;  // of the measurement asked for last
   bool stopping = false;
   Case job;  // the measurement asked for
   int warmup = 0;
   int done = 0;  // workers finished with the current generation
   std::atomic<bool> failed{false};
-  std::string first_error;
+  CaseError first_error;
   std::vector<WorkerTimes> times;
   std::set<int64_t> warmed;  // batch sizes every engine has run
 
   void work(const WorkerPlan& worker) {
-    std::unique_ptr<Engine> engine;
+    std::unique_ptr<Engine> built;
     try {
       if (options.pin) {
         bind_current_thread(worker, plan.policy);
         if (!worker.cpus.empty()) pin_current_thread(worker.cpus.front());
       }
       double built_s = 0;
-      engine = build_worker_engine(options, device, worker, max_batch, &built_s);
+      built = build_worker_engine(options, engine, worker, max_batch, &built_s);
       std::lock_guard lock(mutex);
       session_s = std::max(session_s, built_s);
     } catch (const std::exception& e) {
       std::lock_guard lock(mutex);
-      if (build_error.empty()) build_error = e.what();
+      if (!build_error.failed())
+        build_error = {e.what(), dynamic_cast<const OutOfMemoryError*>(&e) != nullptr};
     }
     {
       std::lock_guard lock(mutex);
@@ -541,14 +604,17 @@ struct BenchPool::State {
         seen = generation;
       }
       WorkerTimes mine;
+      bool out_of_memory = false;
       const std::string error = run_worker_phases(
-          1 + options.reps, *sync, failed, [&](const std::function<bool()>& next_phase) {
-            time_worker(options, job, worker, *engine, warmup, next_phase, mine);
-          });
+          1 + options.reps, *sync, failed,
+          [&](const std::function<bool()>& next_phase) {
+            time_worker(options, job, worker, *built, warmup, next_phase, mine);
+          },
+          &out_of_memory);
       {
         std::lock_guard lock(mutex);
         times[worker.index] = std::move(mine);
-        if (!error.empty() && first_error.empty()) first_error = error;
+        if (!error.empty() && !first_error.failed()) first_error = {error, out_of_memory};
         ++done;
       }
       wake.notify_all();
@@ -567,13 +633,13 @@ struct BenchPool::State {
 };
 
 BenchPool::BenchPool(const BenchOptions& options, const MachineInfo& machine,
-                     const std::string& device, const std::string& layout, int64_t max_batch)
+                     const EngineSpec& engine, const std::string& layout, int64_t max_batch)
     : state_(std::make_unique<State>()) {
   validate(options);
   if (options.spawn != "thread") throw UsageError("a bench pool runs its workers as threads");
   State& s = *state_;
   s.options = options;
-  s.device = device;
+  s.engine = engine;
   s.layout = layout;
   s.max_batch = max_batch;
   s.plan = plan_layout(machine, layout, parse_memory_policy(options.membind));
@@ -588,11 +654,12 @@ BenchPool::BenchPool(const BenchOptions& options, const MachineInfo& machine,
   }
   std::unique_lock lock(s.mutex);
   s.wake.wait(lock, [&] { return s.ready == static_cast<int>(s.plan.workers.size()); });
-  if (!s.build_error.empty()) {
-    const std::string error = s.build_error;
+  if (s.build_error.failed()) {
+    const CaseError error = s.build_error;
     lock.unlock();
     s.stop();
-    throw Error(error);
+    if (error.out_of_memory) throw OutOfMemoryError(error.message);
+    throw Error(error.message);
   }
 }
 
@@ -623,18 +690,18 @@ BenchRow BenchPool::measure(int64_t batch, int batches, int warmup) {
   {
     std::lock_guard lock(s.mutex);
     s.options.batches = batches;
-    s.job = Case{s.device, s.layout, batch};
+    s.job = Case{s.engine, s.layout, batch};
     s.warmup = s.warmed.count(batch) ? 0 : warmup;
     s.done = 0;
     s.failed = false;
-    s.first_error.clear();
+    s.first_error = {};
     s.times.assign(s.plan.workers.size(), WorkerTimes{});
     ++s.generation;
   }
   s.wake.notify_all();
   std::unique_lock lock(s.mutex);
   s.wake.wait(lock, [&] { return s.done == static_cast<int>(s.plan.workers.size()); });
-  if (s.first_error.empty()) s.warmed.insert(batch);
+  if (!s.first_error.failed()) s.warmed.insert(batch);
   return make_row(options, s.job, s.plan, s.first_error, s.times);
 }
 

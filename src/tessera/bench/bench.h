@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tessera/common/table.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/topology/topology.h"
 
 namespace tessera {
@@ -23,6 +24,10 @@ namespace tessera {
 struct BenchOptions {
   std::string model_path;
   std::vector<std::string> devices{"cpu"};
+  std::vector<std::string> engines{"ort"};  // backends (engine_spec.h)
+  // Precisions (engine_spec.h); "" is each engine's default on its device. A combination an
+  // engine cannot run is skipped (BenchResult::skipped), not a failed row.
+  std::vector<std::string> precisions{""};
   // Placement layouts (topology/placement.h). Empty: "single:T" for each entry of `threads`.
   std::vector<std::string> layouts;
   std::vector<int> threads{1};
@@ -41,13 +46,19 @@ struct BenchOptions {
   // false: workers float and ORT's pool threads are unpinned, as a plain ORT program runs.
   bool pin = true;
   bool spinning = true;
-  int optimization_level = 99;
-  std::string precision = "tf32";        // CUDA devices: "tf32" (ORT's default) or "fp32"
+  int optimization_level = 99;           // ORT's graph optimisation (ort engines only)
   double gpu_baseline_ms_per_pixel = 0;  // > 0: adds a "vs GPU" column
   uint64_t seed = 1;
   // Called before each case and each repetition with a one-line status (for a TTY progress line).
   std::function<void(const std::string&)> progress;
 };
+
+// A case's outcome: measured, out of memory (a result: the batch does not fit), or failed.
+enum class RowStatus { kOk, kOutOfMemory, kError };
+// "ok", "oom", "error" (tables and JSON).
+std::string row_status_name(RowStatus status);
+// The status a name stands for (reading bench JSON); kError for anything unknown.
+RowStatus parse_row_status(const std::string& name);
 
 struct BenchRow {
   std::string engine = "ort";
@@ -71,7 +82,7 @@ struct BenchRow {
   // Against the baseline row; 0 when this row or the baseline failed (null in JSON, blank in
   // the table).
   double speedup = 0;
-  std::string status = "ok";  // ok | oom | error
+  RowStatus status = RowStatus::kOk;
   std::string error;
   std::vector<double> samples_ms;  // every timed batch of every worker
 };
@@ -80,6 +91,9 @@ struct BenchResult {
   nlohmann::json machine;
   nlohmann::json model;
   std::vector<BenchRow> rows;
+  // "<device> <engine> <precision>: <why>" for each combination of the sweep an engine cannot
+  // run (listed under the table, not as rows).
+  std::vector<std::string> skipped;
   double gpu_baseline_ms_per_pixel = 0;
 };
 
@@ -90,7 +104,7 @@ BenchResult run_bench(const BenchOptions& options);
 // Runs one case (device, layout, batch) with the other settings of `options`, on a machine
 // already described, without re-reading the topology or the model: for searches (tune).
 BenchRow run_bench_case(const BenchOptions& options, const MachineInfo& machine,
-                        const std::string& device, const std::string& layout, int64_t batch);
+                        const EngineSpec& engine, const std::string& layout, int64_t batch);
 
 // The workers of one layout as threads of this process, kept alive between measurements:
 // each binds itself and builds its engine once, for batches up to `max_batch`; a measurement
@@ -99,9 +113,9 @@ BenchRow run_bench_case(const BenchOptions& options, const MachineInfo& machine,
 // cost more than the measuring.
 class BenchPool {
  public:
-  // Throws UsageError for bad options (spawn must be "thread") and Error when an engine cannot
-  // be built (an out-of-memory message included).
-  BenchPool(const BenchOptions& options, const MachineInfo& machine, const std::string& device,
+  // Throws UsageError for bad options (spawn must be "thread"), OutOfMemoryError when an engine
+  // runs out of memory building itself, and Error when it cannot be built otherwise.
+  BenchPool(const BenchOptions& options, const MachineInfo& machine, const EngineSpec& engine,
             const std::string& layout, int64_t max_batch);
   ~BenchPool();
   BenchPool(const BenchPool&) = delete;
@@ -125,9 +139,11 @@ class BenchPool {
 // the barrier and returns false once any worker has failed (the body then returns early); a
 // body that throws sets `failed`. Then arrives at every meeting the body left out, so each
 // worker arrives exactly `phases` times whether it finished, failed or stopped early, and no
-// worker waits forever. Returns the body's error message ("" when it did not throw).
+// worker waits forever. Returns the body's error message ("" when it did not throw); sets
+// *out_of_memory (when given) to whether that error was an OutOfMemoryError.
 std::string run_worker_phases(int phases, std::barrier<>& meet, std::atomic<bool>& failed,
-                              const std::function<void(const std::function<bool()>&)>& body);
+                              const std::function<void(const std::function<bool()>&)>& body,
+                              bool* out_of_memory = nullptr);
 
 Table bench_table(const BenchResult& result);
 
@@ -136,7 +152,7 @@ struct WorkerPlan;
 // warm-up, options.reps repetitions of options.batches batches), talking to the parent on
 // stdin/stdout: "phase" at each phase then waits for "go" (or "stop"); finally
 // "result {json}" or "error <message>". Returns the exit code.
-int run_bench_worker(const BenchOptions& options, const std::string& device, int64_t batch,
+int run_bench_worker(const BenchOptions& options, const EngineSpec& engine, int64_t batch,
                      const WorkerPlan& worker);
 // One line under the Markdown table: machine, ONNX Runtime version and model.
 std::string bench_footer(const BenchResult& result);

@@ -4,8 +4,8 @@
 
 #include <filesystem>
 
+#include "tessera/engine/engine_spec.h"
 #include "tessera/model/model_info.h"
-#include "tessera/model/ort_engine.h"
 
 namespace tessera {
 
@@ -18,7 +18,7 @@ nlohmann::json describe_machine(const MachineInfo& machine) {
           {"cores", machine.cores},
           {"pus", machine.pus},
           {"gpus", machine.gpus},
-          {"ort_version", ort_version()},
+          {"ort_version", backend_version("ort")},
           {"hostname", host}};
 }
 

@@ -9,8 +9,8 @@
 
 #include "tessera/common/error.h"
 #include "tessera/common/version.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/io/atomic_file.h"
-#include "tessera/model/ort_engine.h"
 #include "tessera/topology/placement.h"
 
 namespace tessera {
@@ -67,7 +67,7 @@ MachineFingerprint machine_fingerprint(const MachineInfo& machine, const std::st
 }
 
 MachineFingerprint this_machine_fingerprint() {
-  return machine_fingerprint(Topology::this_machine().info(), ort_version());
+  return machine_fingerprint(Topology::this_machine().info(), backend_version("ort"));
 }
 
 ModelFingerprint model_fingerprint(const std::string& model_path) {
@@ -103,6 +103,8 @@ nlohmann::json profile_json(const Profile& p) {
             {"fingerprint", p.machine.fingerprint}}},
           {"model", {{"path", p.model.path}, {"bytes", p.model.bytes}, {"hash", p.model.hash}}},
           {"device", p.device},
+          {"engine", p.engine},
+          {"precision", p.precision},
           {"plan",
            {{"layout", p.plan.layout},
             {"batch", p.plan.batch},
@@ -131,6 +133,8 @@ Profile profile_from_json(const nlohmann::json& doc, const std::string& path) {
   p.model.bytes = field<int64_t>(model, "bytes", "model.", path);
   p.model.hash = field<std::string>(model, "hash", "model.", path);
   p.device = field<std::string>(doc, "device", "", path);
+  if (doc.contains("engine")) p.engine = field<std::string>(doc, "engine", "", path);
+  if (doc.contains("precision")) p.precision = field<std::string>(doc, "precision", "", path);
   const auto& plan = doc.contains("plan") ? doc["plan"] : nlohmann::json();
   p.plan.layout = field<std::string>(plan, "layout", "plan.", path);
   p.plan.batch = field<int64_t>(plan, "batch", "plan.", path);
@@ -206,7 +210,11 @@ ProfileUse use_profile(const std::string& profile_path, const std::string& model
   use.warning = profile_mismatch(profile, profile_path, this_machine_fingerprint(),
                                  model_fingerprint(model_path), device);
   use.applied = use.warning.empty();
-  if (use.applied) use.plan = profile.plan;
+  if (use.applied) {
+    use.plan = profile.plan;
+    use.engine = profile.engine;
+    use.precision = profile.precision;
+  }
   return use;
 }
 
@@ -217,19 +225,24 @@ std::string apply_profile(const std::string& path, const std::string& model_path
   if (targets.layout) *targets.layout = use.plan.layout;
   if (targets.batch) *targets.batch = use.plan.batch;
   if (targets.membind) *targets.membind = use.plan.membind;
+  if (targets.engine) *targets.engine = use.engine;
+  if (targets.precision) *targets.precision = use.precision;
   return "";
 }
 
-std::string apply_profile(const std::string& path, BenchOptions& options, bool layout_given,
-                          bool batch_given, bool membind_given) {
-  std::string layout;
+std::string apply_profile(const std::string& path, BenchOptions& options,
+                          const BenchFlagsGiven& given) {
+  std::string layout, engine, precision;
   int64_t batch = 0;
   const std::string warning = apply_profile(
       path, options.model_path, options.devices.empty() ? "" : options.devices.front(),
-      {layout_given ? nullptr : &layout, batch_given ? nullptr : &batch,
-       membind_given ? nullptr : &options.membind});
+      {given.layout ? nullptr : &layout, given.batch ? nullptr : &batch,
+       given.membind ? nullptr : &options.membind, given.engine ? nullptr : &engine,
+       given.precision ? nullptr : &precision});
   if (!layout.empty()) options.layouts = {layout};
   if (batch > 0) options.batch_sizes = {batch};
+  if (!engine.empty()) options.engines = {engine};
+  if (!precision.empty()) options.precisions = {precision};
   return warning;
 }
 

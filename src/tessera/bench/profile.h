@@ -44,6 +44,10 @@ struct Profile {
   MachineFingerprint machine;
   ModelFingerprint model;
   std::string device = "cpu";
+  // What the plan was measured with (engine_spec.h); profiles written before these were
+  // recorded read as "ort" and "fp32".
+  std::string engine = "ort";
+  std::string precision = "fp32";
   TunedPlan plan;
   nlohmann::json ranking = nlohmann::json::array();  // the tune ranking rows, as Table JSON
   nlohmann::json search = nlohmann::json::object();  // rounds, seconds, budget
@@ -79,21 +83,28 @@ struct ProfileTargets {
   std::string* layout = nullptr;
   int64_t* batch = nullptr;
   std::string* membind = nullptr;
+  std::string* engine = nullptr;
+  std::string* precision = nullptr;
 };
 // Loads the profile; when it matches this machine, `model_path` and `device` fills the targets
 // and returns ""; otherwise fills nothing and returns the warning. Bad files throw.
 std::string apply_profile(const std::string& path, const std::string& model_path,
                           const std::string& device, const ProfileTargets& targets);
-// The same for bench: options.layouts (one layout), options.batch_sizes (one batch) and
-// options.membind, each unless given; the device checked is options.devices.front().
-std::string apply_profile(const std::string& path, BenchOptions& options, bool layout_given,
-                          bool batch_given, bool membind_given);
+// The same for bench: options.layouts (one layout), options.batch_sizes (one batch),
+// options.membind, options.engines and options.precisions (one each), each unless given; the
+// device checked is options.devices.front().
+struct BenchFlagsGiven {
+  bool layout = false, batch = false, membind = false, engine = false, precision = false;
+};
+std::string apply_profile(const std::string& path, BenchOptions& options,
+                          const BenchFlagsGiven& given);
 
 // What --profile gives a command: the plan when the profile matches this machine, the model
 // and the device; otherwise applied = false and a warning line for stderr.
 struct ProfileUse {
   bool applied = false;
   TunedPlan plan;
+  std::string engine, precision;
   std::string warning;
 };
 // Bad files throw (as read_profile); mismatches only warn.

@@ -13,8 +13,7 @@
 #include "tessera/bench/stats.h"
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
-#include "tessera/model/ort_cuda.h"
-#include "tessera/model/ort_engine.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/topology/placement.h"
 
 namespace tessera {
@@ -121,7 +120,7 @@ std::vector<int> divisors(int n) {
 std::vector<double> per_rep_ms_per_pixel(const BenchRow& row) {
   std::vector<double> out;
   const size_t per_worker = static_cast<size_t>(row.reps) * static_cast<size_t>(row.batches);
-  if (row.status != "ok" || per_worker == 0 ||
+  if (row.status != RowStatus::kOk || per_worker == 0 ||
       row.samples_ms.size() != per_worker * static_cast<size_t>(row.workers))
     return out;
   for (int rep = 0; rep < row.reps; ++rep) {
@@ -341,7 +340,10 @@ TuneResult tune(const TuneOptions& options) {
 
   BenchOptions bench;
   bench.model_path = options.model_path;
-  bench.devices = {options.device};
+  const EngineSpec engine = parse_engine_spec(options.engine, options.device, options.precision);
+  bench.devices = {engine.device()};
+  bench.engines = {engine.backend};
+  bench.precisions = {engine.precision};
   bench.reps = options.reps;
   bench.warmup = 1;
   bench.membind = options.membind;
@@ -354,7 +356,7 @@ TuneResult tune(const TuneOptions& options) {
     Measurement m;
     m.seconds = seconds;
     m.session_s = session_s;
-    m.status = row.status;
+    m.status = row_status_name(row.status);
     m.error = row.error;
     m.ms_per_pixel = per_rep_ms_per_pixel(row);
     return m;
@@ -366,7 +368,7 @@ TuneResult tune(const TuneOptions& options) {
     o.batches = batches_for(c, work);
     o.warmup = std::max(2, bench.warmup);
     const auto start = Clock::now();
-    const BenchRow row = run_bench_case(o, machine, options.device, c.layout, c.batch);
+    const BenchRow row = run_bench_case(o, machine, engine, c.layout, c.batch);
     return to_measurement(row, seconds_since(start), row.session_s);
   };
   // The search keeps one layout's workers and sessions alive while it measures that layout's
@@ -384,12 +386,11 @@ TuneResult tune(const TuneOptions& options) {
     if (!pool || pool->layout() != c.layout) {
       pool.reset();
       try {
-        pool = std::make_unique<BenchPool>(bench, machine, options.device, c.layout,
-                                           largest_batch[c.layout]);
+        pool =
+            std::make_unique<BenchPool>(bench, machine, engine, c.layout, largest_batch[c.layout]);
         session_s = pool->session_s();
         fresh = true;
-      } catch (const Error& e) {
-        if (!is_out_of_memory_message(e.what())) throw;
+      } catch (const OutOfMemoryError&) {
         return measure_as_bench(c, work);
       }
     }
@@ -416,9 +417,11 @@ TuneResult tune(const TuneOptions& options) {
   const CandidateResult& winner = result.search.ranking.front();
 
   Profile& p = result.profile;
-  p.machine = machine_fingerprint(machine, ort_version());
+  p.machine = machine_fingerprint(machine, backend_version("ort"));
   p.model = model;
-  p.device = options.device;
+  p.device = engine.device();
+  p.engine = engine.backend;
+  p.precision = engine.precision;
   p.plan = {winner.candidate.layout, winner.candidate.batch, winner.candidate.workers,
             winner.candidate.threads, options.membind};
   p.ranking = ranking_table(result.search.ranking).to_json();

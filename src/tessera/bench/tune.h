@@ -103,6 +103,10 @@ double parse_budget(const std::string& text);
 struct TuneOptions {
   std::string model_path;
   std::string device = "cpu";
+  std::string engine = "ort";  // engine_spec.h
+  // A precision changes the numbers, so it is chosen, never searched beyond what is given: ""
+  // is the engine's default on the device (fp32 on a CPU).
+  std::string precision;
   std::vector<std::string> layouts;  // empty: candidate_layouts()
   std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
   double budget_s = 120;

@@ -20,11 +20,13 @@ void add_bench_command(CLI::App& root) {
   struct Args {
     std::string model;
     std::vector<std::string> devices{"cpu"};
+    std::vector<std::string> engines{"ort"};
+    std::vector<std::string> precisions;
     std::vector<std::string> layouts;
     std::vector<int> threads;
     std::vector<int64_t> batch_sizes{256};
     int batches = 10, reps = 3, warmup = 2, baseline = 1, optimization_level = 99;
-    std::string membind = "local", precision = "tf32", output = "md", spawn = "thread";
+    std::string membind = "local", output = "md", spawn = "thread";
     double gpu_baseline = 0;
     bool no_spin = false, no_pin = false;
     uint64_t seed = 1;
@@ -32,11 +34,15 @@ void add_bench_command(CLI::App& root) {
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--profile", args->profile,
-                  "Take layout, batch and membind defaults from a `tessera tune` profile");
+                  "Take layout, batch, membind, engine and precision defaults from a `tessera "
+                  "tune` profile");
   cmd->add_option("-m,--model", args->model,
                   "ONNX model (default: the built-in Tessera model, made if missing)");
   cmd->add_option("--device", args->devices, "Devices, comma separated: cpu, cuda:N[+io|+graph]")
       ->delimiter(',');
+  cmd->add_option("--engine", args->engines, "Engines, comma separated: ort, native")
+      ->delimiter(',')
+      ->capture_default_str();
   auto* layouts =
       cmd->add_option(
              "--layout", args->layouts,
@@ -63,10 +69,10 @@ void add_bench_command(CLI::App& root) {
   cmd->add_option("--gpu-baseline", args->gpu_baseline,
                   "GPU ms/pixel to compare against (adds a vs GPU column)")
       ->check(positive_finite());
-  cmd->add_option("--precision", args->precision,
-                  "CUDA precision: tf32 (ONNX Runtime's default), fp32, or fp16 (the "
-                  "model converted to float16)")
-      ->capture_default_str();
+  cmd->add_option("--precision", args->precisions,
+                  "Precisions, comma separated: fp32, tf32, fp16 (GPU), bf16, int8 (native "
+                  "CPU); default: each engine's own (fp32 on CPUs, tf32 on GPUs)")
+      ->delimiter(',');
   cmd->add_option("--opt-level", args->optimization_level,
                   "ORT graph optimisation level: 0, 1, 2, 99")
       ->capture_default_str();
@@ -95,15 +101,20 @@ void add_bench_command(CLI::App& root) {
     options.membind = args->membind;
     options.spawn = args->spawn;
     options.gpu_baseline_ms_per_pixel = args->gpu_baseline;
-    options.precision = args->precision;
+    options.engines = args->engines;
+    if (!args->precisions.empty()) options.precisions = args->precisions;
     options.optimization_level = args->optimization_level;
     options.spinning = !args->no_spin;
     options.pin = !args->no_pin;
     options.seed = args->seed;
     if (!args->profile.empty()) {
-      const std::string warning = apply_profile(
-          args->profile, options, cmd->count("--layout") + cmd->count("--threads") > 0,
-          cmd->count("--batch") > 0, cmd->count("--membind") > 0);
+      const std::string warning =
+          apply_profile(args->profile, options,
+                        {.layout = cmd->count("--layout") + cmd->count("--threads") > 0,
+                         .batch = cmd->count("--batch") > 0,
+                         .membind = cmd->count("--membind") > 0,
+                         .engine = cmd->count("--engine") > 0,
+                         .precision = cmd->count("--precision") > 0});
       if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
     }
     const StatusLine status;
@@ -113,6 +124,7 @@ void add_bench_command(CLI::App& root) {
     switch (format) {
       case OutputFormat::kMarkdown:
         std::cout << bench_table(result).to_markdown() << "\n" << bench_footer(result) << "\n";
+        for (const auto& line : result.skipped) std::cout << "skipped: " << line << "\n";
         break;
       case OutputFormat::kCsv:
         std::cout << bench_table(result).to_csv();
@@ -135,7 +147,7 @@ void add_bench_worker_command(CLI::App& root) {
   auto* cmd = root.add_subcommand("bench-worker", "")->group("");
   struct Args {
     BenchOptions options;
-    std::string device = "cpu", cpus, nodes;
+    std::string device = "cpu", engine = "ort", precision, cpus, nodes;
     int64_t batch = 1;
     int index = 0;
     bool no_spin = false, no_pin = false;
@@ -149,7 +161,8 @@ void add_bench_worker_command(CLI::App& root) {
   cmd->add_option("--warmup", args->options.warmup);
   cmd->add_option("--seed", args->options.seed);
   cmd->add_option("--opt-level", args->options.optimization_level);
-  cmd->add_option("--precision", args->options.precision);
+  cmd->add_option("--engine", args->engine);
+  cmd->add_option("--precision", args->precision);
   cmd->add_option("--membind", args->options.membind);
   cmd->add_option("--index", args->index);
   cmd->add_option("--cpus", args->cpus)->required();
@@ -164,7 +177,8 @@ void add_bench_worker_command(CLI::App& root) {
     worker.cpus = parse_cpu_list(args->cpus);
     worker.memory_nodes = parse_cpu_list(args->nodes);
     worker.threads = static_cast<int>(worker.cpus.size());
-    std::exit(run_bench_worker(args->options, args->device, args->batch, worker));
+    const EngineSpec engine = parse_engine_spec(args->engine, args->device, args->precision);
+    std::exit(run_bench_worker(args->options, engine, args->batch, worker));
   });
 }
 

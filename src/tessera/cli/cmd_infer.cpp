@@ -177,10 +177,11 @@ void add_infer_command(CLI::App& root) {
   cmd->add_option("--gpu-batch", args->options.gpu_batch,
                   "Pixels per run on each GPU (whole batches; halved on out of memory)")
       ->capture_default_str();
-  cmd->add_option("--precision", args->options.precision,
-                  "CUDA precision: tf32 (ONNX Runtime's default), fp32, or fp16 (the "
-                  "model converted to float16)")
+  cmd->add_option("--engine", args->options.engine, "ort or native (the CPU workers' engine)")
       ->capture_default_str();
+  cmd->add_option("--precision", args->options.precision,
+                  "fp32, tf32, fp16 (GPU), bf16, int8 (native CPU); default: each engine's own "
+                  "(fp32 on CPUs, tf32 on GPUs)");
   cmd->add_option("-b,--batch", args->options.batch, "Pixels per batch and worker")
       ->capture_default_str();
   cmd->add_option("--repeat", args->options.repeat, "Passes with sampling offsets 0..R-1, averaged")
@@ -191,7 +192,8 @@ void add_infer_command(CLI::App& root) {
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
   cmd->add_option("--summary", args->summary, "Write a JSON summary of the run to this file");
   cmd->add_option("--profile", args->profile,
-                  "Take layout, batch and membind defaults from a `tessera tune` profile");
+                  "Take layout, batch, membind, engine and precision defaults from a "
+                  "`tessera tune` profile");
 
   cmd->callback([args, cmd] {
     // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
@@ -230,7 +232,9 @@ void add_infer_command(CLI::App& root) {
           apply_profile(args->profile, options.model_path, options.device,
                         {cmd->count("--layout") ? nullptr : &args->layout,
                          cmd->count("--batch") ? nullptr : &options.batch,
-                         cmd->count("--membind") ? nullptr : &args->membind});
+                         cmd->count("--membind") ? nullptr : &args->membind,
+                         cmd->count("--engine") ? nullptr : &options.engine,
+                         cmd->count("--precision") ? nullptr : &options.precision});
       if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
     }
     const MemoryPolicy policy = parse_memory_policy(args->membind);
@@ -297,9 +301,13 @@ void add_infer_command(CLI::App& root) {
     }
     for (const auto& tile : result.tiles) tiles_json.push_back(tile);
     if (!args->summary.empty()) {
+      const InferEngines engines = infer_engines(options);
       nlohmann::json summary = {
           {"tool", "tessera infer"},
-          {"engine", "ort-" + options.device},
+          {"engine", engines.engine},
+          {"precision", engines.precision},
+          {"engines", engines.engines},
+          {"device", options.device},
           {"model", options.model_path},
           {"layout", args->layout},
           {"workers", plan.workers.size()},

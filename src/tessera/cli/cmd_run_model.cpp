@@ -9,8 +9,8 @@
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
 #include "tessera/common/error.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/io/npy.h"
-#include "tessera/model/ort_engine.h"
 
 namespace tessera::cli {
 namespace {
@@ -31,7 +31,7 @@ int64_t check_input(const NpyArray& array, int64_t batch, int64_t steps, int64_t
 
 void add_run_model_command(CLI::App& root) {
   struct Args {
-    std::string model, s2, s1, output, device = "cpu";
+    std::string model, s2, s1, output, device = "cpu", engine = "ort", precision;
     int threads = 1;
     bool force = false;
   };
@@ -43,19 +43,22 @@ void add_run_model_command(CLI::App& root) {
   cmd->add_option("--s1", args->s1, "S1 input .npy [B, T1, F1]")->required();
   cmd->add_option("-o,--output", args->output, "Output .npy, float32 [B, D]")->required();
   cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
-  cmd->add_option("--threads", args->threads, "ONNX Runtime intra-op threads")
-      ->capture_default_str();
+  cmd->add_option("--engine", args->engine, "ort or native")->capture_default_str();
+  cmd->add_option("--precision", args->precision,
+                  "fp32, tf32, fp16 (GPU), bf16, int8 (native CPU); default: the engine's own");
+  cmd->add_option("--threads", args->threads, "The engine's threads")->capture_default_str();
   cmd->add_flag("--force", args->force, "Overwrite an existing output file");
 
   cmd->callback([args] {
     check_new_output(args->output, args->force, {args->model, args->s2, args->s1});
     const NpyArray s2(args->s2);
     const NpyArray s1(args->s1);
-    OrtEngineOptions options;
-    options.device = args->device;
-    options.intra_op_threads = args->threads;
-    options.max_batch = std::max<int64_t>(1, s2.ndim() > 0 ? s2.dim(0) : 1);
-    OrtEngine engine(args->model, options);
+    EngineSpec spec = parse_engine_spec(args->engine, args->device, args->precision);
+    spec.threads = args->threads;
+    spec.max_batch = std::max<int64_t>(1, s2.ndim() > 0 ? s2.dim(0) : 1);
+    check_engine_can_run(spec, args->model);
+    const std::unique_ptr<Engine> built = make_engine(args->model, spec);
+    Engine& engine = *built;
     const ModelShape& shape = engine.shape();
     const int64_t batch = check_input(s2, -1, shape.s2_steps, shape.s2_features);
     if (batch < 1) throw Error(args->s2 + ": no pixels (batch 0)");

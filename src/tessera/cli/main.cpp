@@ -10,7 +10,7 @@
 #include "tessera/cli/commands.h"
 #include "tessera/common/error.h"
 #include "tessera/common/version.h"
-#include "tessera/model/ort_engine.h"
+#include "tessera/engine/engine_spec.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"tessera: Tessera geospatial foundation model inference at planet scale"};
@@ -31,10 +31,7 @@ int main(int argc, char** argv) {
   // A bad TESSERA_ORT_LOG or TESSERA_CPU_MEM_PATTERN is a usage error of every command, found
   // before its work starts (after
   // --help and --version, which need no ONNX Runtime).
-  app.parse_complete_callback([] {
-    tessera::ort_log_level(std::getenv("TESSERA_ORT_LOG"));
-    tessera::cpu_memory_pattern(std::getenv("TESSERA_CPU_MEM_PATTERN"));
-  });
+  app.parse_complete_callback([] { tessera::check_engine_environment(); });
   // A first word that is neither an option nor a command would otherwise read as a missing one.
   const auto is_command = [&](const char* word) {
     return !app.get_subcommands([&](CLI::App* sub) { return sub->check_name(word); }).empty();

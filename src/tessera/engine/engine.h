@@ -1,6 +1,7 @@
 #pragma once
-// Engine: runs the Tessera model on a batch of pixels. Every backend (ONNX Runtime CPU/CUDA,
-// later native engines) implements it; nothing above this interface knows which one runs.
+// Engine: runs the Tessera model on a batch of pixels. Every backend (engine/ort: ONNX Runtime
+// CPU/CUDA; engine/native: oneDNN CPU) implements it; engines are built from an EngineSpec by
+// the registry (engine_spec.h), and nothing above engine/ names a backend's types.
 //
 // An Engine owns its input and output buffers, sized for `max_batch()` pixels and allocated
 // by the thread that created the engine (so a pinned worker first-touches them on its own
@@ -13,18 +14,28 @@
 #include <memory>
 #include <string>
 
+#include "tessera/common/error.h"
+#include "tessera/model/model_info.h"
+
 namespace tessera {
 
-// The tensor shapes a model expects, read from the model file itself.
-struct ModelShape {
-  int64_t s2_steps = 40;     // s2_input [B, s2_steps, s2_features]
-  int64_t s2_features = 11;  // bands + day of year
-  int64_t s1_steps = 40;     // s1_input [B, s1_steps, s1_features]
-  int64_t s1_features = 3;
-  int64_t output_dim = 128;  // output [B, output_dim]
+// The engine ran out of memory (host or device) building itself or running a batch: a result
+// for a benchmark (the batch does not fit) and a reason to retry smaller for a GPU worker. Every
+// backend throws this type for it, whatever its library's message; nothing matches text.
+class OutOfMemoryError : public Error {
+ public:
+  using Error::Error;
+};
 
-  int64_t s2_pixel_floats() const { return s2_steps * s2_features; }
-  int64_t s1_pixel_floats() const { return s1_steps * s1_features; }
+// Abilities an engine declares, so that callers need not know which backend they hold.
+struct EngineCaps {
+  // Every run computes max_batch() pixels whatever the batch (a CUDA graph): running out of
+  // memory there needs a smaller engine, not smaller runs.
+  bool computes_whole_capacity = false;
+  // allocate_host gives page-locked memory that run_from copies from and to directly.
+  bool pinned_host_memory = false;
+  // busy_seconds() measures the device's own busy time (a GPU's events).
+  bool measures_busy_time = false;
 };
 
 // Host memory from Engine::allocate_host, freed by its deleter.
@@ -38,6 +49,11 @@ class Engine {
   virtual int64_t max_batch() const = 0;
   // A short description for tables and summaries, e.g. "ort-cpu" or "ort-cuda:0".
   virtual std::string name() const = 0;
+  virtual EngineCaps caps() const { return {}; }
+  // Device busy time over every run so far, when caps().measures_busy_time; 0 otherwise.
+  virtual double busy_seconds() const { return 0; }
+  // Seconds the engine took to build (model load, graph optimisation, weight packing).
+  virtual double build_seconds() const { return 0; }
 
   // Input buffers of max_batch() pixels, row-major [pixel][step][feature].
   virtual float* s2_input() = 0;

@@ -6,6 +6,19 @@
 
 namespace tessera {
 
+// The tensor shapes a Tessera model takes and gives, read from the model file itself.
+struct ModelShape {
+  int64_t s2_steps = 40;     // s2_input [B, s2_steps, s2_features]
+  int64_t s2_features = 11;  // bands + day of year
+  int64_t s1_steps = 40;     // s1_input [B, s1_steps, s1_features]
+  int64_t s1_features = 3;
+  int64_t output_dim = 128;  // output [B, output_dim]
+  int64_t batch = -1;        // B: -1 when dynamic (symbolic), else the only batch it takes
+
+  int64_t s2_pixel_floats() const { return s2_steps * s2_features; }
+  int64_t s1_pixel_floats() const { return s1_steps * s1_features; }
+};
+
 struct ModelFileInfo {
   int64_t parameters = 0;  // elements of all initializers
   int64_t nodes = 0;       // nodes of the main graph
@@ -15,5 +28,11 @@ struct ModelFileInfo {
 
 // Throws tessera::Error naming the file if it cannot be read or parsed as an ONNX model.
 ModelFileInfo read_model_info(const std::string& path);
+
+// Reads the graph's inputs and output with protobuf alone (no runtime): exactly `s2_input`
+// [B, T2, F2] and `s1_input` [B, T1, F1] (either order) and one `output` [B, D], float32, every
+// dimension but B fixed. Throws Error naming the file and the first tensor that differs, its
+// shape printed with symbolic dimensions by name ("[batch, steps, 11]").
+ModelShape read_model_shape(const std::string& path);
 
 }  // namespace tessera

@@ -11,20 +11,20 @@
 namespace tessera {
 namespace {
 
-void run_batches(const TileJob& job, const WorkerPlan& worker, std::unique_ptr<OrtEngine>& kept,
+void run_batches(const TileJob& job, const EngineFactory& factory, const EngineSpec& cpu_spec,
+                 const WorkerPlan& worker, std::unique_ptr<Engine>& kept,
                  std::atomic<int>& engines_built) {
   const InferOptions& options = job.options;
   if (!kept) {
-    OrtEngineOptions engine_options;
-    engine_options.device = "cpu";
-    engine_options.intra_op_threads = worker.threads;
-    engine_options.spinning = options.spinning;
-    engine_options.max_batch = options.batch;
-    engine_options.thread_affinities = ort_thread_affinities(worker);
-    kept = std::make_unique<OrtEngine>(options.model_path, engine_options);
+    EngineSpec spec = cpu_spec;
+    spec.threads = worker.threads;
+    spec.cpus = worker.cpus;
+    spec.spinning = options.spinning;
+    spec.max_batch = options.batch;
+    kept = factory(options.model_path, spec);
     ++engines_built;
   }
-  OrtEngine& engine = *kept;
+  Engine& engine = *kept;
   const int64_t latent = job.latent();
   PixelPreparer preparer(job.tile, static_cast<int>(job.shape.s2_steps),
                          static_cast<int>(job.shape.s1_steps));
@@ -61,10 +61,11 @@ void run_batches(const TileJob& job, const WorkerPlan& worker, std::unique_ptr<O
 
 }  // namespace
 
-void run_cpu_worker(const TileJob& job, const WorkerPlan& worker, std::unique_ptr<OrtEngine>& kept,
+void run_cpu_worker(const TileJob& job, const EngineFactory& factory, const EngineSpec& cpu_spec,
+                    const WorkerPlan& worker, std::unique_ptr<Engine>& kept,
                     std::atomic<int>& engines_built) {
   try {
-    run_batches(job, worker, kept, engines_built);
+    run_batches(job, factory, cpu_spec, worker, kept, engines_built);
   } catch (...) {
     job.abort = true;
     throw;

@@ -4,7 +4,7 @@
 
 #include "tessera/common/error.h"
 #include "tessera/common/power_of_two.h"
-#include "tessera/model/ort_cuda.h"
+#include "tessera/engine/engine.h"
 
 namespace tessera {
 
@@ -87,8 +87,8 @@ void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_
     try {
       engine.run_from(s2 + done * shape.s2_pixel_floats(), s1 + done * shape.s1_pixel_floats(), n,
                       out + done * shape.output_dim);
-    } catch (const Error& e) {
-      if (!limit || n <= 1 || !is_out_of_memory_message(e.what())) throw;
+    } catch (const OutOfMemoryError&) {
+      if (!limit || n <= 1) throw;
       *limit = n / 2;
       if (on_halve) on_halve(*limit);
       continue;

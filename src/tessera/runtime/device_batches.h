@@ -14,7 +14,7 @@
 #include <mutex>
 #include <vector>
 
-#include "tessera/model/engine.h"
+#include "tessera/engine/engine.h"
 
 namespace tessera {
 
@@ -91,7 +91,7 @@ int64_t streaming_engine_capacity(int64_t chunk, int64_t batch, int64_t valid,
 // Runs `count` pixels of model inputs (row-major, the layout of a batch tensor) through
 // `engine` in sub-batches of at most *limit pixels (and at most engine.max_batch()), each with
 // engine.run_from, writing their outputs to `out`. When a sub-batch fails
-// with an out-of-memory error (is_out_of_memory_message), *limit is halved, `on_halve(new
+// with OutOfMemoryError, *limit is halved, `on_halve(new
 // limit)` is called, and the sub-batch is retried; at a limit of 1 the error is rethrown.
 // *limit keeps the reduced value for later calls. Other errors are rethrown unchanged. With
 // `limit` null, sub-batches are engine.max_batch() and every error is rethrown.

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "tessera/common/error.h"
-#include "tessera/model/ort_engine.h"
+#include "tessera/engine/engine_spec.h"
 
 namespace tessera {
 
@@ -26,7 +26,7 @@ DeviceList parse_device_list(const std::string& text) {
     } else if (entry == "cpu+stream") {
       list.streams.push_back(entry);
     } else {
-      parse_device(entry);  // throws UsageError for anything else
+      parse_engine_spec("ort", entry);  // throws UsageError for anything else
       list.streams.push_back(entry);
     }
   }
@@ -39,7 +39,7 @@ std::string stream_engine_device(const std::string& stream) {
 
 bool DeviceList::any_cuda() const {
   return std::any_of(streams.begin(), streams.end(), [](const std::string& stream) {
-    return parse_device(stream_engine_device(stream)) >= 0;
+    return !parse_engine_spec("ort", stream_engine_device(stream)).on_cpu();
   });
 }
 

@@ -13,8 +13,7 @@
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/common/threads.h"
-#include "tessera/model/ort_cuda.h"
-#include "tessera/model/ort_engine.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/pipeline/preparer.h"
 #include "tessera/pipeline/quantiser.h"
 #include "tessera/runtime/device_list.h"
@@ -36,29 +35,24 @@ struct Slot {
 
 }  // namespace
 
-StreamStats run_stream_worker(const TileJob& job, const std::string& device, StreamEngine& kept,
+StreamStats run_stream_worker(const TileJob& job, const EngineFactory& factory,
+                              const EngineSpec& spec, StreamEngine& kept,
                               const WorkerPlan* helper_cpus, MemoryPolicy policy,
                               const std::function<void()>& engine_ready,
                               std::atomic<int>& engines_built) {
   const InferOptions& options = job.options;
+  const std::string device = spec.device();
   const int64_t valid = static_cast<int64_t>(job.valid.size());
   if (kept.chunk == 0) kept.chunk = std::max<int64_t>(1, options.gpu_batch / options.batch);
   int64_t& chunk = kept.chunk;
-  // A CUDA-graph engine computes its whole capacity at every run: running out of memory there
-  // needs a smaller engine, not smaller runs.
-  const bool whole_capacity = cuda_path(stream_engine_device(device)) == CudaPath::kCudaGraph;
   // GPU time of engines this call replaced for memory (busy_seconds counts per engine).
   double busy_of_replaced = 0;
   bool shrunk = false;
   const auto build = [&](int64_t max_batch) {
     kept.engine.reset();  // free the old one's memory first
-    OrtEngineOptions engine_options;
-    engine_options.device = stream_engine_device(device);
-    engine_options.intra_op_threads = 1;
-    engine_options.spinning = false;
-    engine_options.precision = options.precision;
-    engine_options.max_batch = max_batch;
-    kept.engine = make_engine(options.model_path, engine_options);
+    EngineSpec sized = spec;
+    sized.max_batch = max_batch;
+    kept.engine = factory(options.model_path, sized);
     ++engines_built;
     kept.capacity = max_batch;
     kept.limit = max_batch;
@@ -71,17 +65,17 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
       try {
         build(wanted_capacity());
         break;
-      } catch (const Error& e) {
-        if (chunk == 1 || !is_out_of_memory_message(e.what())) throw;
+      } catch (const OutOfMemoryError&) {
+        if (chunk == 1) throw;
         chunk /= 2;
       }
     }
   }
-  const auto gpu_busy_seconds = [&] {
-    const auto* cuda = dynamic_cast<const OrtCudaEngine*>(kept.engine.get());
-    return cuda ? cuda->busy_seconds() : 0.0;
-  };
-  const bool gpu = dynamic_cast<const OrtCudaEngine*>(kept.engine.get()) != nullptr;
+  // An engine that computes its whole capacity at every run (a CUDA graph): running out of
+  // memory there needs a smaller engine, not smaller runs.
+  const bool whole_capacity = kept.engine->caps().computes_whole_capacity;
+  const bool gpu = kept.engine->caps().measures_busy_time;
+  const auto gpu_busy_seconds = [&] { return kept.engine->busy_seconds(); };
   const double busy_before = gpu_busy_seconds();
   engine_ready();
   // Pixels a slot holds: a whole chunk (at most `chunk` batches), which runs in sub-batches
@@ -210,16 +204,16 @@ StreamStats run_stream_worker(const TileJob& job, const std::string& device, Str
           run_in_sub_batches(*kept.engine, slot->s2, slot->s1, slot->count, slot->out,
                              whole_capacity ? nullptr : &limit, say_reduced);
           break;
-        } catch (const Error& e) {
-          if (!whole_capacity || kept.capacity == 1 || !is_out_of_memory_message(e.what())) throw;
+        } catch (const OutOfMemoryError&) {
+          if (!whole_capacity || kept.capacity == 1) throw;
           busy_of_replaced += gpu_busy_seconds();
           shrunk = true;
           for (int64_t next = kept.capacity / 2;; next /= 2) {
             try {
               build(next);
               break;
-            } catch (const Error& again) {
-              if (next == 1 || !is_out_of_memory_message(again.what())) throw;
+            } catch (const OutOfMemoryError&) {
+              if (next == 1) throw;
             }
           }
           kept.memory_ceiling = kept.capacity;

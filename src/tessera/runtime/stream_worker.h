@@ -8,7 +8,8 @@
 #include <memory>
 #include <string>
 
-#include "tessera/model/engine.h"
+#include "tessera/engine/engine.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/runtime/tile_job.h"
 #include "tessera/topology/placement.h"
 
@@ -16,7 +17,7 @@ namespace tessera {
 
 // What one streaming worker measured.
 struct StreamStats {
-  bool gpu = false;  // its engine was an OrtCudaEngine (busy time is known)
+  bool gpu = false;  // its engine measures its device's busy time (EngineCaps)
   double busy_seconds = 0, wall_seconds = 0;
   int64_t pixels_per_run = 0;
   int64_t pixels = 0;              // valid pixels it computed (each once, whatever --repeat)
@@ -41,14 +42,15 @@ struct StreamEngine {
   int64_t buffer_capacity = 0;
 };
 
-// A streaming worker: builds its engine unless `kept` holds one large enough (halving the chunk
-// while that runs out of memory), then two helper threads each claim chunks, prepare them into
-// their own Slot, hand each pass to this thread and wait, while this thread runs whatever slot
-// is ready. So the next chunk is prepared while the engine runs, and finished chunks are
-// quantised while it runs. The helpers bind themselves to `helper_cpus` when given (else they
-// share the engine thread's binding). `engine_ready` is called once the engine exists (not when
-// building it fails); `engines_built` counts a build.
-StreamStats run_stream_worker(const TileJob& job, const std::string& device, StreamEngine& kept,
+// A streaming worker: builds the engine `spec` asks for (its max_batch set here) unless `kept`
+// holds one large enough (halving the chunk while that runs out of memory), then two helper threads
+// each claim chunks, prepare them into their own Slot, hand each pass to this thread and wait,
+// while this thread runs whatever slot is ready. So the next chunk is prepared while the engine
+// runs, and finished chunks are quantised while it runs. The helpers bind themselves to
+// `helper_cpus` when given (else they share the engine thread's binding). `engine_ready` is called
+// once the engine exists (not when building it fails); `engines_built` counts a build.
+StreamStats run_stream_worker(const TileJob& job, const EngineFactory& factory,
+                              const EngineSpec& spec, StreamEngine& kept,
                               const WorkerPlan* helper_cpus, MemoryPolicy policy,
                               const std::function<void()>& engine_ready,
                               std::atomic<int>& engines_built);

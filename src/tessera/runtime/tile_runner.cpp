@@ -21,8 +21,6 @@
 #include "tessera/common/threads.h"
 #include "tessera/io/npy.h"
 #include "tessera/io/tile.h"
-#include "tessera/model/ort_cuda.h"
-#include "tessera/model/ort_engine.h"
 #include "tessera/pipeline/preparer.h"
 #include "tessera/pipeline/quantiser.h"
 #include "tessera/runtime/cpu_worker.h"
@@ -42,7 +40,7 @@ namespace fs = std::filesystem;
 
 // Identifies the computation a journal belongs to: resuming with any of these changed would
 // mix two different results in one file.
-std::string journal_key(const Tile& tile, const InferOptions& options, const DeviceList& devices,
+std::string journal_key(const Tile& tile, const InferOptions& options, const std::string& engines,
                         int64_t latent, int64_t valid) {
   std::error_code ec;
   const auto model_bytes = fs::file_size(options.model_path, ec);
@@ -55,12 +53,64 @@ std::string journal_key(const Tile& tile, const InferOptions& options, const Dev
                           fs::last_write_time(array->path(), ec).time_since_epoch().count());
   }
   return fmt::format(
-      "tessera-journal v2 grid={} hw={}x{} valid={} latent={} batch={} repeat={} device={}{} "
+      "tessera-journal v3 grid={} hw={}x{} valid={} latent={} batch={} repeat={} engines={} "
       "model_bytes={} model_time={} inputs={:016x}",
-      tile.grid, tile.height, tile.width, valid, latent, options.batch, options.repeat,
-      // Only CUDA devices compute differently at another precision.
-      options.device, devices.any_cuda() ? " precision=" + options.precision : std::string(),
+      tile.grid, tile.height, tile.width, valid, latent, options.batch, options.repeat, engines,
       model_bytes, model_time, std::hash<std::string>{}(inputs));
+}
+
+// The engines= field of a journal key ("" when there is none).
+std::string engines_of_key(const std::string& key) {
+  const size_t begin = key.find(" engines=");
+  if (begin == std::string::npos) return "";
+  const size_t from = begin + 9;
+  return key.substr(from, key.find(' ', from) - from);
+}
+
+// Says so when the journal at `path` was written by other engines or precisions than `key`'s:
+// its batches are not resumed (BatchJournal starts over on any other key).
+void say_when_engines_changed(const std::string& tile_dir, const std::string& path,
+                              const std::string& key) {
+  std::ifstream in(path);
+  std::string old_key;
+  if (!in || !std::getline(in, old_key)) return;
+  const std::string before = engines_of_key(old_key), now = engines_of_key(key);
+  if (before.empty() || before == now) return;
+  fmt::print(stderr,
+             "tessera: {}: its journal was written by {}, this run computes with {}: starting "
+             "the tile over\n",
+             tile_dir, before, now);
+}
+
+// "cpu:ort:fp32,cuda:0+io:ort:tf32": each device's engine and precision (journal keys).
+std::string engines_key(const std::vector<std::pair<std::string, EngineSpec>>& workers) {
+  std::string out;
+  for (const auto& [device, spec] : workers)
+    out += (out.empty() ? "" : ",") + device + ":" + spec.backend + ":" + spec.precision;
+  return out;
+}
+
+// Each device of `devices` ("cpu" first, then the streams) with the spec of its engine.
+std::vector<std::pair<std::string, EngineSpec>> device_engine_specs(const InferOptions& options,
+                                                                    const DeviceList& devices) {
+  std::vector<std::pair<std::string, EngineSpec>> specs;
+  if (devices.cpu)
+    specs.emplace_back("cpu", parse_engine_spec(options.engine, "cpu", options.precision));
+  for (const auto& stream : devices.streams) {
+    specs.emplace_back(
+        stream, parse_engine_spec(options.engine, stream_engine_device(stream), options.precision));
+  }
+  return specs;
+}
+
+// Fills the summary's engine, precision and engines from each device's spec.
+void describe_engines(const std::vector<std::pair<std::string, EngineSpec>>& specs,
+                      TileSummary& summary) {
+  if (specs.empty()) return;
+  summary.engine = specs.front().second.backend;
+  summary.precision = specs.front().second.precision;
+  for (const auto& [device, spec] : specs)
+    summary.engines += (summary.engines.empty() ? "" : ", ") + device + " " + spec.label();
 }
 
 // The process's anonymous resident memory in bytes (RssAnon), or 0 if unknown.
@@ -117,14 +167,19 @@ class ProgressMonitor {
 }  // namespace
 
 struct TileRunner::Kept {
+  EngineFactory factory;
   DeviceList devices;
+  EngineSpec cpu_spec;                   // the CPU workers' (threads, cpus set per worker)
+  std::vector<EngineSpec> stream_specs;  // by streaming device
+  // Each device's entry ("cpu", then devices.streams) with its spec, in that order.
+  std::vector<std::pair<std::string, EngineSpec>> device_specs;
   Plan cpu_plan;  // the plan without the PUs of the streaming workers; index = position
   // Without "cpu": none. Else 2 PUs per streaming worker (stream i: engine thread on
   // [2i], helpers on [2i+1]) or, on small machines, 1 (stream i: all on [i]).
   std::vector<WorkerPlan> stream_cpus;
   std::optional<ModelShape> shape;  // read from the model on the first tile computed
-  std::vector<std::unique_ptr<OrtEngine>> cpu_engines;  // by WorkerPlan::index
-  std::vector<StreamEngine> stream_engines;             // by streaming device
+  std::vector<std::unique_ptr<Engine>> cpu_engines;  // by WorkerPlan::index
+  std::vector<StreamEngine> stream_engines;          // by streaming device
 
   void drop_engines() {
     for (auto& engine : cpu_engines) engine.reset();
@@ -132,8 +187,9 @@ struct TileRunner::Kept {
   }
 };
 
-TileRunner::TileRunner(const InferOptions& options, const Plan& plan)
+TileRunner::TileRunner(const InferOptions& options, const Plan& plan, EngineFactory factory)
     : options_(options), plan_(plan), kept_(std::make_unique<Kept>()) {
+  kept_->factory = std::move(factory);
   if (options.batch < 1)
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options.batch));
   if (options.batch > kMaxInferBatch) {
@@ -142,9 +198,8 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan)
   }
   if (options.repeat < 1)
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
-  check_precision(options.precision);
   kept_->devices = parse_device_list(options.device);
-  for (const auto& device : kept_->devices.streams) require_cuda(stream_engine_device(device));
+  plan_engines(options, *kept_);
   if (options.gpu_batch < 1 || options.gpu_batch > kMaxInferBatch) {
     throw UsageError(
         fmt::format("GPU batch must be 1 to {} (got {})", kMaxInferBatch, options.gpu_batch));
@@ -169,6 +224,20 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan)
 
 TileRunner::~TileRunner() = default;
 
+void TileRunner::plan_engines(const InferOptions& options, Kept& kept) {
+  kept.device_specs = device_engine_specs(options, kept.devices);
+  for (auto& [device, spec] : kept.device_specs) {
+    check_engine_can_run(spec, options.model_path);
+    if (device == "cpu") {
+      kept.cpu_spec = spec;
+      continue;
+    }
+    spec.threads = 1;
+    spec.spinning = false;  // its threads only feed the device
+    kept.stream_specs.push_back(spec);
+  }
+}
+
 TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
                      const ProgressCallback& progress) {
   return TileRunner(options, plan).run(tile_dir, progress);
@@ -182,6 +251,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   TileSummary summary;
   summary.tile = tile_dir;
   summary.grid = tile.grid;
+  describe_engines(kept_->device_specs, summary);
   summary.pixels_total = tile.pixels();
   summary.embeddings_path = (fs::path(options.out_dir) / (tile.grid + ".npy")).string();
   summary.scales_path = (fs::path(options.out_dir) / (tile.grid + "_scales.npy")).string();
@@ -211,9 +281,9 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
     return summary;
   }
 
-  // The outputs (sized by the model's output width) exist before the workers start, so ask
-  // ONNX Runtime for the model's shape once, without graph optimisation (fast to load).
-  if (!kept_->shape) kept_->shape = probe_model_shape(options.model_path);
+  // The outputs (sized by the model's output width) exist before the workers start, so read the
+  // model's shape from the file once.
+  if (!kept_->shape) kept_->shape = read_model_shape(options.model_path);
   const ModelShape& shape = *kept_->shape;
   if (shape.s2_features != kS2Bands + 1 || shape.s1_features != kS1Bands + 1) {
     throw Error(fmt::format("{}: model takes {} + {} features per step, tiles give {} + {}",
@@ -230,8 +300,10 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   if (ec) throw Error(options.out_dir + ": cannot create output directory: " + ec.message());
   const int64_t latent = shape.output_dim;
 
-  const std::string key = journal_key(tile, options, devices, latent, summary.pixels_valid);
+  const std::string key =
+      journal_key(tile, options, engines_key(kept_->device_specs), latent, summary.pixels_valid);
   if (!options.resume) fs::remove(journal_path, ec);
+  say_when_engines_changed(tile_dir, journal_path, key);
   std::optional<BatchJournal> journal;
   journal.emplace(journal_path, key, summary.batches);
   // Partial outputs are continued only together with a journal that matches them; if either
@@ -297,8 +369,9 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
         } else if (i < stream_cpus.size()) {
           bind_current_thread(stream_cpus[i], plan_.policy);
         }
-        stream_stats[i] = run_stream_worker(job, devices.streams[i], kept_->stream_engines[i],
-                                            helper_cpus, plan_.policy, ready, engines_built);
+        stream_stats[i] =
+            run_stream_worker(job, kept_->factory, kept_->stream_specs[i], kept_->stream_engines[i],
+                              helper_cpus, plan_.policy, ready, engines_built);
       } catch (...) {
         errors[i + 1] = std::current_exception();
         abort = true;
@@ -320,7 +393,8 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
     stream_engines_ready.wait();
     try {
       run_pinned_workers(kept_->cpu_plan, [&](const WorkerPlan& worker) {
-        run_cpu_worker(job, worker, kept_->cpu_engines.at(worker.index), engines_built);
+        run_cpu_worker(job, kept_->factory, kept_->cpu_spec, worker,
+                       kept_->cpu_engines.at(worker.index), engines_built);
       });
     } catch (...) {
       errors[0] = std::current_exception();
@@ -371,10 +445,19 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   return summary;
 }
 
+InferEngines infer_engines(const InferOptions& options) {
+  TileSummary described;
+  describe_engines(device_engine_specs(options, parse_device_list(options.device)), described);
+  return {described.engine, described.precision, described.engines};
+}
+
 nlohmann::json tile_summary_json(const TileSummary& s) {
   return {{"tile", s.tile},
           {"grid", s.grid},
           {"status", s.status},
+          {"engine", s.engine},
+          {"precision", s.precision},
+          {"engines", s.engines},
           {"pixels_total", s.pixels_total},
           {"pixels_valid", s.pixels_valid},
           {"batches", s.batches},

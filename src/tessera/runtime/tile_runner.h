@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/engine/engine_spec.h"
 #include "tessera/topology/placement.h"
 
 namespace tessera {
@@ -37,14 +38,17 @@ struct InferOptions {
   std::string model_path;
   std::string out_dir;
   std::string device = "cpu";  // a device list (device_list.h), e.g. "cpu,cuda:0"
+  std::string engine = "ort";  // the backend of every worker (engine_spec.h)
   int64_t batch = 1024;
   // Pixels per run on a streaming (GPU) worker: it claims max(1, gpu_batch / batch)
   // consecutive batches at once. Halved while the GPU runs out of memory.
   int64_t gpu_batch = 8192;
-  std::string precision = "tf32";  // CUDA devices: "tf32" (ORT's default) or "fp32"
-  int repeat = 1;                  // passes with offsets 0..repeat-1, averaged
-  bool force = false;              // recompute tiles whose outputs exist
-  bool resume = true;              // continue from a journal left by an interrupted run
+  // engine_spec.h's precisions; "" is the engine's default on each device (fp32 on the CPU,
+  // tf32 on a GPU).
+  std::string precision;
+  int repeat = 1;      // passes with offsets 0..repeat-1, averaged
+  bool force = false;  // recompute tiles whose outputs exist
+  bool resume = true;  // continue from a journal left by an interrupted run
   bool spinning = true;
 };
 
@@ -52,6 +56,9 @@ struct TileSummary {
   std::string tile;
   std::string grid;
   std::string status;  // "done", "skipped" (outputs exist)
+  // What computed the tile: the backend and precision of its CPU workers, or of its first
+  // streaming worker without any; `engines` lists every device's ("cpu ort fp32, cuda:0 ort tf32").
+  std::string engine, precision, engines;
   int64_t pixels_total = 0;
   int64_t pixels_valid = 0;
   int64_t batches = 0;
@@ -94,7 +101,8 @@ class TileRunner {
  public:
   // Checks the options (batch sizes, repeat, devices, CUDA availability) and throws
   // UsageError / Error naming the problem; builds no engine yet.
-  TileRunner(const InferOptions& options, const Plan& plan);
+  // Engines come from `factory` (the registry's make_engine unless given).
+  TileRunner(const InferOptions& options, const Plan& plan, EngineFactory factory = make_engine);
   ~TileRunner();
   TileRunner(const TileRunner&) = delete;
   TileRunner& operator=(const TileRunner&) = delete;
@@ -104,6 +112,8 @@ class TileRunner {
 
  private:
   struct Kept;  // the engines and what was learned about the model, kept between tiles
+  // The engine spec of every device, checked against this machine and the model.
+  static void plan_engines(const InferOptions& options, Kept& kept);
   InferOptions options_;
   Plan plan_;
   std::unique_ptr<Kept> kept_;
@@ -119,5 +129,12 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
                      const ProgressCallback& progress);
 
 nlohmann::json tile_summary_json(const TileSummary& summary);
+
+// What a run with `options` computes with, as TileSummary describes it: the CPU workers'
+// backend and precision (or the first streaming worker's), and every device's.
+struct InferEngines {
+  std::string engine, precision, engines;
+};
+InferEngines infer_engines(const InferOptions& options);
 
 }  // namespace tessera

@@ -12,11 +12,11 @@
 #include <functional>
 
 #include "tessera/common/error.h"
-#include "tessera/model/cuda_runtime.h"
+#include "tessera/engine/ort/cuda_runtime.h"
+#include "tessera/engine/ort/ort_cuda.h"
+#include "tessera/engine/ort/ort_engine.h"
 #include "tessera/model/dummy_inputs.h"
 #include "tessera/model/model_builder.h"
-#include "tessera/model/ort_cuda.h"
-#include "tessera/model/ort_engine.h"
 #include "test_models.h"
 #include "test_support.h"
 
@@ -121,7 +121,7 @@ TEST(GpuPaths, MakeEngineKeepsTheCpuEngine) {
   OrtEngineOptions options;
   options.max_batch = 3;
   double seconds = -1;
-  const auto engine = make_engine(small_model(), options, &seconds);
+  const auto engine = build_ort_engine(small_model(), options, &seconds);
   EXPECT_EQ(engine->name(), "ort-cpu");
   EXPECT_NE(dynamic_cast<OrtEngine*>(engine.get()), nullptr);
   EXPECT_GE(seconds, 0.0);
@@ -150,7 +150,7 @@ TEST(GpuPaths, CudaEngineWithoutAGpuIsOneClearLine) {
   for (const std::string device : {"cuda:0+io", "cuda:0+graph"}) {
     OrtEngineOptions options;
     options.device = device;
-    const std::string message = error_of([&] { make_engine(small_model(), options); });
+    const std::string message = error_of([&] { build_ort_engine(small_model(), options); });
     EXPECT_EQ(message.rfind(device + ": the CUDA execution provider is not available (", 0), 0u)
         << message;
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
@@ -172,7 +172,7 @@ TEST_P(GpuAgainstCpu, MatchesTheCpuEngine) {
     OrtEngineOptions gpu_options = cpu_options;
     gpu_options.device = device;
     gpu_options.precision = precision;
-    const auto gpu = make_engine(small_model(), gpu_options);
+    const auto gpu = build_ort_engine(small_model(), gpu_options);
     EXPECT_EQ(gpu->name(), "ort-" + device);
     // fp16: float16 weights and activations (on the CPU the converted model is within 4e-3).
     const float tolerance = precision == "fp32" ? 1e-3f : precision == "tf32" ? 3e-2f : 5e-2f;
@@ -203,7 +203,7 @@ TEST(GpuPaths, RunFromReadsAndWritesTheCallersBuffers) {
     OrtEngineOptions options;
     options.device = device;
     options.max_batch = 64;
-    const auto gpu = make_engine(small_model(), options);
+    const auto gpu = build_ort_engine(small_model(), options);
     const ModelShape& s = gpu->shape();
     fill_dummy_inputs(*gpu, 7);
     gpu->run(40);
@@ -245,7 +245,7 @@ TEST(GpuMemory, AbsurdBatchFailsThenSmallerBatchesRun) {
     OrtEngineOptions options;
     options.device = device;
     options.max_batch = int64_t{1} << 20;
-    const auto gpu = make_engine(wide_model(), options);
+    const auto gpu = build_ort_engine(wide_model(), options);
     fill_dummy_inputs(*gpu, 5);
     const std::string message = error_of([&] { gpu->run(options.max_batch); });
     EXPECT_TRUE(is_out_of_memory_message(message)) << device << ": " << message;

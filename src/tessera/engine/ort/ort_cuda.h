@@ -24,9 +24,9 @@
 #include <string>
 #include <unordered_map>
 
-#include "tessera/model/cuda_runtime.h"
-#include "tessera/model/engine.h"
-#include "tessera/model/ort_engine.h"
+#include "tessera/engine/engine.h"
+#include "tessera/engine/ort/cuda_runtime.h"
+#include "tessera/engine/ort/ort_engine.h"
 
 namespace tessera {
 
@@ -93,10 +93,16 @@ class OrtCudaEngine : public Engine {
   // Page-locked (cudaMallocHost); throws Error when that fails.
   HostBuffer allocate_host(int64_t floats) override;
 
+  EngineCaps caps() const override {
+    return {.computes_whole_capacity = path_ == CudaPath::kCudaGraph,
+            .pinned_host_memory = true,
+            .measures_busy_time = true};
+  }
+  double build_seconds() const override { return session_seconds_; }
   double session_seconds() const { return session_seconds_; }
   // GPU time (CUDA events) from the first host->device copy to the last device->host copy of
   // every run() so far: what "GPU busy" is measured from.
-  double busy_seconds() const { return busy_seconds_; }
+  double busy_seconds() const override { return busy_seconds_; }
 
  private:
   void free_buffers();
@@ -127,7 +133,8 @@ class OrtCudaEngine : public Engine {
 
 // The engine a device string asks for: OrtEngine for "cpu" and "cuda:N", OrtCudaEngine for
 // "cuda:N+io" / "cuda:N+graph". `session_seconds` (optional) receives the session build time.
-std::unique_ptr<Engine> make_engine(const std::string& model_path, const OrtEngineOptions& options,
-                                    double* session_seconds = nullptr);
+std::unique_ptr<Engine> build_ort_engine(const std::string& model_path,
+                                         const OrtEngineOptions& options,
+                                         double* session_seconds = nullptr);
 
 }  // namespace tessera

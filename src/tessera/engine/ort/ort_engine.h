@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "tessera/model/engine.h"
+#include "tessera/engine/engine.h"
 
 namespace tessera {
 
@@ -28,25 +28,18 @@ struct OrtEngineOptions {
   std::string precision = "tf32";  // cuda only: "tf32" (ORT's default), "fp32" or "fp16"
 };
 
-// The ONNX Runtime library's version string, e.g. "1.29.0".
-std::string ort_version();
-
 // Parses "cpu" / "cuda" / "cuda:N", optionally followed by a GPU path "+io" or "+graph"
 // (ort_cuda.h); returns -1 for cpu, N for CUDA. Throws UsageError.
 int parse_device(const std::string& device);
+
+// Throws UsageError unless `precision` is "fp32", "tf32" or "fp16" (CUDA: fp32 matmuls, tf32
+// matmuls, or the model's float16 version from fp16_model.h; a CPU session computes fp32).
+void check_ort_precision(const std::string& precision);
 
 // Whether CPU sessions use ORT's memory pattern, from TESSERA_CPU_MEM_PATTERN: "1" yes (ORT's
 // default, for comparisons), "0" or unset no (tessera's default: docs/PERFORMANCE.md). Throws
 // UsageError for any other value.
 bool cpu_memory_pattern(const char* value);
-
-// Loads `model_path` once on the CPU, unoptimised (fast), with buffers for `max_batch` pixels:
-// checks its inputs and output with OrtEngine's messages and returns its shape.
-ModelShape probe_model_shape(const std::string& model_path, int64_t max_batch = 1);
-
-// Throws UsageError unless `precision` is "fp32", "tf32" or "fp16" (CUDA devices: fp32 matmuls,
-// tf32 matmuls, or the model's float16 version from fp16_model.h; CPU devices compute in fp32).
-void check_precision(const std::string& precision);
 
 // The session for `model_path` with `options`: from the file, or when `fp16` from the model's
 // float16 version (fp16_model.h), converted in memory. Throws Ort::Exception, or Error when the
@@ -87,6 +80,7 @@ class OrtEngine : public Engine {
 
   // Seconds spent creating the session (graph load + optimisation), for benchmarks.
   double session_seconds() const { return session_seconds_; }
+  double build_seconds() const override { return session_seconds_; }
 
  private:
   void check_model_io(const std::string& model_path);

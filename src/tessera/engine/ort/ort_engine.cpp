@@ -1,4 +1,4 @@
-#include "tessera/model/ort_engine.h"
+#include "tessera/engine/ort/ort_engine.h"
 
 #include <fmt/format.h>
 #include <onnxruntime_session_options_config_keys.h>
@@ -10,32 +10,11 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/engine/ort/ort_backend.h"
+#include "tessera/engine/ort/ort_cuda.h"
 #include "tessera/model/fp16_model.h"
-#include "tessera/model/ort_cuda.h"
 
 namespace tessera {
-namespace {
-
-std::string shape_string(const std::vector<int64_t>& dims) {
-  std::string out = "[";
-  for (size_t i = 0; i < dims.size(); ++i)
-    out += (i ? ", " : "") + (dims[i] < 0 ? std::string("B") : std::to_string(dims[i]));
-  return out + "]";
-}
-
-std::string join_names(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
-  return out.empty() ? "(none)" : out;
-}
-
-ONNXTensorElementDataType element_type(const Ort::TypeInfo& info) {
-  if (info.GetONNXType() != ONNX_TYPE_TENSOR) return ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
-  return info.GetTensorTypeAndShapeInfo().GetElementType();
-}
-
-}  // namespace
-
 // One ORT environment per process: sessions share its logger; each session keeps its own
 // thread pool (per-session pools are what pinned parallel workers need).
 Ort::Env& ort_env() {
@@ -43,24 +22,11 @@ Ort::Env& ort_env() {
   return env;
 }
 
-ModelShape probe_model_shape(const std::string& model_path, int64_t max_batch) {
-  OrtEngineOptions probe;
-  probe.max_batch = max_batch;
-  probe.optimization_level = 0;
-  return OrtEngine(model_path, probe).shape();
-}
-
 bool cpu_memory_pattern(const char* value) {
   const std::string text = value ? value : "";
   if (text.empty() || text == "0") return false;
   if (text == "1") return true;
   throw UsageError("TESSERA_CPU_MEM_PATTERN: expected 0 or 1 (got '" + text + "')");
-}
-
-void check_precision(const std::string& precision) {
-  if (precision != "fp32" && precision != "tf32" && precision != "fp16") {
-    throw UsageError("unknown precision '" + precision + "' (expected fp32, tf32 or fp16)");
-  }
 }
 
 std::unique_ptr<Ort::Session> open_session(const std::string& model_path,
@@ -102,6 +68,12 @@ std::string ort_version() {
   return Ort::GetVersionString();
 }
 
+void check_ort_precision(const std::string& precision) {
+  if (precision != "fp32" && precision != "tf32" && precision != "fp16") {
+    throw UsageError("unknown precision '" + precision + "' (expected fp32, tf32 or fp16)");
+  }
+}
+
 int parse_device(const std::string& device) {
   if (device == "cpu") return -1;
   if (device == "cuda") return 0;
@@ -133,7 +105,7 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
     throw UsageError(options_.device +
                      ": the IO-binding paths are run by OrtCudaEngine, not OrtEngine");
   }
-  check_precision(options_.precision);
+  check_ort_precision(options_.precision);
   std::error_code ec;
   if (!std::filesystem::exists(model_path, ec)) throw Error(model_path + ": no such file");
   if (std::filesystem::is_directory(model_path, ec))
@@ -188,51 +160,11 @@ std::string OrtEngine::name() const {
 }
 
 void OrtEngine::check_model_io(const std::string& model_path) {
-  std::vector<std::string> inputs, outputs;
-  for (size_t i = 0; i < session_->GetInputCount(); ++i) {
-    inputs.push_back(session_->GetInputNameAllocated(i, Ort::AllocatorWithDefaultOptions()).get());
+  shape_ = read_model_shape(model_path);
+  if (shape_.batch >= 0 && shape_.batch != options_.max_batch) {
+    throw Error(fmt::format("{}: takes batches of exactly {} pixels, not {}", model_path,
+                            shape_.batch, options_.max_batch));
   }
-  for (size_t i = 0; i < session_->GetOutputCount(); ++i) {
-    outputs.push_back(
-        session_->GetOutputNameAllocated(i, Ort::AllocatorWithDefaultOptions()).get());
-  }
-  const bool inputs_ok =
-      inputs.size() == 2 && ((inputs[0] == "s2_input" && inputs[1] == "s1_input") ||
-                             (inputs[0] == "s1_input" && inputs[1] == "s2_input"));
-  if (!inputs_ok) {
-    throw Error(model_path + ": expected inputs s2_input and s1_input, found " +
-                join_names(inputs));
-  }
-  if (outputs.size() != 1 || outputs[0] != "output") {
-    throw Error(model_path + ": expected one output named output, found " + join_names(outputs));
-  }
-  // Reads one [B, A, C] tensor's static dims; B must be dynamic or max_batch.
-  auto dims_of = [&](const Ort::TypeInfo& info, const std::string& name, size_t rank) {
-    if (element_type(info) != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT) {
-      throw Error(model_path + ": " + name + " must be a float32 tensor");
-    }
-    auto dims = info.GetTensorTypeAndShapeInfo().GetShape();
-    const bool batch_ok = !dims.empty() && (dims[0] < 0 || dims[0] == options_.max_batch);
-    bool rest_ok = dims.size() == rank;
-    for (size_t d = 1; d < dims.size(); ++d) rest_ok = rest_ok && dims[d] > 0;
-    if (!batch_ok || !rest_ok) {
-      throw Error(fmt::format("{}: {} has shape {}, expected {} with a dynamic batch", model_path,
-                              name, shape_string(dims),
-                              rank == 3 ? "[B, steps, features]" : "[B, dim]"));
-    }
-    return dims;
-  };
-  for (size_t i = 0; i < 2; ++i) {
-    const auto dims = dims_of(session_->GetInputTypeInfo(i), inputs[i], 3);
-    if (inputs[i] == "s2_input") {
-      shape_.s2_steps = dims[1];
-      shape_.s2_features = dims[2];
-    } else {
-      shape_.s1_steps = dims[1];
-      shape_.s1_features = dims[2];
-    }
-  }
-  shape_.output_dim = dims_of(session_->GetOutputTypeInfo(0), "output", 2)[1];
 }
 
 void OrtEngine::run(int64_t batch) {
@@ -254,7 +186,7 @@ void OrtEngine::run(int64_t batch) {
   try {
     session_->Run(run_options_, kInputNames, inputs, 2, kOutputNames, &output, 1);
   } catch (const Ort::Exception& e) {
-    throw Error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");
+    throw_ort_error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");
   }
 }
 

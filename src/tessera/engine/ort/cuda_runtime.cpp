@@ -1,4 +1,4 @@
-#include "tessera/model/cuda_runtime.h"
+#include "tessera/engine/ort/cuda_runtime.h"
 
 #include <dlfcn.h>
 #include <fmt/format.h>

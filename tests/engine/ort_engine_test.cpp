@@ -1,6 +1,6 @@
 // OrtEngine against real ONNX Runtime: model checks, buffer reuse, and the exact errors users see.
 
-#include "tessera/model/ort_engine.h"
+#include "tessera/engine/ort/ort_engine.h"
 
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>

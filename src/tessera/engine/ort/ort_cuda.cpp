@@ -1,4 +1,4 @@
-#include "tessera/model/ort_cuda.h"
+#include "tessera/engine/ort/ort_cuda.h"
 
 #include <fmt/format.h>
 #include <onnxruntime_run_options_config_keys.h>
@@ -10,6 +10,7 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/engine/ort/ort_backend.h"
 #include "tessera/model/model_info.h"
 
 namespace tessera {
@@ -109,17 +110,17 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   if (options_.max_batch < 1) {
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options_.max_batch));
   }
-  check_precision(options_.precision);
+  check_ort_precision(options_.precision);
   // Reads and checks the model's inputs and output (same checks and messages as the CPU
-  // engine), on a cheap unoptimised CPU session.
-  shape_ = probe_model_shape(model_path);
+  // engine) from the file.
+  shape_ = read_model_shape(model_path);
   refuse_models_that_crash_cuda(model_path);
   require_cuda(options_.device);
   cuda_ = cuda_runtime();
   auto check = [&](const char* what, int status) {
     if (status != 0) {
       free_buffers();
-      throw Error(options_.device + ": " + cuda_->describe(what, status));
+      throw_ort_error(options_.device + ": " + cuda_->describe(what, status));
     }
   };
   check("cudaSetDevice", cuda_->set_device(device_id_));
@@ -186,8 +187,8 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
     session_ = open_session(model_path, session_options, options_.precision == "fp16");
   } catch (const Ort::Exception& e) {
     free_buffers();
-    throw Error(model_path +
-                ": cannot build a CUDA session (ONNX Runtime: " + first_line(e.what()) + ")");
+    throw_ort_error(model_path +
+                    ": cannot build a CUDA session (ONNX Runtime: " + first_line(e.what()) + ")");
   }
   session_seconds_ = seconds_since(start);
   device_memory_ = Ort::MemoryInfo("Cuda", OrtDeviceAllocator, device_id_, OrtMemTypeDefault);
@@ -235,7 +236,7 @@ HostBuffer OrtCudaEngine::allocate_host(int64_t floats) {
   // The calling thread's current GPU gets the allocation's context: make it this engine's.
   int status = cuda_->set_device(device_id_);
   if (status == 0) status = cuda_->malloc_host(&p, bytes);
-  if (status != 0) throw Error(name() + ": " + cuda_->describe("cudaMallocHost", status));
+  if (status != 0) throw_ort_error(name() + ": " + cuda_->describe("cudaMallocHost", status));
   std::memset(p, 0, bytes);
   const CudaRuntime* cuda = cuda_;  // process-wide: the buffer may outlive the engine
   return HostBuffer(static_cast<float*>(p), [cuda](float* q) { cuda->free_host(q); });
@@ -250,7 +251,7 @@ void OrtCudaEngine::run_between(const float* s2, const float* s1, int64_t batch,
     // Copies from s2/s1 and into `out` may still be queued: those are the caller's buffers,
     // which it may free once this throws.
     cuda_->stream_synchronize(stream_);
-    throw Error(name() + ": " + cuda_->describe(what, status));
+    throw_ort_error(name() + ": " + cuda_->describe(what, status));
   };
   check("cudaSetDevice", cuda_->set_device(device_id_));
   const int64_t computed = cuda_run_batch(path_, batch, options_.max_batch);
@@ -293,7 +294,7 @@ void OrtCudaEngine::run_between(const float* s2, const float* s1, int64_t batch,
     session_->Run(run_options_.at(computed), binding->second);
   } catch (const Ort::Exception& e) {
     cuda_->stream_synchronize(stream_);
-    throw Error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");
+    throw_ort_error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");
   }
   check("cudaMemcpyAsync", cuda_->memcpy_async(out, device_out_, floats(shape_.output_dim),
                                                CudaRuntime::kDeviceToHost, stream_));
@@ -304,8 +305,8 @@ void OrtCudaEngine::run_between(const float* s2, const float* s1, int64_t batch,
   busy_seconds_ += ms / 1e3;
 }
 
-std::unique_ptr<Engine> make_engine(const std::string& model_path, const OrtEngineOptions& options,
-                                    double* session_seconds) {
+std::unique_ptr<Engine> build_ort_engine(const std::string& model_path,
+                                         const OrtEngineOptions& options, double* session_seconds) {
   const CudaPath path = cuda_path(options.device);
   if (path == CudaPath::kIoBinding || path == CudaPath::kCudaGraph) {
     auto engine = std::make_unique<OrtCudaEngine>(model_path, options);

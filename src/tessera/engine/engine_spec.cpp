@@ -1,0 +1,152 @@
+#include "tessera/engine/engine_spec.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <new>
+
+#include "tessera/common/error.h"
+#include "tessera/engine/ort/ort_backend.h"
+
+namespace tessera {
+namespace {
+
+struct Device {
+  int index = -1;
+  std::string gpu_path;
+};
+
+// "cpu" | "cuda" | "cuda:N" with an optional "+io" / "+graph". Throws UsageError.
+Device parse_device_text(const std::string& text) {
+  const std::string expected = "(expected cpu or cuda:N[+io|+graph])";
+  if (text == "cpu") return {};
+  Device device;
+  std::string id = text;
+  for (const char* path : {"io", "graph"}) {
+    const std::string suffix = std::string("+") + path;
+    if (id.size() > suffix.size() && id.ends_with(suffix)) {
+      id.resize(id.size() - suffix.size());
+      device.gpu_path = path;
+    }
+  }
+  if (id == "cuda") id = "cuda:0";
+  if (id.rfind("cuda:", 0) == 0) {
+    const std::string n = id.substr(5);
+    if (!n.empty() && n.size() < 4 && n.find_first_not_of("0123456789") == std::string::npos) {
+      device.index = std::stoi(n);
+      return device;
+    }
+  }
+  throw UsageError("unknown device '" + text + "' " + expected);
+}
+
+bool known_precision(const std::string& p) {
+  return p == "fp32" || p == "tf32" || p == "fp16" || p == "bf16" || p == "int8";
+}
+
+// The precisions `backend` computes on a CPU (cpu) or a GPU, its default first.
+std::vector<std::string> precisions_of(const std::string& backend, bool cpu) {
+  if (backend == "native")
+    return cpu ? std::vector<std::string>{"fp32", "bf16", "int8"} : std::vector<std::string>{};
+  return cpu ? std::vector<std::string>{"fp32"} : std::vector<std::string>{"tf32", "fp32", "fp16"};
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// The precision a spec computes at: "" is the default; tf32 (a GPU matmul mode) is fp32 on a CPU.
+// Returns "" when the backend cannot run `precision` there; *why says why.
+std::string resolve_precision(const std::string& backend, const Device& device,
+                              const std::string& precision, std::string* why) {
+  const bool cpu = device.index < 0;
+  const std::vector<std::string> offered = precisions_of(backend, cpu);
+  const std::string where = cpu ? "cpu" : "cuda";
+  if (offered.empty()) {
+    *why = fmt::format("the {} engine runs on the cpu only", backend);
+    return "";
+  }
+  if (precision.empty()) return offered.front();
+  if (cpu && precision == "tf32") return "fp32";
+  if (std::find(offered.begin(), offered.end(), precision) != offered.end()) return precision;
+  *why = fmt::format("the {} engine computes {} on {}, not {}", backend, join(offered), where,
+                     precision);
+  if (backend == "ort" && cpu && (precision == "bf16" || precision == "int8"))
+    *why += " (--engine native does)";
+  return "";
+}
+
+void check_grammar(const std::string& backend, const std::string& precision) {
+  const auto& all = engine_backends();
+  if (std::find(all.begin(), all.end(), backend) == all.end())
+    throw UsageError(fmt::format("unknown engine '{}' (expected {})", backend, join(all)));
+  if (!precision.empty() && !known_precision(precision)) {
+    throw UsageError("unknown precision '" + precision +
+                     "' (expected fp32, tf32, fp16, bf16 or int8)");
+  }
+}
+
+}  // namespace
+
+const std::vector<std::string>& engine_backends() {
+  static const std::vector<std::string> backends = {"ort"};
+  return backends;
+}
+
+std::string engine_cannot_run(const std::string& backend, const std::string& device,
+                              const std::string& precision) {
+  check_grammar(backend, precision);
+  std::string why;
+  resolve_precision(backend, parse_device_text(device), precision, &why);
+  return why;
+}
+
+EngineSpec parse_engine_spec(const std::string& backend, const std::string& device,
+                             const std::string& precision) {
+  check_grammar(backend, precision);
+  const Device parsed = parse_device_text(device);
+  std::string why;
+  EngineSpec spec;
+  spec.backend = backend;
+  spec.device_index = parsed.index;
+  spec.gpu_path = parsed.gpu_path;
+  spec.precision = resolve_precision(backend, parsed, precision, &why);
+  if (spec.precision.empty()) throw UsageError(device + ": " + why);
+  return spec;
+}
+
+void check_engine_can_run(const EngineSpec& spec, const std::string& model_path) {
+  if (spec.backend == "ort") ort_check_can_run(spec, model_path);
+}
+
+std::unique_ptr<Engine> make_engine(const std::string& model_path, const EngineSpec& spec) {
+  if (spec.max_batch < 1)
+    throw UsageError(fmt::format("batch size must be at least 1 (got {})", spec.max_batch));
+  if (spec.threads < 1)
+    throw UsageError(fmt::format("thread count must be at least 1 (got {})", spec.threads));
+  try {
+    return make_ort_engine(model_path, spec);
+  } catch (const std::bad_alloc&) {
+    throw OutOfMemoryError(fmt::format("{}: out of memory building an engine for {} pixels",
+                                       spec.device(), spec.max_batch));
+  }
+}
+
+void check_backend_option(const std::string& backend, const std::string& key,
+                          const std::string& value) {
+  if (backend == "ort") return ort_check_option(key, value);
+  throw UsageError(fmt::format("the {} engine has no option '{}'", backend, key));
+}
+
+void check_engine_environment() {
+  ort_check_environment();
+}
+
+std::string backend_version(const std::string& backend) {
+  if (backend == "ort") return ort_version();
+  throw UsageError("unknown engine '" + backend + "'");
+}
+
+}  // namespace tessera
