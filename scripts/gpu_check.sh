@@ -83,11 +83,11 @@ stage_bench() {
       local f="$RESULTS/bench_${path//[:+]/_}_$precision.json"
       monitored "bench_${path//[:+]/_}_$precision" \
         "$B" bench -m "$model" --device "$path" --precision "$precision" -b 1024,4096,16384 \
-        --batches 3 -r 2 --warmup 2 -o json >"$f"
+        --batches 3 -r 2 --warmup 2 --format json >"$f"
       [ -s "$f" ] && files+=("$f")  # failed cases are error rows of a complete table
     done
   done
-  "$B" bench -m "$model" --device cuda:0+io -b 1048576 --batches 1 -r 1 --warmup 0 -o md \
+  "$B" bench -m "$model" --device cuda:0+io -b 1048576 --batches 1 -r 1 --warmup 0 --format md \
     >"$RESULTS/bench_oom.md"
   "$B" report --from "${files[@]}" -o "$RESULTS/bench_gpu.md" >/dev/null
   grep -A40 '^## All rows' "$RESULTS/bench_gpu.md" | grep '^|' | cut -d'|' -f3-17
@@ -151,10 +151,10 @@ stage_cpu() {
   local cores layouts
   cores=$(lscpu -p=CORE,SOCKET | grep -v '^#' | sort -u | wc -l)
   layouts="single:$cores,${cores}x1"
-  "$B" bench -m "$model" --layout "$layouts" -b 256 --batches 1 -r 1 --warmup 1 -o json \
+  "$B" bench -m "$model" --layout "$layouts" -b 256 --batches 1 -r 1 --warmup 1 --format json \
     >"$RESULTS/bench_cpu_thread.json"
   "$B" bench -m "$model" --layout "$layouts" --spawn process -b 256 --batches 1 -r 1 --warmup 1 \
-    -o json >"$RESULTS/bench_cpu_process.json"
+    --format json >"$RESULTS/bench_cpu_process.json"
   "$B" report --from "$RESULTS/bench_cpu_thread.json" "$RESULTS/bench_cpu_process.json" \
     -o "$RESULTS/bench_cpu.md" >/dev/null
   grep -A12 '^## All rows' "$RESULTS/bench_cpu.md" | grep '^|' | cut -d'|' -f3-17

@@ -14,17 +14,17 @@ step() { echo "== $*" >&2; }
 # bench and infer use the built-in Tessera v1.0 model (made once) when -m is not given.
 
 step "threads (study: CPU thread scaling)"
-"$tessera" bench -t 1,2 -b 256 --batches 2 -r 2 -o json > threads.json
+"$tessera" bench -t 1,2 -b 256 --batches 2 -r 2 --format json > threads.json
 step "batch sizes (study: does batch size matter?)"
-"$tessera" bench -t 2 -b 32,64,128,256,512,1024 --batches 2 -r 1 -o json > batch.json
+"$tessera" bench -t 2 -b 32,64,128,256,512,1024 --batches 2 -r 1 --format json > batch.json
 step "layouts, threads vs processes (study: NUMA-pinned parallel jobs)"
-"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 -o json > layouts_thread.json
-"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 --spawn process -o json > layouts_process.json
-"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 --no-pin -o json > layouts_unpinned.json
+"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 --format json > layouts_thread.json
+"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 --spawn process --format json > layouts_process.json
+"$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 --no-pin --format json > layouts_unpinned.json
 
 step "infer vs bench at the same layout and batch"
 "$tessera" synth --out tiles/grid_0.00_0.00 --size 64x64 --s2-steps 90 --s1-steps 30/30 --seed 1 --force
-"$tessera" bench --layout 2x1 -b 64 --batches 8 -r 2 -o json > infer_bench.json
+"$tessera" bench --layout 2x1 -b 64 --batches 8 -r 2 --format json > infer_bench.json
 "$tessera" infer tiles/grid_0.00_0.00 -o emb --layout 2x1 -b 64 --force --summary infer.json
 
 step "peak memory as the tile grows (small model: the pipeline, not the model, dominates)"
@@ -48,7 +48,7 @@ python3 -c "import sys; a, m, e = map(float, sys.argv[1:]); print(f'per tile {m 
   "$many_start" "$many_mid" "$many_end" | tee many_tiles.txt
 for pattern in 1 0; do
   TESSERA_CPU_MEM_PATTERN=$pattern /usr/bin/time -f "%M" -o "rss_pattern_$pattern.txt" \
-    "$tessera" bench --layout 1x1 -b 256 --batches 1 -r 5 --warmup 0 -o json > "mem_pattern_$pattern.json"
+    "$tessera" bench --layout 1x1 -b 256 --batches 1 -r 5 --warmup 0 --format json > "mem_pattern_$pattern.json"
 done
 
 step "report"

@@ -1,6 +1,6 @@
 # tools/torch_peer.py, the PyTorch peer of `tessera bench`, from the outside: the torch module
 # built from a make-model file must match ONNX Runtime, and its bench JSON must have the row
-# keys of `tessera bench -o json` and go through `tessera report`. Both tests are skipped
+# keys of `tessera bench --format json` and go through `tessera report`. Both tests are skipped
 # (exit 77) when the Python running them cannot import torch (the peer exits 3).
 #
 # The driver scripts are written at configure time from bracket arguments (no CMake escaping);
@@ -33,7 +33,7 @@ rm -f "$dir/torch.json" "$dir/r.md"
 rc=$?
 [ "$rc" -eq 3 ] && exit 77
 [ "$rc" -eq 0 ] || exit "$rc"
-"$tessera" bench -m "$dir/report.onnx" -t 1 -b 4 --batches 1 -r 1 -o json >"$dir/ort.json" || exit 1
+"$tessera" bench -m "$dir/report.onnx" -t 1 -b 4 --batches 1 -r 1 --format json >"$dir/ort.json" || exit 1
 "$python" - "$dir/ort.json" "$dir/torch.json" <<'EOF' || exit 1
 import json, sys
 ort, peer = (json.load(open(p)) for p in sys.argv[1:])

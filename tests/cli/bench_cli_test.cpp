@@ -83,8 +83,8 @@ TEST(BenchCli, MarkdownTableHasOneRowPerCase) {
 }
 
 TEST(BenchCli, JsonParsesAndCarriesMachineAndRows) {
-  const auto r =
-      run_cli("bench -m " + small_model() + " -t 1 -b 4,8 --batches 3 -r 2 -o json --baseline 2");
+  const auto r = run_cli("bench -m " + small_model() +
+                         " -t 1 -b 4,8 --batches 3 -r 2 --format json --baseline 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc["tool"], "tessera bench");
@@ -106,16 +106,59 @@ TEST(BenchCli, JsonParsesAndCarriesMachineAndRows) {
 }
 
 TEST(BenchCli, CsvHasAHeaderAndOneLinePerRow) {
-  const auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 -o csv");
+  const auto r = run_cli("bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 --format csv");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("device,layout,workers,threads,batch,", 0), 0u) << r.out;
   EXPECT_EQ(count_lines(r.out), 2);
 }
 
+TEST(BenchCli, OutputIsAPathAndFormatTheFormat) {
+  const std::string dir = kDir + "/output";
+  std::filesystem::create_directories(dir);
+  const std::string args = "bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 ";
+  // -o is a file; its extension picks the format unless --format says otherwise.
+  auto r = run_cli(args + "-o " + dir + "/run.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "");
+  std::ifstream json(dir + "/run.json");
+  EXPECT_EQ(nlohmann::json::parse(json)["rows"].size(), 1u);
+  r = run_cli(args + "-o " + dir + "/run.txt --format csv");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream csv(dir + "/run.txt");
+  std::string header;
+  std::getline(csv, header);
+  EXPECT_EQ(header.rfind("device,layout,workers,threads,batch,", 0), 0u) << header;
+  // Never the model it reads.
+  r = run_cli(args + "-o " + small_model());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + small_model() + ": is also an input of this command\n");
+}
+
+TEST(BenchCli, OutputAsAFormatIsDeprecatedButStillWorks) {
+  const std::string args = "bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 ";
+  auto r = run_cli(args + "-o csv");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "tessera bench: '-o csv' is deprecated, use '--format csv'\n");
+  EXPECT_EQ(r.out.rfind("device,layout,workers,threads,batch,", 0), 0u) << r.out;
+  EXPECT_EQ(count_lines(r.out), 2);
+  r = run_cli(args + "--output json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "tessera bench: '-o json' is deprecated, use '--format json'\n");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["rows"].size(), 1u);
+  // Both ways at once is a usage error, before any work.
+  r = run_cli(args + "-o json --format md");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "tessera: bench: '-o json' (a format, deprecated) and '--format md' given together; "
+            "use --format only\n");
+}
+
 TEST(BenchCli, LayoutsRunEveryWorkerAtOnceInThreadsOrProcesses) {
   for (const std::string spawn : {"thread", "process"}) {
-    const auto r = run_cli("bench -m " + small_model() +
-                           " --layout single:2,2x1 -b 4 --batches 3 -r 2 -o json --spawn " + spawn);
+    const auto r =
+        run_cli("bench -m " + small_model() +
+                " --layout single:2,2x1 -b 4 --batches 3 -r 2 --format json --spawn " + spawn);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto doc = nlohmann::json::parse(r.out);
     ASSERT_EQ(doc["rows"].size(), 2u);
@@ -135,8 +178,8 @@ TEST(BenchCli, LayoutsRunEveryWorkerAtOnceInThreadsOrProcesses) {
 }
 
 TEST(BenchCli, UnpinnedRowsSaySo) {
-  const auto json =
-      run_cli("bench -m " + small_model() + " --layout 2x1 -b 4 --batches 1 -r 1 --no-pin -o json");
+  const auto json = run_cli("bench -m " + small_model() +
+                            " --layout 2x1 -b 4 --batches 1 -r 1 --no-pin --format json");
   ASSERT_EQ(json.exit_code, 0) << json.err;
   EXPECT_EQ(nlohmann::json::parse(json.out)["rows"][0]["pinned"], false);
   const auto md = run_cli("bench -m " + small_model() +
@@ -255,7 +298,7 @@ TEST(BenchCli, OptionsEveryCaseShares) {
 }
 
 TEST(BenchCli, UnknownOutputFormat) {
-  const auto r = run_cli("bench -m " + small_model() + " -o xml");
+  const auto r = run_cli("bench -m " + small_model() + " --format xml");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "tessera: unknown output format 'xml' (expected md, csv or json)\n");
 }
@@ -282,7 +325,7 @@ TEST(ConvertModelCli, WritesAFloat16ModelThatRuns) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("wrote " + out + ": " + small_model() + " in float16 (", 0), 0u) << r.out;
   EXPECT_LT(std::filesystem::file_size(out), std::filesystem::file_size(small_model()));
-  r = run_cli("bench -m " + out + " -t 1 -b 4 --batches 1 -r 1 --warmup 0 -o csv");
+  r = run_cli("bench -m " + out + " -t 1 -b 4 --batches 1 -r 1 --warmup 0 --format csv");
   EXPECT_EQ(r.exit_code, 0) << r.err;
 
   r = run_cli("convert-model -m " + small_model() + " -o " + out);

@@ -5,9 +5,12 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "run_cli.h"
+#include "test_support.h"
 
 namespace {
 
@@ -17,7 +20,7 @@ const std::string kEpyc =
     std::string("--topology '") + TESSERA_SOURCE_DIR + "/data/topologies/epyc-9965-2s.xml'";
 
 TEST(TopoCli, EpycJsonHasTheDistanceMatrix) {
-  const auto r = run_cli("topo -o json " + kEpyc);
+  const auto r = run_cli("topo --format json " + kEpyc);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["cpu_model"], "AMD EPYC 9965 192-Core Processor");
@@ -43,7 +46,7 @@ TEST(TopoCli, EpycJsonHasTheDistanceMatrix) {
 }
 
 TEST(TopoCli, EpycPlanAsJson) {
-  const auto r = run_cli("topo -o json --plan numa:2 --membind interleave " + kEpyc);
+  const auto r = run_cli("topo --format json --plan numa:2 --membind interleave " + kEpyc);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto plan = nlohmann::json::parse(r.out)["plan"];
   EXPECT_EQ(plan["layout"], "numa:2");
@@ -83,11 +86,11 @@ TEST(TopoCli, SyntheticWithDistancesExportsAndReadsBack) {
   const std::string xml = std::string(TESSERA_TEST_TMP) + "/topo_cli_synthetic.xml";
   std::remove(xml.c_str());
   auto r = run_cli(
-      "topo -o json --synthetic 'pack:2 numa:2 core:4 pu:1' --distances 10,12,20 "
+      "topo --format json --synthetic 'pack:2 numa:2 core:4 pu:1' --distances 10,12,20 "
       "--cpu-model 'Test CPU' --export '" +
       xml + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = run_cli("topo -o json --topology '" + xml + "'");
+  r = run_cli("topo --format json --topology '" + xml + "'");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["cpu_model"], "Test CPU");
@@ -101,17 +104,17 @@ TEST(TopoCli, SyntheticWithDistancesExportsAndReadsBack) {
   EXPECT_EQ(r.err, "tessera: " + xml + ": already exists (use --force to overwrite)\n");
   r = run_cli(again + " --force --plan bogus");
   EXPECT_EQ(r.exit_code, 2);
-  r = run_cli("topo -o json --topology '" + xml + "'");
+  r = run_cli("topo --format json --topology '" + xml + "'");
   EXPECT_EQ(nlohmann::json::parse(r.out)["cores"], 16) << "the bad run replaced the export";
   r = run_cli(again + " --force");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = run_cli("topo -o json --topology '" + xml + "'");
+  r = run_cli("topo --format json --topology '" + xml + "'");
   EXPECT_EQ(nlohmann::json::parse(r.out)["cores"], 2);
   std::remove(xml.c_str());
 }
 
 TEST(TopoCli, ThisMachine) {
-  const auto r = run_cli("topo -o json --plan numa");
+  const auto r = run_cli("topo --format json --plan numa");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_GE(j["cores"].get<int>(), 1);
@@ -119,6 +122,40 @@ TEST(TopoCli, ThisMachine) {
   int threads = 0;
   for (const auto& w : j["plan"]["workers"]) threads += w["threads"].get<int>();
   EXPECT_EQ(threads, j["cores"].get<int>());
+}
+
+TEST(TopoCli, OutputIsAPathAndTheOldFormatSpellingIsDeprecated) {
+  const tessera::testing::ProcessTestDir dir("topo_cli_output");
+  std::filesystem::create_directories(dir.path());
+  // A path: the extension picks the format; a format name written as a path is a file.
+  const std::string json = dir.path() + "/epyc.json", named = dir.path() + "/json";
+  auto r = run_cli("topo -o '" + json + "' " + kEpyc);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "");
+  std::ifstream in(json);
+  EXPECT_EQ(nlohmann::json::parse(in)["packages"], 2);
+  r = run_cli("topo --output '" + named + "' " + kEpyc);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_TRUE(std::filesystem::exists(named));
+  // The old meaning of -o (a format) still works, with one line on stderr.
+  r = run_cli("topo -o json " + kEpyc);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "tessera topo: '-o json' is deprecated, use '--format json'\n");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["packages"], 2);
+  r = run_cli("topo -o csv " + kEpyc);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "tessera topo: '-o csv' is deprecated, use '--format csv'\n"
+            "tessera: topo: output format csv is not supported (use md or json)\n");
+  // Never the topology file it reads.
+  const std::string xml = dir.path() + "/machine.xml";
+  r = run_cli("topo --synthetic 'pack:1 numa:1 core:2 pu:1' --export '" + xml + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_cli("topo --topology '" + xml + "' -o '" + xml + "'");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + xml + ": is also an input of this command\n");
 }
 
 TEST(TopoCli, BadFlags) {
@@ -130,7 +167,7 @@ TEST(TopoCli, BadFlags) {
   r = run_cli("topo --membind near");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "tessera: unknown memory policy 'near' (expected local or interleave)\n");
-  r = run_cli("topo -o csv");
+  r = run_cli("topo --format csv");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "tessera: topo: output format csv is not supported (use md or json)\n");
   r = run_cli("topo --topology /nonexistent/machine.xml");

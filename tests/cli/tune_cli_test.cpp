@@ -54,6 +54,28 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(in);
 }
 
+TEST(TuneCli, OldSpellingsOfOutputAndBatchAreDeprecatedButStillWork) {
+  const std::string p = kDir + "/old_spellings.json";
+  auto r = run_cli("tune -m " + small_model() +
+                   " --budget 10 --layouts single:1 --batch-list 8 --start-pixels 16 --out " + p);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err,
+            "tessera tune: '--out' is deprecated, use '--output'\n"
+            "tessera tune: '--batch-list' is deprecated, use '--batch'\n");
+  EXPECT_EQ(read_json(p)["plan"]["batch"], 8);
+  // -o was always a path in tune: a format name is a file name here, not a deprecation.
+  r = run_cli("tune -m " + small_model() + " --budget 10 --layouts single:1 -b 8 -o json", kDir);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(read_json(kDir + "/json")["plan"]["batch"], 8);
+  r = run_cli("tune -m " + small_model() + " -b 8 --batch-list 16");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: tune: give the batch sizes once, with -b/--batch\n");
+  r = run_cli("tune -m " + small_model() + " -o a.json --out b.json");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: tune: give the profile's path once, with -o/--output\n");
+}
+
 TEST(TuneCli, WritesAProfileThatBenchFollows) {
   const auto profile = read_json(tuned_profile());
   EXPECT_EQ(profile["tool"], "tessera tune");
@@ -74,7 +96,7 @@ TEST(TuneCli, WritesAProfileThatBenchFollows) {
   EXPECT_EQ(profile["ranking"].size() % 2, 0u);
 
   const auto r = run_cli("bench -m " + small_model() + " --profile " + tuned_profile() +
-                         " --batches 1 -r 1 -o json");
+                         " --batches 1 -r 1 --format json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   const auto doc = nlohmann::json::parse(r.out);
@@ -85,7 +107,7 @@ TEST(TuneCli, WritesAProfileThatBenchFollows) {
 
   // A flag the user gives wins over the profile.
   const auto given = run_cli("bench -m " + small_model() + " --profile " + tuned_profile() +
-                             " -b 4 --batches 1 -r 1 -o json");
+                             " -b 4 --batches 1 -r 1 --format json");
   ASSERT_EQ(given.exit_code, 0) << given.err;
   EXPECT_EQ(nlohmann::json::parse(given.out)["rows"][0]["batch"], 4);
 }
@@ -94,7 +116,7 @@ TEST(TuneCli, AProfileOfAnotherModelWarnsAndIsNotUsed) {
   const std::string other = make_model("other.onnx", 16);
   const auto profile = read_json(tuned_profile());
   const auto r = run_cli("bench -m " + other + " --profile " + tuned_profile() +
-                         " -t 1 --batches 1 -r 1 -o json");
+                         " -t 1 --batches 1 -r 1 --format json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string expected_prefix =
       "tessera: warning: " + tuned_profile() + ": tuned for another model (" + small_model() +

@@ -232,7 +232,7 @@ def case_split(a, mpirun):
     tiles = make_tiles(a.tessera, a.workdir, 3, "12x10", 20)
     model, reference = model_and_reference(a, tiles, [])
     # One CPU of each core, as plans list them.
-    single = json.loads(run([a.tessera, "topo", "-o", "json", "--plan", "single"]).stdout)
+    single = json.loads(run([a.tessera, "topo", "--format", "json", "--plan", "single"]).stdout)
     everything = set(single["plan"]["workers"][0]["cpus"])
     if len(everything) < 2:
         print("mpi_infer split: skipped, one core cannot be split between two ranks")

@@ -120,7 +120,7 @@ def check_report(args):
 
     # Projections, recomputed here: pixels x ms/pixel.
     r = run([args.tessera, "project", "--ms-per-pixel", "0.43,0.22", "--usd-per-hour", "2",
-             "--machines", "10", "-o", "json"])
+             "--machines", "10", "--format", "json"])
     if r.returncode != 0:
         fail("tessera project exited %d: %s" % (r.returncode, r.stderr))
     rows = json.loads(r.stdout)
@@ -135,7 +135,7 @@ def check_report(args):
     if [row["mgrs_tile"] for row in rows] != ["14.4 h", "7.4 h"]:
         fail("project: MGRS tile times %r" % [row["mgrs_tile"] for row in rows])
     r = run([args.tessera, "project", "--from", os.path.join(args.data, "sweep_batch.json"),
-             "-o", "csv"])
+             "--format", "csv"])
     lines = r.stdout.strip().split("\n")
     if r.returncode != 0 or len(lines) != 1 + 17:  # header + ok rows (the OOM row is left out)
         fail("project --from: exit %d, %d lines" % (r.returncode, len(lines)))

@@ -486,6 +486,12 @@ std::string bench_footer(const BenchResult& result) {
                      m.value("numa_nodes", 0), m.value("ort_version", "?"), model);
 }
 
+std::string skipped_lines(const BenchResult& result) {
+  std::string out;
+  for (const auto& line : result.skipped) out += "skipped: " + line + "\n";
+  return out;
+}
+
 int default_thread_count() {
   return std::max(1, Topology::this_machine().info().cores);
 }

@@ -156,6 +156,8 @@ int run_bench_worker(const BenchOptions& options, const EngineSpec& engine, int6
                      const WorkerPlan& worker);
 // One line under the Markdown table: machine, ONNX Runtime version and model.
 std::string bench_footer(const BenchResult& result);
+// "skipped: <device> <engine> <precision>: <why>\n" for each combination the sweep left out.
+std::string skipped_lines(const BenchResult& result);
 // "" when no case failed, else one line for stderr: "N of M cases failed (first: <device>
 // <layout> b=<batch>: <error>)". Out-of-memory rows are results, not failures.
 std::string bench_failures(const BenchResult& result);

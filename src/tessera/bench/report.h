@@ -1,5 +1,5 @@
 #pragma once
-// `tessera report`: reads one or more `tessera bench -o json` files (or rows from a peer tool
+// `tessera report`: reads one or more `tessera bench --format json` files (or rows from a peer tool
 // that writes the same schema with fewer keys) and writes a Markdown report with SVG charts:
 // all rows, thread scaling, batch sweep, layouts, device/engine comparison and projections.
 //

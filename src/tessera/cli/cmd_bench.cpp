@@ -7,6 +7,7 @@
 #include "tessera/bench/profile.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/status_line.h"
+#include "tessera/cli/table_output.h"
 #include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
@@ -26,7 +27,8 @@ void add_bench_command(CLI::App& root) {
     std::vector<int> threads;
     std::vector<int64_t> batch_sizes{256};
     int batches = 10, reps = 3, warmup = 2, baseline = 1, optimization_level = 99;
-    std::string membind = "local", output = "md", spawn = "thread";
+    std::string membind = "local", spawn = "thread";
+    TableOutput output;
     double gpu_baseline = 0;
     bool no_spin = false, no_pin = false;
     uint64_t seed = 1;
@@ -82,11 +84,11 @@ void add_bench_command(CLI::App& root) {
   cmd->add_option("--seed", args->seed, "Seed of the dummy inputs")
       ->check(unsigned_64bit())
       ->capture_default_str();
-  cmd->add_option("-o,--output", args->output, "Output format: md, csv or json")
-      ->capture_default_str();
+  add_table_output_options(*cmd, args->output, "md, csv or json");
 
   cmd->callback([args, cmd] {
-    const OutputFormat format = parse_output_format(args->output);
+    const OutputFormat format =
+        resolve_table_output("bench", args->output, {args->model, args->profile});
     BenchOptions options;
     options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
     options.devices = args->devices;
@@ -123,19 +125,18 @@ void add_bench_command(CLI::App& root) {
     status.clear();
     switch (format) {
       case OutputFormat::kMarkdown:
-        std::cout << bench_table(result).to_markdown() << "\n" << bench_footer(result) << "\n";
-        for (const auto& line : result.skipped) std::cout << "skipped: " << line << "\n";
+        write_table_output(args->output, bench_table(result).to_markdown() + "\n" +
+                                             bench_footer(result) + "\n" + skipped_lines(result));
         break;
       case OutputFormat::kCsv:
-        std::cout << bench_table(result).to_csv();
+        write_table_output(args->output, bench_table(result).to_csv());
         break;
       case OutputFormat::kJson:
-        std::cout << bench_json(result).dump(2) << "\n";
+        write_table_output(args->output, bench_json(result).dump(2) + "\n");
         break;
     }
     // The table is out, failed cases included; the exit status still says that some failed.
     if (const std::string failures = bench_failures(result); !failures.empty()) {
-      std::cout << std::flush;
       throw Error(failures);
     }
   });

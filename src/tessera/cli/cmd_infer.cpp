@@ -158,7 +158,7 @@ void add_infer_command(CLI::App& root) {
     bool no_resume = false, no_spin = false;
   };
   auto args = std::make_shared<Args>();
-  args->options.batch = 256;
+
   cmd->add_option("tiles", args->tiles, "dpixel tile directories (nested or flat layout)");
   cmd->add_option("--tiles", args->tile_list,
                   "A file listing tile directories, one per line, or a directory of tiles");

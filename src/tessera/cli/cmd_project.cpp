@@ -1,14 +1,14 @@
 // tessera project: time and cost of an MGRS tile, a 0.1-degree tile and the planet at a given
-// speed (ms/pixel from the command line or from `tessera bench -o json` files).
+// speed (ms/pixel from the command line or from `tessera bench --format json` files).
 
 #include <fmt/format.h>
 
-#include <iostream>
 #include <memory>
 
 #include "tessera/bench/projection.h"
 #include "tessera/bench/report.h"
 #include "tessera/cli/commands.h"
+#include "tessera/cli/table_output.h"
 #include "tessera/common/error.h"
 
 namespace tessera::cli {
@@ -21,7 +21,7 @@ void add_project_command(CLI::App& root) {
     std::vector<std::string> from;
     double usd_per_hour = 0;
     int machines = 1;
-    std::string output = "md";
+    TableOutput output;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--ms-per-pixel", args->ms_per_pixel,
@@ -31,11 +31,10 @@ void add_project_command(CLI::App& root) {
                               "Price of one machine-hour in USD (adds cost columns)");
   cmd->add_option("--machines", args->machines, "Machines sharing the planet run")
       ->capture_default_str();
-  cmd->add_option("-o,--output", args->output, "Output format: md, csv or json")
-      ->capture_default_str();
+  add_table_output_options(*cmd, args->output, "md, csv or json");
 
   cmd->callback([args, usd] {
-    const OutputFormat format = parse_output_format(args->output);
+    const OutputFormat format = resolve_table_output("project", args->output, args->from);
     std::vector<ProjectionInput> inputs;
     for (const auto& list : args->ms_per_pixel) {
       for (double v : parse_number_list(list, "--ms-per-pixel")) {
@@ -58,15 +57,18 @@ void add_project_command(CLI::App& root) {
     for (const auto& input : inputs) projections.push_back(project(input, options));
     switch (format) {
       case OutputFormat::kMarkdown:
-        std::cout << projection_table(projections, false).to_markdown()
-                  << "\nMGRS tile: 10,980 x 10,980 = 120,560,400 px; 0.1-degree tile: 1,000,000 "
-                     "px; planet: 1,593,480 land tiles. Inference time only.\n";
+        write_table_output(
+            args->output,
+            projection_table(projections, false).to_markdown() +
+                "\nMGRS tile: 10,980 x 10,980 = 120,560,400 px; 0.1-degree tile: 1,000,000 "
+                "px; planet: 1,593,480 land tiles. Inference time only.\n");
         break;
       case OutputFormat::kCsv:
-        std::cout << projection_table(projections, true).to_csv();
+        write_table_output(args->output, projection_table(projections, true).to_csv());
         break;
       case OutputFormat::kJson:
-        std::cout << projection_table(projections, true).to_json().dump(2) << "\n";
+        write_table_output(args->output,
+                           projection_table(projections, true).to_json().dump(2) + "\n");
         break;
     }
   });

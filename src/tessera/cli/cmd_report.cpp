@@ -1,4 +1,5 @@
-// tessera report: Markdown tables and SVG charts from one or more `tessera bench -o json` files.
+// tessera report: Markdown tables and SVG charts from one or more `tessera bench --format json`
+// files.
 
 #include <iostream>
 #include <memory>
@@ -13,7 +14,7 @@ void add_report_command(CLI::App& root) {
   auto* cmd = root.add_subcommand("report",
                                   "Write a Markdown report with SVG charts from bench JSON files");
   auto options = std::make_shared<ReportOptions>();
-  cmd->add_option("--from", options->inputs, "bench JSON files (tessera bench -o json)")
+  cmd->add_option("--from", options->inputs, "bench JSON files (tessera bench --format json)")
       ->required();
   cmd->add_option("-o,--output", options->markdown_path, "Markdown file to write, e.g. report.md")
       ->required();

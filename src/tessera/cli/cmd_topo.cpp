@@ -1,12 +1,12 @@
 // tessera topo: what the machine looks like (packages, NUMA nodes, L3 domains, distances, GPUs)
 // and, with --plan, where the workers of a layout would run.
 
-#include <iostream>
 #include <memory>
 #include <optional>
 
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
+#include "tessera/cli/table_output.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
 #include "tessera/topology/placement.h"
@@ -19,7 +19,8 @@ void add_topo_command(CLI::App& root) {
   auto* cmd = root.add_subcommand("topo", "Show the machine's topology and a placement plan");
   struct Args {
     std::string xml, synthetic, distances, cpu_model, export_path, plan;
-    std::string membind = "local", output = "md";
+    std::string membind = "local";
+    TableOutput output;
     bool force = false;
   };
   auto args = std::make_shared<Args>();
@@ -41,10 +42,10 @@ void add_topo_command(CLI::App& root) {
                   "Placement layout to plan: single, single:T, numa, numa:K, l3, core, JxT");
   cmd->add_option("--membind", args->membind, "Memory policy of the plan: local or interleave")
       ->capture_default_str();
-  cmd->add_option("-o,--output", args->output, "Output format: md or json")->capture_default_str();
+  add_table_output_options(*cmd, args->output, "md or json");
 
   cmd->callback([args, cmd] {
-    const OutputFormat format = parse_output_format(args->output);
+    const OutputFormat format = resolve_table_output("topo", args->output, {args->xml});
     if (format == OutputFormat::kCsv)
       throw UsageError("topo: output format csv is not supported (use md or json)");
     const MemoryPolicy policy = parse_memory_policy(args->membind);
@@ -70,11 +71,9 @@ void add_topo_command(CLI::App& root) {
       file.commit();
     }
     const Plan* plan_ptr = plan ? &*plan : nullptr;
-    if (format == OutputFormat::kJson) {
-      std::cout << topology_json(machine, plan_ptr).dump(2) << "\n";
-    } else {
-      std::cout << topology_markdown(machine, plan_ptr);
-    }
+    write_table_output(args->output, format == OutputFormat::kJson
+                                         ? topology_json(machine, plan_ptr).dump(2) + "\n"
+                                         : topology_markdown(machine, plan_ptr));
   });
 }
 

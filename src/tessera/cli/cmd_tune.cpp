@@ -6,6 +6,7 @@
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
 #include "tessera/cli/status_line.h"
+#include "tessera/cli/table_output.h"
 #include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
@@ -30,14 +31,18 @@ void add_tune_command(CLI::App& root) {
   cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
   cmd->add_option("--budget", args->budget, "Time budget for the search: 120, 120s, 2m, 1h")
       ->capture_default_str();
-  cmd->add_option("-o,--out", args->profile, "Write the chosen plan as a profile (JSON) here");
+  auto* output = cmd->add_option("-o,--output", args->profile,
+                                 "Write the chosen plan as a profile (JSON) here");
+  auto* old_output = cmd->add_option("--out", args->profile)->group("");
   cmd->add_option("--layouts", args->layouts,
                   "Layouts to try, comma separated (default: every distinct layout of this "
                   "machine)")
       ->delimiter(',');
-  cmd->add_option("-b,--batch-list", args->batch_sizes, "Batch sizes to try, comma separated")
-      ->delimiter(',')
-      ->capture_default_str();
+  auto* batch =
+      cmd->add_option("-b,--batch", args->batch_sizes, "Batch sizes to try, comma separated")
+          ->delimiter(',')
+          ->capture_default_str();
+  auto* old_batch = cmd->add_option("--batch-list", args->batch_sizes)->delimiter(',')->group("");
   cmd->add_option("-r,--reps", args->reps, "Repetitions per measurement (for the CI)")
       ->capture_default_str();
   cmd->add_option("--start-pixels", args->start_pixels,
@@ -54,7 +59,14 @@ void add_tune_command(CLI::App& root) {
   cmd->add_option("--format", args->format, "Ranking format: md, csv or json")
       ->capture_default_str();
 
-  cmd->callback([args] {
+  cmd->callback([args, output, old_output, batch, old_batch] {
+    // Old spellings (table_output.h): -o was always a path here, so any value is one.
+    if (output->count() > 0 && old_output->count() > 0)
+      throw UsageError("tune: give the profile's path once, with -o/--output");
+    if (batch->count() > 0 && old_batch->count() > 0)
+      throw UsageError("tune: give the batch sizes once, with -b/--batch");
+    if (old_output->count() > 0) say_deprecated("tune", "--out", "--output");
+    if (old_batch->count() > 0) say_deprecated("tune", "--batch-list", "--batch");
     const OutputFormat format = parse_output_format(args->format);
     if (!args->profile.empty()) check_output_location(args->profile);
     TuneOptions options;

@@ -39,7 +39,7 @@ struct InferOptions {
   std::string out_dir;
   std::string device = "cpu";  // a device list (device_list.h), e.g. "cpu,cuda:0"
   std::string engine = "ort";  // the backend of every worker (engine_spec.h)
-  int64_t batch = 1024;
+  int64_t batch = 256;
   // Pixels per run on a streaming (GPU) worker: it claims max(1, gpu_batch / batch)
   // consecutive batches at once. Halved while the GPU runs out of memory.
   int64_t gpu_batch = 8192;

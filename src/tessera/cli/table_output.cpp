@@ -1,0 +1,57 @@
+#include "tessera/cli/table_output.h"
+
+#include <filesystem>
+#include <iostream>
+
+#include "tessera/cli/output_checks.h"
+#include "tessera/common/error.h"
+#include "tessera/io/atomic_file.h"
+
+namespace tessera::cli {
+
+void say_deprecated(const std::string& command, const std::string& old,
+                    const std::string& replacement) {
+  std::cerr << "tessera " << command << ": '" << old << "' is deprecated, use '" << replacement
+            << "'\n";
+}
+
+void add_table_output_options(CLI::App& cmd, TableOutput& out, const std::string& formats) {
+  cmd.add_option("-o,--output", out.path, "Write the output to this file (default: stdout)");
+  cmd.add_option("--format", out.format,
+                 "Output format: " + formats + " (default: the -o file's extension, else md)");
+}
+
+OutputFormat resolve_table_output(const std::string& command, TableOutput& out,
+                                  const std::vector<std::string>& inputs) {
+  const std::string& value = out.path;
+  if (value == "md" || value == "markdown" || value == "csv" || value == "json" ||
+      value == "jsonl") {
+    if (!out.format.empty()) {
+      throw UsageError(command + ": '-o " + value + "' (a format, deprecated) and '--format " +
+                       out.format + "' given together; use --format only");
+    }
+    say_deprecated(command, "-o " + value, "--format " + value);
+    out.format = value;
+    out.path.clear();
+  }
+  std::string format = out.format;
+  if (format.empty()) {
+    const std::string extension = std::filesystem::path(out.path).extension().string();
+    format = extension == ".csv" ? "csv" : extension == ".json" ? "json" : "md";
+  }
+  const OutputFormat parsed = parse_output_format(format);
+  if (!out.path.empty()) check_new_output(out.path, true, inputs);
+  return parsed;
+}
+
+void write_table_output(const TableOutput& out, const std::string& text) {
+  if (out.path.empty()) {
+    std::cout << text << std::flush;
+    return;
+  }
+  AtomicFile file(out.path);
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+}  // namespace tessera::cli
