@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   tessera::cli::add_bench_worker_command(app);
   tessera::cli::add_project_command(app);
   tessera::cli::add_report_command(app);
+  tessera::cli::add_compare_command(app);
   tessera::cli::add_topo_command(app);
   tessera::cli::add_synth_command(app);
   tessera::cli::add_infer_command(app);

@@ -1,0 +1,105 @@
+// tessera compare's numbers on outputs small enough to count by hand.
+
+#include "tessera/bench/compare.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "run_cli.h"
+#include "tessera/common/error.h"
+#include "tessera/io/npy.h"
+#include "test_support.h"
+
+namespace tessera {
+namespace {
+
+using testing::error_of;
+using testing::run_cli;
+
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/compare_test";
+
+// Writes dir/grid.npy (1 x 3 x 4 int8) and dir/grid_scales.npy.
+void write_output(const std::string& dir, const std::string& grid, std::vector<int8_t> q,
+                  std::vector<float> scales) {
+  std::filesystem::create_directories(dir);
+  write_npy(dir + "/" + grid + ".npy", DType::kInt8, {1, 3, 4}, q.data());
+  write_npy(dir + "/" + grid + "_scales.npy", DType::kFloat32, {1, 3}, scales.data());
+}
+
+// Pixel 0 differs by 1 and 3 steps, pixel 1 is empty in both, pixel 2 only in run a.
+void write_pair(const std::string& a, const std::string& b) {
+  write_output(a, "g", {10, 20, 30, 40, 0, 0, 0, 0, 1, 2, 3, 4}, {0.1f, 0.0f, 1.0f});
+  write_output(b, "g", {10, 21, 30, 43, 0, 0, 0, 0, 0, 0, 0, 0}, {0.1f, 0.0f, 0.0f});
+}
+
+TEST(Compare, CountsValuesScalesAndCosines) {
+  write_pair(kDir + "/a", kDir + "/b");
+  const auto rows = compare_outputs(kDir + "/a", kDir + "/b");
+  ASSERT_EQ(rows.size(), 2u);
+  const EmbeddingAgreement& g = rows[0];
+  EXPECT_EQ(g.tile, "g");
+  EXPECT_EQ(g.values, 12);
+  EXPECT_EQ(g.pixels, 2);  // the pixel empty in both runs is left out
+  EXPECT_DOUBLE_EQ(g.equal_percent, 50.0);
+  EXPECT_NEAR(g.within_one_percent, 100.0 * 8 / 12, 1e-12);
+  EXPECT_EQ(g.max_difference, 4);
+  EXPECT_DOUBLE_EQ(g.max_scale_relative, 1.0);
+  const double c0 = 3140.0 / std::sqrt(3000.0 * 3290.0);  // the scales cancel
+  EXPECT_NEAR(g.cosine_mean, c0 / 2, 1e-12);
+  EXPECT_DOUBLE_EQ(g.cosine_min, 0.0);  // an embedding in one run only
+  EXPECT_DOUBLE_EQ(g.cosine_q001, 0.0);
+  EXPECT_EQ(rows[1].tile, "all");
+  EXPECT_DOUBLE_EQ(rows[1].equal_percent, 50.0);
+}
+
+TEST(Compare, IdenticalRunsAgreeFully) {
+  write_pair(kDir + "/same", kDir + "/other");
+  const auto rows = compare_outputs(kDir + "/same/g.npy", kDir + "/same/g.npy");
+  EXPECT_DOUBLE_EQ(rows.back().equal_percent, 100.0);
+  EXPECT_EQ(rows.back().max_difference, 0);
+  EXPECT_NEAR(rows.back().cosine_min, 1.0, 1e-12);
+}
+
+TEST(Compare, RequirementsSayWhatWasMissed) {
+  EmbeddingAgreement all;
+  all.equal_percent = 98.25;
+  all.max_difference = 3;
+  all.cosine_mean = 0.99995;
+  const auto required = parse_requirements("equal=99.5,max-diff=1,cosine-mean=0.9999");
+  EXPECT_EQ(missed_requirements(all, required),
+            (std::vector<std::string>{"equal 98.25 % < 99.5 %", "max-diff 3 > 1"}));
+  EXPECT_EQ(error_of([] { parse_requirements("equal"); }),
+            "--require: 'equal' is not KEY=VALUE with KEY one of equal, within1, max-diff, "
+            "cosine-mean, cosine-q001, cosine-min, scale-rel");
+  EXPECT_EQ(error_of([] { parse_requirements("max-diff=one"); }),
+            "--require: 'max-diff=one' needs a number after '='");
+}
+
+TEST(Compare, MismatchedOutputsAreOneLine) {
+  write_pair(kDir + "/x", kDir + "/y");
+  write_output(kDir + "/y", "h", std::vector<int8_t>(12, 0), {0, 0, 0});
+  EXPECT_EQ(error_of([] { compare_outputs(kDir + "/x", kDir + "/y"); }),
+            kDir + "/y: tile h is not in " + kDir + "/x");
+  std::filesystem::create_directories(kDir + "/empty");
+  EXPECT_EQ(error_of([] { compare_outputs(kDir + "/empty", kDir + "/y"); }),
+            kDir + "/empty: no <grid>.npy embeddings in this directory");
+  std::filesystem::remove(kDir + "/y/h_scales.npy");
+  EXPECT_EQ(error_of([] { compare_outputs(kDir + "/x", kDir + "/y"); }),
+            kDir + "/y/h_scales.npy: no such file (the scales of " + kDir + "/y/h.npy)");
+}
+
+TEST(CompareCli, RequireMakesItExitOne) {
+  write_pair(kDir + "/cli_a", kDir + "/cli_b");
+  auto r = run_cli("compare " + kDir + "/cli_a " + kDir + "/cli_b --require within1=99");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("| g    |"), std::string::npos) << r.out;
+  EXPECT_EQ(r.err, "tessera: compare: requirements missed: within1 66.6667 % < 99 %\n");
+  r = run_cli("compare " + kDir + "/cli_a " + kDir + "/cli_a --require equal=100 --format json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"equal_percent\": 100.0"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace tessera
