@@ -2,7 +2,7 @@
 
 #include <cstdint>
 
-#include "tessera/model/engine.h"
+#include "tessera/engine/engine.h"
 
 namespace tessera {
 

@@ -25,7 +25,7 @@
 #include <unordered_map>
 
 #include "tessera/model/cuda_runtime.h"
-#include "tessera/model/engine.h"
+#include "tessera/engine/engine.h"
 #include "tessera/model/ort_engine.h"
 
 namespace tessera {

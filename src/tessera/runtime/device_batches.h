@@ -14,7 +14,7 @@
 #include <mutex>
 #include <vector>
 
-#include "tessera/model/engine.h"
+#include "tessera/engine/engine.h"
 
 namespace tessera {
 

@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "tessera/model/engine.h"
+#include "tessera/engine/engine.h"
 #include "tessera/runtime/tile_job.h"
 #include "tessera/topology/placement.h"
 

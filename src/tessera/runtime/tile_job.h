@@ -14,7 +14,7 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/io/tile.h"
-#include "tessera/model/engine.h"
+#include "tessera/engine/engine.h"
 #include "tessera/pipeline/quantiser.h"
 #include "tessera/runtime/device_batches.h"
 #include "tessera/runtime/journal.h"
