@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <memory>
 #include <sstream>
@@ -86,6 +87,67 @@ TEST(NativeSpeed, DISABLED_AgainstOnnxRuntime) {
                  medians[0] / medians[e]);
     }
   }
+}
+
+}  // namespace
+}  // namespace tessera
+
+namespace tessera {
+namespace {
+
+struct Agreement {
+  double mean_cosine = 0, min_cosine = 1, max_abs = 0, max_abs_reference = 0;
+};
+
+Agreement agreement(const float* a, const float* b, int64_t pixels, int64_t dim) {
+  Agreement out;
+  for (int64_t p = 0; p < pixels; ++p) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+      const double x = a[p * dim + i], y = b[p * dim + i];
+      ab += x * y;
+      aa += x * x;
+      bb += y * y;
+      out.max_abs = std::max(out.max_abs, std::fabs(x - y));
+      out.max_abs_reference = std::max(out.max_abs_reference, std::fabs(y));
+    }
+    const double cosine = ab / std::sqrt(aa * bb);
+    out.mean_cosine += cosine / double(pixels);
+    out.min_cosine = std::min(out.min_cosine, cosine);
+  }
+  return out;
+}
+
+// bf16 and int8 against native fp32, and native fp32 against ORT, on the same inputs.
+TEST(NativeSpeed, DISABLED_AccuracyAgainstFp32) {
+  const std::string model = env_or("TESSERA_SPEED_MODEL", "");
+  if (model.empty()) GTEST_SKIP() << "set TESSERA_SPEED_MODEL";
+  const int64_t pixels = std::stoll(env_or("TESSERA_ACCURACY_PIXELS", "256"));
+  OrtEngineOptions ort_options;
+  ort_options.max_batch = pixels;
+  OrtEngine ort(model, ort_options);
+  fill_dummy_inputs(ort, 23);
+  ort.run(pixels);
+  std::vector<std::vector<float>> outputs;
+  for (const std::string precision : {"fp32", "bf16", "int8"}) {
+    NativeEngineOptions options;
+    options.precision = precision;
+    options.max_batch = pixels;
+    NativeEngine engine(model, options);
+    fill_dummy_inputs(engine, 23);
+    engine.run(pixels);
+    outputs.emplace_back(engine.output(), engine.output() + pixels * engine.shape().output_dim);
+  }
+  const int64_t dim = ort.shape().output_dim;
+  const auto show = [&](const char* what, const float* a, const float* b) {
+    const Agreement g = agreement(a, b, pixels, dim);
+    fmt::print("{:22} cosine mean {:.7f} min {:.7f}, max |diff| {:.3g} (max |ref| {:.3g})\n", what,
+               g.mean_cosine, g.min_cosine, g.max_abs, g.max_abs_reference);
+  };
+  fmt::print("{} pixels of fill_dummy_inputs (bands N(0,1), day of year 1..365)\n", pixels);
+  show("native fp32 vs ORT", outputs[0].data(), ort.output());
+  show("native bf16 vs fp32", outputs[1].data(), outputs[0].data());
+  show("native int8 vs fp32", outputs[2].data(), outputs[0].data());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tessera/common/error.h"
+#include "tessera/engine/native/native_attention.h"
 #include "tessera/engine/native/native_buffer.h"
 #include "tessera/engine/native/native_kernels.h"
 #include "tessera/engine/native/native_linear.h"
@@ -17,9 +18,10 @@ namespace {
 
 // The data type each matmul input is written in, per precision.
 struct PrecisionPlan {
-  NativeType encoder = NativeType::f32;  // QKV, out-projection, FFN1, GRU input projection
-  NativeType hidden = NativeType::f32;   // FFN2 (its input is post-ReLU: u8 for int8)
-  NativeType light = NativeType::f32;    // embedding's second Linear, GRU recurrent matmuls
+  NativeType encoder = NativeType::f32;    // QKV, out-projection, FFN1, GRU input projection
+  NativeType hidden = NativeType::f32;     // FFN2 (its input is post-ReLU: u8 for int8)
+  NativeType light = NativeType::f32;      // embedding's second Linear, GRU recurrent matmuls
+  NativeType attention = NativeType::f32;  // q, k, v and the probabilities of the attention core
 };
 
 const char* isa_name(dnnl::cpu_isa isa) {
@@ -59,7 +61,7 @@ PrecisionPlan plan_precision(const std::string& precision) {
           std::string("--precision bf16 needs a CPU with AVX512_BF16 or AMX (this one offers ") +
           isa_name(isa) + ")");
     }
-    return {NativeType::bf16, NativeType::bf16, NativeType::bf16};
+    return {NativeType::bf16, NativeType::bf16, NativeType::bf16, NativeType::bf16};
   }
   if (precision == "int8") {
     if (!offers(dnnl::cpu_isa::avx512_core_vnni)) {
@@ -69,7 +71,7 @@ PrecisionPlan plan_precision(const std::string& precision) {
     }
     const NativeType light =
         offers(dnnl::cpu_isa::avx512_core_bf16) ? NativeType::bf16 : NativeType::f32;
-    return {NativeType::s8, NativeType::u8, light};
+    return {NativeType::s8, NativeType::u8, light, light};
   }
   throw UsageError("unknown precision '" + precision + "' (expected fp32, bf16 or int8)");
 }
@@ -86,6 +88,7 @@ struct EncoderLayer {
 struct Branch {
   NativeBranchDims dims;
   std::unique_ptr<NativeLinear> embed0, embed2;
+  std::unique_ptr<NativeAttention> attention;
   std::vector<EncoderLayer> layers;
   std::unique_ptr<NativeLinear> gru_input;   // [W_ir | W_iz | W_ih] + [b_r | b_z | b_h]
   std::unique_ptr<NativeLinear> gru_reset;   // [W_hr | W_hz], no bias
@@ -124,8 +127,9 @@ struct NativeEngine::State {
   std::vector<int64_t> prepared_batches;
   NativeBuffer scratchpad;
   // Activations, sized for the longer branch at max_batch (shared by the branches in turn).
-  NativeBuffer s2_in, s1_in, out, bands, embedded, x, x_low, x_scales, qkv, context, context_low,
-      context_scales, delta, hidden, hidden_low, hidden_scales, h, h_low, z, gh, gn, rh_low, pooled;
+  NativeBuffer s2_in, s1_in, out, bands, embedded, x, x_low, x_scales, qkv, qkv_low, scores,
+      probabilities, context, context_low, context_scales, delta, hidden, hidden_low, hidden_scales,
+      h, h_low, z, gh, gn, rh_low, pooled;
 
   NativeOperand x_operand() const;
   NativeOperand context_operand() const;
@@ -137,7 +141,7 @@ struct NativeEngine::State {
   void prepare_batch(int64_t batch);
   void run_branch(const Branch& branch, const float* input, int64_t batch, float* pooled,
                   const std::atomic<bool>& interrupted);
-  void run_encoder_layer(const EncoderLayer& layer, int64_t batch, int64_t steps);
+  void run_encoder_layer(const Branch& branch, const EncoderLayer& layer, int64_t batch);
   void run_gru(const Branch& branch, int64_t batch);
 };
 
@@ -157,7 +161,8 @@ void NativeEngine::State::load_branch(NativeModel& model, const std::string& b, 
   for (int64_t l = 0; l < dims.layers; ++l) {
     const std::string p = b + ".layers." + std::to_string(l);
     EncoderLayer layer;
-    layer.qkv = linear(p + ".attn.in_proj", {d, 3 * d, plan.encoder, NativeType::f32, false}, rows);
+    const NativeType qkv_dst = plan.encoder == NativeType::s8 ? NativeType::f32 : plan.attention;
+    layer.qkv = linear(p + ".attn.in_proj", {d, 3 * d, plan.encoder, qkv_dst, false}, rows);
     layer.out = linear(p + ".attn.out_proj", {d, d, plan.encoder, NativeType::f32, false}, rows);
     const NativeType ffn1_dst =
         plan.hidden == NativeType::bf16 ? NativeType::bf16 : NativeType::f32;
@@ -170,6 +175,8 @@ void NativeEngine::State::load_branch(NativeModel& model, const std::string& b, 
     layer.norm2_beta = copy_of(model, p + ".norm2.bias", d);
     branch.layers.push_back(std::move(layer));
   }
+  branch.attention =
+      std::make_unique<NativeAttention>(engine, branch.dims.steps, d, dims.heads, plan.attention);
   const std::string g = b + ".pool.gru.";
   const std::vector<float> input_w = side_by_side(model, {g + "W_ir", g + "W_iz", g + "W_ih"}, d);
   std::vector<float> input_b;
@@ -210,6 +217,12 @@ void NativeEngine::State::allocate(int64_t max_batch) {
   x_low = low(plan.encoder, rows * d);
   x_scales = f32(rows);
   qkv = f32(rows * 3 * d);
+  qkv_low = low(plan.attention, rows * 3 * d);
+  const int64_t score_count =
+      max_batch * dims.heads *
+      std::max(dims.s2.steps * dims.s2.steps, dims.s1.steps * dims.s1.steps);
+  scores = f32(score_count);
+  probabilities = low(plan.attention, score_count);
   context = f32(rows * d);
   context_low = low(plan.encoder, rows * d);
   context_scales = f32(rows);
@@ -269,6 +282,7 @@ void NativeEngine::State::prepare_batch(int64_t batch) {
       bytes = std::max(bytes, linear->prepare(rows));
     for (NativeLinear* linear : {branch->gru_reset.get(), branch->gru_hidden.get()})
       bytes = std::max(bytes, linear->prepare(batch));
+    bytes = std::max(bytes, branch->attention->prepare(batch));
     for (const EncoderLayer& layer : branch->layers) {
       for (NativeLinear* linear :
            {layer.qkv.get(), layer.out.get(), layer.ffn1.get(), layer.ffn2.get()})
@@ -279,21 +293,32 @@ void NativeEngine::State::prepare_batch(int64_t batch) {
   prepared_batches.push_back(batch);
 }
 
-void NativeEngine::State::run_encoder_layer(const EncoderLayer& layer, int64_t batch,
-                                            int64_t steps) {
+// x = LN1(x + out_proj(attention(qkv(x)))), then the FFN block.
+void NativeEngine::State::run_encoder_layer(const Branch& branch, const EncoderLayer& layer,
+                                            int64_t batch) {
   const int64_t d = dims.d_model;
-  const int64_t rows = batch * steps;
+  const int64_t rows = batch * branch.dims.steps;
   void* scratch = scratchpad.as<void>();
   const NativeOperand x_op = x_operand(), context_op = context_operand();
   const NativeOperand hidden_op = hidden_operand();
   const auto scales_of = [](const NativeLinear& linear, const NativeOperand& operand) {
     return linear.quantized() ? operand.row_scales : nullptr;
   };
-  layer.qkv->run(stream, rows, x_op.data, qkv.as<void>(), scratch);
-  if (layer.qkv->quantized())
+  // q, k, v in the attention's type: straight from the matmul, or through the int8 epilogue.
+  const bool low_qkv = plan.attention != NativeType::f32;
+  void* qkv_in = low_qkv ? qkv_low.as<void>() : qkv.as<void>();
+  if (layer.qkv->quantized()) {
+    layer.qkv->run(stream, rows, x_op.data, qkv.as<void>(), scratch);
+    const NativeOperand qkv_op{plan.attention, 3 * d, qkv_low.as<void>(), nullptr};
     finish_rows(qkv.as<float>(), x_op.row_scales, layer.qkv->epilogue_bias(), false, rows, 3 * d,
-                nullptr);
-  attend(qkv.as<float>(), batch, steps, d, dims.heads, context.as<float>(), context_op);
+                low_qkv ? &qkv_op : nullptr);
+  } else {
+    layer.qkv->run(stream, rows, x_op.data, qkv_in, scratch);
+  }
+  void* probabilities_out = low_qkv ? probabilities.as<void>() : scores.as<void>();
+  branch.attention->run(stream, batch, qkv_in, scores.as<float>(), probabilities_out,
+                        context.as<float>(), scratch);
+  if (context_op.type != NativeType::f32) store_rows(context.as<float>(), rows, context_op);
   layer.out->run(stream, rows, context_op.data, delta.as<void>(), scratch);
   add_and_normalize(x.as<float>(), delta.as<float>(), scales_of(*layer.out, context_op),
                     layer.out->epilogue_bias(), layer.norm1_gamma.data(), layer.norm1_beta.data(),
@@ -352,7 +377,7 @@ void NativeEngine::State::run_branch(const Branch& branch, const float* input, i
   add_day_of_year(x.as<float>(), input, rows, features, d, x_operand());
   for (const EncoderLayer& layer : branch.layers) {
     check();
-    run_encoder_layer(layer, batch, steps);
+    run_encoder_layer(branch, layer, batch);
   }
   check();
   run_gru(branch, batch);

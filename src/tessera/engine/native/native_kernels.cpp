@@ -157,31 +157,6 @@ void add_encoding_row(float* x, float doy, const float* div, int64_t cols) {
   }
 }
 
-// One sequence's attention for head columns [offset, offset + hd): context rows of width d.
-TESSERA_VECTOR_CLONES
-void attend_head(const float* qkv, int64_t steps, int64_t d, int64_t offset, int64_t hd,
-                 float* keys_t, float* scores, float* context) {
-  const int64_t stride = 3 * d;
-  for (int64_t j = 0; j < steps; ++j)
-    for (int64_t c = 0; c < hd; ++c) keys_t[c * steps + j] = qkv[j * stride + d + offset + c];
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  for (int64_t i = 0; i < steps; ++i) {
-    const float* q = qkv + i * stride + offset;
-    std::fill(scores, scores + steps, 0.0f);
-    for (int64_t c = 0; c < hd; ++c) {
-      const float qc = q[c] * scale;
-      for (int64_t j = 0; j < steps; ++j) scores[j] += qc * keys_t[c * steps + j];
-    }
-    softmax_row(scores, steps);
-    float* out = context + i * d + offset;
-    std::fill(out, out + hd, 0.0f);
-    for (int64_t j = 0; j < steps; ++j) {
-      const float* v = qkv + j * stride + 2 * d + offset;
-      for (int64_t c = 0; c < hd; ++c) out[c] += scores[j] * v[c];
-    }
-  }
-}
-
 TESSERA_VECTOR_CLONES
 void gru_first_row(const float* gi, int64_t d, float* h) {
   for (int64_t j = 0; j < d; ++j) h[j] = sigmoid(gi[d + j]) * fast_tanh(gi[2 * d + j]);
@@ -283,22 +258,20 @@ void add_day_of_year(float* x, const float* input, int64_t rows, int64_t feature
   });
 }
 
-void attend(const float* qkv, int64_t batch, int64_t steps, int64_t d, int64_t heads,
-            float* context, const NativeOperand& out) {
-  const int64_t hd = d / heads;
-#pragma omp parallel
-  {
-    std::vector<float> keys_t(static_cast<size_t>(hd * steps)), scores(static_cast<size_t>(steps));
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < batch; ++b) {
-      const float* sequence = qkv + b * steps * 3 * d;
-      float* sequence_context = context + b * steps * d;
-      for (int64_t h = 0; h < heads; ++h) {
-        attend_head(sequence, steps, d, h * hd, hd, keys_t.data(), scores.data(), sequence_context);
-      }
-      for (int64_t i = 0; i < steps; ++i) out.store_row(b * steps + i, sequence_context + i * d);
+void softmax_rows(float* x, int64_t rows, int64_t cols, float scale, const NativeOperand& out) {
+  for_row_blocks(rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      rescale_row(x + r * cols, scale, nullptr, false, cols);
+      softmax_row(x + r * cols, cols);
+      out.store_row(r, x + r * cols);
     }
-  }
+  });
+}
+
+void store_rows(const float* y, int64_t rows, const NativeOperand& out) {
+  for_row_blocks(rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) out.store_row(r, y + r * out.cols);
+  });
 }
 
 void gru_first_step(const NativeGruStep& s, const NativeOperand& h_out) {

@@ -1,7 +1,7 @@
 #pragma once
 // The native engine's own element-wise kernels (everything that is not a matmul): matmul inputs
 // in the working precision, LayerNorm with its residual, the day-of-year encoding, the attention
-// core, the GRU gates and the attention pooling. All compute in float32; rows are independent
+// softmax, the GRU gates and the attention pooling. All compute in float32; rows are independent
 // and are shared among the calling thread's OpenMP team.
 
 #include <cstdint>
@@ -43,11 +43,11 @@ void gather_bands(const float* input, int64_t rows, int64_t features, int64_t ba
 void add_day_of_year(float* x, const float* input, int64_t rows, int64_t features, int64_t cols,
                      const NativeOperand& out);
 
-// Multi-head self-attention core of `batch` sequences of `steps` rows: qkv [batch * steps, 3d]
-// (q | k | v, head h owning columns h * d / heads .. of each third), context [batch * steps, d]
-// = softmax(q kᵀ / sqrt(d / heads)) v per head; each context row is then stored into `out`.
-void attend(const float* qkv, int64_t batch, int64_t steps, int64_t d, int64_t heads,
-            float* context, const NativeOperand& out);
+// x[r, :] = softmax(scale * x[r, :]) in place, then out.store_row(r, x[r, :]).
+void softmax_rows(float* x, int64_t rows, int64_t cols, float scale, const NativeOperand& out);
+
+// out.store_row(r, y[r, :]) for every row (rows of out.cols floats).
+void store_rows(const float* y, int64_t rows, const NativeOperand& out);
 
 // GRU pooling state. gi [batch * steps, 3d] holds x_t @ [W_ir | W_iz | W_ih] + [b_r | b_z | b_h]
 // (row b * steps + t), h [batch, d] the state, states [batch * steps, d] every step's h.
