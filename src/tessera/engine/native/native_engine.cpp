@@ -131,6 +131,10 @@ struct NativeEngine::State {
       probabilities, context, context_low, context_scales, delta, hidden, hidden_low, hidden_scales,
       h, h_low, z, gh, gn, rh_low, pooled;
 
+  // FFN1's output: FFN2's input for fp32 and bf16; for int8 the epilogue's, bf16 where it can.
+  NativeType ffn1_output_type() const {
+    return plan.hidden == NativeType::u8 ? plan.light : plan.hidden;
+  }
   NativeOperand x_operand() const;
   NativeOperand context_operand() const;
   NativeOperand hidden_operand() const;
@@ -143,6 +147,8 @@ struct NativeEngine::State {
                   const std::atomic<bool>& interrupted);
   void run_encoder_layer(const Branch& branch, const EncoderLayer& layer, int64_t batch);
   void run_gru(const Branch& branch, int64_t batch);
+  void finish_int8_output(const NativeLinear& linear, void* y, const float* row_scales, bool relu,
+                          int64_t rows, const NativeOperand& out);
 };
 
 void NativeEngine::State::load_branch(NativeModel& model, const std::string& b, Branch& branch,
@@ -161,11 +167,11 @@ void NativeEngine::State::load_branch(NativeModel& model, const std::string& b, 
   for (int64_t l = 0; l < dims.layers; ++l) {
     const std::string p = b + ".layers." + std::to_string(l);
     EncoderLayer layer;
-    const NativeType qkv_dst = plan.encoder == NativeType::s8 ? NativeType::f32 : plan.attention;
+    // int8 outputs go through an epilogue (row scales, bias): bf16 halves their memory traffic.
+    const NativeType qkv_dst = plan.attention;
     layer.qkv = linear(p + ".attn.in_proj", {d, 3 * d, plan.encoder, qkv_dst, false}, rows);
     layer.out = linear(p + ".attn.out_proj", {d, d, plan.encoder, NativeType::f32, false}, rows);
-    const NativeType ffn1_dst =
-        plan.hidden == NativeType::bf16 ? NativeType::bf16 : NativeType::f32;
+    const NativeType ffn1_dst = ffn1_output_type();
     layer.ffn1 = linear(p + ".ffn.linear1", {d, dims.ffn, plan.encoder, ffn1_dst, true}, rows);
     layer.ffn2 =
         linear(p + ".ffn.linear2", {dims.ffn, d, plan.hidden, NativeType::f32, false}, rows);
@@ -227,9 +233,7 @@ void NativeEngine::State::allocate(int64_t max_batch) {
   context_low = low(plan.encoder, rows * d);
   context_scales = f32(rows);
   delta = f32(rows * d);
-  // FFN1 writes float32 unless its output feeds FFN2 as bf16 directly.
-  hidden = NativeBuffer(static_cast<size_t>(rows * dims.ffn) *
-                        (plan.hidden == NativeType::bf16 ? 2 : 4));
+  hidden = NativeBuffer(static_cast<size_t>(rows * dims.ffn) * bytes_of(ffn1_output_type()));
   hidden_low = plan.hidden == NativeType::u8 ? NativeBuffer(static_cast<size_t>(rows * dims.ffn))
                                              : NativeBuffer();
   hidden_scales = f32(rows);
@@ -293,6 +297,21 @@ void NativeEngine::State::prepare_batch(int64_t batch) {
   prepared_batches.push_back(batch);
 }
 
+// The epilogue of an int8 matmul's output y (f32 or bf16, per its spec): out rows =
+// row_scales[r] * y[r, :] + bias, then ReLU when asked; `out` may be y itself.
+void NativeEngine::State::finish_int8_output(const NativeLinear& linear, void* y,
+                                             const float* row_scales, bool relu, int64_t rows,
+                                             const NativeOperand& out) {
+  const int64_t cols = linear.spec().out;
+  if (linear.spec().dst == NativeType::bf16) {
+    finish_bf16_rows(static_cast<const uint16_t*>(y), row_scales, linear.epilogue_bias(), relu,
+                     rows, cols, out);
+  } else {
+    finish_rows(static_cast<float*>(y), row_scales, linear.epilogue_bias(), relu, rows, cols,
+                out.data == y ? nullptr : &out);
+  }
+}
+
 // x = LN1(x + out_proj(attention(qkv(x)))), then the FFN block.
 void NativeEngine::State::run_encoder_layer(const Branch& branch, const EncoderLayer& layer,
                                             int64_t batch) {
@@ -307,13 +326,10 @@ void NativeEngine::State::run_encoder_layer(const Branch& branch, const EncoderL
   // q, k, v in the attention's type: straight from the matmul, or through the int8 epilogue.
   const bool low_qkv = plan.attention != NativeType::f32;
   void* qkv_in = low_qkv ? qkv_low.as<void>() : qkv.as<void>();
+  layer.qkv->run(stream, rows, x_op.data, qkv_in, scratch);
   if (layer.qkv->quantized()) {
-    layer.qkv->run(stream, rows, x_op.data, qkv.as<void>(), scratch);
-    const NativeOperand qkv_op{plan.attention, 3 * d, qkv_low.as<void>(), nullptr};
-    finish_rows(qkv.as<float>(), x_op.row_scales, layer.qkv->epilogue_bias(), false, rows, 3 * d,
-                low_qkv ? &qkv_op : nullptr);
-  } else {
-    layer.qkv->run(stream, rows, x_op.data, qkv_in, scratch);
+    finish_int8_output(*layer.qkv, qkv_in, x_op.row_scales, false, rows,
+                       {plan.attention, 3 * d, qkv_in, nullptr});
   }
   void* probabilities_out = low_qkv ? probabilities.as<void>() : scores.as<void>();
   branch.attention->run(stream, batch, qkv_in, scores.as<float>(), probabilities_out,
@@ -325,8 +341,7 @@ void NativeEngine::State::run_encoder_layer(const Branch& branch, const EncoderL
                     rows, d, x_op);
   layer.ffn1->run(stream, rows, x_op.data, hidden.as<void>(), scratch);
   if (layer.ffn1->quantized())
-    finish_rows(hidden.as<float>(), x_op.row_scales, layer.ffn1->epilogue_bias(), true, rows,
-                dims.ffn, &hidden_op);
+    finish_int8_output(*layer.ffn1, hidden.as<void>(), x_op.row_scales, true, rows, hidden_op);
   layer.ffn2->run(stream, rows, hidden_op.data, delta.as<void>(), scratch);
   add_and_normalize(x.as<float>(), delta.as<float>(), scales_of(*layer.ffn2, hidden_op),
                     layer.ffn2->epilogue_bias(), layer.norm2_gamma.data(), layer.norm2_beta.data(),
@@ -341,9 +356,10 @@ void NativeEngine::State::run_gru(const Branch& branch, int64_t batch) {
   void* scratch = scratchpad.as<void>();
   const NativeOperand x_op = x_operand(), h_op = h_operand(), rh_op = rh_operand();
   branch.gru_input->run(stream, batch * steps, x_op.data, qkv.as<void>(), scratch);
-  if (branch.gru_input->quantized())
-    finish_rows(qkv.as<float>(), x_op.row_scales, branch.gru_input->epilogue_bias(), false,
-                batch * steps, 3 * d, nullptr);
+  if (branch.gru_input->quantized()) {
+    finish_int8_output(*branch.gru_input, qkv.as<void>(), x_op.row_scales, false, batch * steps,
+                       {NativeType::f32, 3 * d, qkv.as<void>(), nullptr});
+  }
   NativeGruStep step{qkv.as<float>(),  batch, steps, d, 0, h.as<float>(), z.as<float>(),
                      delta.as<float>()};
   gru_first_step(step, h_op);
@@ -370,7 +386,7 @@ void NativeEngine::State::run_branch(const Branch& branch, const float* input, i
   const void* embedded_src = delta.as<void>();
   if (plan.light != NativeType::f32) {  // the ReLU output in bf16 for the second Linear
     const NativeOperand embedded_op{plan.light, d, embedded.as<void>(), nullptr};
-    finish_rows(delta.as<float>(), nullptr, nullptr, false, rows, d, &embedded_op);
+    store_rows(delta.as<float>(), rows, embedded_op);
     embedded_src = embedded.as<void>();
   }
   branch.embed2->run(stream, rows, embedded_src, x.as<void>(), scratch);

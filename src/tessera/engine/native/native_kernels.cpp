@@ -24,9 +24,18 @@ void for_row_blocks(int64_t rows, const Function& f) {
     f(begin, std::min(rows, begin + kRowBlock));
 }
 
+// Branch-free selections the vectoriser turns into blends (std::min/max return references, which
+// it cannot).
+inline float larger(float a, float b) {
+  return a > b ? a : b;
+}
+inline float smaller(float a, float b) {
+  return a < b ? a : b;
+}
+
 // e^x to about 2 ulp for x in [-87, 88] (clamped outside): 2^n * p(r), r = x - n ln 2.
 inline float fast_exp(float x) {
-  x = std::min(88.0f, std::max(-87.0f, x));
+  x = smaller(88.0f, larger(-87.0f, x));
   const float n = static_cast<float>(static_cast<int32_t>(x * 1.44269504f + 128.5f) - 128);
   const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;
   float p = 1.0f / 720.0f;
@@ -50,24 +59,16 @@ inline float fast_tanh(float x) {
 }
 
 inline float row_sum(const float* x, int64_t n) {
-  float lanes[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) lanes[j] += x[i + j];
   float sum = 0.0f;
-  for (; i < n; ++i) sum += x[i];
-  for (const float lane : lanes) sum += lane;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) sum += x[i];
   return sum;
 }
 
 inline float row_abs_max(const float* x, int64_t n) {
-  float lanes[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) lanes[j] = std::max(lanes[j], std::fabs(x[i + j]));
   float largest = 0.0f;
-  for (; i < n; ++i) largest = std::max(largest, std::fabs(x[i]));
-  for (const float lane : lanes) largest = std::max(largest, lane);
+#pragma omp simd reduction(max : largest)
+  for (int64_t i = 0; i < n; ++i) largest = larger(largest, std::fabs(x[i]));
   return largest;
 }
 
@@ -86,6 +87,14 @@ void convert_to_bf16(const float* x, uint16_t* out, int64_t n) {
 }
 
 TESSERA_VECTOR_CLONES
+void convert_from_bf16(const uint16_t* x, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
+    std::memcpy(&out[i], &bits, sizeof bits);
+  }
+}
+
+TESSERA_VECTOR_CLONES
 void quantize_row(const float* x, int64_t n, bool unsigned_range, void* out, float* scale) {
   const float largest = row_abs_max(x, n);
   const float levels = unsigned_range ? 255.0f : 127.0f;
@@ -94,7 +103,7 @@ void quantize_row(const float* x, int64_t n, bool unsigned_range, void* out, flo
   if (unsigned_range) {
     uint8_t* q = static_cast<uint8_t*>(out);
     for (int64_t i = 0; i < n; ++i)
-      q[i] = static_cast<uint8_t>(round_to_int(std::max(0.0f, x[i]) * inverse));
+      q[i] = static_cast<uint8_t>(round_to_int(larger(0.0f, x[i]) * inverse));
   } else {
     int8_t* q = static_cast<int8_t*>(out);
     for (int64_t i = 0; i < n; ++i) q[i] = static_cast<int8_t>(round_to_int(x[i] * inverse));
@@ -105,15 +114,11 @@ void quantize_row(const float* x, int64_t n, bool unsigned_range, void* out, flo
 TESSERA_VECTOR_CLONES
 void normalize_row(float* y, const float* gamma, const float* beta, int64_t n) {
   const float mean = row_sum(y, n) / static_cast<float>(n);
-  float lanes[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) lanes[j] += (y[i + j] - mean) * (y[i + j] - mean);
   float squares = 0.0f;
-  for (; i < n; ++i) squares += (y[i] - mean) * (y[i] - mean);
-  for (const float lane : lanes) squares += lane;
+#pragma omp simd reduction(+ : squares)
+  for (int64_t i = 0; i < n; ++i) squares += (y[i] - mean) * (y[i] - mean);
   const float inverse = 1.0f / std::sqrt(squares / static_cast<float>(n) + kLayerNormEpsilon);
-  for (i = 0; i < n; ++i) y[i] = (y[i] - mean) * inverse * gamma[i] + beta[i];
+  for (int64_t i = 0; i < n; ++i) y[i] = (y[i] - mean) * inverse * gamma[i] + beta[i];
 }
 
 TESSERA_VECTOR_CLONES
@@ -133,14 +138,16 @@ void rescale_row(float* y, float scale, const float* bias, bool relu, int64_t n)
     for (int64_t i = 0; i < n; ++i) y[i] *= scale;
   }
   if (relu)
-    for (int64_t i = 0; i < n; ++i) y[i] = std::max(0.0f, y[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = larger(0.0f, y[i]);
 }
 
 TESSERA_VECTOR_CLONES
 void softmax_row(float* x, int64_t n) {
   float largest = x[0];
-  for (int64_t i = 1; i < n; ++i) largest = std::max(largest, x[i]);
+#pragma omp simd reduction(max : largest)
+  for (int64_t i = 1; i < n; ++i) largest = larger(largest, x[i]);
   float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
   for (int64_t i = 0; i < n; ++i) {
     x[i] = fast_exp(x[i] - largest);
     sum += x[i];
@@ -165,6 +172,7 @@ void gru_first_row(const float* gi, int64_t d, float* h) {
 TESSERA_VECTOR_CLONES
 void gru_gates_row(const float* gi, const float* gh, const float* h, int64_t d, float* z,
                    float* rh) {
+#pragma omp simd
   for (int64_t j = 0; j < d; ++j) {
     rh[j] = sigmoid(gi[j] + gh[j]) * h[j];
     z[j] = sigmoid(gi[d + j] + gh[d + j]);
@@ -178,13 +186,9 @@ void gru_update_row(const float* gi, const float* gn, const float* z, int64_t d,
 
 TESSERA_VECTOR_CLONES
 float dot(const float* a, const float* b, int64_t n) {
-  float lanes[16] = {};
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) lanes[j] += a[i + j] * b[i + j];
   float sum = 0.0f;
-  for (; i < n; ++i) sum += a[i] * b[i];
-  for (const float lane : lanes) sum += lane;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
   return sum;
 }
 
@@ -221,6 +225,18 @@ void finish_rows(float* y, const float* row_scales, const float* bias, bool relu
       float* row = y + r * cols;
       rescale_row(row, row_scales ? row_scales[r] : 1.0f, bias, relu, cols);
       if (out) out->store_row(r, row);
+    }
+  });
+}
+
+void finish_bf16_rows(const uint16_t* y, const float* row_scales, const float* bias, bool relu,
+                      int64_t rows, int64_t cols, const NativeOperand& out) {
+  for_row_blocks(rows, [&](int64_t begin, int64_t end) {
+    std::vector<float> row(static_cast<size_t>(cols));
+    for (int64_t r = begin; r < end; ++r) {
+      convert_from_bf16(y + r * cols, row.data(), cols);
+      rescale_row(row.data(), row_scales[r], bias, relu, cols);
+      out.store_row(r, row.data());
     }
   });
 }

@@ -29,6 +29,11 @@ struct NativeOperand {
 void finish_rows(float* y, const float* row_scales, const float* bias, bool relu, int64_t rows,
                  int64_t cols, const NativeOperand* out);
 
+// finish_rows for a bf16 matmul output: out.store_row(r, row_scales[r] * y[r, :] + bias (then
+// ReLU)); `out` may be y itself.
+void finish_bf16_rows(const uint16_t* y, const float* row_scales, const float* bias, bool relu,
+                      int64_t rows, int64_t cols, const NativeOperand& out);
+
 // x[r, :] = LayerNorm(x[r, :] + row_scales[r] * delta[r, :] + bias) * gamma + beta (eps 1e-5),
 // then out.store_row(r, x[r, :]). row_scales and bias may be nullptr.
 void add_and_normalize(float* x, const float* delta, const float* row_scales, const float* bias,
