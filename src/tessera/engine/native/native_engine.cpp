@@ -43,7 +43,7 @@ const char* isa_name(dnnl::cpu_isa isa) {
     case dnnl::cpu_isa::avx512_core_amx:
       return "avx512_core_amx";
     default:
-      return "no AVX-512";
+      return "an ISA without AVX-512";
   }
 }
 
@@ -117,6 +117,9 @@ std::vector<float> side_by_side(const NativeModel& model, const std::vector<std:
 
 }  // namespace
 
+// Everything a NativeEngine computes with. The two branches run one after the other through
+// the same activation buffers; the operands (x_operand() ...) are views of those buffers in the
+// type their matmul reads, aliasing the float32 ones in fp32 runs.
 struct NativeEngine::State {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
@@ -218,7 +221,7 @@ void NativeEngine::State::allocate(int64_t max_batch) {
   s1_in = f32(max_batch * dims.s1.steps * (dims.s1.bands + 1));
   out = f32(max_batch * dims.latent);
   bands = f32(rows * std::max(dims.s2.bands, dims.s1.bands));
-  embedded = NativeBuffer(static_cast<size_t>(rows * d) * bytes_of(plan.light));
+  embedded = low(plan.light, rows * d);
   x = f32(rows * d);
   x_low = low(plan.encoder, rows * d);
   x_scales = f32(rows);

@@ -2,6 +2,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <utility>
@@ -78,8 +79,9 @@ std::vector<int64_t> constant_values(const onnx::GraphProto& graph, const std::s
 int64_t attention_heads(const onnx::ModelProto& model, const std::string& path, int64_t d) {
   for (const auto& entry : model.metadata_props()) {
     if (entry.key() == "tessera.heads") {
-      const int64_t heads = std::stoll(entry.value());
-      if (heads <= 0 || d % heads != 0) {
+      char* end = nullptr;
+      const int64_t heads = std::strtoll(entry.value().c_str(), &end, 10);
+      if (*end != '\0' || heads <= 0 || d % heads != 0) {
         throw Error(path + ": metadata tessera.heads = " + entry.value() +
                     " does not divide d_model " + std::to_string(d));
       }
