@@ -7,6 +7,18 @@ find_package(CLI11 REQUIRED)
 find_package(fmt REQUIRED)
 find_package(Protobuf REQUIRED)
 find_package(ONNX REQUIRED)  # libonnx-dev: the ONNX protobuf types used by make-model
+find_package(OpenMP REQUIRED)  # oneDNN's threading (Debian builds it with OpenMP)
+# libdnnl-dev: the native CPU engine's matmuls. Found by hand: Debian's dnnl-config.cmake
+# requires the OpenCL headers (its GPU runtime), which a CPU-only build does not need.
+find_path(DNNL_INCLUDE_DIR dnnl.hpp)
+find_library(DNNL_LIBRARY dnnl)
+if(NOT DNNL_INCLUDE_DIR OR NOT DNNL_LIBRARY)
+  message(FATAL_ERROR "oneDNN not found (apt install libdnnl-dev, or run scripts/setup.sh)")
+endif()
+add_library(DNNL::dnnl SHARED IMPORTED)
+set_target_properties(DNNL::dnnl PROPERTIES
+  IMPORTED_LOCATION "${DNNL_LIBRARY}"
+  INTERFACE_INCLUDE_DIRECTORIES "${DNNL_INCLUDE_DIR}")
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc>=2.0)
 

@@ -6,7 +6,9 @@
 #include <new>
 
 #include "tessera/common/error.h"
+#include "tessera/engine/native/native_engine.h"
 #include "tessera/engine/ort/ort_backend.h"
+#include "tessera/model/model_info.h"
 
 namespace tessera {
 namespace {
@@ -91,7 +93,7 @@ void check_grammar(const std::string& backend, const std::string& precision) {
 }  // namespace
 
 const std::vector<std::string>& engine_backends() {
-  static const std::vector<std::string> backends = {"ort"};
+  static const std::vector<std::string> backends = {"ort", "native"};
   return backends;
 }
 
@@ -118,7 +120,9 @@ EngineSpec parse_engine_spec(const std::string& backend, const std::string& devi
 }
 
 void check_engine_can_run(const EngineSpec& spec, const std::string& model_path) {
-  if (spec.backend == "ort") ort_check_can_run(spec, model_path);
+  if (spec.backend == "ort") return ort_check_can_run(spec, model_path);
+  read_model_shape(model_path);  // the model's inputs and output (weights: at construction)
+  require_native_precision(spec.precision);
 }
 
 std::unique_ptr<Engine> make_engine(const std::string& model_path, const EngineSpec& spec) {
@@ -127,6 +131,13 @@ std::unique_ptr<Engine> make_engine(const std::string& model_path, const EngineS
   if (spec.threads < 1)
     throw UsageError(fmt::format("thread count must be at least 1 (got {})", spec.threads));
   try {
+    if (spec.backend == "native") {
+      if (!spec.backend_options.empty())
+        throw UsageError("the native engine has no option '" + spec.backend_options.begin()->first +
+                         "'");
+      return std::make_unique<NativeEngine>(
+          model_path, NativeEngineOptions{spec.precision, spec.threads, spec.max_batch});
+    }
     return make_ort_engine(model_path, spec);
   } catch (const std::bad_alloc&) {
     throw OutOfMemoryError(fmt::format("{}: out of memory building an engine for {} pixels",
@@ -146,6 +157,7 @@ void check_engine_environment() {
 
 std::string backend_version(const std::string& backend) {
   if (backend == "ort") return ort_version();
+  if (backend == "native") return native_library_version();
   throw UsageError("unknown engine '" + backend + "'");
 }
 

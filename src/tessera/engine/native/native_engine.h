@@ -1,0 +1,62 @@
+#pragma once
+// NativeEngine: the Tessera v1.0 model (docs/MODEL.md) computed by tessera's own code on the
+// CPU: oneDNN matmuls (fp32, bf16, or s8 weights with u8/s8 activations) and float32
+// LayerNorm, softmax, GRU state and pooling. Owns the weights in their working precision and
+// layout, one cached matmul primitive per layer and row count, one scratchpad, and every
+// activation buffer, sized for max_batch pixels and allocated by the constructing thread.
+//
+// Invariants: the model file has exactly the initializers model/model_builder.h documents
+// (checked at construction: tessera::Error naming the file and the first bad tensor); bf16
+// needs AVX512_BF16 or AMX and int8 needs AVX512_VNNI or AMX (checked at construction);
+// primitives are created and run under omp_set_num_threads(threads). One thread runs it at a
+// time; interrupt() may come from any thread and is checked between layers.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "tessera/engine/engine.h"
+
+namespace tessera {
+
+struct NativeEngineOptions {
+  std::string precision = "fp32";  // fp32 | bf16 | int8
+  int threads = 1;                 // OpenMP threads of this engine's runs
+  int64_t max_batch = 256;         // buffer capacity in pixels
+};
+
+// Throws Error (one line) unless this CPU runs `precision` natively: bf16 needs AVX512_BF16 or
+// AMX, int8 AVX512_VNNI or AMX (oneDNN's effective ISA, so ONEDNN_MAX_CPU_ISA counts).
+void require_native_precision(const std::string& precision);
+
+// "oneDNN 2.6.3": the library the native engine's matmuls run on.
+std::string native_library_version();
+
+class NativeEngine : public Engine {
+ public:
+  NativeEngine(const std::string& model_path, const NativeEngineOptions& options);
+  ~NativeEngine() override;
+  NativeEngine(const NativeEngine&) = delete;
+  NativeEngine& operator=(const NativeEngine&) = delete;
+
+  const ModelShape& shape() const override { return shape_; }
+  int64_t max_batch() const override { return options_.max_batch; }
+  std::string name() const override { return "native-cpu"; }
+  float* s2_input() override;
+  float* s1_input() override;
+  const float* output() const override;
+  void run(int64_t batch) override;
+  void interrupt() override { interrupted_ = true; }
+  void allow_runs() override { interrupted_ = false; }
+
+ private:
+  struct State;  // weights, primitives and buffers (native_engine.cpp)
+
+  NativeEngineOptions options_;
+  ModelShape shape_;
+  std::unique_ptr<State> state_;
+  std::atomic<bool> interrupted_{false};
+};
+
+}  // namespace tessera

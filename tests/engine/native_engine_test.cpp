@@ -1,0 +1,269 @@
+// NativeEngine against ONNX Runtime on the same file (fp32), against its own fp32 results
+// (bf16, int8), across batch sizes, and the exact one-line errors users see.
+
+#include "tessera/engine/native/native_engine.h"
+
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <dnnl.hpp>
+#include <fstream>
+#include <vector>
+
+#include "tessera/common/error.h"
+#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/ort/ort_engine.h"
+#include "test_models.h"
+#include "test_support.h"
+
+namespace tessera {
+namespace {
+
+using testing::error_of;
+
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/native_engine_test";
+
+// d 32, 2 heads, 1 layer (tests/test_models.h).
+const std::string& tiny_model() {
+  static const std::string path =
+      testing::write_test_model(kDir, "tiny.onnx", testing::tiny_model_config(12, 9));
+  return path;
+}
+
+// d 64, 4 heads, 2 layers, other step counts: shapes the tiny model does not exercise.
+const std::string& small_model() {
+  static const std::string path = [] {
+    ModelConfig config = testing::tiny_model_config(7, 10);
+    config.d_model = 64;
+    config.heads = 4;
+    config.layers = 2;
+    config.ffn = 96;
+    config.seed = 11;
+    return testing::write_test_model(kDir, "small.onnx", config);
+  }();
+  return path;
+}
+
+std::vector<float> outputs_of(Engine& engine, int64_t batch, uint64_t seed) {
+  fill_dummy_inputs(engine, seed);
+  engine.run(batch);
+  return {engine.output(), engine.output() + batch * engine.shape().output_dim};
+}
+
+std::vector<float> native_outputs(const std::string& model, const std::string& precision,
+                                  int64_t batch, uint64_t seed) {
+  NativeEngineOptions options;
+  options.precision = precision;
+  options.max_batch = batch;
+  NativeEngine engine(model, options);
+  return outputs_of(engine, batch, seed);
+}
+
+std::vector<float> ort_outputs(const std::string& model, int64_t batch, uint64_t seed) {
+  OrtEngineOptions options;
+  options.max_batch = batch;
+  OrtEngine engine(model, options);
+  return outputs_of(engine, batch, seed);
+}
+
+// max |a - b| / max |b|.
+double relative_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double difference = 0.0, largest = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    difference = std::max(difference, std::fabs(double(a[i]) - double(b[i])));
+    largest = std::max(largest, std::fabs(double(b[i])));
+  }
+  return difference / largest;
+}
+
+// The smallest cosine similarity between corresponding pixel outputs of width `dim`.
+double min_cosine(const std::vector<float>& a, const std::vector<float>& b, int64_t dim) {
+  double lowest = 1.0;
+  for (size_t p = 0; p < a.size() / static_cast<size_t>(dim); ++p) {
+    double ab = 0.0, aa = 0.0, bb = 0.0;
+    for (int64_t i = 0; i < dim; ++i) {
+      const double x = a[p * dim + i], y = b[p * dim + i];
+      ab += x * y;
+      aa += x * x;
+      bb += y * y;
+    }
+    lowest = std::min(lowest, ab / std::sqrt(aa * bb));
+  }
+  return lowest;
+}
+
+bool cpu_offers(dnnl::cpu_isa wanted) {
+  const unsigned isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  return (isa & static_cast<unsigned>(wanted)) == static_cast<unsigned>(wanted);
+}
+
+TEST(NativeEngine, ReadsShapesFromTheModel) {
+  NativeEngineOptions options;
+  options.max_batch = 2;
+  NativeEngine engine(tiny_model(), options);
+  EXPECT_EQ(engine.shape().s2_steps, 12);
+  EXPECT_EQ(engine.shape().s2_features, 11);
+  EXPECT_EQ(engine.shape().s1_steps, 9);
+  EXPECT_EQ(engine.shape().s1_features, 3);
+  EXPECT_EQ(engine.shape().output_dim, 128);
+  EXPECT_EQ(engine.max_batch(), 2);
+  EXPECT_EQ(engine.name(), "native-cpu");
+}
+
+TEST(NativeEngine, Fp32AgreesWithOnnxRuntime) {
+  for (const std::string* model : {&tiny_model(), &small_model()}) {
+    const std::vector<float> native = native_outputs(*model, "fp32", 9, 3);
+    const std::vector<float> ort = ort_outputs(*model, 9, 3);
+    EXPECT_LT(relative_error(native, ort), 1e-4) << *model;
+  }
+}
+
+TEST(NativeEngine, Bf16AgreesWithFp32) {
+  if (!cpu_offers(dnnl::cpu_isa::avx512_core_bf16)) GTEST_SKIP() << "no AVX512_BF16";
+  for (const std::string* model : {&tiny_model(), &small_model()}) {
+    const std::vector<float> fp32 = native_outputs(*model, "fp32", 16, 5);
+    const std::vector<float> bf16 = native_outputs(*model, "bf16", 16, 5);
+    EXPECT_GT(min_cosine(bf16, fp32, 128), 0.999) << *model;
+  }
+}
+
+TEST(NativeEngine, Int8AgreesWithFp32) {
+  if (!cpu_offers(dnnl::cpu_isa::avx512_core_vnni)) GTEST_SKIP() << "no AVX512_VNNI";
+  for (const std::string* model : {&tiny_model(), &small_model()}) {
+    const std::vector<float> fp32 = native_outputs(*model, "fp32", 16, 5);
+    const std::vector<float> int8 = native_outputs(*model, "int8", 16, 5);
+    EXPECT_GT(min_cosine(int8, fp32, 128), 0.995) << *model;
+  }
+}
+
+TEST(NativeEngine, TailBatchesAgreeWithFullBatches) {
+  for (const std::string precision : {"fp32", "bf16", "int8"}) {
+    if (precision == "bf16" && !cpu_offers(dnnl::cpu_isa::avx512_core_bf16)) continue;
+    if (precision == "int8" && !cpu_offers(dnnl::cpu_isa::avx512_core_vnni)) continue;
+    NativeEngineOptions options;
+    options.precision = precision;
+    options.max_batch = 8;
+    NativeEngine engine(small_model(), options);
+    const std::vector<float> full = outputs_of(engine, 8, 21);
+    engine.run(3);  // the first three pixels again, in a batch of their own
+    for (int i = 0; i < 3 * 128; ++i) {
+      EXPECT_NEAR(engine.output()[i], full[i], 1e-5f * (1.0f + std::fabs(full[i])))
+          << precision << " " << i;
+    }
+    engine.run(8);
+    for (int i = 0; i < 8 * 128; ++i) EXPECT_EQ(engine.output()[i], full[i]) << precision << i;
+  }
+}
+
+TEST(NativeEngine, ThreadsDoNotChangeTheResultMuch) {
+  NativeEngineOptions two;
+  two.threads = 2;
+  two.max_batch = 5;
+  NativeEngine engine(small_model(), two);
+  const std::vector<float> threaded = outputs_of(engine, 5, 9);
+  EXPECT_LT(relative_error(threaded, native_outputs(small_model(), "fp32", 5, 9)), 1e-5);
+}
+
+TEST(NativeEngine, InterruptedRunsThrowUntilAllowed) {
+  NativeEngineOptions options;
+  options.max_batch = 2;
+  NativeEngine engine(tiny_model(), options);
+  fill_dummy_inputs(engine, 1);
+  engine.interrupt();
+  EXPECT_EQ(error_of([&] { engine.run(2); }), "native engine: run interrupted");
+  engine.allow_runs();
+  engine.run(2);
+  EXPECT_EQ(error_of([&] { engine.run(3); }), "native engine: batch 3 is outside 1..2");
+}
+
+// The tiny model with `edit` applied to its protobuf, written to a directory of this process.
+std::string edited_model(const std::string& dir,
+                         const std::function<void(onnx::ModelProto&)>& edit) {
+  onnx::ModelProto model;
+  std::ifstream in(tiny_model(), std::ios::binary);
+  EXPECT_TRUE(model.ParseFromIstream(&in));
+  edit(model);
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/edited.onnx";
+  std::ofstream out(path, std::ios::binary);
+  model.SerializeToOstream(&out);
+  return path;
+}
+
+onnx::TensorProto* initializer(onnx::ModelProto& model, const std::string& name) {
+  for (auto& tensor : *model.mutable_graph()->mutable_initializer())
+    if (tensor.name() == name) return &tensor;
+  return nullptr;
+}
+
+TEST(NativeEngine, NamesAMissingInitializer) {
+  testing::ProcessTestDir dir("native_missing");
+  const std::string path = edited_model(dir.path(), [](onnx::ModelProto& model) {
+    auto* tensors = model.mutable_graph()->mutable_initializer();
+    for (int i = 0; i < tensors->size(); ++i) {
+      if (tensors->Get(i).name() == "s1.pool.gru.W_hz") tensors->DeleteSubrange(i, 1);
+    }
+  });
+  EXPECT_EQ(error_of([&] { NativeEngine(path, NativeEngineOptions{}); }),
+            path + ": initializer 's1.pool.gru.W_hz' is missing (not a Tessera v1.0 model?)");
+}
+
+TEST(NativeEngine, NamesAMisShapedInitializer) {
+  testing::ProcessTestDir dir("native_misshaped");
+  const std::string path = edited_model(dir.path(), [](onnx::ModelProto& model) {
+    onnx::TensorProto* w = initializer(model, "s2.layers.0.ffn.linear1.weight");
+    w->set_dims(1, 48);
+    w->mutable_raw_data()->resize(32 * 48 * sizeof(float));
+  });
+  EXPECT_EQ(error_of([&] { NativeEngine(path, NativeEngineOptions{}); }),
+            path +
+                ": initializer 's2.layers.0.ffn.linear1.weight' has shape [32, 48], expected "
+                "[32, 64]");
+}
+
+TEST(NativeEngine, ReadsFloatDataAndFindsHeadsWithoutMetadata) {
+  testing::ProcessTestDir dir("native_float_data");
+  const std::string path = edited_model(dir.path(), [](onnx::ModelProto& model) {
+    model.clear_metadata_props();  // heads from the attention Reshape
+    for (auto& tensor : *model.mutable_graph()->mutable_initializer()) {
+      std::vector<float> values(tensor.raw_data().size() / sizeof(float));
+      std::memcpy(values.data(), tensor.raw_data().data(), tensor.raw_data().size());
+      tensor.clear_raw_data();
+      for (const float v : values) tensor.add_float_data(v);
+    }
+  });
+  NativeEngineOptions options;
+  options.max_batch = 4;
+  NativeEngine engine(path, options);
+  EXPECT_EQ(outputs_of(engine, 4, 2), native_outputs(tiny_model(), "fp32", 4, 2));
+}
+
+TEST(NativeEngine, RejectsAnUnknownPrecision) {
+  NativeEngineOptions options;
+  options.precision = "fp16";
+  EXPECT_EQ(error_of([&] { NativeEngine(tiny_model(), options); }),
+            "unknown precision 'fp16' (expected fp32, bf16 or int8)");
+}
+
+// Run by the ctest entry engine.native_isa_avx512_core with ONEDNN_MAX_CPU_ISA=AVX512_CORE
+// (tests/engine/tests.cmake): oneDNN then behaves as on a CPU without VNNI or BF16.
+TEST(NativeEngineIsa, RefusesBf16AndInt8WithoutTheirInstructions) {
+  const char* limit = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (!limit || std::string(limit) != "AVX512_CORE") GTEST_SKIP() << "needs ONEDNN_MAX_CPU_ISA";
+  NativeEngineOptions options;
+  options.precision = "bf16";
+  EXPECT_EQ(error_of([&] { NativeEngine(tiny_model(), options); }),
+            "--precision bf16 needs a CPU with AVX512_BF16 or AMX (this one offers avx512_core)");
+  options.precision = "int8";
+  EXPECT_EQ(error_of([&] { NativeEngine(tiny_model(), options); }),
+            "--precision int8 needs a CPU with AVX512_VNNI or AMX (this one offers avx512_core)");
+  options.precision = "fp32";
+  options.max_batch = 3;
+  NativeEngine fp32(tiny_model(), options);
+  EXPECT_LT(relative_error(outputs_of(fp32, 3, 4), ort_outputs(tiny_model(), 3, 4)), 1e-4);
+}
+
+}  // namespace
+}  // namespace tessera

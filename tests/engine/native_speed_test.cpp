@@ -1,0 +1,154 @@
+// Speed of the native engine against ONNX Runtime on one model, alternating engines within
+// each round so that other load on the machine hits them alike. Disabled by default:
+//   TESSERA_SPEED_MODEL=/tmp/full.onnx build/tests/test_engine
+//     --gtest_also_run_disabled_tests --gtest_filter='*NativeSpeed*'
+// Optional: TESSERA_SPEED_BATCHES (default "64,256"), TESSERA_SPEED_ROUNDS (default 5),
+// TESSERA_SPEED_PRECISIONS (default "fp32,bf16,int8"), TESSERA_SPEED_THREADS (default 1).
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+#include <sstream>
+#include <vector>
+
+#include "tessera/engine/native/native_engine.h"
+#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/ort/ort_engine.h"
+
+namespace tessera {
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value && *value ? value : fallback;
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream stream(text);
+  for (std::string part; std::getline(stream, part, ',');) parts.push_back(part);
+  return parts;
+}
+
+double seconds_of_run(Engine& engine, int64_t batch) {
+  const auto start = std::chrono::steady_clock::now();
+  engine.run(batch);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(NativeSpeed, DISABLED_AgainstOnnxRuntime) {
+  const std::string model = env_or("TESSERA_SPEED_MODEL", "");
+  if (model.empty()) GTEST_SKIP() << "set TESSERA_SPEED_MODEL";
+  const int rounds = std::stoi(env_or("TESSERA_SPEED_ROUNDS", "5"));
+  const int threads = std::stoi(env_or("TESSERA_SPEED_THREADS", "1"));
+  std::vector<int64_t> batches;
+  for (const auto& b : split_commas(env_or("TESSERA_SPEED_BATCHES", "64,256")))
+    batches.push_back(std::stoll(b));
+  const int64_t capacity = *std::max_element(batches.begin(), batches.end());
+
+  std::vector<std::unique_ptr<Engine>> engines;
+  std::vector<std::string> names;
+  OrtEngineOptions ort;
+  ort.max_batch = capacity;
+  ort.intra_op_threads = threads;
+  engines.push_back(std::make_unique<OrtEngine>(model, ort));
+  names.push_back("ort fp32");
+  for (const auto& precision : split_commas(env_or("TESSERA_SPEED_PRECISIONS", "fp32,bf16,int8"))) {
+    NativeEngineOptions options;
+    options.precision = precision;
+    options.max_batch = capacity;
+    options.threads = threads;
+    engines.push_back(std::make_unique<NativeEngine>(model, options));
+    names.push_back("native " + precision);
+  }
+  for (auto& engine : engines) fill_dummy_inputs(*engine, 17);
+
+  for (const int64_t batch : batches) {
+    std::vector<std::vector<double>> times(engines.size());
+    for (auto& engine : engines) engine->run(batch);  // warm-up: primitives, pages, caches
+    for (int round = 0; round < rounds; ++round) {
+      for (size_t e = 0; e < engines.size(); ++e)
+        times[e].push_back(seconds_of_run(*engines[e], batch) * 1e3 / double(batch));
+    }
+    std::vector<double> medians;
+    for (auto& t : times) {
+      std::sort(t.begin(), t.end());
+      medians.push_back(t[t.size() / 2]);
+    }
+    fmt::print("batch {} ({} rounds, {} thread(s)): ms/pixel median [best], speed-up vs ORT\n",
+               batch, rounds, threads);
+    for (size_t e = 0; e < engines.size(); ++e) {
+      fmt::print("  {:12} {:8.3f} [{:8.3f}]  x{:.2f}\n", names[e], medians[e], times[e][0],
+                 medians[0] / medians[e]);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tessera
+
+namespace tessera {
+namespace {
+
+struct Agreement {
+  double mean_cosine = 0, min_cosine = 1, max_abs = 0, max_abs_reference = 0;
+};
+
+Agreement agreement(const float* a, const float* b, int64_t pixels, int64_t dim) {
+  Agreement out;
+  for (int64_t p = 0; p < pixels; ++p) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+      const double x = a[p * dim + i], y = b[p * dim + i];
+      ab += x * y;
+      aa += x * x;
+      bb += y * y;
+      out.max_abs = std::max(out.max_abs, std::fabs(x - y));
+      out.max_abs_reference = std::max(out.max_abs_reference, std::fabs(y));
+    }
+    const double cosine = ab / std::sqrt(aa * bb);
+    out.mean_cosine += cosine / double(pixels);
+    out.min_cosine = std::min(out.min_cosine, cosine);
+  }
+  return out;
+}
+
+// bf16 and int8 against native fp32, and native fp32 against ORT, on the same inputs.
+TEST(NativeSpeed, DISABLED_AccuracyAgainstFp32) {
+  const std::string model = env_or("TESSERA_SPEED_MODEL", "");
+  if (model.empty()) GTEST_SKIP() << "set TESSERA_SPEED_MODEL";
+  const int64_t pixels = std::stoll(env_or("TESSERA_ACCURACY_PIXELS", "256"));
+  OrtEngineOptions ort_options;
+  ort_options.max_batch = pixels;
+  OrtEngine ort(model, ort_options);
+  fill_dummy_inputs(ort, 23);
+  ort.run(pixels);
+  std::vector<std::vector<float>> outputs;
+  for (const std::string precision : {"fp32", "bf16", "int8"}) {
+    NativeEngineOptions options;
+    options.precision = precision;
+    options.max_batch = pixels;
+    NativeEngine engine(model, options);
+    fill_dummy_inputs(engine, 23);
+    engine.run(pixels);
+    outputs.emplace_back(engine.output(), engine.output() + pixels * engine.shape().output_dim);
+  }
+  const int64_t dim = ort.shape().output_dim;
+  const auto show = [&](const char* what, const float* a, const float* b) {
+    const Agreement g = agreement(a, b, pixels, dim);
+    fmt::print("{:22} cosine mean {:.7f} min {:.7f}, max |diff| {:.3g} (max |ref| {:.3g})\n", what,
+               g.mean_cosine, g.min_cosine, g.max_abs, g.max_abs_reference);
+  };
+  fmt::print("{} pixels of fill_dummy_inputs (bands N(0,1), day of year 1..365)\n", pixels);
+  show("native fp32 vs ORT", outputs[0].data(), ort.output());
+  show("native bf16 vs fp32", outputs[1].data(), outputs[0].data());
+  show("native int8 vs fp32", outputs[2].data(), outputs[0].data());
+}
+
+}  // namespace
+}  // namespace tessera
