@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <mutex>
 #include <thread>
 
 #include "tessera/common/error.h"
@@ -568,6 +569,62 @@ TEST(TileRunner, ChecksItsOptionsBeforeAnyTile) {
   EXPECT_NE(error_of([&] { TileRunner(options, one_worker_plan()); }).find("gpu"),
             std::string::npos);
   EXPECT_FALSE(fs::exists(kDir + "/never"));
+}
+
+}  // namespace
+}  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// The runtime takes its engines from a factory, never from a backend it names: a whole tile
+// through the native engine (through the CPU workers and the streaming worker's pipeline),
+// every engine built by the factory with the worker's spec, the outputs within one step of
+// ONNX Runtime's, and the summary naming what computed them.
+TEST(EngineSeam, AWholeTileRunsOnTheNativeEngine) {
+  const TileSummary ort = infer("cpu", kDir + "/seam_ort", 1, 24);
+  for (const std::string device : {"cpu", "cpu,cpu+stream"}) {
+    InferOptions options = infer_options(device, kDir + "/seam_native", 1, 24);
+    options.engine = "native";
+    std::vector<EngineSpec> built;
+    std::mutex mutex;
+    const EngineFactory factory = [&](const std::string& model, const EngineSpec& spec) {
+      std::lock_guard lock(mutex);
+      built.push_back(spec);
+      return make_engine(model, spec);
+    };
+    TileRunner runner(options, one_worker_plan(), factory);
+    const TileSummary native = runner.run(tile_dir(), nullptr);
+    EXPECT_EQ(native.engine, "native") << device;
+    EXPECT_EQ(native.precision, "fp32") << device;
+    ASSERT_EQ(built.size(), device == "cpu" ? 1u : 2u) << device;
+    for (const EngineSpec& spec : built) {
+      EXPECT_EQ(spec.backend, "native");
+      EXPECT_EQ(spec.device(), "cpu");
+      EXPECT_EQ(spec.precision, "fp32");
+    }
+    // The CPU worker's engine knows the worker's CPUs (a streaming worker's binds its thread).
+    EXPECT_TRUE(std::any_of(built.begin(), built.end(), [](const EngineSpec& spec) {
+      return !spec.cpus.empty();
+    })) << device;
+    expect_same_outputs(native, ort, "native " + device);
+  }
+}
+
+TEST(EngineSeam, ASpecIsCheckedBeforeAnyTile) {
+  InferOptions options = infer_options("cpu", kDir + "/seam_bad", 1, 24);
+  options.engine = "native";
+  options.device = "cpu,cuda:0";
+  EXPECT_EQ(error_of([&] { TileRunner(options, one_worker_plan()); }),
+            "cuda:0: the native engine runs on the cpu only");
+  options.device = "cpu";
+  options.precision = "fp16";
+  EXPECT_EQ(error_of([&] { TileRunner(options, one_worker_plan()); }),
+            "cpu: the native engine computes fp32, bf16, int8 on cpu, not fp16");
+  options.engine = "ort";
+  options.precision = "bf16";
+  EXPECT_EQ(error_of([&] { TileRunner(options, one_worker_plan()); }),
+            "cpu: the ort engine computes fp32 on cpu, not bf16 (--engine native does)");
 }
 
 }  // namespace

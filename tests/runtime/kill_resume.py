@@ -10,8 +10,12 @@
 4. A run killed the same way, after which the tile is written again with other values (same
    name, size and valid pixels): the rerun must resume nothing and match a fresh run of the new
    tile.
+5. With --other-precision P: a run killed the same way, then rerun at precision P: the rerun
+   must say that the journal came from another precision, resume nothing, and match a fresh
+   run at P.
 
-Usage: kill_resume.py --tessera BIN --workdir DIR   (exit 1 on failure)
+Usage: kill_resume.py --tessera BIN --workdir DIR [--engine E --precision P]
+                      [--other-precision P2]   (exit 1 on failure)
 """
 
 import argparse
@@ -37,6 +41,7 @@ def run(args):
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
         fail("%s failed (%d): %s" % (" ".join(args), result.returncode, result.stderr.strip()))
+    return result
 
 
 def read(path):
@@ -48,6 +53,9 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tessera", required=True)
     parser.add_argument("--workdir", required=True)
+    parser.add_argument("--engine", default="ort")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--other-precision")
     a = parser.parse_args()
     shutil.rmtree(a.workdir, ignore_errors=True)
     os.makedirs(a.workdir)
@@ -55,7 +63,9 @@ def main():
     tile = os.path.join(a.workdir, GRID)
     run([a.tessera, "make-model", "-o", model, "--d-model", "64", "--layers", "2", "--heads", "2", "--ffn", "256"])
     run([a.tessera, "synth", "--out", tile] + TILE + ["--seed", "9"])
-    infer = [a.tessera, "infer", tile, "-m", model, "--layout", "2x1", "-b", "16"]
+    engine = ["--engine", a.engine]
+    base = [a.tessera, "infer", tile, "-m", model, "--layout", "2x1", "-b", "16"] + engine
+    infer = base + ["--precision", a.precision]
 
     reference = os.path.join(a.workdir, "reference")
     run(infer + ["-o", reference])
@@ -84,6 +94,29 @@ def main():
     if resumed != 0:
         fail("resumed %d batches of another tile of the same name" % resumed)
     print("kill_resume: a rewritten tile of the same name started over, outputs identical")
+    if a.other_precision:
+        other_precision(a, infer, base + ["--precision", a.other_precision], summary)
+
+
+def other_precision(a, infer, infer_other, summary):
+    """A journal written at one precision is not resumed at another: the rerun says so."""
+    out = os.path.join(a.workdir, "out_other_precision")
+    finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
+    kill_mid_tile(infer + ["-o", out], os.path.join(out, GRID + ".journal"), finals)
+    reference = os.path.join(a.workdir, "reference_other_precision")
+    run(infer_other + ["-o", reference])
+    result = run(infer_other + ["-o", out, "--summary", summary])
+    said = "its journal was written by cpu:%s:%s, this run computes with cpu:%s:%s: " \
+           "starting the tile over" % (a.engine, a.precision, a.engine, a.other_precision)
+    if said not in result.stderr:
+        fail("the rerun at %s did not say so: %r" % (a.other_precision, result.stderr))
+    if json.load(open(summary))["tiles"][0]["batches_resumed"] != 0:
+        fail("batches of a %s run were resumed at %s" % (a.precision, a.other_precision))
+    for path in finals:
+        if read(path) != read(os.path.join(reference, os.path.basename(path))):
+            fail("%s differs from a fresh run at %s" % (path, a.other_precision))
+    print("kill_resume: a %s journal was not resumed at %s, outputs identical to a fresh run"
+          % (a.precision, a.other_precision))
 
 
 def kill_mid_tile(command, journal, finals):

@@ -6,7 +6,13 @@ add_test(NAME infer_oracle
 add_test(NAME infer_kill_resume
          COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/runtime/kill_resume.py"
                  --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/kill_resume")
-set_tests_properties(infer_oracle infer_kill_resume PROPERTIES LABELS runtime TIMEOUT 300)
+# The same with the native engine, and a bf16 journal that an fp32 rerun must not resume.
+add_test(NAME infer_kill_resume_native
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/runtime/kill_resume.py"
+                 --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/kill_resume_native"
+                 --engine native --precision bf16 --other-precision fp32)
+set_tests_properties(infer_oracle infer_kill_resume infer_kill_resume_native
+                     PROPERTIES LABELS runtime TIMEOUT 300)
 # The output comparison that scripts/gpu_check.sh uses for CPU vs GPU agreement.
 add_test(NAME compare_embeddings
          COMMAND ${SYSTEM_PYTHON3} "${CMAKE_SOURCE_DIR}/tests/reference/compare_embeddings_test.py")
