@@ -51,7 +51,13 @@ OPTIONAL_PACKAGES=(
 
 if [ "$with_apt" = 1 ]; then
   installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-  available() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'; }
+  # The policy is captured before it is searched: with `set -o pipefail`, `apt-cache ... | grep -q`
+  # fails whenever grep exits first and apt-cache dies of SIGPIPE.
+  available() {
+    local policy
+    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
+    [[ "$policy" == *"Candidate: "* && "$policy" != *"Candidate: (none)"* ]]
+  }
   sudo_cmd=""
   [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   missing=() optional=()

@@ -21,15 +21,15 @@ rc=$?
 exit "$rc"
 ]=])
 
-# Two torch rows on the small model; the same keys as a tessera bench row; tessera report reads
-# both files and names the torch engine.
+# Four torch rows on the small model (fp32 and bf16 autocast, two batch sizes each); the same keys
+# as a tessera bench row; tessera report reads both files and names the torch engine.
 file(WRITE "${_torch_peer_dir}/report.sh" [=[
 tessera=$1 dir=$2 python=$3 peer=$4
 "$tessera" make-model --d-model 64 --layers 2 --heads 4 --ffn 128 --s2-steps 12 --s1-steps 8 \
   --force -o "$dir/report.onnx" >/dev/null || exit 1
 rm -f "$dir/torch.json" "$dir/r.md"
 "$python" "$peer" bench --model "$dir/report.onnx" -t 1 -b 4,8 --batches 2 -r 1 \
-  --precision fp32 -o "$dir/torch.json" >/dev/null
+  --precision fp32,bf16 -o "$dir/torch.json" >/dev/null
 rc=$?
 [ "$rc" -eq 3 ] && exit 77
 [ "$rc" -eq 0 ] || exit "$rc"
@@ -40,15 +40,15 @@ ort, peer = (json.load(open(p)) for p in sys.argv[1:])
 problems = []
 if set(ort) - set(peer):
     problems.append(f"top-level keys missing: {sorted(set(ort) - set(peer))}")
-if len(peer["rows"]) != 2:
-    problems.append(f"{len(peer['rows'])} rows, expected 2")
+if len(peer["rows"]) != 4:
+    problems.append(f"{len(peer['rows'])} rows, expected 4")
 for i, row in enumerate(peer["rows"]):
     if set(row) != set(ort["rows"][0]):
         problems.append(f"row {i}: keys differ from tessera bench: "
                         f"{sorted(set(row) ^ set(ort['rows'][0]))}")
-    want = {"engine": "torch", "device": "cpu", "precision": "fp32", "layout": "single:1",
-            "workers": 1, "threads": 1, "batch": 4 * (i + 1), "batches": 2, "reps": 1,
-            "pixels": 8 * (i + 1), "status": "ok"}
+    want = {"engine": "torch", "device": "cpu", "precision": "fp32" if i < 2 else "bf16",
+            "layout": "single:1", "workers": 1, "threads": 1, "batch": 4 * (i % 2 + 1),
+            "batches": 2, "reps": 1, "pixels": 8 * (i % 2 + 1), "status": "ok"}
     for key, value in want.items():
         if row.get(key) != value:
             problems.append(f"row {i}: {key} = {row.get(key)!r}, expected {value!r}")
