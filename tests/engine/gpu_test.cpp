@@ -15,7 +15,7 @@
 #include "tessera/engine/ort/cuda_runtime.h"
 #include "tessera/engine/ort/ort_cuda.h"
 #include "tessera/engine/ort/ort_engine.h"
-#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/dummy_inputs.h"
 #include "tessera/model/model_builder.h"
 #include "test_models.h"
 #include "test_support.h"

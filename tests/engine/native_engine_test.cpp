@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "tessera/common/error.h"
-#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/dummy_inputs.h"
 #include "tessera/engine/ort/ort_engine.h"
 #include "test_models.h"
 #include "test_support.h"

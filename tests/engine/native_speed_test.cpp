@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "tessera/engine/native/native_engine.h"
-#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/dummy_inputs.h"
 #include "tessera/engine/ort/ort_engine.h"
 
 namespace tessera {

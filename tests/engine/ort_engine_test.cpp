@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "tessera/common/error.h"
-#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/dummy_inputs.h"
 #include "tessera/model/model_builder.h"
 #include "test_models.h"
 #include "test_support.h"

@@ -20,7 +20,7 @@
 
 #include "tessera/common/error.h"
 #include "tessera/engine/ort/ort_engine.h"
-#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/dummy_inputs.h"
 #include "test_models.h"
 #include "test_support.h"
 

@@ -22,7 +22,7 @@
 #include "tessera/common/threads.h"
 #include "tessera/common/version.h"
 #include "tessera/engine/engine_spec.h"
-#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/dummy_inputs.h"
 #include "tessera/model/model_info.h"
 #include "tessera/runtime/child_process.h"
 #include "tessera/topology/binding.h"

@@ -1,4 +1,4 @@
-#include "tessera/model/dummy_inputs.h"
+#include "tessera/engine/dummy_inputs.h"
 
 #include <algorithm>
 #include <random>
