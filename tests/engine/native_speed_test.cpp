@@ -19,6 +19,7 @@
 #include "tessera/engine/native/native_engine.h"
 #include "tessera/model/dummy_inputs.h"
 #include "tessera/model/ort_engine.h"
+#include "tessera/pipeline/quantiser.h"
 
 namespace tessera {
 namespace {
@@ -97,7 +98,23 @@ namespace {
 
 struct Agreement {
   double mean_cosine = 0, min_cosine = 1, max_abs = 0, max_abs_reference = 0;
+  double int8_equal = 0, int8_within_one = 0;  // shares of the quantised outputs (PIPELINE.md)
+  int int8_largest = 0;                        // largest difference in quantisation levels
 };
+
+void add_int8_agreement(const float* a, const float* b, int64_t pixels, int64_t dim,
+                        Agreement& out) {
+  std::vector<int8_t> qa(static_cast<size_t>(pixels * dim)), qb(qa.size());
+  std::vector<float> scales(static_cast<size_t>(pixels));
+  quantize_embeddings(a, pixels, static_cast<int>(dim), qa.data(), scales.data());
+  quantize_embeddings(b, pixels, static_cast<int>(dim), qb.data(), scales.data());
+  for (size_t i = 0; i < qa.size(); ++i) {
+    const int difference = std::abs(int(qa[i]) - int(qb[i]));
+    out.int8_equal += difference == 0 ? 1.0 / double(qa.size()) : 0.0;
+    out.int8_within_one += difference <= 1 ? 1.0 / double(qa.size()) : 0.0;
+    out.int8_largest = std::max(out.int8_largest, difference);
+  }
+}
 
 Agreement agreement(const float* a, const float* b, int64_t pixels, int64_t dim) {
   Agreement out;
@@ -115,6 +132,7 @@ Agreement agreement(const float* a, const float* b, int64_t pixels, int64_t dim)
     out.mean_cosine += cosine / double(pixels);
     out.min_cosine = std::min(out.min_cosine, cosine);
   }
+  add_int8_agreement(a, b, pixels, dim, out);
   return out;
 }
 
@@ -141,8 +159,11 @@ TEST(NativeSpeed, DISABLED_AccuracyAgainstFp32) {
   const int64_t dim = ort.shape().output_dim;
   const auto show = [&](const char* what, const float* a, const float* b) {
     const Agreement g = agreement(a, b, pixels, dim);
-    fmt::print("{:22} cosine mean {:.7f} min {:.7f}, max |diff| {:.3g} (max |ref| {:.3g})\n", what,
-               g.mean_cosine, g.min_cosine, g.max_abs, g.max_abs_reference);
+    fmt::print(
+        "{:22} cosine mean {:.7f} min {:.7f}, max |diff| {:.3g} (max |ref| {:.3g}); int8 "
+        "outputs {:.1f} % equal, {:.2f} % within 1 level, largest difference {}\n",
+        what, g.mean_cosine, g.min_cosine, g.max_abs, g.max_abs_reference, 100 * g.int8_equal,
+        100 * g.int8_within_one, g.int8_largest);
   };
   fmt::print("{} pixels of fill_dummy_inputs (bands N(0,1), day of year 1..365)\n", pixels);
   show("native fp32 vs ORT", outputs[0].data(), ort.output());
