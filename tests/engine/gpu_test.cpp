@@ -12,10 +12,10 @@
 #include <functional>
 
 #include "tessera/common/error.h"
+#include "tessera/engine/dummy_inputs.h"
 #include "tessera/engine/ort/cuda_runtime.h"
 #include "tessera/engine/ort/ort_cuda.h"
 #include "tessera/engine/ort/ort_engine.h"
-#include "tessera/engine/dummy_inputs.h"
 #include "tessera/model/model_builder.h"
 #include "test_models.h"
 #include "test_support.h"

@@ -5,6 +5,15 @@
 // layout, one cached matmul primitive per layer and row count, one scratchpad, and every
 // activation buffer, sized for max_batch pixels and allocated by the constructing thread.
 //
+// Precisions (accumulation, LayerNorm, softmax, GRU state and pooling are float32 in all):
+//   fp32  every matmul float32.
+//   bf16  bf16 weights and matmul inputs; FFN1 writes bf16 (it feeds FFN2 only), the rest f32.
+//   int8  s8 weights with one scale per output column and s8 activations with one scale per row
+//         (u8 after ReLU) for QKV, out-projection, FFN1, FFN2 and the GRU input projection;
+//         the second embedding Linear, the GRU recurrence and the attention core run bf16
+//         (float32 on a CPU without AVX512_BF16).
+//   The first embedding Linear (bands -> d) and the fusion Linear are float32 always.
+//
 // Invariants: the model file has exactly the initializers model/model_builder.h documents
 // (checked at construction: tessera::Error naming the file and the first bad tensor); bf16
 // needs AVX512_BF16 or AMX and int8 needs AVX512_VNNI or AMX (checked at construction);

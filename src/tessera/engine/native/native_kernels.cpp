@@ -86,11 +86,16 @@ void convert_to_bf16(const float* x, uint16_t* out, int64_t n) {
   }
 }
 
+// out = scale * float(y) + bias (then ReLU) for a bf16 row, in one pass.
 TESSERA_VECTOR_CLONES
-void convert_from_bf16(const uint16_t* x, float* out, int64_t n) {
+void widen_and_rescale_row(const uint16_t* y, float scale, const float* bias, bool relu, float* out,
+                           int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
-    const uint32_t bits = static_cast<uint32_t>(x[i]) << 16;
-    std::memcpy(&out[i], &bits, sizeof bits);
+    const uint32_t bits = static_cast<uint32_t>(y[i]) << 16;
+    float value;
+    std::memcpy(&value, &bits, sizeof value);
+    value = scale * value + (bias ? bias[i] : 0.0f);
+    out[i] = relu ? larger(0.0f, value) : value;
   }
 }
 
@@ -234,8 +239,7 @@ void finish_bf16_rows(const uint16_t* y, const float* row_scales, const float* b
   for_row_blocks(rows, [&](int64_t begin, int64_t end) {
     std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = begin; r < end; ++r) {
-      convert_from_bf16(y + r * cols, row.data(), cols);
-      rescale_row(row.data(), row_scales[r], bias, relu, cols);
+      widen_and_rescale_row(y + r * cols, row_scales[r], bias, relu, row.data(), cols);
       out.store_row(r, row.data());
     }
   });
