@@ -318,10 +318,7 @@ int run_bench_worker(const BenchOptions& options, const EngineSpec& engine, int6
     return static_cast<bool>(std::getline(std::cin, reply)) && reply == "go";
   };
   try {
-    if (options.pin) {
-      bind_current_thread(worker, parse_memory_policy(options.membind));
-      pin_current_thread(worker.cpus.front());
-    }
+    if (options.pin) bind_worker_thread(worker, parse_memory_policy(options.membind));
     const WorkerTimes t = measure_worker(options, Case{engine, "", batch}, worker, next_phase);
     if (static_cast<int>(t.rep_end.size()) != options.reps) return 0;  // told to stop
     nlohmann::json result = {{"session_s", t.session_s}, {"batch_ms", t.batch_ms}};
@@ -564,7 +561,7 @@ struct BenchPool::State {
   Plan plan;
   int64_t max_batch = 0;
   double session_s = 0;
-  std::vector<std::thread> threads;
+  ThreadGroup threads;
   std::unique_ptr<std::barrier<>> sync;
   std::mutex mutex;
   std::condition_variable wake;
@@ -583,10 +580,7 @@ struct BenchPool::State {
   void work(const WorkerPlan& worker) {
     std::unique_ptr<Engine> built;
     try {
-      if (options.pin) {
-        bind_current_thread(worker, plan.policy);
-        if (!worker.cpus.empty()) pin_current_thread(worker.cpus.front());
-      }
+      if (options.pin) bind_worker_thread(worker, plan.policy);
       double built_s = 0;
       built = build_worker_engine(options, engine, worker, max_batch, &built_s);
       std::lock_guard lock(mutex);
@@ -627,14 +621,18 @@ struct BenchPool::State {
     }
   }
 
-  void stop() {
+  // Asks every worker to leave (each does once its engine build has ended).
+  void ask_to_stop() {
     {
       std::lock_guard lock(mutex);
       stopping = true;
     }
     wake.notify_all();
-    for (auto& t : threads) t.join();
-    threads.clear();
+  }
+
+  void stop() {
+    ask_to_stop();
+    threads.join();
   }
 };
 
@@ -651,12 +649,7 @@ BenchPool::BenchPool(const BenchOptions& options, const MachineInfo& machine,
   s.plan = plan_layout(machine, layout, parse_memory_policy(options.membind));
   s.sync = std::make_unique<std::barrier<>>(static_cast<std::ptrdiff_t>(s.plan.workers.size()));
   for (const WorkerPlan& worker : s.plan.workers) {
-    try {
-      s.threads.push_back(start_thread([&s, worker] { s.work(worker); }));
-    } catch (const Error&) {
-      s.stop();  // the workers already started leave once their engines are built
-      throw;
-    }
+    s.threads.start([&s, worker] { s.work(worker); }, [&s] { s.ask_to_stop(); });
   }
   std::unique_lock lock(s.mutex);
   s.wake.wait(lock, [&] { return s.ready == static_cast<int>(s.plan.workers.size()); });

@@ -302,17 +302,12 @@ void StreamWorker::say_reduced(int64_t pixels_per_run) const {
 }
 
 void StreamWorker::start_helpers_and_run_engine() {
-  std::thread helpers[2];
-  helpers[0] = start_thread([this] { helper_loop(slots_[0]); });
-  try {
-    helpers[1] = start_thread([this] { helper_loop(slots_[1]); });
-  } catch (const Error&) {
-    fail(std::current_exception());  // the first helper stops at once
-    helpers[0].join();
-    throw;
-  }
+  ThreadGroup helpers;
+  helpers.start([this] { helper_loop(slots_[0]); }, nullptr);
+  // The first helper stops at once when the second cannot start.
+  helpers.start([this] { helper_loop(slots_[1]); }, [this] { fail(std::current_exception()); });
   engine_loop();
-  for (auto& t : helpers) t.join();
+  helpers.join();
 }
 
 StreamStats StreamWorker::run(const std::function<void()>& engine_ready) {

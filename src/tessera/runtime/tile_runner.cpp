@@ -426,7 +426,7 @@ std::vector<StreamStats> TileRunner::run_workers(const TileJob& job, bool work_l
   const std::vector<WorkerPlan>& stream_cpus = kept_->stream_cpus;
   std::vector<StreamStats> stream_stats(streams);
   std::vector<std::exception_ptr> errors(streams + 1);
-  std::vector<std::thread> stream_threads;
+  ThreadGroup stream_threads;
   // CPU workers build their sessions only once every GPU engine is built (or has failed): a
   // GPU is ~100x a CPU worker, and its session build must not queue behind theirs for cores.
   std::latch stream_engines_ready(static_cast<std::ptrdiff_t>(streams));
@@ -456,13 +456,13 @@ std::vector<StreamStats> TileRunner::run_workers(const TileJob& job, bool work_l
       ready();
     };
     try {
-      stream_threads.push_back(start_thread(run));
-    } catch (const Error&) {
       // The threads already started stop claiming; those never started count as ready.
-      job.abort = true;
-      stream_engines_ready.count_down(static_cast<std::ptrdiff_t>(streams - i));
-      for (auto& t : stream_threads) t.join();
-      kept_->drop_engines();
+      stream_threads.start(run, [&, i] {
+        job.abort = true;
+        stream_engines_ready.count_down(static_cast<std::ptrdiff_t>(streams - i));
+      });
+    } catch (const Error&) {
+      kept_->drop_engines();  // after the started threads have been joined
       throw;
     }
   }
@@ -478,7 +478,7 @@ std::vector<StreamStats> TileRunner::run_workers(const TileJob& job, bool work_l
       job.abort = true;
     }
   }
-  for (auto& t : stream_threads) t.join();
+  stream_threads.join();
   // Every batch is durable and journaled once the committer has drained.
   try {
     job.committer.finish();
