@@ -1,6 +1,6 @@
-// tessera infer: dpixel tiles -> int8 embeddings + scales (geotessera layout).
+// tessera infer: dpixel tiles -> int8 embeddings + scales (geotessera layout). The flags and the
+// progress display; the job itself is cluster/infer_job (run_infer_job).
 
-#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
