@@ -119,7 +119,7 @@ stage_infer() {
   # Agreement with the CPU on a small tile (the CPU is ~100x slower), at the run's precision and
   # at fp16; then of the large runs with each other.
   "$B" synth --out "$tiles/small/$grid" --size 64x64 --seed 5 >/dev/null
-  "$B" infer -m "$model" --device cpu -b 256 --out "$RESULTS/o_cpu_small" "$tiles/small/$grid" 2>&1 | tail -n 1
+  "$B" infer -m "$model" --device cpu -b 256 -o "$RESULTS/o_cpu_small" "$tiles/small/$grid" 2>&1 | tail -n 1
   infer_as gpu_small "$gpu" "$p" "$tiles/small/$grid"
   infer_as gpu16_small "$gpu" fp16 "$tiles/small/$grid"
   agree() {  # RUN RUN [compare_embeddings.py options]

@@ -210,7 +210,7 @@ TEST(BenchCli, MalformedCommandLinesAreUsageErrors) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"bench --bogus",
        "tessera: The following argument was not expected: --bogus (see tessera bench --help)\n"},
-      {"infer", "tessera: --out is required (see tessera infer --help)\n"},
+      {"infer", "tessera: --output is required (see tessera infer --help)\n"},
       {"", "tessera: A subcommand is required (see tessera --help)\n"},
       {"bench -b x", "tessera: Could not convert: --batch = x (see tessera bench --help)\n"},
       {"bogus", "tessera: unknown command 'bogus' (see tessera --help)\n"},

@@ -45,6 +45,19 @@ int count_lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
 }
 
+TEST(InferCli, OldOutSpellingStillWorksWithOneLine) {
+  const std::string tile = make_tile("grid_1.05_2.15");
+  const std::string out = kDir + "/out_old_spelling";
+  fs::remove_all(out);
+  auto r = run_cli("infer " + tile + " --out " + out + " -m " + small_model() + " --layout 1x1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "tessera infer: '--out' is deprecated, use '--output'\n");
+  EXPECT_TRUE(fs::exists(out + "/grid_1.05_2.15.npy"));
+  r = run_cli("infer " + tile + " --out " + out + " --output " + out);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: infer: give the output directory once, with -o/--output\n");
+}
+
 TEST(InferCli, WritesBothOutputsThenSkipsThemUnlessForced) {
   const std::string tile = make_tile("grid_1.05_2.05");
   const std::string out = kDir + "/out_skip";

@@ -329,6 +329,100 @@ double parse_budget(const std::string& text) {
   return value * scale;
 }
 
+namespace {
+
+// How tune measures: as `bench` would, one engine on one device, options.reps repetitions.
+BenchOptions tune_bench_options(const TuneOptions& options, const EngineSpec& engine) {
+  BenchOptions bench;
+  bench.model_path = options.model_path;
+  bench.devices = {engine.device()};
+  bench.engines = {engine.backend};
+  bench.precisions = {engine.precision};
+  bench.reps = options.reps;
+  bench.warmup = 1;
+  bench.membind = options.membind;
+  bench.spinning = options.spinning;
+  return bench;
+}
+
+// Batches per repetition for `work` pixels per job (at least one).
+int timed_batches(const TuneCandidate& c, int64_t work) {
+  return static_cast<int>(
+      std::max<int64_t>(1, std::llround(static_cast<double>(work) / static_cast<double>(c.batch))));
+}
+
+Measurement to_measurement(const BenchRow& row, double seconds, double session_s) {
+  Measurement m;
+  m.seconds = seconds;
+  m.session_s = session_s;
+  m.status = row_status_name(row.status);
+  m.error = row.error;
+  m.ms_per_pixel = per_rep_ms_per_pixel(row);
+  return m;
+}
+
+// The profile of the search's winner.
+Profile winner_profile(const TuneOptions& options, const MachineInfo& machine,
+                       const ModelFingerprint& model, const EngineSpec& engine,
+                       const SearchResult& search) {
+  const CandidateResult& winner = search.ranking.front();
+  Profile p;
+  p.machine = machine_fingerprint(machine, backend_version("ort"));
+  p.model = model;
+  p.device = engine.device();
+  p.engine = engine.backend;
+  p.precision = engine.precision;
+  p.plan = {winner.candidate.layout, winner.candidate.batch, winner.candidate.workers,
+            winner.candidate.threads, options.membind};
+  p.ranking = ranking_table(search.ranking).to_json();
+  p.search = {{"rounds", search.rounds},
+              {"measurements", search.measurements},
+              {"seconds", search.seconds},
+              {"session_s", search.session_s},
+              {"budget_s", options.budget_s},
+              {"reps", options.reps},
+              {"final_pixels_per_job", search.final_work}};
+  return p;
+}
+
+// --verify: every candidate measured as bench would, at the last round's length; the sweep's
+// best, the gap between the search's winner and it, and tune's time over the sweep's.
+void verify_by_sweep(const std::vector<TuneCandidate>& candidates, const TuneOptions& options,
+                     const MeasureFn& measure_as_bench, TuneResult& result) {
+  const CandidateResult& winner = result.search.ranking.front();
+  result.verified = true;
+  SweepResult& sweep = result.sweep;
+  for (size_t i = 0; i < candidates.size(); ++i) {
+    if (options.progress) {
+      options.progress(fmt::format("verify sweep: {} b={} ({}/{})", candidates[i].layout,
+                                   candidates[i].batch, i + 1, candidates.size()));
+    }
+    CandidateResult r;
+    r.candidate = candidates[i];
+    set_measurement(r, measure_as_bench(candidates[i], result.search.final_work),
+                    result.search.final_work);
+    r.outcome = measured_ok(r.last) ? "ok" : r.last.status;
+    sweep.seconds += r.last.seconds;
+    sweep.rows.push_back(r);
+  }
+  for (size_t i = 0; i < sweep.rows.size(); ++i) {
+    if (!measured_ok(sweep.rows[i].last)) continue;
+    if (sweep.best < 0 || sweep.rows[i].mean < sweep.rows[sweep.best].mean)
+      sweep.best = static_cast<int>(i);
+  }
+  if (sweep.best >= 0) {
+    sweep.rows[sweep.best].outcome = "best";
+    for (const auto& r : sweep.rows) {
+      if (r.candidate.layout == winner.candidate.layout &&
+          r.candidate.batch == winner.candidate.batch && measured_ok(r.last))
+        result.gap_percent = 100.0 * (r.mean / sweep.rows[sweep.best].mean - 1.0);
+    }
+  }
+  result.time_fraction = sweep.seconds > 0 ? result.search.seconds / sweep.seconds : 0;
+}
+
+}  // namespace
+
 TuneResult tune(const TuneOptions& options) {
   if (options.reps < 2)
     throw UsageError(fmt::format("--reps must be at least 2 (got {})", options.reps));
@@ -337,35 +431,13 @@ TuneResult tune(const TuneOptions& options) {
   const std::vector<std::string> layouts =
       options.layouts.empty() ? candidate_layouts(machine) : options.layouts;
   const auto candidates = make_candidates(machine, layouts, options.batch_sizes, options.membind);
-
-  BenchOptions bench;
-  bench.model_path = options.model_path;
   const EngineSpec engine = parse_engine_spec(options.engine, options.device, options.precision);
-  bench.devices = {engine.device()};
-  bench.engines = {engine.backend};
-  bench.precisions = {engine.precision};
-  bench.reps = options.reps;
-  bench.warmup = 1;
-  bench.membind = options.membind;
-  bench.spinning = options.spinning;
-  const auto batches_for = [](const TuneCandidate& c, int64_t work) {
-    return static_cast<int>(std::max<int64_t>(
-        1, std::llround(static_cast<double>(work) / static_cast<double>(c.batch))));
-  };
-  const auto to_measurement = [](const BenchRow& row, double seconds, double session_s) {
-    Measurement m;
-    m.seconds = seconds;
-    m.session_s = session_s;
-    m.status = row_status_name(row.status);
-    m.error = row.error;
-    m.ms_per_pixel = per_rep_ms_per_pixel(row);
-    return m;
-  };
+  const BenchOptions bench = tune_bench_options(options, engine);
   // The exhaustive sweep of --verify measures as `tessera bench` does: new sessions per case,
   // which get the two warm-up batches a fresh session needs (as in the pools below).
   const MeasureFn measure_as_bench = [&](const TuneCandidate& c, int64_t work) {
     BenchOptions o = bench;
-    o.batches = batches_for(c, work);
+    o.batches = timed_batches(c, work);
     o.warmup = std::max(2, bench.warmup);
     const auto start = Clock::now();
     const BenchRow row = run_bench_case(o, machine, engine, c.layout, c.batch);
@@ -398,7 +470,7 @@ TuneResult tune(const TuneOptions& options) {
     // memory pattern is on, as on CUDA sessions): a pool's first measurement warms up with two
     // batches at least, a batch size new to it later with one.
     const int warmup = fresh ? std::max(2, bench.warmup) : bench.warmup;
-    const BenchRow row = pool->measure(c.batch, batches_for(c, work), warmup);
+    const BenchRow row = pool->measure(c.batch, timed_batches(c, work), warmup);
     return to_measurement(row, seconds_since(start), session_s);
   };
 
@@ -414,56 +486,8 @@ TuneResult tune(const TuneOptions& options) {
   TuneResult result;
   result.search = successive_halving(candidates, search, measure);
   pool.reset();
-  const CandidateResult& winner = result.search.ranking.front();
-
-  Profile& p = result.profile;
-  p.machine = machine_fingerprint(machine, backend_version("ort"));
-  p.model = model;
-  p.device = engine.device();
-  p.engine = engine.backend;
-  p.precision = engine.precision;
-  p.plan = {winner.candidate.layout, winner.candidate.batch, winner.candidate.workers,
-            winner.candidate.threads, options.membind};
-  p.ranking = ranking_table(result.search.ranking).to_json();
-  p.search = {{"rounds", result.search.rounds},
-              {"measurements", result.search.measurements},
-              {"seconds", result.search.seconds},
-              {"session_s", result.search.session_s},
-              {"budget_s", options.budget_s},
-              {"reps", options.reps},
-              {"final_pixels_per_job", result.search.final_work}};
-
-  if (options.verify) {
-    result.verified = true;
-    SweepResult& sweep = result.sweep;
-    for (size_t i = 0; i < candidates.size(); ++i) {
-      if (options.progress) {
-        options.progress(fmt::format("verify sweep: {} b={} ({}/{})", candidates[i].layout,
-                                     candidates[i].batch, i + 1, candidates.size()));
-      }
-      CandidateResult r;
-      r.candidate = candidates[i];
-      set_measurement(r, measure_as_bench(candidates[i], result.search.final_work),
-                      result.search.final_work);
-      r.outcome = measured_ok(r.last) ? "ok" : r.last.status;
-      sweep.seconds += r.last.seconds;
-      sweep.rows.push_back(r);
-    }
-    for (size_t i = 0; i < sweep.rows.size(); ++i) {
-      if (!measured_ok(sweep.rows[i].last)) continue;
-      if (sweep.best < 0 || sweep.rows[i].mean < sweep.rows[sweep.best].mean)
-        sweep.best = static_cast<int>(i);
-    }
-    if (sweep.best >= 0) {
-      sweep.rows[sweep.best].outcome = "best";
-      for (const auto& r : sweep.rows) {
-        if (r.candidate.layout == winner.candidate.layout &&
-            r.candidate.batch == winner.candidate.batch && measured_ok(r.last))
-          result.gap_percent = 100.0 * (r.mean / sweep.rows[sweep.best].mean - 1.0);
-      }
-    }
-    result.time_fraction = sweep.seconds > 0 ? result.search.seconds / sweep.seconds : 0;
-  }
+  result.profile = winner_profile(options, machine, model, engine, result.search);
+  if (options.verify) verify_by_sweep(candidates, options, measure_as_bench, result);
   return result;
 }
 

@@ -15,26 +15,89 @@
 
 namespace tessera::cli {
 
+namespace {
+
+// What bench's flags hold, after parsing.
+struct BenchArgs {
+  std::string model;
+  std::vector<std::string> devices{"cpu"};
+  std::vector<std::string> engines{"ort"};
+  std::vector<std::string> precisions;
+  std::vector<std::string> layouts;
+  std::vector<int> threads;
+  std::vector<int64_t> batch_sizes{256};
+  int batches = 10, reps = 3, warmup = 2, baseline = 1, optimization_level = 99;
+  std::string membind = "local", spawn = "thread";
+  TableOutput output;
+  double gpu_baseline = 0;
+  bool no_spin = false, no_pin = false;
+  uint64_t seed = 1;
+  std::string profile;
+};
+
+// The callback of `tessera bench`: options from the flags (and --profile), the sweep, the
+// table.
+void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
+  const OutputFormat format =
+      resolve_table_output("bench", args.output, {args.model, args.profile});
+  BenchOptions options;
+  options.model_path = args.model.empty() ? ensure_default_model(true) : args.model;
+  options.devices = args.devices;
+  options.layouts = args.layouts;
+  options.threads = args.threads;
+  if (options.threads.empty()) options.threads = {default_thread_count()};
+  options.batch_sizes = args.batch_sizes;
+  options.batches = args.batches;
+  options.reps = args.reps;
+  options.warmup = args.warmup;
+  options.baseline = args.baseline;
+  options.membind = args.membind;
+  options.spawn = args.spawn;
+  options.gpu_baseline_ms_per_pixel = args.gpu_baseline;
+  options.engines = args.engines;
+  if (!args.precisions.empty()) options.precisions = args.precisions;
+  options.optimization_level = args.optimization_level;
+  options.spinning = !args.no_spin;
+  options.pin = !args.no_pin;
+  options.seed = args.seed;
+  if (!args.profile.empty()) {
+    const std::string warning =
+        apply_profile(args.profile, options,
+                      {.layout = cmd.count("--layout") + cmd.count("--threads") > 0,
+                       .batch = cmd.count("--batch") > 0,
+                       .membind = cmd.count("--membind") > 0,
+                       .engine = cmd.count("--engine") > 0,
+                       .precision = cmd.count("--precision") > 0});
+    if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
+  }
+  const StatusLine status;
+  options.progress = status.callback();
+  const BenchResult result = run_bench(options);
+  status.clear();
+  switch (format) {
+    case OutputFormat::kMarkdown:
+      write_table_output(args.output, bench_table(result).to_markdown() + "\n" +
+                                          bench_footer(result) + "\n" + skipped_lines(result));
+      break;
+    case OutputFormat::kCsv:
+      write_table_output(args.output, bench_table(result).to_csv());
+      break;
+    case OutputFormat::kJson:
+      write_table_output(args.output, bench_json(result).dump(2) + "\n");
+      break;
+  }
+  // The table is out, failed cases included; the exit status still says that some failed.
+  if (const std::string failures = bench_failures(result); !failures.empty()) {
+    throw Error(failures);
+  }
+}
+
+}  // namespace
+
 void add_bench_command(CLI::App& root) {
   auto* cmd = root.add_subcommand(
       "bench", "Time the model over a sweep of devices, layouts, threads and batch sizes");
-  struct Args {
-    std::string model;
-    std::vector<std::string> devices{"cpu"};
-    std::vector<std::string> engines{"ort"};
-    std::vector<std::string> precisions;
-    std::vector<std::string> layouts;
-    std::vector<int> threads;
-    std::vector<int64_t> batch_sizes{256};
-    int batches = 10, reps = 3, warmup = 2, baseline = 1, optimization_level = 99;
-    std::string membind = "local", spawn = "thread";
-    TableOutput output;
-    double gpu_baseline = 0;
-    bool no_spin = false, no_pin = false;
-    uint64_t seed = 1;
-    std::string profile;
-  };
-  auto args = std::make_shared<Args>();
+  auto args = std::make_shared<BenchArgs>();
   cmd->add_option("--profile", args->profile,
                   "Take layout, batch, membind, engine and precision defaults from a `tessera "
                   "tune` profile");
@@ -86,60 +149,7 @@ void add_bench_command(CLI::App& root) {
       ->capture_default_str();
   add_table_output_options(*cmd, args->output, "md, csv or json");
 
-  cmd->callback([args, cmd] {
-    const OutputFormat format =
-        resolve_table_output("bench", args->output, {args->model, args->profile});
-    BenchOptions options;
-    options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
-    options.devices = args->devices;
-    options.layouts = args->layouts;
-    options.threads = args->threads;
-    if (options.threads.empty()) options.threads = {default_thread_count()};
-    options.batch_sizes = args->batch_sizes;
-    options.batches = args->batches;
-    options.reps = args->reps;
-    options.warmup = args->warmup;
-    options.baseline = args->baseline;
-    options.membind = args->membind;
-    options.spawn = args->spawn;
-    options.gpu_baseline_ms_per_pixel = args->gpu_baseline;
-    options.engines = args->engines;
-    if (!args->precisions.empty()) options.precisions = args->precisions;
-    options.optimization_level = args->optimization_level;
-    options.spinning = !args->no_spin;
-    options.pin = !args->no_pin;
-    options.seed = args->seed;
-    if (!args->profile.empty()) {
-      const std::string warning =
-          apply_profile(args->profile, options,
-                        {.layout = cmd->count("--layout") + cmd->count("--threads") > 0,
-                         .batch = cmd->count("--batch") > 0,
-                         .membind = cmd->count("--membind") > 0,
-                         .engine = cmd->count("--engine") > 0,
-                         .precision = cmd->count("--precision") > 0});
-      if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
-    }
-    const StatusLine status;
-    options.progress = status.callback();
-    const BenchResult result = run_bench(options);
-    status.clear();
-    switch (format) {
-      case OutputFormat::kMarkdown:
-        write_table_output(args->output, bench_table(result).to_markdown() + "\n" +
-                                             bench_footer(result) + "\n" + skipped_lines(result));
-        break;
-      case OutputFormat::kCsv:
-        write_table_output(args->output, bench_table(result).to_csv());
-        break;
-      case OutputFormat::kJson:
-        write_table_output(args->output, bench_json(result).dump(2) + "\n");
-        break;
-    }
-    // The table is out, failed cases included; the exit status still says that some failed.
-    if (const std::string failures = bench_failures(result); !failures.empty()) {
-      throw Error(failures);
-    }
-  });
+  cmd->callback([args, cmd] { run_bench_command(*args, *cmd); });
 }
 
 void add_bench_worker_command(CLI::App& root) {

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "tessera/common/output_location.h"
+
 namespace tessera::cli {
 
 // An output file that the command replaces only with --force (models, exports, run outputs).
@@ -15,10 +17,8 @@ namespace tessera::cli {
 void check_new_output(const std::string& path, bool force,
                       const std::vector<std::string>& inputs = {});
 
-// An output file that each run writes afresh (summaries, profiles, reports): that it is not a
-// directory and that its directory exists and can be written. Throws Error "<path>: is a
-// directory", "<path>: directory D does not exist", "<path>: D is not a directory" or
-// "<path>: cannot write in D: <reason>".
-void check_output_location(const std::string& path);
+// An output file that each run writes afresh (summaries, profiles, reports): see
+// common/output_location.h.
+using tessera::check_output_location;
 
 }  // namespace tessera::cli

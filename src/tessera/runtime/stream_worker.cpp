@@ -33,6 +33,314 @@ struct Slot {
   bool done = false;  // the engine has filled `out` for the submitted pass
 };
 
+// One streaming worker's run over a tile: its engine, its two slots and the handshake between
+// the helper threads and the engine thread (one mutex and condition variable). The helpers push
+// their slot onto `ready_` and wait for `slot.done`; the engine thread pops, runs, sets it. The
+// first error is kept in `error_`, sets job.abort and wakes everyone.
+class StreamWorker {
+ public:
+  StreamWorker(const TileJob& job, const EngineFactory& factory, const EngineSpec& spec,
+               StreamEngine& kept, const WorkerPlan* helper_cpus, MemoryPolicy policy,
+               std::atomic<int>& engines_built)
+      : job_(job),
+        options_(job.options),
+        factory_(factory),
+        spec_(spec),
+        kept_(kept),
+        helper_cpus_(helper_cpus),
+        policy_(policy),
+        engines_built_(engines_built),
+        device_(spec.device()),
+        valid_(static_cast<int64_t>(job.valid.size())) {}
+
+  StreamStats run(const std::function<void()>& engine_ready);
+
+ private:
+  void build(int64_t max_batch);
+  void build_engine_halving_chunk();
+  void allocate_slots(int64_t slot_pixels);
+  void start_helpers_and_run_engine();
+  void fail(std::exception_ptr e);
+  // Helper threads.
+  void helper_loop(Slot& slot);
+  bool claim_chunk(Slot& slot, bool& taking_over);
+  const float* compute_chunk(Slot& slot, PixelPreparer& preparer);
+  void finish_chunk(const Slot& slot, const float* result, bool taking_over);
+  // The engine thread.
+  void engine_loop();
+  Slot* next_ready_slot();
+  void run_slot(Slot& slot);
+  void rebuild_at_half_capacity();
+  void say_reduced(int64_t pixels_per_run) const;
+  double gpu_busy_seconds() const { return kept_.engine->busy_seconds(); }
+
+  const TileJob& job_;
+  const InferOptions& options_;
+  const EngineFactory& factory_;
+  const EngineSpec& spec_;
+  StreamEngine& kept_;
+  const WorkerPlan* helper_cpus_;
+  MemoryPolicy policy_;
+  std::atomic<int>& engines_built_;
+  const std::string device_;
+  const int64_t valid_;
+  // An engine that computes its whole capacity at every run (a CUDA graph): running out of
+  // memory there needs a smaller engine, not smaller runs.
+  bool whole_capacity_ = false;
+  // GPU time of engines this call replaced for memory (busy_seconds counts per engine).
+  double busy_of_replaced_ = 0;
+  bool shrunk_ = false;
+  Slot slots_[2];
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Slot*> ready_;              // guarded by mutex_
+  int helpers_left_ = 2;                 // guarded by mutex_
+  int64_t pixels_ = 0, taken_over_ = 0;  // guarded by mutex_
+  std::exception_ptr error_;             // guarded by mutex_
+};
+
+void StreamWorker::build(int64_t max_batch) {
+  kept_.engine.reset();  // free the old one's memory first
+  EngineSpec sized = spec_;
+  sized.max_batch = max_batch;
+  kept_.engine = factory_(options_.model_path, sized);
+  ++engines_built_;
+  kept_.capacity = max_batch;
+  kept_.limit = max_batch;
+}
+
+// Builds the engine unless the kept one is large enough, halving the chunk while building runs
+// out of memory.
+void StreamWorker::build_engine_halving_chunk() {
+  if (kept_.chunk == 0) kept_.chunk = std::max<int64_t>(1, options_.gpu_batch / options_.batch);
+  int64_t& chunk = kept_.chunk;
+  const auto wanted_capacity = [&] {
+    return streaming_engine_capacity(chunk, options_.batch, valid_, kept_.memory_ceiling);
+  };
+  if (kept_.engine && kept_.capacity >= std::min(wanted_capacity(), valid_)) return;
+  for (;;) {
+    try {
+      build(wanted_capacity());
+      return;
+    } catch (const OutOfMemoryError&) {
+      if (chunk == 1) throw;
+      chunk /= 2;
+    }
+  }
+}
+
+// Allocated before the helpers start: the engine thread may replace the engine later.
+void StreamWorker::allocate_slots(int64_t slot_pixels) {
+  if (kept_.buffer_capacity < slot_pixels) {
+    for (auto& b : kept_.buffers) b = {};  // free the smaller ones first
+    for (auto& b : kept_.buffers) {
+      b.s2 = kept_.engine->allocate_host(slot_pixels * job_.shape.s2_pixel_floats());
+      b.s1 = kept_.engine->allocate_host(slot_pixels * job_.shape.s1_pixel_floats());
+      b.out = kept_.engine->allocate_host(slot_pixels * job_.latent());
+    }
+    kept_.buffer_capacity = slot_pixels;
+  }
+  for (int i = 0; i < 2; ++i) {
+    slots_[i].s2 = kept_.buffers[i].s2.get();
+    slots_[i].s1 = kept_.buffers[i].s1.get();
+    slots_[i].out = kept_.buffers[i].out.get();
+    if (options_.repeat > 1) slots_[i].mean.resize(slot_pixels * job_.latent());
+  }
+}
+
+void StreamWorker::fail(std::exception_ptr e) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!error_) error_ = e;
+  }
+  job_.abort = true;
+  wake_.notify_all();
+}
+
+void StreamWorker::helper_loop(Slot& slot) {
+  try {
+    if (helper_cpus_) bind_current_thread(*helper_cpus_, policy_);
+    PixelPreparer preparer(job_.tile, static_cast<int>(job_.shape.s2_steps),
+                           static_cast<int>(job_.shape.s1_steps));
+    while (!job_.abort) {
+      bool taking_over = false;
+      if (!claim_chunk(slot, taking_over)) break;
+      if (slot.count == 0) continue;
+      const float* result = compute_chunk(slot, preparer);
+      if (!result) return;  // another thread failed; the engine thread has stopped waiting
+      finish_chunk(slot, result, taking_over);
+    }
+  } catch (...) {
+    fail(std::current_exception());
+  }
+  std::lock_guard lock(mutex_);
+  --helpers_left_;
+  wake_.notify_all();
+}
+
+// Claims the next chunk into `slot`: its batches the journal does not have, and their pixels.
+// With nothing left to claim, the batches CPU workers are still running (`taking_over`); false
+// when there are none either.
+bool StreamWorker::claim_chunk(Slot& slot, bool& taking_over) {
+  const BatchCounter::Range range = job_.counter.claim(kept_.chunk);
+  slot.batches.clear();
+  taking_over = range.empty();
+  if (taking_over) {
+    slot.batches = job_.finishes.take_over(kept_.chunk);
+    if (slot.batches.empty()) return false;
+  }
+  for (int64_t b = range.first; b < range.end; ++b) {
+    if (!job_.journal.done(b)) slot.batches.push_back(b);
+  }
+  slot.pixels.clear();
+  for (const int64_t b : slot.batches) {
+    slot.pixels.insert(slot.pixels.end(), job_.pixels(b), job_.pixels(b) + job_.count(b));
+  }
+  slot.count = static_cast<int64_t>(slot.pixels.size());
+  return true;
+}
+
+// Prepares each pass of the chunk and hands it to the engine thread. Returns the embeddings
+// (the passes' mean with repeat > 1), or null when a thread failed meanwhile.
+const float* StreamWorker::compute_chunk(Slot& slot, PixelPreparer& preparer) {
+  const int64_t floats = slot.count * job_.latent();
+  if (options_.repeat > 1) std::fill(slot.mean.begin(), slot.mean.begin() + floats, 0.0f);
+  for (int r = 0; r < options_.repeat; ++r) {
+    preparer.prepare_batch(slot.pixels.data(), slot.count, r, slot.s2, slot.s1);
+    std::unique_lock lock(mutex_);
+    slot.done = false;
+    ready_.push_back(&slot);
+    wake_.notify_all();
+    wake_.wait(lock, [&] { return slot.done || error_; });
+    if (error_) return nullptr;
+    lock.unlock();
+    if (options_.repeat > 1) accumulate(slot.out, floats, slot.mean.data());
+  }
+  if (options_.repeat == 1) return slot.out;
+  divide_by(floats, options_.repeat, slot.mean.data());
+  return slot.mean.data();
+}
+
+// Quantises and writes each batch of the chunk that no one finished first (TileJob::finish).
+void StreamWorker::finish_chunk(const Slot& slot, const float* result, bool taking_over) {
+  int64_t offset = 0, written = 0, won = 0;
+  for (const int64_t b : slot.batches) {
+    if (job_.finish(b, result + offset * job_.latent())) {
+      written += job_.count(b);
+      ++won;
+    }
+    offset += job_.count(b);
+  }
+  std::lock_guard lock(mutex_);
+  pixels_ += written;
+  if (taking_over) taken_over_ += won;
+}
+
+void StreamWorker::engine_loop() {
+  for (;;) {
+    Slot* slot = next_ready_slot();
+    if (!slot) break;
+    job_.pace.started();
+    try {
+      run_slot(*slot);
+    } catch (...) {
+      fail(std::current_exception());
+      break;
+    }
+    job_.pace.ran(slot->count);
+    std::lock_guard lock(mutex_);
+    slot->done = true;
+    wake_.notify_all();
+  }
+}
+
+// The next slot a helper handed over; null after an error or once both helpers have left.
+Slot* StreamWorker::next_ready_slot() {
+  std::unique_lock lock(mutex_);
+  wake_.wait(lock, [&] { return error_ || !ready_.empty() || helpers_left_ == 0; });
+  if (error_ || ready_.empty()) return nullptr;
+  Slot* slot = ready_.front();
+  ready_.pop_front();
+  return slot;
+}
+
+void StreamWorker::run_slot(Slot& slot) {
+  for (;;) {
+    try {
+      run_in_sub_batches(*kept_.engine, slot.s2, slot.s1, slot.count, slot.out,
+                         whole_capacity_ ? nullptr : &kept_.limit,
+                         [this](int64_t reduced) { say_reduced(reduced); });
+      return;
+    } catch (const OutOfMemoryError&) {
+      if (!whole_capacity_ || kept_.capacity == 1) throw;
+      rebuild_at_half_capacity();
+      say_reduced(kept_.capacity);
+    }
+  }
+}
+
+// A whole-capacity engine that ran out of memory: rebuilt at half its capacity (and again while
+// that does not fit); memory_ceiling keeps later tiles from building the larger one again.
+void StreamWorker::rebuild_at_half_capacity() {
+  busy_of_replaced_ += gpu_busy_seconds();
+  shrunk_ = true;
+  for (int64_t next = kept_.capacity / 2;; next /= 2) {
+    try {
+      build(next);
+      break;
+    } catch (const OutOfMemoryError&) {
+      if (next == 1) throw;
+    }
+  }
+  kept_.memory_ceiling = kept_.capacity;
+}
+
+void StreamWorker::say_reduced(int64_t pixels_per_run) const {
+  fmt::print(stderr, "tessera: {}: out of memory, continuing with {} pixels per run\n", device_,
+             pixels_per_run);
+}
+
+void StreamWorker::start_helpers_and_run_engine() {
+  ThreadGroup helpers;
+  helpers.start([this] { helper_loop(slots_[0]); }, nullptr);
+  // The first helper stops at once when the second cannot start.
+  helpers.start([this] { helper_loop(slots_[1]); }, [this] { fail(std::current_exception()); });
+  engine_loop();
+  helpers.join();
+}
+
+StreamStats StreamWorker::run(const std::function<void()>& engine_ready) {
+  build_engine_halving_chunk();
+  whole_capacity_ = kept_.engine->caps().computes_whole_capacity;
+  const bool gpu = kept_.engine->caps().measures_busy_time;
+  const double busy_before = gpu_busy_seconds();
+  engine_ready();
+  // Pixels a slot holds: a whole chunk (at most `chunk` batches), which runs in sub-batches
+  // when it is more than the engine's capacity. Fixed for this call even if the engine shrinks.
+  const int64_t slot_pixels =
+      std::max(kept_.capacity, std::min(kept_.chunk * options_.batch, valid_));
+  const auto start = Clock::now();
+  allocate_slots(slot_pixels);
+  start_helpers_and_run_engine();
+  // An engine shrunk for memory (graph path) takes smaller chunks from the next tile on, so
+  // that the next tile does not build the larger one again.
+  if (shrunk_) {
+    kept_.chunk = std::max<int64_t>(1, std::min(kept_.chunk, kept_.capacity / options_.batch));
+  }
+  if (error_) std::rethrow_exception(error_);
+  StreamStats stats;
+  stats.wall_seconds = seconds_since(start);
+  stats.pixels_per_run = whole_capacity_ ? kept_.capacity : kept_.limit;
+  stats.pixels = pixels_;
+  stats.batches_taken_over = taken_over_;
+  if (gpu) {
+    stats.gpu = true;
+    stats.busy_seconds = busy_of_replaced_ + gpu_busy_seconds() - busy_before;
+  }
+  return stats;
+}
+
 }  // namespace
 
 StreamStats run_stream_worker(const TileJob& job, const EngineFactory& factory,
@@ -40,210 +348,8 @@ StreamStats run_stream_worker(const TileJob& job, const EngineFactory& factory,
                               const WorkerPlan* helper_cpus, MemoryPolicy policy,
                               const std::function<void()>& engine_ready,
                               std::atomic<int>& engines_built) {
-  const InferOptions& options = job.options;
-  const std::string device = spec.device();
-  const int64_t valid = static_cast<int64_t>(job.valid.size());
-  if (kept.chunk == 0) kept.chunk = std::max<int64_t>(1, options.gpu_batch / options.batch);
-  int64_t& chunk = kept.chunk;
-  // GPU time of engines this call replaced for memory (busy_seconds counts per engine).
-  double busy_of_replaced = 0;
-  bool shrunk = false;
-  const auto build = [&](int64_t max_batch) {
-    kept.engine.reset();  // free the old one's memory first
-    EngineSpec sized = spec;
-    sized.max_batch = max_batch;
-    kept.engine = factory(options.model_path, sized);
-    ++engines_built;
-    kept.capacity = max_batch;
-    kept.limit = max_batch;
-  };
-  const auto wanted_capacity = [&] {
-    return streaming_engine_capacity(chunk, options.batch, valid, kept.memory_ceiling);
-  };
-  if (!kept.engine || kept.capacity < std::min(wanted_capacity(), valid)) {
-    for (;;) {
-      try {
-        build(wanted_capacity());
-        break;
-      } catch (const OutOfMemoryError&) {
-        if (chunk == 1) throw;
-        chunk /= 2;
-      }
-    }
-  }
-  // An engine that computes its whole capacity at every run (a CUDA graph): running out of
-  // memory there needs a smaller engine, not smaller runs.
-  const bool whole_capacity = kept.engine->caps().computes_whole_capacity;
-  const bool gpu = kept.engine->caps().measures_busy_time;
-  const auto gpu_busy_seconds = [&] { return kept.engine->busy_seconds(); };
-  const double busy_before = gpu_busy_seconds();
-  engine_ready();
-  // Pixels a slot holds: a whole chunk (at most `chunk` batches), which runs in sub-batches
-  // when it is more than the engine's capacity. Fixed for this call even if the engine shrinks.
-  const int64_t slot_pixels = std::max(kept.capacity, std::min(chunk * options.batch, valid));
-  int64_t& limit = kept.limit;
-  const auto start = Clock::now();
-
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<Slot*> ready;
-  int helpers_left = 2;
-  int64_t pixels = 0, taken_over = 0;  // guarded by mutex
-  std::exception_ptr error;
-  auto fail = [&](std::exception_ptr e) {
-    {
-      std::lock_guard lock(mutex);
-      if (!error) error = e;
-    }
-    job.abort = true;
-    wake.notify_all();
-  };
-  // Allocated here, before the helpers start: the engine thread may replace the engine later.
-  if (kept.buffer_capacity < slot_pixels) {
-    for (auto& b : kept.buffers) b = {};  // free the smaller ones first
-    for (auto& b : kept.buffers) {
-      b.s2 = kept.engine->allocate_host(slot_pixels * job.shape.s2_pixel_floats());
-      b.s1 = kept.engine->allocate_host(slot_pixels * job.shape.s1_pixel_floats());
-      b.out = kept.engine->allocate_host(slot_pixels * job.latent());
-    }
-    kept.buffer_capacity = slot_pixels;
-  }
-  Slot slots[2];
-  for (int i = 0; i < 2; ++i) {
-    slots[i].s2 = kept.buffers[i].s2.get();
-    slots[i].s1 = kept.buffers[i].s1.get();
-    slots[i].out = kept.buffers[i].out.get();
-    if (options.repeat > 1) slots[i].mean.resize(slot_pixels * job.latent());
-  }
-  auto helper = [&](Slot& slot) {
-    try {
-      if (helper_cpus) bind_current_thread(*helper_cpus, policy);
-      PixelPreparer preparer(job.tile, static_cast<int>(job.shape.s2_steps),
-                             static_cast<int>(job.shape.s1_steps));
-      while (!job.abort) {
-        const BatchCounter::Range range = job.counter.claim(chunk);
-        slot.batches.clear();
-        const bool taking_over = range.empty();
-        if (taking_over) {
-          // Nothing left to claim: the batches CPU workers are still running, if any.
-          slot.batches = job.finishes.take_over(chunk);
-          if (slot.batches.empty()) break;
-        }
-        for (int64_t b = range.first; b < range.end; ++b) {
-          if (!job.journal.done(b)) slot.batches.push_back(b);
-        }
-        slot.pixels.clear();
-        for (const int64_t b : slot.batches) {
-          slot.pixels.insert(slot.pixels.end(), job.pixels(b), job.pixels(b) + job.count(b));
-        }
-        slot.count = static_cast<int64_t>(slot.pixels.size());
-        if (slot.count == 0) continue;
-        const int64_t floats = slot.count * job.latent();
-        if (options.repeat > 1) std::fill(slot.mean.begin(), slot.mean.begin() + floats, 0.0f);
-        for (int r = 0; r < options.repeat; ++r) {
-          preparer.prepare_batch(slot.pixels.data(), slot.count, r, slot.s2, slot.s1);
-          std::unique_lock lock(mutex);
-          slot.done = false;
-          ready.push_back(&slot);
-          wake.notify_all();
-          wake.wait(lock, [&] { return slot.done || error; });
-          if (error) return;
-          lock.unlock();
-          if (options.repeat > 1) accumulate(slot.out, floats, slot.mean.data());
-        }
-        const float* result = slot.out;
-        if (options.repeat > 1) {
-          divide_by(floats, options.repeat, slot.mean.data());
-          result = slot.mean.data();
-        }
-        int64_t offset = 0, written = 0, won = 0;
-        for (const int64_t b : slot.batches) {
-          if (job.finish(b, result + offset * job.latent())) {
-            written += job.count(b);
-            ++won;
-          }
-          offset += job.count(b);
-        }
-        std::lock_guard lock(mutex);
-        pixels += written;
-        if (taking_over) taken_over += won;
-      }
-    } catch (...) {
-      fail(std::current_exception());
-    }
-    std::lock_guard lock(mutex);
-    --helpers_left;
-    wake.notify_all();
-  };
-  std::thread helpers[2];
-  helpers[0] = start_thread(helper, std::ref(slots[0]));
-  try {
-    helpers[1] = start_thread(helper, std::ref(slots[1]));
-  } catch (const Error&) {
-    fail(std::current_exception());  // the first helper stops at once
-    helpers[0].join();
-    throw;
-  }
-  for (;;) {
-    Slot* slot = nullptr;
-    {
-      std::unique_lock lock(mutex);
-      wake.wait(lock, [&] { return error || !ready.empty() || helpers_left == 0; });
-      if (error || ready.empty()) break;
-      slot = ready.front();
-      ready.pop_front();
-    }
-    job.pace.started();
-    const auto say_reduced = [&](int64_t reduced) {
-      fmt::print(stderr, "tessera: {}: out of memory, continuing with {} pixels per run\n", device,
-                 reduced);
-    };
-    try {
-      for (;;) {
-        try {
-          run_in_sub_batches(*kept.engine, slot->s2, slot->s1, slot->count, slot->out,
-                             whole_capacity ? nullptr : &limit, say_reduced);
-          break;
-        } catch (const OutOfMemoryError&) {
-          if (!whole_capacity || kept.capacity == 1) throw;
-          busy_of_replaced += gpu_busy_seconds();
-          shrunk = true;
-          for (int64_t next = kept.capacity / 2;; next /= 2) {
-            try {
-              build(next);
-              break;
-            } catch (const OutOfMemoryError&) {
-              if (next == 1) throw;
-            }
-          }
-          kept.memory_ceiling = kept.capacity;
-          say_reduced(kept.capacity);
-        }
-      }
-    } catch (...) {
-      fail(std::current_exception());
-      break;
-    }
-    job.pace.ran(slot->count);
-    std::lock_guard lock(mutex);
-    slot->done = true;
-    wake.notify_all();
-  }
-  for (auto& t : helpers) t.join();
-  // An engine shrunk for memory (graph path) takes smaller chunks from the next tile on, so
-  // that the next tile does not build the larger one again.
-  if (shrunk) chunk = std::max<int64_t>(1, std::min(chunk, kept.capacity / options.batch));
-  if (error) std::rethrow_exception(error);
-  StreamStats stats;
-  stats.wall_seconds = seconds_since(start);
-  stats.pixels_per_run = whole_capacity ? kept.capacity : limit;
-  stats.pixels = pixels;
-  stats.batches_taken_over = taken_over;
-  if (gpu) {
-    stats.gpu = true;
-    stats.busy_seconds = busy_of_replaced + gpu_busy_seconds() - busy_before;
-  }
-  return stats;
+  return StreamWorker(job, factory, spec, kept, helper_cpus, policy, engines_built)
+      .run(engine_ready);
 }
 
 }  // namespace tessera

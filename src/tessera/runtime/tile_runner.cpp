@@ -164,6 +164,102 @@ class ProgressMonitor {
   std::thread thread_;
 };
 
+// Refuses outputs that would land on one of the tile's own files (a flat tile written into
+// itself), under their final or their .partial names.
+void check_outputs_spare_inputs(const Tile& tile, const std::string& tile_dir,
+                                const std::vector<std::string>& outputs) {
+  std::error_code ec;
+  for (const std::string& output : outputs) {
+    for (const NpyArray* input : tile_files(tile)) {
+      for (const std::string& path : {output, output + ".partial"}) {
+        if (fs::equivalent(path, input->path(), ec)) {
+          throw Error(fmt::format("{}: the output {} would replace this tile's input file",
+                                  tile_dir, path));
+        }
+      }
+    }
+  }
+}
+
+// True when both outputs exist and `force` is off: the tile is done. A run stopped between
+// committing the outputs and removing the journal leaves the journal behind, and a killed
+// --force run its partial outputs; the outputs are complete, so these are stale and removed.
+bool outputs_complete(const InferOptions& options, const TileSummary& summary,
+                      const std::string& journal_path) {
+  std::error_code ec;
+  if (options.force || !fs::exists(summary.embeddings_path, ec) ||
+      !fs::exists(summary.scales_path, ec)) {
+    return false;
+  }
+  for (const std::string& stale :
+       {journal_path, summary.embeddings_path + ".partial", summary.scales_path + ".partial"}) {
+    fs::remove(stale, ec);
+  }
+  return true;
+}
+
+void check_model_takes_tile_features(const std::string& model_path, const ModelShape& shape) {
+  if (shape.s2_features != kS2Bands + 1 || shape.s1_features != kS1Bands + 1) {
+    throw Error(fmt::format("{}: model takes {} + {} features per step, tiles give {} + {}",
+                            model_path, shape.s2_features, shape.s1_features, kS2Bands + 1,
+                            kS1Bands + 1));
+  }
+}
+
+// The journal and the two partial outputs of a tile. Members are destroyed in reverse order:
+// the writers, then the journal, each removing its uncommitted file.
+struct TileOutputs {
+  std::optional<BatchJournal> journal;
+  std::optional<NpyWriter> embeddings, scales;
+
+  // Opens the journal (`key`) and the partial outputs, continuing them when the journal
+  // matches. Partial outputs are continued only together with a journal that matches them; if
+  // either output is missing or different, everything starts over.
+  void open(const TileSummary& summary, const std::string& journal_path, const std::string& key,
+            const std::vector<int64_t>& embedding_shape, const std::vector<int64_t>& scale_shape) {
+    journal.emplace(journal_path, key, summary.batches);
+    embeddings.emplace(summary.embeddings_path, DType::kInt8, embedding_shape, journal->resumed());
+    scales.emplace(summary.scales_path, DType::kFloat32, scale_shape, journal->resumed());
+    if (journal->resumed() && !(embeddings->resumed() && scales->resumed())) {
+      embeddings.reset();
+      scales.reset();
+      journal.reset();
+      std::error_code ec;
+      fs::remove(journal_path, ec);
+      journal.emplace(journal_path, key, summary.batches);
+      embeddings.emplace(summary.embeddings_path, DType::kInt8, embedding_shape, false);
+      scales.emplace(summary.scales_path, DType::kFloat32, scale_shape, false);
+    }
+  }
+};
+
+// Valid pixels of the batches the journal has already.
+int64_t pixels_resumed(const BatchJournal& journal, const TileSummary& summary, int64_t batch) {
+  int64_t pixels = 0;
+  for (int64_t b = 0; b < summary.batches; ++b) {
+    if (journal.done(b)) pixels += std::min(batch, summary.pixels_valid - b * batch);
+  }
+  return pixels;
+}
+
+// The streaming workers' share of the tile, their take-overs, the smallest pixels-per-run in
+// use and the GPUs' mean busy percentage.
+void add_stream_stats(const std::vector<StreamStats>& stream_stats, TileSummary& summary) {
+  double busy_percent = 0;
+  int gpus = 0;
+  for (const auto& s : stream_stats) {
+    summary.stream_pixels += s.pixels;
+    summary.batches_taken_over += s.batches_taken_over;
+    summary.gpu_batch =
+        summary.gpu_batch ? std::min(summary.gpu_batch, s.pixels_per_run) : s.pixels_per_run;
+    if (s.gpu && s.wall_seconds > 0) {
+      busy_percent += 100.0 * s.busy_seconds / s.wall_seconds;
+      ++gpus;
+    }
+  }
+  if (gpus > 0) summary.gpu_busy_percent = busy_percent / gpus;
+}
+
 }  // namespace
 
 struct TileRunner::Kept {
@@ -245,7 +341,6 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
 
 TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback& progress) {
   const InferOptions& options = options_;
-  const DeviceList& devices = kept_->devices;
   const auto start = Clock::now();
   const Tile tile = open_tile(tile_dir);
   TileSummary summary;
@@ -256,27 +351,9 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   summary.embeddings_path = (fs::path(options.out_dir) / (tile.grid + ".npy")).string();
   summary.scales_path = (fs::path(options.out_dir) / (tile.grid + "_scales.npy")).string();
   const std::string journal_path = (fs::path(options.out_dir) / (tile.grid + ".journal")).string();
-  std::error_code ec;
-  // An output must never land on one of the tile's own files (a flat tile written into itself).
-  for (const std::string& output : {summary.embeddings_path, summary.scales_path, journal_path}) {
-    for (const NpyArray* input : tile_files(tile)) {
-      for (const std::string& path : {output, output + ".partial"}) {
-        if (fs::equivalent(path, input->path(), ec)) {
-          throw Error(fmt::format("{}: the output {} would replace this tile's input file",
-                                  tile_dir, path));
-        }
-      }
-    }
-  }
-  if (!options.force && fs::exists(summary.embeddings_path, ec) &&
-      fs::exists(summary.scales_path, ec)) {
-    // A run stopped between committing the outputs and removing the journal leaves the journal
-    // behind, and a killed --force run its partial outputs; the outputs are complete, so these
-    // are stale.
-    for (const std::string& stale :
-         {journal_path, summary.embeddings_path + ".partial", summary.scales_path + ".partial"}) {
-      fs::remove(stale, ec);
-    }
+  check_outputs_spare_inputs(tile, tile_dir,
+                             {summary.embeddings_path, summary.scales_path, journal_path});
+  if (outputs_complete(options, summary, journal_path)) {
     summary.status = "skipped";
     return summary;
   }
@@ -285,17 +362,14 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   // model's shape from the file once.
   if (!kept_->shape) kept_->shape = read_model_shape(options.model_path);
   const ModelShape& shape = *kept_->shape;
-  if (shape.s2_features != kS2Bands + 1 || shape.s1_features != kS1Bands + 1) {
-    throw Error(fmt::format("{}: model takes {} + {} features per step, tiles give {} + {}",
-                            options.model_path, shape.s2_features, shape.s1_features, kS2Bands + 1,
-                            kS1Bands + 1));
-  }
+  check_model_takes_tile_features(options.model_path, shape);
 
   const auto scan_start = Clock::now();
   const std::vector<int64_t> valid = valid_pixels(tile);
   summary.scan_seconds = seconds_since(scan_start);
   summary.pixels_valid = static_cast<int64_t>(valid.size());
   summary.batches = (summary.pixels_valid + options.batch - 1) / options.batch;
+  std::error_code ec;
   fs::create_directories(options.out_dir, ec);
   if (ec) throw Error(options.out_dir + ": cannot create output directory: " + ec.message());
   const int64_t latent = shape.output_dim;
@@ -304,52 +378,55 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
       journal_key(tile, options, engines_key(kept_->device_specs), latent, summary.pixels_valid);
   if (!options.resume) fs::remove(journal_path, ec);
   say_when_engines_changed(tile_dir, journal_path, key);
-  std::optional<BatchJournal> journal;
-  journal.emplace(journal_path, key, summary.batches);
-  // Partial outputs are continued only together with a journal that matches them; if either
-  // output is missing or different, everything starts over.
-  const std::vector<int64_t> embedding_shape = {tile.height, tile.width, latent};
-  const std::vector<int64_t> scale_shape = {tile.height, tile.width};
-  std::optional<NpyWriter> embeddings, scales;
-  embeddings.emplace(summary.embeddings_path, DType::kInt8, embedding_shape, journal->resumed());
-  scales.emplace(summary.scales_path, DType::kFloat32, scale_shape, journal->resumed());
-  if (journal->resumed() && !(embeddings->resumed() && scales->resumed())) {
-    embeddings.reset();
-    scales.reset();
-    journal.reset();
-    fs::remove(journal_path, ec);
-    journal.emplace(journal_path, key, summary.batches);
-    embeddings.emplace(summary.embeddings_path, DType::kInt8, embedding_shape, false);
-    scales.emplace(summary.scales_path, DType::kFloat32, scale_shape, false);
-  }
-  summary.batches_resumed = journal->done_count();
+  TileOutputs outputs;
+  outputs.open(summary, journal_path, key, {tile.height, tile.width, latent},
+               {tile.height, tile.width});
+  BatchJournal& journal = *outputs.journal;
+  summary.batches_resumed = journal.done_count();
 
-  auto* embedding_rows = static_cast<int8_t*>(embeddings->data());
-  auto* scale_values = static_cast<float*>(scales->data());
-  std::atomic<int64_t> pixels_done{0};
-  for (int64_t b = 0; b < summary.batches; ++b) {
-    if (journal->done(b))
-      pixels_done += std::min(options.batch, summary.pixels_valid - b * options.batch);
-  }
-  const int64_t pixels_resumed = pixels_done.load();
+  auto* embedding_rows = static_cast<int8_t*>(outputs.embeddings->data());
+  auto* scale_values = static_cast<float*>(outputs.scales->data());
+  std::atomic<int64_t> pixels_done{pixels_resumed(journal, summary, options.batch)};
+  const int64_t pixels_done_before = pixels_done.load();
   ProgressMonitor monitor(progress, pixels_done, summary.pixels_valid);
 
   BatchCounter counter(summary.batches);
   std::atomic<bool> abort{false};
-  BatchCommitter committer(*journal, pixels_done, abort, embeddings->temp_path(),
-                           scales->temp_path());
+  BatchCommitter committer(journal, pixels_done, abort, outputs.embeddings->temp_path(),
+                           outputs.scales->temp_path());
   StreamPace pace;
   BatchFinishes finishes(summary.batches, kept_->cpu_engines.size());
-  const TileJob job{tile,         options, valid,       shape, *journal, committer, embedding_rows,
-                    scale_values, counter, pixels_done, abort, pace,     finishes};
+  const TileJob job{tile,         options, valid,       shape, journal, committer, embedding_rows,
+                    scale_values, counter, pixels_done, abort, pace,    finishes};
   // No workers (and no engine builds) when every batch is done already, or there is none.
-  const bool work_left = journal->done_count() < summary.batches;
-  const size_t streams = work_left ? devices.streams.size() : 0;
-  const std::vector<WorkerPlan>& stream_cpus = kept_->stream_cpus;
+  const bool work_left = journal.done_count() < summary.batches;
   std::atomic<int> engines_built{0};
+  add_stream_stats(run_workers(job, work_left, engines_built), summary);
+  monitor.stop();
+  summary.peak_rss_anon_bytes = monitor.peak_rss_anon();
+  if (progress) {
+    progress(pixels_done.load(), summary.pixels_valid, seconds_since(start));
+  }
+
+  outputs.embeddings->commit();
+  outputs.scales->commit();
+  journal.remove();
+  summary.status = "done";
+  summary.engines_built = engines_built.load();
+  summary.seconds = seconds_since(start);
+  const int64_t computed = pixels_done.load() - pixels_done_before;
+  summary.pixels_computed = computed;
+  summary.ms_per_pixel = computed > 0 ? 1e3 * summary.seconds / static_cast<double>(computed) : 0;
+  return summary;
+}
+
+std::vector<StreamStats> TileRunner::run_workers(const TileJob& job, bool work_left,
+                                                 std::atomic<int>& engines_built) {
+  const size_t streams = work_left ? kept_->devices.streams.size() : 0;
+  const std::vector<WorkerPlan>& stream_cpus = kept_->stream_cpus;
   std::vector<StreamStats> stream_stats(streams);
   std::vector<std::exception_ptr> errors(streams + 1);
-  std::vector<std::thread> stream_threads;
+  ThreadGroup stream_threads;
   // CPU workers build their sessions only once every GPU engine is built (or has failed): a
   // GPU is ~100x a CPU worker, and its session build must not queue behind theirs for cores.
   std::latch stream_engines_ready(static_cast<std::ptrdiff_t>(streams));
@@ -374,22 +451,22 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
                               helper_cpus, plan_.policy, ready, engines_built);
       } catch (...) {
         errors[i + 1] = std::current_exception();
-        abort = true;
+        job.abort = true;
       }
       ready();
     };
     try {
-      stream_threads.push_back(start_thread(run));
-    } catch (const Error&) {
       // The threads already started stop claiming; those never started count as ready.
-      abort = true;
-      stream_engines_ready.count_down(static_cast<std::ptrdiff_t>(streams - i));
-      for (auto& t : stream_threads) t.join();
-      kept_->drop_engines();
+      stream_threads.start(run, [&, i] {
+        job.abort = true;
+        stream_engines_ready.count_down(static_cast<std::ptrdiff_t>(streams - i));
+      });
+    } catch (const Error&) {
+      kept_->drop_engines();  // after the started threads have been joined
       throw;
     }
   }
-  if (devices.cpu && work_left) {
+  if (kept_->devices.cpu && work_left) {
     stream_engines_ready.wait();
     try {
       run_pinned_workers(kept_->cpu_plan, [&](const WorkerPlan& worker) {
@@ -398,13 +475,13 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
       });
     } catch (...) {
       errors[0] = std::current_exception();
-      abort = true;
+      job.abort = true;
     }
   }
-  for (auto& t : stream_threads) t.join();
+  stream_threads.join();
   // Every batch is durable and journaled once the committer has drained.
   try {
-    committer.finish();
+    job.committer.finish();
   } catch (...) {
     if (!errors[0]) errors[0] = std::current_exception();
   }
@@ -414,35 +491,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
       std::rethrow_exception(e);
     }
   }
-  double busy_percent = 0;
-  int gpus = 0;
-  for (const auto& s : stream_stats) {
-    summary.stream_pixels += s.pixels;
-    summary.batches_taken_over += s.batches_taken_over;
-    summary.gpu_batch =
-        summary.gpu_batch ? std::min(summary.gpu_batch, s.pixels_per_run) : s.pixels_per_run;
-    if (s.gpu && s.wall_seconds > 0) {
-      busy_percent += 100.0 * s.busy_seconds / s.wall_seconds;
-      ++gpus;
-    }
-  }
-  if (gpus > 0) summary.gpu_busy_percent = busy_percent / gpus;
-  monitor.stop();
-  summary.peak_rss_anon_bytes = monitor.peak_rss_anon();
-  if (progress) {
-    progress(pixels_done.load(), summary.pixels_valid, seconds_since(start));
-  }
-
-  embeddings->commit();
-  scales->commit();
-  journal->remove();
-  summary.status = "done";
-  summary.engines_built = engines_built.load();
-  summary.seconds = seconds_since(start);
-  const int64_t computed = pixels_done.load() - pixels_resumed;
-  summary.pixels_computed = computed;
-  summary.ms_per_pixel = computed > 0 ? 1e3 * summary.seconds / static_cast<double>(computed) : 0;
-  return summary;
+  return stream_stats;
 }
 
 InferEngines infer_engines(const InferOptions& options) {

@@ -19,6 +19,7 @@
 // finishes byte-identical to an uninterrupted one. The working set is O(workers x batch):
 // inputs are mmapped, outputs are written through their mapping.
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -29,6 +30,9 @@
 #include "tessera/topology/placement.h"
 
 namespace tessera {
+
+struct StreamStats;  // stream_worker.h
+struct TileJob;      // tile_job.h
 
 // The largest batch and GPU batch `infer` takes: 4,194,304 pixels, whose inputs alone fill
 // 9.4 GB per worker (far beyond where larger batches stop paying).
@@ -114,6 +118,12 @@ class TileRunner {
   struct Kept;  // the engines and what was learned about the model, kept between tiles
   // The engine spec of every device, checked against this machine and the model.
   static void plan_engines(const InferOptions& options, Kept& kept);
+  // Runs the tile's workers: one thread per streaming device, then (once every streaming engine
+  // is built) the CPU workers of the plan; joins them and drains the committer. Rethrows the
+  // first error (CPU workers or committer, then streaming devices in order) after dropping every
+  // kept engine.
+  std::vector<StreamStats> run_workers(const TileJob& job, bool work_left,
+                                       std::atomic<int>& engines_built);
   InferOptions options_;
   Plan plan_;
   std::unique_ptr<Kept> kept_;

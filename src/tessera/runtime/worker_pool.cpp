@@ -3,10 +3,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
-#include <thread>
-#include <vector>
 
-#include "tessera/common/error.h"
 #include "tessera/common/threads.h"
 #include "tessera/topology/binding.h"
 
@@ -20,8 +17,15 @@ void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerP
   // them all before any has done work that the failure would throw away.
   enum class Start { kWaiting, kGo, kCancelled } start = Start::kWaiting;
   std::exception_ptr first_error;
-  std::vector<std::thread> threads;
+  ThreadGroup threads;
   threads.reserve(plan.workers.size());
+  const auto cancel = [&] {
+    {
+      std::lock_guard lock(mutex);
+      start = Start::kCancelled;
+    }
+    wake.notify_all();
+  };
   for (const WorkerPlan& worker : plan.workers) {
     const auto run = [&, worker] {
       {
@@ -30,34 +34,21 @@ void run_pinned_workers(const Plan& plan, const std::function<void(const WorkerP
         if (start == Start::kCancelled) return;
       }
       try {
-        if (bind) {
-          bind_current_thread(worker, plan.policy);
-          if (!worker.cpus.empty()) pin_current_thread(worker.cpus.front());
-        }
+        if (bind) bind_worker_thread(worker, plan.policy);
         body(worker);
       } catch (...) {
         std::lock_guard lock(mutex);
         if (!first_error) first_error = std::current_exception();
       }
     };
-    try {
-      threads.push_back(start_thread(run));
-    } catch (const Error&) {
-      {
-        std::lock_guard lock(mutex);
-        start = Start::kCancelled;
-      }
-      wake.notify_all();
-      for (auto& thread : threads) thread.join();
-      throw;
-    }
+    threads.start(run, cancel);
   }
   {
     std::lock_guard lock(mutex);
     start = Start::kGo;
   }
   wake.notify_all();
-  for (auto& thread : threads) thread.join();
+  threads.join();
   if (first_error) std::rethrow_exception(first_error);
 }
 

@@ -60,6 +60,11 @@ bool bind_this_process(const std::vector<int>& cpus) {
                           std::strerror(error)));
 }
 
+void bind_worker_thread(const WorkerPlan& worker, MemoryPolicy policy) {
+  bind_current_thread(worker, policy);
+  if (!worker.cpus.empty()) pin_current_thread(worker.cpus.front());
+}
+
 void pin_current_thread(int cpu) {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -20,6 +20,10 @@ namespace tessera {
 // nodes. Without STRICT, hwloc would ask for MPOL_PREFERRED_MANY.
 void bind_current_thread(const WorkerPlan& worker, MemoryPolicy policy);
 
+// A worker's own thread (the one that calls its engine): bound as bind_current_thread, then
+// pinned to worker.cpus[0]; the engine's helper threads belong on the worker's other CPUs.
+void bind_worker_thread(const WorkerPlan& worker, MemoryPolicy policy);
+
 // Binds every thread of this process to `cpus` (what `taskset -p` does), so that
 // Topology::this_machine() and threads started later see only them. False when this system
 // cannot bind (as bind_current_thread, ENOSYS / EPERM); throws Error for other refusals.

@@ -1,0 +1,260 @@
+#include "tessera/cluster/infer_job.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <set>
+
+#include "tessera/cluster/tile_dispatch.h"
+#include "tessera/cluster/tile_source.h"
+#include "tessera/common/error.h"
+#include "tessera/common/output_location.h"
+#include "tessera/io/atomic_file.h"
+#include "tessera/io/tile.h"
+#include "tessera/model/default_model.h"
+#include "tessera/topology/binding.h"
+#include "tessera/topology/topology.h"
+
+namespace tessera {
+namespace {
+
+namespace fs = std::filesystem;
+
+// "core: 2x1 on cpus 0-1": how this process placed its workers.
+std::string describe_placement(const std::string& layout, const Plan& plan) {
+  std::vector<int> cpus;
+  for (const auto& worker : plan.workers)
+    cpus.insert(cpus.end(), worker.cpus.begin(), worker.cpus.end());
+  return fmt::format("{}: {}x{} on cpus {}", layout, plan.workers.size(),
+                     plan.workers.empty() ? 0 : plan.workers.front().threads,
+                     cpu_list_string(cpus));
+}
+
+// The tiles as listed, without entries that repeat an earlier one however spelt ("t", "./t",
+// "t/"). Path arithmetic only, no file system calls: every rank of an MPI job computes the same
+// list. Says once on `err` (when `say`) which entries were dropped.
+std::vector<std::string> without_repeats(const std::vector<std::string>& listed, bool say,
+                                         std::ostream& err) {
+  std::set<fs::path> seen;
+  std::vector<std::string> tiles;
+  for (const std::string& tile : listed) {
+    fs::path key = fs::path(tile).lexically_normal();
+    if (!key.has_filename()) key = key.parent_path();
+    if (seen.insert(key).second) {
+      tiles.push_back(tile);
+    } else if (say) {
+      err << "tessera: warning: " << tile << " is listed again; it runs once\n";
+    }
+  }
+  return tiles;
+}
+
+// Checks made before the first tile runs (by rank 0 alone in an MPI job): every tile exists, no
+// two directories share a grid name (their outputs would collide), and the summary can be
+// written, or will be inside the output directory that the run creates.
+void check_before_running(const std::vector<std::string>& tiles, const std::string& summary,
+                          const std::string& out) {
+  std::map<std::string, std::string> tile_of_grid;
+  for (const std::string& tile : tiles) {
+    if (!fs::is_directory(tile)) throw Error(tile + ": not a directory");
+    const auto [other, fresh] = tile_of_grid.emplace(tile_grid_name(tile), tile);
+    if (fresh) continue;
+    std::error_code ec;
+    if (fs::equivalent(other->second, tile, ec)) {
+      throw UsageError(
+          fmt::format("{} and {} are the same tile, listed twice", other->second, tile));
+    }
+    throw UsageError(fmt::format("tiles {} and {} are both named {}: their outputs would collide",
+                                 other->second, tile, other->first));
+  }
+  if (summary.empty()) return;
+  const auto directory_of = [](const fs::path& file) {
+    const fs::path parent = file.parent_path();
+    return (fs::absolute(parent.empty() ? fs::path(".") : parent) / "").lexically_normal();
+  };
+  if (fs::exists(out) || directory_of(summary) != (fs::absolute(out) / "").lexically_normal()) {
+    check_output_location(summary);
+  }
+}
+
+// Ranks that a launcher bound to the same CPUs of one host (mpirun --bind-to none, or to a
+// package shared by several ranks) would each plan workers on all of them, two or more per
+// core. They split those CPUs by cores instead, and say so; with fewer cores than ranks, or
+// where the system cannot bind, they keep them and warn. Returns the CPUs the ranks share when
+// this one took its part of them (else {}). Collective: every rank calls it.
+std::vector<int> split_cpus_shared_on_host(const MpiJob& job, std::ostream& err) {
+  if (!job.active()) return {};
+  const MachineInfo machine = Topology::this_machine().info();
+  const std::vector<int> cpus = cpus_of_share(machine, 0, 1);  // all of them
+  const std::string all = cpu_list_string(cpus);
+  const MpiJob::HostShare share = job.share_on_host(all);
+  if (share.count < 2) return {};
+  const auto warn = [&](const std::string& why) {
+    err << fmt::format(
+        "tessera: warning: [rank {}] {} ranks share cpus {} on {} ({}); their workers share "
+        "cores\n",
+        job.rank(), share.count, all, job.host(), why);
+  };
+  if (machine.cores < share.count) {
+    warn(fmt::format("only {} cores", machine.cores));
+    return {};
+  }
+  const std::vector<int> mine = cpus_of_share(machine, share.index, share.count);
+  if (!bind_this_process(mine)) {
+    warn("this system cannot bind processes");
+    return {};
+  }
+  err << fmt::format("tessera: [rank {}] {} ranks share cpus {} on {}; this one uses cpus {}\n",
+                     job.rank(), share.count, all, job.host(), cpu_list_string(mine));
+  return cpus;
+}
+
+// What rank 0 alone does before the tiles: under a launcher its failure stops every rank at
+// once (MPI_Abort), since the others wait for it in a collective.
+void on_rank0(const MpiJob& job, const std::function<void()>& step) {
+  if (job.rank() != 0) return;
+  if (!job.active()) return step();
+  try {
+    step();
+  } catch (const std::exception& e) {
+    job.abort(e.what());
+  }
+}
+
+// The job's tiles: those listed, then those of the tile list, rank 0's list on every rank (a
+// directory scanned by each rank could differ), each once.
+std::vector<std::string> job_tiles(const MpiJob& job, const InferJobOptions& options,
+                                   std::ostream& err) {
+  std::vector<std::string> tiles = options.tiles;
+  on_rank0(job, [&] {
+    if (options.tile_list.empty()) return;
+    const auto listed = read_tile_source(options.tile_list);
+    tiles.insert(tiles.end(), listed.begin(), listed.end());
+  });
+  tiles = without_repeats(job.share_from_rank0(tiles), job.rank() == 0, err);
+  if (tiles.empty()) throw UsageError("infer needs at least one tile directory (or --tiles FILE)");
+  return tiles;
+}
+
+// The layout's plan on this rank's CPUs. A layout sized for the whole host that does not fit
+// this rank's part of them (`shared_cpus` non-empty) falls back to the CPUs the ranks share.
+Plan plan_this_rank(const MpiJob& job, const InferJobOptions& options,
+                    const std::vector<int>& shared_cpus, std::ostream& err) {
+  const MemoryPolicy policy = parse_memory_policy(options.membind);
+  try {
+    return plan_layout(Topology::this_machine().info(), options.layout, policy);
+  } catch (const UsageError& e) {
+    if (shared_cpus.empty()) throw;
+    bind_this_process(shared_cpus);
+    err << fmt::format(
+        "tessera: warning: [rank {}] layout {} does not fit this rank's part of the cpus ({}); "
+        "it uses all of cpus {}, shared with other ranks\n",
+        job.rank(), options.layout, e.what(), cpu_list_string(shared_cpus));
+    return plan_layout(Topology::this_machine().info(), options.layout, policy);
+  }
+}
+
+// The line `tessera infer` prints for one finished tile, `prefix` before it.
+std::string tile_line(const std::string& prefix, const TileSummary& s, const std::string& out_dir) {
+  if (s.status == "skipped") {
+    return fmt::format("{}{}: skipped, outputs exist in {} (--force recomputes)\n", prefix, s.grid,
+                       out_dir);
+  }
+  std::string notes;
+  if (s.batches_resumed) notes += fmt::format(", {} batches resumed", s.batches_resumed);
+  if (s.gpu_busy_percent >= 0) notes += fmt::format(", GPU busy {:.1f} %", s.gpu_busy_percent);
+  if (s.stream_pixels > 0 && s.stream_pixels < s.pixels_computed)
+    notes += fmt::format(", {:.1f} % of pixels on the CPU workers",
+                         100.0 * static_cast<double>(s.pixels_computed - s.stream_pixels) /
+                             static_cast<double>(s.pixels_computed));
+  return fmt::format("{}{}: {} of {} pixels valid, {:.1f} s ({:.3f} ms/pixel{}) -> {}, {}\n",
+                     prefix, s.grid, s.pixels_valid, s.pixels_total, s.seconds, s.ms_per_pixel,
+                     notes, s.embeddings_path, s.scales_path);
+}
+
+// The --summary document: the job's settings, its totals over every rank, every tile.
+nlohmann::json summary_json(const MpiJob& job, const InferJobOptions& options, const Plan& plan,
+                            const DispatchResult& result) {
+  nlohmann::json tiles_json = nlohmann::json::array();
+  int64_t valid = 0, total = 0;
+  double seconds = 0;
+  for (const auto& rank : result.ranks) {
+    valid += rank.pixels_valid;
+    total += rank.pixels_total;
+    seconds += rank.tile_seconds;
+  }
+  for (const auto& tile : result.tiles) tiles_json.push_back(tile);
+  const InferOptions& infer = options.infer;
+  const InferEngines engines = infer_engines(infer);
+  nlohmann::json summary = {
+      {"tool", "tessera infer"},
+      {"engine", engines.engine},
+      {"precision", engines.precision},
+      {"engines", engines.engines},
+      {"device", infer.device},
+      {"model", infer.model_path},
+      {"layout", options.layout},
+      {"workers", plan.workers.size()},
+      {"threads_per_worker", plan.workers.empty() ? 0 : plan.workers.front().threads},
+      {"batch", infer.batch},
+      {"repeat", infer.repeat},
+      {"pixels_total", total},
+      {"pixels_valid", valid},
+      {"seconds", seconds},
+      {"ms_per_pixel", valid > 0 ? 1e3 * seconds / static_cast<double>(valid) : 0.0},
+      {"tiles", tiles_json}};
+  if (job.active()) summary.update(rank_summary_json(result));  // "ranks" and "total"
+  return summary;
+}
+
+void write_summary(const std::string& path, const nlohmann::json& summary) {
+  AtomicFile file(path);
+  const std::string text = summary.dump(2) + "\n";
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+}  // namespace
+
+void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream& err) {
+  // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
+  const MpiJob job;
+  const std::vector<std::string> tiles = job_tiles(job, given, err);
+  on_rank0(job, [&] { check_before_running(tiles, given.summary, given.infer.out_dir); });
+  // Before the defaults and the plan, which must see this rank's CPUs.
+  const std::vector<int> shared_cpus = split_cpus_shared_on_host(job, err);
+  InferJobOptions options = given;
+  if (options.infer.model_path.empty()) options.infer.model_path = ensure_default_model(true);
+  if (options.fill_defaults) options.fill_defaults(options);
+  const Plan plan = plan_this_rank(job, options, shared_cpus, err);
+  const bool in_place = options.terminal && !job.active();
+  const std::string rank_prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
+  // One runner for every tile of this process, so its engines are built once. Made by the
+  // first tile, so its errors reach the dispatcher like any tile's.
+  std::optional<TileRunner> runner;
+  const auto work = [&](size_t index) {
+    const std::string& tile = tiles[index];
+    const std::string grid = fs::path(tile).filename().string();
+    // "[3/120] " before each line of a run of several tiles.
+    const std::string prefix =
+        rank_prefix +
+        (tiles.size() > 1 ? fmt::format("[{}/{}] ", index + 1, tiles.size()) : std::string());
+    if (!runner) runner.emplace(options.infer, plan);
+    const TileSummary s = runner->run(
+        tile, options.progress ? options.progress(prefix + grid, in_place) : ProgressCallback());
+    if (in_place) err << "\r\033[K" << std::flush;
+    out << tile_line(prefix, s, options.infer.out_dir) << std::flush;
+    return s;
+  };
+  const DispatchResult result =
+      dispatch_tiles(job, tiles.size(), describe_placement(options.layout, plan), work);
+  if (job.rank() != 0) return;  // rank 0 reports for the whole job
+  if (job.active()) out << "\n" << rank_table(result).to_markdown() << std::flush;
+  if (!options.summary.empty())
+    write_summary(options.summary, summary_json(job, options, plan, result));
+}
+
+}  // namespace tessera
