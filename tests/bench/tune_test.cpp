@@ -30,14 +30,14 @@ struct FakeBench {
     calls.emplace_back(key, work);
     Measurement m;
     if (const auto error = errors.find(key); error != errors.end()) {
-      m.status = "error";
+      m.status = RowStatus::kError;
       m.error = error->second;
       m.seconds = 0.5;
       return m;
     }
     const auto it = ms_per_pixel.find(key);
     if (it == ms_per_pixel.end()) {
-      m.status = "oom";
+      m.status = RowStatus::kOutOfMemory;
       m.seconds = 0.5;
       return m;
     }
@@ -368,8 +368,8 @@ TEST(Tune, TheSweepTableIsFastestFirstAndShowsThePixelsThatRan) {
     r.candidate.batch = batch;
     r.work = 32;  // asked for 32 pixels: one whole batch of 64 ran
     r.mean = mean;
-    r.last.status = status;
-    if (r.last.status == "ok") r.last.ms_per_pixel = {mean};
+    r.last.status = parse_row_status(status);
+    if (r.last.status == RowStatus::kOk) r.last.ms_per_pixel = {mean};
     return r;
   };
   const std::vector<CandidateResult> sweep = {

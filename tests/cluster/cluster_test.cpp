@@ -107,7 +107,7 @@ TEST(DispatchTiles, JobOfOneRunsEveryTileInOrder) {
     order.push_back(i);
     TileSummary s;
     s.grid = "grid_" + std::to_string(i);
-    s.status = i == 1 ? "skipped" : "done";
+    s.status = i == 1 ? TileStatus::kSkipped : TileStatus::kDone;
     s.pixels_total = i == 1 ? 0 : 100;
     s.pixels_valid = i == 1 ? 0 : 90 + static_cast<int64_t>(i);
     s.seconds = 0.5;

@@ -387,7 +387,7 @@ TEST(BatchFinishes, AnInterruptedOrtRunFailsUntilRunsAreAllowedAgain) {
 TEST(MixedDevices, StreamingWorkerWritesTheSameBytesAsTheCpuWorkers) {
   for (const int repeat : {1, 2}) {
     const TileSummary cpu = infer("cpu", kDir + "/out_cpu", repeat, 8192);
-    ASSERT_EQ(cpu.status, "done");
+    ASSERT_EQ(cpu.status, TileStatus::kDone);
     EXPECT_EQ(cpu.gpu_busy_percent, -1);
     EXPECT_EQ(cpu.gpu_batch, 0);
     EXPECT_EQ(cpu.pixels_computed, cpu.pixels_valid);
@@ -401,7 +401,7 @@ TEST(MixedDevices, StreamingWorkerWritesTheSameBytesAsTheCpuWorkers) {
                                                       {"cpu+stream,cpu", 7}}) {
       const std::string out = kDir + "/out_mixed";
       const TileSummary mixed = infer(device, out, repeat, gpu_batch);
-      ASSERT_EQ(mixed.status, "done");
+      ASSERT_EQ(mixed.status, TileStatus::kDone);
       EXPECT_EQ(mixed.pixels_valid, cpu.pixels_valid);
       EXPECT_EQ(mixed.batches, cpu.batches);
       EXPECT_EQ(mixed.gpu_busy_percent, -1);  // a CPU engine has no GPU busy time
@@ -436,7 +436,7 @@ TEST(MixedDevices, AGraphEngineOutOfMemoryIsRebuiltSmaller) {
   options.model_path = testing::write_test_model(kDir, "wide.onnx", config);
   options.batch = 256;
   const TileSummary graph = run_tile(tile, options, one_worker_plan(), nullptr);
-  ASSERT_EQ(graph.status, "done");
+  ASSERT_EQ(graph.status, TileStatus::kDone);
   EXPECT_EQ(graph.pixels_valid, 1 << 20);
   EXPECT_LT(graph.gpu_batch, 1 << 20);
   EXPECT_GT(graph.engines_built, 1);
@@ -445,14 +445,14 @@ TEST(MixedDevices, AGraphEngineOutOfMemoryIsRebuiltSmaller) {
   TileRunner kept(options, one_worker_plan());
   const TileSummary first = kept.run(tile, nullptr);
   const TileSummary second = kept.run(write_tile("grid_0.85_1.15", 1024, 1024, 10, 0.0), nullptr);
-  ASSERT_EQ(second.status, "done");
+  ASSERT_EQ(second.status, TileStatus::kDone);
   EXPECT_EQ(second.engines_built, 0);
   EXPECT_EQ(second.gpu_batch, first.gpu_batch);
   // The IO-binding path halves its runs instead; both compute the same embeddings.
   options.device = "cuda:0+io";
   options.out_dir = kDir + "/out_io_oom";
   const TileSummary io = run_tile(tile, options, one_worker_plan(), nullptr);
-  ASSERT_EQ(io.status, "done");
+  ASSERT_EQ(io.status, TileStatus::kDone);
   EXPECT_LT(io.gpu_batch, 1 << 20);
   const std::string qa = npy_payload(graph.embeddings_path), qb = npy_payload(io.embeddings_path);
   ASSERT_EQ(qa.size(), qb.size());
@@ -537,7 +537,7 @@ TEST(TileRunner, ATileWithNothingToComputeBuildsNoEngine) {
   const std::string empty = write_tile("grid_0.75_1.15", 5, 4, 9, 1.0);  // no valid pixel
   TileRunner runner(infer_options("cpu,cpu+stream", kDir + "/empty", 1, 24), one_worker_plan());
   const TileSummary none = runner.run(empty, nullptr);
-  EXPECT_EQ(none.status, "done");
+  EXPECT_EQ(none.status, TileStatus::kDone);
   EXPECT_EQ(none.pixels_valid, 0);
   EXPECT_EQ(none.engines_built, 0);
   EXPECT_EQ(npy_payload(none.scales_path), std::string(5 * 4 * sizeof(float), '\0'));

@@ -25,7 +25,7 @@ constexpr double kT975[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.
                             2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
 
 bool measured_ok(const Measurement& m) {
-  return m.status == "ok" && !m.ms_per_pixel.empty();
+  return m.status == RowStatus::kOk && !m.ms_per_pixel.empty();
 }
 
 // Timed batches per worker and repetition for `work` pixels at `batch` (as tune measures).
@@ -208,15 +208,17 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
       result.seconds += m.seconds;
       result.session_s += m.session_s;
       ++result.measurements;
-      if (!measured_ok(m)) r.outcome = m.status == "ok" ? "no samples" : m.status;
+      if (!measured_ok(m))
+        r.outcome = m.status == RowStatus::kOk ? "no samples" : row_status_name(m.status);
     }
     result.final_work = work;
     std::erase_if(alive, [&](int i) { return !measured_ok(results[i].last); });
     if (alive.empty()) {
       const Measurement& first = results[0].last;
-      throw Error(fmt::format("tune: every candidate failed ({} at layout {} batch {}{})",
-                              first.status, results[0].candidate.layout, results[0].candidate.batch,
-                              first.status == "error" ? ": " + first.error : std::string()));
+      throw Error(fmt::format(
+          "tune: every candidate failed ({} at layout {} batch {}{})",
+          row_status_name(first.status), results[0].candidate.layout, results[0].candidate.batch,
+          first.status == RowStatus::kError ? ": " + first.error : std::string()));
     }
     std::stable_sort(alive.begin(), alive.end(), by_mean);
     if (alive.size() == 1) break;
@@ -355,7 +357,7 @@ Measurement to_measurement(const BenchRow& row, double seconds, double session_s
   Measurement m;
   m.seconds = seconds;
   m.session_s = session_s;
-  m.status = row_status_name(row.status);
+  m.status = row.status;
   m.error = row.error;
   m.ms_per_pixel = per_rep_ms_per_pixel(row);
   return m;
@@ -401,7 +403,7 @@ void verify_by_sweep(const std::vector<TuneCandidate>& candidates, const TuneOpt
     r.candidate = candidates[i];
     set_measurement(r, measure_as_bench(candidates[i], result.search.final_work),
                     result.search.final_work);
-    r.outcome = measured_ok(r.last) ? "ok" : r.last.status;
+    r.outcome = measured_ok(r.last) ? "ok" : row_status_name(r.last.status);
     sweep.seconds += r.last.seconds;
     sweep.rows.push_back(r);
   }

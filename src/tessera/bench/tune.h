@@ -37,11 +37,11 @@ struct TuneCandidate {
 
 // One timed run of one candidate.
 struct Measurement {
-  std::vector<double> ms_per_pixel;  // one aggregate value per repetition
-  double seconds = 0;                // wall time spent, session creation included
-  double session_s = 0;              // of which session creation
-  std::string status = "ok";         // ok | oom | error (not ok: dropped from the search)
-  std::string error;                 // why, when status is not ok
+  std::vector<double> ms_per_pixel;   // one aggregate value per repetition
+  double seconds = 0;                 // wall time spent, session creation included
+  double session_s = 0;               // of which session creation
+  RowStatus status = RowStatus::kOk;  // not ok: dropped from the search
+  std::string error;                  // why, when status is not ok
 };
 
 using MeasureFn = std::function<Measurement(const TuneCandidate&, int64_t work)>;

@@ -159,7 +159,7 @@ Plan plan_this_rank(const MpiJob& job, const InferJobOptions& options,
 
 // The line `tessera infer` prints for one finished tile, `prefix` before it.
 std::string tile_line(const std::string& prefix, const TileSummary& s, const std::string& out_dir) {
-  if (s.status == "skipped") {
+  if (s.status == TileStatus::kSkipped) {
     return fmt::format("{}{}: skipped, outputs exist in {} (--force recomputes)\n", prefix, s.grid,
                        out_dir);
   }

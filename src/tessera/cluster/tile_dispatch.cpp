@@ -22,7 +22,7 @@ struct RankState {
   std::vector<std::pair<size_t, nlohmann::json>> tiles;
 
   void add(size_t index, const TileSummary& tile, bool with_rank) {
-    if (tile.status == "skipped") {
+    if (tile.status == TileStatus::kSkipped) {
       ++report.tiles_skipped;
     } else {
       ++report.tiles_done;

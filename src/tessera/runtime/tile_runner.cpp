@@ -354,7 +354,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   check_outputs_spare_inputs(tile, tile_dir,
                              {summary.embeddings_path, summary.scales_path, journal_path});
   if (outputs_complete(options, summary, journal_path)) {
-    summary.status = "skipped";
+    summary.status = TileStatus::kSkipped;
     return summary;
   }
 
@@ -411,7 +411,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   outputs.embeddings->commit();
   outputs.scales->commit();
   journal.remove();
-  summary.status = "done";
+  summary.status = TileStatus::kDone;
   summary.engines_built = engines_built.load();
   summary.seconds = seconds_since(start);
   const int64_t computed = pixels_done.load() - pixels_done_before;
@@ -500,10 +500,14 @@ InferEngines infer_engines(const InferOptions& options) {
   return {described.engine, described.precision, described.engines};
 }
 
+const char* tile_status_name(TileStatus status) {
+  return status == TileStatus::kSkipped ? "skipped" : "done";
+}
+
 nlohmann::json tile_summary_json(const TileSummary& s) {
   return {{"tile", s.tile},
           {"grid", s.grid},
-          {"status", s.status},
+          {"status", tile_status_name(s.status)},
           {"engine", s.engine},
           {"precision", s.precision},
           {"engines", s.engines},

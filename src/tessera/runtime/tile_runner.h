@@ -56,10 +56,15 @@ struct InferOptions {
   bool spinning = true;
 };
 
+// What happened to a tile: computed (wholly or resumed), or skipped because its outputs exist.
+enum class TileStatus { kDone, kSkipped };
+// "done", "skipped" (summaries).
+const char* tile_status_name(TileStatus status);
+
 struct TileSummary {
   std::string tile;
   std::string grid;
-  std::string status;  // "done", "skipped" (outputs exist)
+  TileStatus status = TileStatus::kDone;
   // What computed the tile: the backend and precision of its CPU workers, or of its first
   // streaming worker without any; `engines` lists every device's ("cpu ort fp32, cuda:0 ort tf32").
   std::string engine, precision, engines;
