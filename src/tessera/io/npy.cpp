@@ -539,6 +539,11 @@ void NpyWriter::flush() {
   }
 }
 
+void NpyWriter::keep() noexcept {
+  unmap();  // dirty MAP_SHARED pages belong to the file's page cache: nothing is lost
+  file_.keep();
+}
+
 void NpyWriter::commit() {
   flush();
   unmap();

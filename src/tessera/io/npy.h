@@ -133,6 +133,9 @@ class NpyWriter {
   void flush();
   // flush + fsync + unmap + rename into place. After commit the writer is empty.
   void commit();
+  // Unmaps and closes the temp file, leaving it on disk for a later run to resume from (see
+  // AtomicFile::keep). After keep the writer is empty.
+  void keep() noexcept;
 
  private:
   void unmap() noexcept;

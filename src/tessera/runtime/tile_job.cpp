@@ -20,4 +20,10 @@ void sync_range(void* begin, void* end, const std::string& file) {
   }
 }
 
+void keep_for_resume(const BatchJournal& journal, NpyWriter& embeddings, NpyWriter& scales) {
+  if (!journal.kept()) return;
+  embeddings.keep();
+  scales.keep();
+}
+
 }  // namespace tessera

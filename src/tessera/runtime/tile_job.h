@@ -26,10 +26,16 @@ namespace tessera {
 // disk; throws Error naming `file` when that fails.
 void sync_range(void* begin, void* end, const std::string& file);
 
+// After a failed run: when the journal is kept (a write failed, journal.h), keeps the partial
+// outputs it describes too, so that the next run resumes from the batches already on disk;
+// otherwise does nothing (the destructors remove all three).
+void keep_for_resume(const BatchJournal& journal, NpyWriter& embeddings, NpyWriter& scales);
+
 // Makes finished batches durable off the workers' critical path: one thread writes each
 // batch's output rows back to disk (msync) and only then appends the batch to the journal,
 // so the invariant "journaled => on disk" holds while workers go on computing. When that
-// fails, nothing more is journaled and `abort` is set, so that the workers stop claiming.
+// fails, nothing more is journaled, `abort` is set, so that the workers stop claiming, and the
+// journal is kept (the batches journaled so far are on disk: the next run resumes from them).
 class BatchCommitter {
  public:
   BatchCommitter(BatchJournal& journal, std::atomic<int64_t>& pixels_done, std::atomic<bool>& abort,
@@ -89,6 +95,7 @@ class BatchCommitter {
         pixels_done_ += item.pixels;
       } catch (...) {
         error_ = std::current_exception();
+        journal_.keep();
         abort_ = true;
       }
     }

@@ -337,6 +337,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   for (const auto& e : errors) {
     if (e) {
       kept_->drop_engines();  // a failed engine may be in any state
+      keep_for_resume(*journal, *embeddings, *scales);
       std::rethrow_exception(e);
     }
   }
