@@ -26,4 +26,12 @@ void keep_for_resume(const BatchJournal& journal, NpyWriter& embeddings, NpyWrit
   scales.keep();
 }
 
+Error non_finite_output_error(const Tile& tile, const std::string& model_path, int64_t pixel,
+                              const NonFiniteOutput& e) {
+  return Error(fmt::format(
+      "{}: pixel {},{}: the model ({}) produced a non-finite output ({} in "
+      "element {})",
+      tile.dir, pixel / tile.width, pixel % tile.width, model_path, e.kind(), e.element()));
+}
+
 }  // namespace tessera
