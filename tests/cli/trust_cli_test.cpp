@@ -2,10 +2,12 @@
 // written through, and bad values or lists end with one line naming the file.
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "run_cli.h"
@@ -113,6 +115,50 @@ TEST(TrustCli, ANonFiniteModelOutputNamesTilePixelAndModel) {
   EXPECT_FALSE(fs::exists(out + "/grid_5.05_6.05.npy"));
   EXPECT_FALSE(fs::exists(out + "/grid_5.05_6.05.npy.partial"));
   EXPECT_FALSE(fs::exists(out + "/grid_5.05_6.05.journal"));
+}
+
+// A disk that fills up while the journal grows: the run fails naming the real cause, keeps the
+// journal and the partial outputs, and the same command, once there is room, resumes from the
+// batches on disk and ends byte-identical to an uninterrupted run. The disk is a tmpfs sized to
+// the two outputs plus one page for the journal, mounted in a private mount namespace (needs
+// root or user namespaces; skipped where neither is there).
+TEST(TrustCli, AFullDiskKeepsTheJournalAndTheNextRunResumes) {
+  const std::string dir = kDir + "/full_disk";
+  fs::remove_all(dir);
+  fs::create_directories(dir + "/mnt");
+  const std::string tile = dir + "/grid_7.05_8.05";
+  ASSERT_EQ(run_cli("synth --out " + tile + " --size 64x64 --s2-steps 12 --s1-steps 4/4 --seed 2")
+                .exit_code,
+            0);
+  const std::string infer = std::string(TESSERA_BIN) + " infer " + tile + " -m " + small_model() +
+                            " --layout 1x1 -b 1 -o ";
+  ASSERT_EQ(std::system((infer + dir + "/reference >/dev/null 2>&1").c_str()), 0);
+  const auto pages = [](int64_t bytes) { return (bytes + 4095) / 4096; };
+  const int64_t size = 4096 * (pages(128 + 64 * 64 * 128) + pages(128 + 64 * 64 * 4) + 1);
+  const std::string mnt = dir + "/mnt", out = mnt + "/out";
+  const std::string script = "mount -t tmpfs -o size=" + std::to_string(size) + " tessera-test " +
+                             mnt + " || exit 77\n" + infer + out + " >" + dir + "/first.out 2>" +
+                             dir + "/first.err\n" + "echo $? >" + dir + "/first.rc\nls " + out +
+                             " >" + dir + "/left\nmount -o remount,size=4m " + mnt + "\n" + infer +
+                             out + " --summary " + dir + "/second.json >/dev/null 2>" + dir +
+                             "/second.err || exit 1\ncp " + out + "/*.npy " + dir + "/\n";
+  std::ofstream(dir + "/run.sh") << script;
+  const int status = std::system(("unshare -m sh " + dir + "/run.sh").c_str());
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 77) GTEST_SKIP() << "cannot mount a tmpfs here";
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir + "/second.err");
+  EXPECT_EQ(slurp(dir + "/first.rc"), "1\n");
+  EXPECT_EQ(slurp(dir + "/first.err"),
+            "tessera: " + out +
+                "/grid_7.05_8.05.journal: cannot write journal: No space left on "
+                "device\n");
+  EXPECT_EQ(
+      slurp(dir + "/left"),
+      "grid_7.05_8.05.journal\ngrid_7.05_8.05.npy.partial\ngrid_7.05_8.05_scales.npy.partial\n");
+  const auto summary = nlohmann::json::parse(slurp(dir + "/second.json"));
+  EXPECT_GT(summary["tiles"][0]["batches_resumed"].get<int64_t>(), 900) << summary.dump();
+  for (const std::string name : {"grid_7.05_8.05.npy", "grid_7.05_8.05_scales.npy"}) {
+    EXPECT_EQ(slurp(dir + "/" + name), slurp(dir + "/reference/" + name)) << name;
+  }
 }
 
 }  // namespace
