@@ -47,11 +47,18 @@ DEBIAN_PACKAGES=(
 OPTIONAL_PACKAGES=(
   python3-torch  # the PyTorch peer (tools/torch_peer.py) and its tests
   chromium       # renders the SVG charts of `tessera report` in its tests
+  clang libclang-rt-dev  # the .npy header fuzzer (libFuzzer) that scripts/test.sh runs
 )
 
 if [ "$with_apt" = 1 ]; then
   installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-  available() { apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [^(]'; }
+  # The policy is captured first: `apt-cache ... | grep -q` under pipefail fails whenever grep
+  # stops reading early (apt-cache then dies of SIGPIPE), calling an available package missing.
+  available() {
+    local policy
+    policy=$(apt-cache policy "$1" 2>/dev/null) || return 1
+    [[ "$policy" =~ Candidate:\ [^\(] ]]
+  }
   sudo_cmd=""
   [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
   missing=() optional=()
