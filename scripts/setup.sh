@@ -47,6 +47,7 @@ DEBIAN_PACKAGES=(
 OPTIONAL_PACKAGES=(
   python3-torch  # the PyTorch peer (tools/torch_peer.py) and its tests
   chromium       # renders the SVG charts of `tessera report` in its tests
+  clang libclang-rt-dev  # the .npy header fuzzer (libFuzzer) that scripts/test.sh runs
 )
 
 if [ "$with_apt" = 1 ]; then

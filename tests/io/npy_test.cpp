@@ -310,3 +310,29 @@ TEST(AtomicDirectory, RefusesToOverwriteWithoutForce) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// A mapped input truncated under a run used to end the process with a bare SIGBUS. It now ends
+// it with one line naming the file, exit code 1 (mapped_files.h).
+TEST(NpyArrayDeathTest, InputTruncatedWhileMappedEndsWithOneLineNamingIt) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string dir = test_dir("npy_sigbus");
+  const std::string path = dir + "/bands.npy";
+  std::vector<float> values(4 * 4096, 1.0f);
+  write_npy(path, DType::kFloat32, {4, 4096}, values.data());
+  EXPECT_EXIT(
+      {
+        NpyArray a(path);
+        std::filesystem::resize_file(path, 0);
+        float v[1] = {0};
+        a.read_as_float(3 * 4096, 1, v);  // a page past the new end of the file
+        std::fprintf(stderr, "read %g\n", v[0]);
+      },
+      ::testing::ExitedWithCode(1),
+      "^tessera: " + path + ": the file was truncated while tessera was reading it\n$");
+}
+
+}  // namespace
+}  // namespace tessera

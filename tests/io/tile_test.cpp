@@ -1,8 +1,10 @@
 #include "tessera/io/tile.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 #include "io/test_tiles.h"
@@ -116,6 +118,47 @@ TEST(Tile, MalformedFilesGiveOneLineMessages) {
   std::filesystem::resize_file(d + "/s2/bands.npy", 200);
   EXPECT_EQ(open_error(d),
             d + "/s2/bands.npy: truncated: header says 2800 bytes of data, file has 72");
+}
+
+}  // namespace
+}  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// A member that is there but is not a file is reported as what it is, not as "missing"; a loop
+// of links gets a message of its own, not the library's text.
+TEST(Tile, MembersThatAreNotFilesAreNamedForWhatTheyAre) {
+  namespace fs = std::filesystem;
+  const std::string root = testing::test_dir("tile_kinds");
+  const std::string d = root + "/t";
+  auto fresh = [&] { write_test_tile(d, TestTileSpec{}); };
+
+  fresh();
+  fs::remove(d + "/s2/masks.npy");
+  fs::create_directories(d + "/s2/masks.npy");
+  EXPECT_EQ(open_error(d), d + "/s2/masks.npy: is a directory, not a .npy file");
+
+  fresh();
+  fs::remove(d + "/s1/sar_ascending.npy");
+  ASSERT_EQ(::mkfifo((d + "/s1/sar_ascending.npy").c_str(), 0600), 0);
+  EXPECT_EQ(open_error(d), d + "/s1/sar_ascending.npy: is a FIFO, not a .npy file");
+
+  fresh();
+  fs::remove(d + "/s2/doys.npy");
+  fs::create_symlink("doys.npy", d + "/s2/doys.npy");
+  EXPECT_EQ(open_error(d), d + "/s2/doys.npy: a loop of symbolic links (it never reaches a file)");
+
+  fresh();
+  fs::remove(d + "/s2/doys.npy");
+  fs::create_symlink(root + "/nowhere.npy", d + "/s2/doys.npy");
+  EXPECT_EQ(open_error(d), d + "/s2/doys.npy: a symbolic link to a file that does not exist");
+
+  fs::create_symlink("loop", root + "/loop");
+  EXPECT_EQ(open_error(root + "/loop"),
+            root + "/loop: a loop of symbolic links (it never reaches a directory)");
+  std::ofstream(root + "/file") << "x";
+  EXPECT_EQ(open_error(root + "/file"), root + "/file: not a directory (it is a regular file)");
 }
 
 }  // namespace

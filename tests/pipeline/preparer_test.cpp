@@ -118,6 +118,43 @@ TEST(Preparer, ValuesThatAreNotFiniteAreRefusedNamingFileAndPlace) {
   EXPECT_EQ(error_of(), "(no error)");
 }
 
+// Overwrites element `index` of the float64 .npy file at `path` with `value`.
+void poke_double(const std::string& path, int64_t index, double value) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  char prefix[10];
+  f.read(prefix, 10);
+  const int header = 10 + static_cast<uint8_t>(prefix[8]) + 256 * static_cast<uint8_t>(prefix[9]);
+  f.seekp(header + 8 * index);
+  f.write(reinterpret_cast<const char*>(&value), 8);
+}
+
+// The model reads float32: a float64 value finite as a double but infinite as a float32 is
+// refused like infinity itself; the largest finite float32 passes.
+TEST(Preparer, Float64ValuesBeyondFloat32AreRefusedNamingFileAndPlace) {
+  TestTileSpec spec;
+  spec.bands = DType::kFloat64;
+  spec.sar = DType::kFloat64;
+  spec.doys = DType::kFloat64;
+  const std::string dir = testing::test_dir("prep_f64") + "/tile";
+  const auto error_of = [&] { return testing::error_of([&] { valid_pixels(open_tile(dir)); }); };
+  const std::string what =
+      " is too large for float32, the model's input type (at most 3.4e+38 "
+      "in magnitude)";
+  testing::write_test_tile(dir, spec);
+  poke_double(dir + "/s2/bands.npy", ((2 * 5 + 3) * 4 + 1) * 10 + 4, 1e300);
+  EXPECT_EQ(error_of(), dir + "/s2/bands.npy: value 1e+300 at step 2, row 3, column 1" + what);
+  testing::write_test_tile(dir, spec);
+  poke_double(dir + "/s1/sar_ascending.npy", ((1 * 5 + 0) * 4 + 2) * 2 + 1, -4e38);
+  EXPECT_EQ(error_of(),
+            dir + "/s1/sar_ascending.npy: value -4e+38 at step 1, row 0, column 2" + what);
+  testing::write_test_tile(dir, spec);
+  poke_double(dir + "/s1/sar_ascending_doy.npy", 2, 4e38);
+  EXPECT_EQ(error_of(), dir + "/s1/sar_ascending_doy.npy: value 4e+38 at step 2" + what);
+  testing::write_test_tile(dir, spec);
+  poke_double(dir + "/s2/bands.npy", 7, 3.4e38);  // finite as float32
+  EXPECT_EQ(error_of(), "(no error)");
+}
+
 TEST(Preparer, SynthTileMatchesOracle) {
   SynthOptions o;
   o.height = 24;

@@ -91,3 +91,35 @@ TEST(Quantiser, MatchesNumpyOracle) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// NaN used to quantise to an all-zero row (scale 1e-8) and infinity to a scale of inf: both are
+// refused, naming the element, and nothing is written.
+TEST(Quantiser, NonFiniteValuesThrowNamingTheElementAndWriteNothing) {
+  const float inf = INFINITY;
+  struct Case {
+    float bad;
+    const char* kind;
+  };
+  for (const Case& c : {Case{std::nanf(""), "nan"}, Case{inf, "inf"}, Case{-inf, "-inf"}}) {
+    float x[4] = {1.0f, -2.0f, 3.0f, 4.0f};
+    x[2] = c.bad;
+    int8_t q[4] = {9, 9, 9, 9};
+    float scale = 7.0f;
+    try {
+      quantize_embedding(x, 4, q, &scale);
+      ADD_FAILURE() << c.kind << ": no error";
+    } catch (const NonFiniteOutput& e) {
+      EXPECT_EQ(e.element(), 2);
+      EXPECT_STREQ(e.kind(), c.kind);
+      EXPECT_STREQ(e.what(), "non-finite value at element 2");
+    }
+    EXPECT_EQ(scale, 7.0f) << c.kind;
+    for (const int8_t v : q) EXPECT_EQ(v, 9) << c.kind;
+  }
+}
+
+}  // namespace
+}  // namespace tessera

@@ -11,6 +11,7 @@
 #include "tessera/bench/projection.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/table_output.h"
+#include "tessera/cli/validators.h"
 #include "tessera/cluster/infer_job.h"
 #include "tessera/common/error.h"
 
@@ -82,6 +83,7 @@ void add_infer_command(CLI::App& root) {
   cmd->add_option("-b,--batch", options.batch, "Pixels per batch and worker")
       ->capture_default_str();
   cmd->add_option("--repeat", options.repeat, "Passes with sampling offsets 0..R-1, averaged")
+      ->check(whole_number_in(1, kMaxRepeat))
       ->capture_default_str();
   cmd->add_flag("--force", options.force, "Recompute tiles whose outputs already exist");
   cmd->add_flag("--no-resume", args->no_resume,

@@ -8,6 +8,7 @@
 
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
+#include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/engine/engine_spec.h"
 #include "tessera/io/npy.h"
@@ -46,7 +47,9 @@ void add_run_model_command(CLI::App& root) {
   cmd->add_option("--engine", args->engine, "ort or native")->capture_default_str();
   cmd->add_option("--precision", args->precision,
                   "fp32, tf32, fp16 (GPU), bf16, int8 (native CPU); default: the engine's own");
-  cmd->add_option("--threads", args->threads, "The engine's threads")->capture_default_str();
+  cmd->add_option("--threads", args->threads, "The engine's threads")
+      ->check(whole_number_in(1, kMaxIntraOpThreads))
+      ->capture_default_str();
   cmd->add_flag("--force", args->force, "Overwrite an existing output file");
 
   cmd->callback([args] {

@@ -39,4 +39,26 @@ inline CLI::Validator positive_finite() {
       "POSITIVE");
 }
 
+// Upper bounds of counts that cost resources per unit; a value above them is a typo, not a
+// request: ONNX Runtime would try to create every one of 100000 threads, and 1000000 repeats of
+// a tile would run for months.
+constexpr int kMaxIntraOpThreads = 1024;  // more than the PUs of any machine tessera runs on
+constexpr int kMaxRepeat = 1000;          // Tessera v1.0 averages 1 to a few passes
+
+// A whole number from `low` to `high` (counts with a bound).
+inline CLI::Validator whole_number_in(long low, long high) {
+  return CLI::Validator(
+      [low, high](std::string& text) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const long value = std::strtol(text.c_str(), &end, 10);
+        if (text.empty() || *end != '\0' || errno == ERANGE || value < low || value > high) {
+          return "need a whole number from " + std::to_string(low) + " to " + std::to_string(high) +
+                 ", got '" + text + "'";
+        }
+        return "";
+      },
+      "INT in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
+}
+
 }  // namespace tessera::cli

@@ -59,7 +59,7 @@ void check_before_running(const std::vector<std::string>& tiles, const std::stri
                           const std::string& out) {
   std::map<std::string, std::string> tile_of_grid;
   for (const std::string& tile : tiles) {
-    if (!fs::is_directory(tile)) throw Error(tile + ": not a directory");
+    require_tile_directory(tile);
     const auto [other, fresh] = tile_of_grid.emplace(tile_grid_name(tile), tile);
     if (fresh) continue;
     std::error_code ec;

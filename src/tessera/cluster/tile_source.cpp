@@ -33,6 +33,7 @@ std::vector<std::string> read_list_file(const std::string& path) {
     const fs::path tile(line);
     tiles.push_back(tile.is_absolute() ? line : (base / tile).string());
   }
+  if (tiles.empty()) throw Error(path + ": the tile list is empty (no tile directory in it)");
   return tiles;
 }
 

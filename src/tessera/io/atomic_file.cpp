@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "tessera/common/error.h"
+#include "tessera/io/safe_file.h"
 
 namespace tessera {
 namespace {
@@ -39,11 +40,18 @@ AtomicFile::AtomicFile(std::string final_path) : AtomicFile(std::move(final_path
 
 AtomicFile::AtomicFile(std::string final_path, bool keep_existing)
     : final_path_(std::move(final_path)), temp_path_(final_path_ + ".partial") {
-  if (keep_existing) {
-    fd_ = ::open(temp_path_.c_str(), O_RDWR | O_CLOEXEC);
-    reused_ = fd_ >= 0;
+  // Both ways the temp file is opened without following a link (safe_file.h), so that nothing
+  // planted at "<final>.partial" is written through or, by commit(), renamed into place.
+  try {
+    if (keep_existing) {
+      fd_ = open_own_file(temp_path_, O_RDWR);
+      reused_ = fd_ >= 0;
+    }
+    if (fd_ < 0) fd_ = create_own_file(temp_path_, O_RDWR);
+  } catch (...) {
+    temp_path_.clear();  // not ours: never removed
+    throw;
   }
-  if (fd_ < 0) fd_ = ::open(temp_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
     const int err = errno;
     temp_path_.clear();
@@ -86,17 +94,13 @@ void AtomicFile::reserve(int64_t bytes) {
 }
 
 void AtomicFile::write(const void* data, std::size_t bytes) {
-  const auto* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd_, p, bytes);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : ENOSPC;
-      throw Error(final_path_ + ": write failed: " + errno_text(err));
-    }
-    p += n;
-    bytes -= static_cast<std::size_t>(n);
-  }
+  write_fully(fd_, data, bytes, final_path_, "write failed");
+}
+
+void AtomicFile::keep() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  temp_path_.clear();
 }
 
 void AtomicFile::commit() {

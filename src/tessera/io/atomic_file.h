@@ -9,15 +9,18 @@
 
 namespace tessera {
 
-// Owns an open, read-write temp file "<final>.partial" (created or truncated by the
-// constructor). commit() fsyncs it, closes it, renames it over `final_path` and fsyncs the
-// directory. Destroying an uncommitted AtomicFile closes and removes the temp file.
-// Errors (unwritable directory, full disk) throw tessera::Error naming the path.
+// Owns an open, read-write temp file "<final>.partial" (created new by the constructor; a
+// stale regular file there is replaced, anything else there, such as a symbolic link, is an
+// error naming it and is left alone: see safe_file.h). commit() fsyncs it, closes it, renames it
+// over `final_path` and fsyncs the directory. Destroying an uncommitted AtomicFile closes and
+// removes the temp file. Errors (unwritable directory, full disk) throw tessera::Error naming the
+// path.
 class AtomicFile {
  public:
   explicit AtomicFile(std::string final_path);
   // With keep_existing, an existing "<final>.partial" is opened as it is (not truncated), so
-  // an interrupted run can continue filling it; reused() tells whether one was there.
+  // an interrupted run can continue filling it; reused() tells whether one was there. It is
+  // opened only if it is a regular file with one link, never through a symbolic link.
   AtomicFile(std::string final_path, bool keep_existing);
   ~AtomicFile();
   AtomicFile(AtomicFile&& other) noexcept;
@@ -37,6 +40,9 @@ class AtomicFile {
   // Writes all of `data` at the current position; throws on a short write.
   void write(const void* data, std::size_t bytes);
   void commit();
+  // Closes the temp file and leaves it on disk (a later run resumes from it); the object is
+  // then empty and its destructor removes nothing.
+  void keep() noexcept;
 
  private:
   void discard() noexcept;

@@ -411,6 +411,7 @@ NpyArray::NpyArray(const std::string& path) : path_(path) {
   if (map == MAP_FAILED) throw Error(path + ": cannot map: " + errno_text(map_err));
   map_ = static_cast<const uint8_t*>(map);
   map_size_ = file_size;
+  mapping_ = register_mapping(map_, map_size_, path, MappedUse::kInput);
   try {
     header_ = parse_npy_header(map_, map_size_, path);
     const std::size_t have = map_size_ - header_.data_offset;
@@ -432,7 +433,8 @@ NpyArray::NpyArray(NpyArray&& other) noexcept
     : path_(std::move(other.path_)),
       header_(std::move(other.header_)),
       map_(std::exchange(other.map_, nullptr)),
-      map_size_(std::exchange(other.map_size_, 0)) {}
+      map_size_(std::exchange(other.map_size_, 0)),
+      mapping_(std::exchange(other.mapping_, -1)) {}
 
 NpyArray& NpyArray::operator=(NpyArray&& other) noexcept {
   if (this != &other) {
@@ -441,11 +443,13 @@ NpyArray& NpyArray::operator=(NpyArray&& other) noexcept {
     header_ = std::move(other.header_);
     map_ = std::exchange(other.map_, nullptr);
     map_size_ = std::exchange(other.map_size_, 0);
+    mapping_ = std::exchange(other.mapping_, -1);
   }
   return *this;
 }
 
 void NpyArray::release() {
+  unregister_mapping(std::exchange(mapping_, -1));
   if (map_ != nullptr) ::munmap(const_cast<uint8_t*>(map_), map_size_);
   map_ = nullptr;
   map_size_ = 0;
@@ -511,6 +515,7 @@ NpyWriter::NpyWriter(const std::string& path, DType dtype, const std::vector<int
     throw Error(path + ": cannot map " + file_.temp_path() + ": " + errno_text(err));
   }
   map_ = static_cast<uint8_t*>(map);
+  mapping_ = register_mapping(map_, map_size_, file_.temp_path(), MappedUse::kOutput);
   if (!resumed_) std::memcpy(map_, header.data(), header.size());
 }
 
@@ -518,6 +523,7 @@ NpyWriter::NpyWriter(NpyWriter&& other) noexcept
     : file_(std::move(other.file_)),
       map_(std::exchange(other.map_, nullptr)),
       map_size_(std::exchange(other.map_size_, 0)),
+      mapping_(std::exchange(other.mapping_, -1)),
       data_offset_(other.data_offset_),
       data_bytes_(other.data_bytes_),
       resumed_(other.resumed_) {}
@@ -527,6 +533,7 @@ NpyWriter::~NpyWriter() {
 }
 
 void NpyWriter::unmap() noexcept {
+  unregister_mapping(std::exchange(mapping_, -1));
   if (map_ != nullptr) ::munmap(map_, map_size_);
   map_ = nullptr;
   map_size_ = 0;
@@ -537,6 +544,11 @@ void NpyWriter::flush() {
     const int err = errno;
     throw Error(path() + ": cannot write back " + temp_path() + ": " + errno_text(err));
   }
+}
+
+void NpyWriter::keep() noexcept {
+  unmap();  // dirty MAP_SHARED pages belong to the file's page cache: nothing is lost
+  file_.keep();
 }
 
 void NpyWriter::commit() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tessera/io/atomic_file.h"
+#include "tessera/io/mapped_files.h"
 
 namespace tessera {
 
@@ -98,6 +99,7 @@ class NpyArray {
   NpyHeader header_;
   const uint8_t* map_ = nullptr;
   std::size_t map_size_ = 0;
+  int mapping_ = -1;  // register_mapping's handle (mapped_files.h): a SIGBUS here names path_
 };
 
 // Writes a whole array to `path` atomically (via "<path>.partial"). `data` holds
@@ -133,6 +135,9 @@ class NpyWriter {
   void flush();
   // flush + fsync + unmap + rename into place. After commit the writer is empty.
   void commit();
+  // Unmaps and closes the temp file, leaving it on disk for a later run to resume from (see
+  // AtomicFile::keep). After keep the writer is empty.
+  void keep() noexcept;
 
  private:
   void unmap() noexcept;
@@ -140,6 +145,7 @@ class NpyWriter {
   AtomicFile file_;
   uint8_t* map_ = nullptr;
   std::size_t map_size_ = 0;
+  int mapping_ = -1;  // register_mapping's handle (mapped_files.h)
   std::size_t data_offset_ = 0;
   int64_t data_bytes_ = 0;
   bool resumed_ = false;

@@ -1,26 +1,50 @@
 #include "tessera/io/tile.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <vector>
 
 #include "tessera/common/error.h"
+#include "tessera/io/atomic_file.h"
+#include "tessera/io/safe_file.h"
 
 namespace tessera {
 namespace {
 
 namespace fs = std::filesystem;
 
+// Whether something is at `path` (following links, as reading it would). Nothing there (or a
+// parent that is not a directory) is false; a regular file is true; anything else, a dangling
+// link, a link loop or a path that cannot be searched, throws naming `path` and what is there.
+bool member_exists(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISREG(st.st_mode)) return true;
+    throw Error(path.string() + ": is " + file_kind(st.st_mode) + ", not a .npy file");
+  }
+  const int err = errno;
+  if (err == ELOOP) {
+    throw Error(path.string() + ": a loop of symbolic links (it never reaches a file)");
+  }
+  if (err == ENOENT && ::lstat(path.c_str(), &st) == 0) {
+    throw Error(path.string() + ": a symbolic link to a file that does not exist");
+  }
+  if (err == ENOENT || err == ENOTDIR) return false;
+  throw Error(path.string() + ": cannot access: " + errno_text(err));
+}
+
 // Opens `sub/name` (nested) or `name` (flat) in `dir`; reports which layout it found.
 NpyArray open_member(const std::string& dir, const std::string& sub, const std::string& name,
                      bool* nested) {
   const fs::path nested_path = fs::path(dir) / sub / name;
   const fs::path flat_path = fs::path(dir) / name;
-  std::error_code ec;
-  if (fs::is_regular_file(nested_path, ec)) {
+  if (member_exists(nested_path)) {
     *nested = true;
     return NpyArray(nested_path.string());
   }
-  if (fs::is_regular_file(flat_path, ec)) {
+  if (member_exists(flat_path)) {
     *nested = false;
     return NpyArray(flat_path.string());
   }
@@ -57,9 +81,20 @@ std::vector<const NpyArray*> tile_files(const Tile& t) {
           &t.s1_asc_doys, &t.s1_desc,  &t.s1_desc_doys};
 }
 
+void require_tile_directory(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return;
+    throw Error(dir + ": not a directory (it is " + file_kind(st.st_mode) + ")");
+  }
+  const int err = errno;
+  if (err == ELOOP) throw Error(dir + ": a loop of symbolic links (it never reaches a directory)");
+  if (err == ENOENT || err == ENOTDIR) throw Error(dir + ": not a directory");
+  throw Error(dir + ": cannot access: " + errno_text(err));
+}
+
 Tile open_tile(const std::string& dir) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw Error(dir + ": not a directory");
+  require_tile_directory(dir);
   Tile t;
   t.dir = dir;
   t.grid = tile_grid_name(dir);

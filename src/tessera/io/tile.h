@@ -40,7 +40,12 @@ struct Tile {
 // The grid name of the tile in `dir`: its base name, after resolving "." and links.
 std::string tile_grid_name(const std::string& dir);
 
-// Opens and validates the tile in `dir`.
+// Throws Error "<dir>: not a directory (...)", or naming a loop of symbolic links or an access
+// error, unless `dir` is (or links to) a directory.
+void require_tile_directory(const std::string& dir);
+
+// Opens and validates the tile in `dir`. A member that is not a regular file (a directory, a
+// FIFO, a dangling link, a loop of links) is an error saying so, not "missing".
 Tile open_tile(const std::string& dir);
 
 // The tile's seven input arrays.

@@ -1,5 +1,7 @@
 #include "tessera/pipeline/preparer.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -22,8 +24,18 @@ namespace {
 constexpr float kStdEpsilon = 1e-9f;
 constexpr int64_t kScanPixels = 4096;  // pixels per chunk in the full-tile scans
 
-[[noreturn]] void not_finite(const NpyArray& a, const std::string& where) {
-  throw Error(a.path() + ": a value that is not a finite number (NaN or infinity) at " + where);
+// The model reads float32: a value is usable only when it is finite after that conversion
+// (float64 1e300 or 4e38 are finite, but become infinity).
+bool finite_as_float32(double v) {
+  return std::isfinite(static_cast<float>(v));
+}
+
+[[noreturn]] void not_finite(const NpyArray& a, double value, const std::string& where) {
+  if (!std::isfinite(value)) {
+    throw Error(a.path() + ": a value that is not a finite number (NaN or infinity) at " + where);
+  }
+  throw Error(a.path() + ": value " + fmt::format("{:g}", value) + " at " + where +
+              " is too large for float32, the model's input type (at most 3.4e+38 in magnitude)");
 }
 
 // For each pixel p of the (steps, H, W, bands) array `a` of a tile `width` pixels wide, adds the
@@ -61,14 +73,19 @@ void count_nonzero_steps(const NpyArray& a, int64_t steps, int64_t plane, int64_
       for (int64_t k = 0; k < n; ++k) {
         const double* v = chunk.data() + k * bands;
         bool any = false, finite = true;
+        int bad = 0;
         for (int b = 0; b < bands; ++b) {
           any = any || v[b] != 0.0;
-          finite = finite && std::isfinite(v[b]);
+          if (finite && !finite_as_float32(v[b])) {
+            finite = false;
+            bad = b;
+          }
         }
         if (!finite) {
           const int64_t p = p0 + k;
-          not_finite(a, "step " + std::to_string(t) + ", row " + std::to_string(p / width) +
-                            ", column " + std::to_string(p % width));
+          not_finite(a, v[bad],
+                     "step " + std::to_string(t) + ", row " + std::to_string(p / width) +
+                         ", column " + std::to_string(p % width));
         }
         counts[static_cast<std::size_t>(p0 + k)] += any ? 1 : 0;
       }
@@ -81,7 +98,7 @@ void check_doys(const NpyArray& doys) {
   std::vector<double> values(static_cast<std::size_t>(doys.size()));
   doys.read_as_double(0, doys.size(), values.data());
   for (size_t t = 0; t < values.size(); ++t) {
-    if (!std::isfinite(values[t])) not_finite(doys, "step " + std::to_string(t));
+    if (!finite_as_float32(values[t])) not_finite(doys, values[t], "step " + std::to_string(t));
   }
 }
 

@@ -5,14 +5,34 @@
 // For a vector x of `dim` float32 values, all arithmetic in float32:
 //   scale = max(max|x| / 127, 1e-8)
 //   q[i]  = clip(round_half_to_even(x[i] / scale), -128, 127)
-// NaN inputs quantise to 0 (numpy leaves that case undefined). Dequantised value = q * scale.
+// Dequantised value = q * scale. A vector holding NaN or an infinity has no meaningful
+// quantisation (NaN would become an all-zero row, infinity a scale of inf): it throws
+// NonFiniteOutput and writes nothing.
 
 #include <cstdint>
+
+#include "tessera/common/error.h"
 
 namespace tessera {
 
 constexpr float kMinQuantScale = 1e-8f;
 
+// A model output that is NaN or infinite. The quantiser knows only the vector; the caller,
+// which knows the tile, the pixel and the model, catches it and throws its own one-line Error.
+class NonFiniteOutput : public Error {
+ public:
+  NonFiniteOutput(int element, float value);
+  int element() const { return element_; }  // index in the vector of the first such value
+  float value() const { return value_; }
+  // "nan", "inf" or "-inf", as numpy prints them.
+  const char* kind() const;
+
+ private:
+  int element_;
+  float value_;
+};
+
+// Throws NonFiniteOutput (before writing q or scale) when x holds NaN or an infinity.
 void quantize_embedding(const float* x, int dim, int8_t* q, float* scale);
 
 // quantize_embedding() for `count` vectors stored one after another (q likewise; one scale

@@ -20,4 +20,18 @@ void sync_range(void* begin, void* end, const std::string& file) {
   }
 }
 
+void keep_for_resume(const BatchJournal& journal, NpyWriter& embeddings, NpyWriter& scales) {
+  if (!journal.kept()) return;
+  embeddings.keep();
+  scales.keep();
+}
+
+Error non_finite_output_error(const Tile& tile, const std::string& model_path, int64_t pixel,
+                              const NonFiniteOutput& e) {
+  return Error(fmt::format(
+      "{}: pixel {},{}: the model ({}) produced a non-finite output ({} in "
+      "element {})",
+      tile.dir, pixel / tile.width, pixel % tile.width, model_path, e.kind(), e.element()));
+}
+
 }  // namespace tessera

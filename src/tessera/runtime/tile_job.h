@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tessera/common/clock.h"
+#include "tessera/common/error.h"
 #include "tessera/engine/engine.h"
 #include "tessera/io/tile.h"
 #include "tessera/pipeline/quantiser.h"
@@ -26,10 +27,21 @@ namespace tessera {
 // disk; throws Error naming `file` when that fails.
 void sync_range(void* begin, void* end, const std::string& file);
 
+// After a failed run: when the journal is kept (a write failed, journal.h), keeps the partial
+// outputs it describes too, so that the next run resumes from the batches already on disk;
+// otherwise does nothing (the destructors remove all three).
+void keep_for_resume(const BatchJournal& journal, NpyWriter& embeddings, NpyWriter& scales);
+
+// "<tile>: pixel <row>,<col>: the model (<model>) produced a non-finite output (nan in element
+// 3)": the one-line error for a NonFiniteOutput of the quantiser at flat pixel `pixel`.
+Error non_finite_output_error(const Tile& tile, const std::string& model_path, int64_t pixel,
+                              const NonFiniteOutput& e);
+
 // Makes finished batches durable off the workers' critical path: one thread writes each
 // batch's output rows back to disk (msync) and only then appends the batch to the journal,
 // so the invariant "journaled => on disk" holds while workers go on computing. When that
-// fails, nothing more is journaled and `abort` is set, so that the workers stop claiming.
+// fails, nothing more is journaled, `abort` is set, so that the workers stop claiming, and the
+// journal is kept (the batches journaled so far are on disk: the next run resumes from them).
 class BatchCommitter {
  public:
   BatchCommitter(BatchJournal& journal, std::atomic<int64_t>& pixels_done, std::atomic<bool>& abort,
@@ -89,6 +101,7 @@ class BatchCommitter {
         pixels_done_ += item.pixels;
       } catch (...) {
         error_ = std::current_exception();
+        journal_.keep();
         abort_ = true;
       }
     }
@@ -170,8 +183,12 @@ struct TileJob {
     const int64_t* p = pixels(b);
     const int64_t d = latent();
     for (int64_t k = 0; k < n; ++k) {
-      quantize_embedding(result + k * d, static_cast<int>(d), embedding_rows + p[k] * d,
-                         scale_values + p[k]);
+      try {
+        quantize_embedding(result + k * d, static_cast<int>(d), embedding_rows + p[k] * d,
+                           scale_values + p[k]);
+      } catch (const NonFiniteOutput& e) {
+        throw non_finite_output_error(tile, options.model_path, p[k], e);
+      }
     }
     committer.commit(b, n, embedding_rows + p[0] * d, embedding_rows + (p[n - 1] + 1) * d,
                      scale_values + p[0], scale_values + p[n - 1] + 1);

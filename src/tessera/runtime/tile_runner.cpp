@@ -401,7 +401,13 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   // No workers (and no engine builds) when every batch is done already, or there is none.
   const bool work_left = journal.done_count() < summary.batches;
   std::atomic<int> engines_built{0};
-  add_stream_stats(run_workers(job, work_left, engines_built), summary);
+  try {
+    add_stream_stats(run_workers(job, work_left, engines_built), summary);
+  } catch (...) {
+    // A journal that could not be written keeps the batches already on disk for a rerun.
+    keep_for_resume(journal, *outputs.embeddings, *outputs.scales);
+    throw;
+  }
   monitor.stop();
   summary.peak_rss_anon_bytes = monitor.peak_rss_anon();
   if (progress) {
