@@ -7,7 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/build.sh
 work=out/demo
-build/tessera synth --out "$work/tiles/grid_0.05_51.55" --size 32x32 --s2-steps 60 --s1-steps 20/20 --force
+build/tessera synth -o "$work/tiles/grid_0.05_51.55" --size 32x32 --s2-steps 60 --s1-steps 20/20 --force
 build/tessera infer "$work/tiles/grid_0.05_51.55" -o "$work/embeddings" --force --summary "$work/summary.json"
 echo "embeddings: $root/$work/embeddings/grid_0.05_51.55.npy (int8, 32 x 32 x 128)"
 echo "scales:     $root/$work/embeddings/grid_0.05_51.55_scales.npy (float32, 32 x 32)"

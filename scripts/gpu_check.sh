@@ -111,14 +111,14 @@ stage_infer() {
   local grid=grid_0.05_0.05
   local two=("$tiles/$grid" "$tiles/grid_0.15_0.05")
   rm -rf "$tiles" "$RESULTS"/o_*
-  "$B" synth --out "${two[0]}" --size "$SIZE" --seed 3 >/dev/null
-  "$B" synth --out "${two[1]}" --size "$SIZE" --seed 4 >/dev/null
+  "$B" synth -o "${two[0]}" --size "$SIZE" --seed 3 >/dev/null
+  "$B" synth -o "${two[1]}" --size "$SIZE" --seed 4 >/dev/null
   infer_as gpu "$gpu" "$p" "${two[@]}"
   infer_as mix "cpu,$gpu" "$p" "${two[@]}"
   infer_as fast cuda:0+graph fp16 "${two[@]}"  # the fast path: float16 with a CUDA graph
   # Agreement with the CPU on a small tile (the CPU is ~100x slower), at the run's precision and
   # at fp16; then of the large runs with each other.
-  "$B" synth --out "$tiles/small/$grid" --size 64x64 --seed 5 >/dev/null
+  "$B" synth -o "$tiles/small/$grid" --size 64x64 --seed 5 >/dev/null
   "$B" infer -m "$model" --device cpu -b 256 -o "$RESULTS/o_cpu_small" "$tiles/small/$grid" 2>&1 | tail -n 1
   infer_as gpu_small "$gpu" "$p" "$tiles/small/$grid"
   infer_as gpu16_small "$gpu" fp16 "$tiles/small/$grid"
@@ -168,8 +168,8 @@ stage_mixed() {
   local tiles="$RESULTS/mixed_tiles" gpu=${GPU_PATH:-cuda:0+io} p=${PRECISION:-tf32} i
   local two=("$tiles/grid_0.05_0.05" "$tiles/grid_0.15_0.05")
   rm -rf "$tiles" "$RESULTS"/s_m_*
-  "$B" synth --out "${two[0]}" --size "${MIXED_SIZE:-768x768}" --seed 3 >/dev/null
-  "$B" synth --out "${two[1]}" --size "${MIXED_SIZE:-768x768}" --seed 4 >/dev/null
+  "$B" synth -o "${two[0]}" --size "${MIXED_SIZE:-768x768}" --seed 3 >/dev/null
+  "$B" synth -o "${two[1]}" --size "${MIXED_SIZE:-768x768}" --seed 4 >/dev/null
   for i in $(seq "${REPS:-4}"); do
     infer_as "m_alone_$i" "$gpu" "$p" "${two[@]}" || return 1
     infer_as "m_mixed_$i" "cpu,$gpu" "$p" "${two[@]}" || return 1

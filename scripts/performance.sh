@@ -23,21 +23,21 @@ step "layouts, threads vs processes (study: NUMA-pinned parallel jobs)"
 "$tessera" bench --layout single:2,2x1 -b 64 --batches 4 -r 2 --no-pin --format json > layouts_unpinned.json
 
 step "infer vs bench at the same layout and batch"
-"$tessera" synth --out tiles/grid_0.00_0.00 --size 64x64 --s2-steps 90 --s1-steps 30/30 --seed 1 --force
+"$tessera" synth -o tiles/grid_0.00_0.00 --size 64x64 --s2-steps 90 --s1-steps 30/30 --seed 1 --force
 "$tessera" bench --layout 2x1 -b 64 --batches 8 -r 2 --format json > infer_bench.json
 "$tessera" infer tiles/grid_0.00_0.00 -o emb --layout 2x1 -b 64 --force --summary infer.json
 
 step "peak memory as the tile grows (small model: the pipeline, not the model, dominates)"
 "$tessera" make-model -o small.onnx --d-model 64 --layers 1 --heads 2 --ffn 128 --force
 for size in 128 256 512; do
-  "$tessera" synth --out "tiles/grid_${size}.00_0.00" --size "${size}x${size}" --s2-steps 90 --s1-steps 30/30 --force
+  "$tessera" synth -o "tiles/grid_${size}.00_0.00" --size "${size}x${size}" --s2-steps 90 --s1-steps 30/30 --force
   /usr/bin/time -f "%M" -o "rss_${size}.txt" "$tessera" infer "tiles/grid_${size}.00_0.00" -o emb_small \
     -m small.onnx --layout 2x1 -b 256 --force --summary "infer_small_${size}.json"
 done
 
 step "many tiles: one run (engines kept) vs one run per tile; ORT's memory pattern on vs off"
 for i in 1 2 3; do
-  "$tessera" synth --out "tiles/many/grid_0.${i}5_2.05" --size 24x24 --seed "$i" --force
+  "$tessera" synth -o "tiles/many/grid_0.${i}5_2.05" --size 24x24 --seed "$i" --force
 done
 many_start=$(date +%s.%N)
 for t in tiles/many/*; do "$tessera" infer "$t" -o emb_many_a --force >/dev/null; done

@@ -215,7 +215,7 @@ TEST(BenchCli, MalformedCommandLinesAreUsageErrors) {
       {"bench -b x", "tessera: Could not convert: --batch = x (see tessera bench --help)\n"},
       {"bogus", "tessera: unknown command 'bogus' (see tessera --help)\n"},
       // Values out of range are refused, not wrapped, clamped or dropped.
-      {"synth --out x --seed -1",
+      {"synth -o x --seed -1",
        "tessera: --seed: need a whole number from 0 to 18446744073709551615, got '-1' (see "
        "tessera synth --help)\n"},
       {"make-model --seed 18446744073709551616",

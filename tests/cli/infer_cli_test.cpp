@@ -36,7 +36,7 @@ std::string make_tile(const std::string& name) {
   const std::string dir = kDir + "/tiles/" + name;
   fs::remove_all(dir);
   const auto r =
-      run_cli("synth --out " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
+      run_cli("synth -o " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return dir;
 }
@@ -202,7 +202,7 @@ TEST(InferCli, AnOutputNeverReplacesTheTilesOwnInput) {
   const std::string tile = kDir + "/flat/masks";
   fs::remove_all(tile);
   ASSERT_EQ(
-      run_cli("synth --out " + tile + " --size 4x4 --s2-steps 12 --s1-steps 4/4 --layout flat")
+      run_cli("synth -o " + tile + " --size 4x4 --s2-steps 12 --s1-steps 4/4 --layout flat")
           .exit_code,
       0);
   const auto before = fs::file_size(tile + "/masks.npy");

@@ -44,7 +44,7 @@ std::string make_tile(const std::string& name) {
   const std::string dir = kDir + "/tiles/" + name;
   fs::remove_all(dir);
   const auto r =
-      run_cli("synth --out " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
+      run_cli("synth -o " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return dir;
 }
@@ -127,7 +127,7 @@ TEST(TrustCli, AFullDiskKeepsTheJournalAndTheNextRunResumes) {
   fs::remove_all(dir);
   fs::create_directories(dir + "/mnt");
   const std::string tile = dir + "/grid_7.05_8.05";
-  ASSERT_EQ(run_cli("synth --out " + tile + " --size 64x64 --s2-steps 12 --s1-steps 4/4 --seed 2")
+  ASSERT_EQ(run_cli("synth -o " + tile + " --size 64x64 --s2-steps 12 --s1-steps 4/4 --seed 2")
                 .exit_code,
             0);
   const std::string infer = std::string(TESSERA_BIN) + " infer " + tile + " -m " + small_model() +

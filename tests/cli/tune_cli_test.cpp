@@ -165,7 +165,7 @@ TEST(TuneCli, InferFollowsAMatchingProfileOnly) {
   const auto plan = read_json(profile)["plan"];
   const std::string tile = kDir + "/tiles/t1";
   std::filesystem::remove_all(tile);
-  r = run_cli("synth --out " + tile + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
+  r = run_cli("synth -o " + tile + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
 
   const std::string out = kDir + "/infer_out", summary = kDir + "/summary.json";

@@ -52,7 +52,7 @@ def make_tiles(tessera, workdir, count, size, steps):
     tiles = os.path.join(workdir, "tiles")
     os.makedirs(tiles)
     for i in range(count):
-        run([tessera, "synth", "--out", os.path.join(tiles, "grid_%d.05_45.15" % (i + 10)),
+        run([tessera, "synth", "-o", os.path.join(tiles, "grid_%d.05_45.15" % (i + 10)),
              "--size", size, "--s2-steps", str(steps), "--s1-steps", "6", "--seed", str(i + 1)])
     return tiles
 

@@ -170,7 +170,7 @@ TEST(Synth, BadOptions) {
 
 TEST(SynthCli, WritesTileAndReportsBadFlags) {
   const std::string root = testing::test_dir("synth_cli");
-  auto r = testing::run_cli("synth --out " + root +
+  auto r = testing::run_cli("synth -o " + root +
                             "/grid_1 --size 20x30 --s2-steps 12 "
                             "--s1-steps 5/3 --cloud 0.2 --nodata 0 --seed 3 --layout flat");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -182,20 +182,20 @@ TEST(SynthCli, WritesTileAndReportsBadFlags) {
   EXPECT_EQ(t.ta, 5);
   EXPECT_EQ(t.td, 3);
 
-  r = testing::run_cli("synth --out " + root + "/grid_1 --size 20x30");
+  r = testing::run_cli("synth -o " + root + "/grid_1 --size 20x30");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "tessera: " + root + "/grid_1: already exists (use --force to overwrite)\n");
-  r = testing::run_cli("synth --out " + root + "/grid_1 --size 20x30 --s1-steps 4 --force");
+  r = testing::run_cli("synth -o " + root + "/grid_1 --size 20x30 --s1-steps 4 --force");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(open_tile(root + "/grid_1").td, 4);
 
-  r = testing::run_cli("synth --out " + root + "/x --size 20by30");
+  r = testing::run_cli("synth -o " + root + "/x --size 20by30");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "tessera: --size: expected HxW (e.g. 512x512), got '20by30'\n");
-  r = testing::run_cli("synth --out " + root + "/x --size 8x8 --s1-steps 4/x");
+  r = testing::run_cli("synth -o " + root + "/x --size 8x8 --s1-steps 4/x");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "tessera: --s1-steps: expected A/D or N (e.g. 60/0), got '4/x'\n");
-  r = testing::run_cli("synth --out " + root + "/x --size 8x8 --nodata -1");
+  r = testing::run_cli("synth -o " + root + "/x --size 8x8 --nodata -1");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "tessera: --nodata: need a fraction in [0, 1], got -1\n");
   EXPECT_FALSE(std::filesystem::exists(root + "/x"));

@@ -90,7 +90,7 @@ def main():
     for name, synth_flags, infer_flags in CASES:
         tile_dir = os.path.join(a.workdir, "tiles", name)
         out_dir = os.path.join(a.workdir, "out_" + name)
-        run([a.tessera, "synth", "--out", tile_dir] + synth_flags)
+        run([a.tessera, "synth", "-o", tile_dir] + synth_flags)
         run([a.tessera, "infer", tile_dir, "-o", out_dir, "-m", model] + infer_flags)
         repeat = int(infer_flags[infer_flags.index("--repeat") + 1]) if "--repeat" in infer_flags else 1
         want_q, want_s, valid = expected_outputs(tile_dir, weights, repeat)

@@ -62,7 +62,7 @@ def main():
     model = os.path.join(a.workdir, "model.onnx")
     tile = os.path.join(a.workdir, GRID)
     run([a.tessera, "make-model", "-o", model, "--d-model", "64", "--layers", "2", "--heads", "2", "--ffn", "256"])
-    run([a.tessera, "synth", "--out", tile] + TILE + ["--seed", "9"])
+    run([a.tessera, "synth", "-o", tile] + TILE + ["--seed", "9"])
     engine = ["--engine", a.engine]
     base = [a.tessera, "infer", tile, "-m", model, "--layout", "2x1", "-b", "16"] + engine
     infer = base + ["--precision", a.precision]
@@ -87,7 +87,7 @@ def main():
     finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
     kill_mid_tile(infer + ["-o", out], os.path.join(out, GRID + ".journal"), finals)
     shutil.rmtree(tile)
-    run([a.tessera, "synth", "--out", tile] + TILE + ["--seed", "10"])
+    run([a.tessera, "synth", "-o", tile] + TILE + ["--seed", "10"])
     reference = os.path.join(a.workdir, "reference_rewritten")
     run(infer + ["-o", reference])
     resumed, total = rerun(infer + ["-o", out], summary, finals, reference)

@@ -96,10 +96,8 @@ void add_infer_command(CLI::App& root) {
 
   cmd->callback([args, cmd, output, old_output] {
     // Old spelling (table_output.h): --out was infer's long form; any value is a path.
-    if (output->count() > 0 && old_output->count() > 0)
-      throw UsageError("infer: give the output directory once, with -o/--output");
+    check_renamed_option("infer", *output, *old_output, "the output directory");
     if (output->count() == 0 && old_output->count() == 0) throw CLI::RequiredError("--output");
-    if (old_output->count() > 0) say_deprecated("infer", "--out", "--output");
     InferJobOptions job = args->job;
     job.infer.resume = !args->no_resume;
     job.infer.spinning = !args->no_spin;

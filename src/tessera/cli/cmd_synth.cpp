@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tessera/cli/commands.h"
+#include "tessera/cli/table_output.h"
 #include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/io/synth_tile.h"
@@ -61,8 +62,9 @@ void add_synth_command(CLI::App& root) {
   auto args = std::make_shared<SynthArgs>();
   CLI::App* cmd =
       root.add_subcommand("synth", "Write a synthetic dpixel tile (for tests and benchmarks)");
-  cmd->add_option("--out", args->out, "Tile directory to create (its name is the grid name)")
-      ->required();
+  auto* output = cmd->add_option("-o,--output", args->out,
+                                 "Tile directory to create (its name is the grid name)");
+  auto* old_output = cmd->add_option("--out", args->out)->group("");  // the old spelling
   cmd->add_option("--size", args->size, "Tile size HxW, e.g. 512x512")->required();
   cmd->add_option("--s2-steps", args->options.s2_steps, "Sentinel-2 time steps")
       ->capture_default_str();
@@ -83,7 +85,9 @@ void add_synth_command(CLI::App& root) {
       ->check(CLI::IsMember({"int16", "uint16"}))
       ->capture_default_str();
   cmd->add_flag("--force", args->force, "Replace an existing directory");
-  cmd->callback([args] {
+  cmd->callback([args, output, old_output] {
+    check_renamed_option("synth", *output, *old_output, "the tile directory");
+    if (output->count() == 0 && old_output->count() == 0) throw CLI::RequiredError("--output");
     SynthOptions o = args->options;
     parse_size(args->size, o);
     parse_s1_steps(args->s1_steps, o);

@@ -61,12 +61,8 @@ void add_tune_command(CLI::App& root) {
 
   cmd->callback([args, output, old_output, batch, old_batch] {
     // Old spellings (table_output.h): -o was always a path here, so any value is one.
-    if (output->count() > 0 && old_output->count() > 0)
-      throw UsageError("tune: give the profile's path once, with -o/--output");
-    if (batch->count() > 0 && old_batch->count() > 0)
-      throw UsageError("tune: give the batch sizes once, with -b/--batch");
-    if (old_output->count() > 0) say_deprecated("tune", "--out", "--output");
-    if (old_batch->count() > 0) say_deprecated("tune", "--batch-list", "--batch");
+    check_renamed_option("tune", *output, *old_output, "the profile's path");
+    check_renamed_option("tune", *batch, *old_batch, "the batch sizes");
     const OutputFormat format = parse_output_format(args->format);
     if (!args->profile.empty()) check_output_location(args->profile);
     TuneOptions options;

@@ -15,6 +15,26 @@ void say_deprecated(const std::string& command, const std::string& old,
             << "'\n";
 }
 
+namespace {
+
+// "-o/--output": every name of an option, hidden or not.
+std::string names_of(const CLI::Option& option) {
+  std::string out;
+  for (const auto& s : option.get_snames()) out += (out.empty() ? "-" : "/-") + s;
+  for (const auto& l : option.get_lnames()) out += (out.empty() ? "--" : "/--") + l;
+  return out;
+}
+
+}  // namespace
+
+void check_renamed_option(const std::string& command, const CLI::Option& current,
+                          const CLI::Option& old, const std::string& what) {
+  if (current.count() > 0 && old.count() > 0)
+    throw UsageError(command + ": give " + what + " once, with " + names_of(current));
+  if (old.count() > 0)
+    say_deprecated(command, "--" + old.get_lnames().front(), "--" + current.get_lnames().front());
+}
+
 void add_table_output_options(CLI::App& cmd, TableOutput& out, const std::string& formats) {
   cmd.add_option("-o,--output", out.path, "Write the output to this file (default: stdout)");
   cmd.add_option("--format", out.format,

@@ -22,6 +22,12 @@ namespace tessera::cli {
 void say_deprecated(const std::string& command, const std::string& old,
                     const std::string& replacement);
 
+// After parsing, for an option renamed from `old` (still accepted, hidden) to `current`: a usage
+// error "<command>: give <what> once, with <current's names>" when both were given, the
+// deprecation line when the old one was.
+void check_renamed_option(const std::string& command, const CLI::Option& current,
+                          const CLI::Option& old, const std::string& what);
+
 // The two options of a command that prints a table: where it goes and how it looks.
 struct TableOutput {
   std::string path;    // -o/--output; empty: stdout
