@@ -108,7 +108,9 @@ void run_make_model(const MakeModelOptions& options) {
 void add_make_model_command(CLI::App& root) {
   auto options = std::make_shared<MakeModelOptions>();
   CLI::App* cmd = root.add_subcommand(
-      "make-model", "Write a Tessera-architecture ONNX model with seeded random weights");
+      "make-model",
+      "Write a Tessera-architecture ONNX model with seeded random weights (defaults shown: v1.0; "
+      "with another --arch, options left unset take that version's released shape)");
   auto& given = options->given;
   ModelConfig& c = options->config;
   cmd->add_option("-o,--output", options->output,
