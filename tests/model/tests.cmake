@@ -5,3 +5,12 @@ add_test(NAME model_oracle
          COMMAND ${SYSTEM_PYTHON3} "${CMAKE_SOURCE_DIR}/tests/reference/model_oracle.py"
                  --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/model_oracle")
 set_tests_properties(model_oracle PROPERTIES LABELS model TIMEOUT 300)
+
+# The model family (make-model --arch, import) against independent PyTorch modules
+# (tests/reference/tessera_torch.py): ORT vs torch within 1e-4 relative at several step counts,
+# imported checkpoints, the bad cases of import, the released parameter counts. Exit 77 (skip)
+# when the system Python has no torch.
+add_test(NAME model_family_torch
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_SOURCE_DIR}/tests/reference/family_torch_test.py"
+                 --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/model_family_torch")
+set_tests_properties(model_family_torch PROPERTIES LABELS model TIMEOUT 600 SKIP_RETURN_CODE 77)

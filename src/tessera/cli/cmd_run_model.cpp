@@ -1,7 +1,13 @@
 // tessera run-model: runs a model once on inputs given as .npy files and writes the output as
-// .npy (float32). A plumbing command for checks against reference implementations.
+// .npy (float32). A plumbing command for checks against reference implementations. A model
+// with symbolic step axes (v1.0 early, v1.1, v2) runs at the inputs' step counts: the engine
+// gets a temporary copy with those counts fixed, removed afterwards.
+
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -12,6 +18,7 @@
 #include "tessera/common/error.h"
 #include "tessera/engine/engine_spec.h"
 #include "tessera/io/npy.h"
+#include "tessera/model/model_family.h"
 
 namespace tessera::cli {
 namespace {
@@ -27,6 +34,28 @@ int64_t check_input(const NpyArray& array, int64_t batch, int64_t steps, int64_t
   }
   return array.dim(0);
 }
+
+// A temporary copy of a symbolic-step model with the inputs' step counts fixed; removed with it.
+class FixedStepsModel {
+ public:
+  FixedStepsModel(const std::string& model, const NpyArray& s2, const NpyArray& s1) {
+    if (!read_model_family(model).symbolic_steps) return;
+    if (s2.ndim() != 3 || s1.ndim() != 3) return;  // check_input names the bad shape
+    const char* dir = std::getenv("TMPDIR");
+    path_ = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/tessera-run-model-" +
+            std::to_string(::getpid()) + ".onnx";
+    write_with_fixed_steps(model, s2.dim(1), s1.dim(1), path_);
+  }
+  ~FixedStepsModel() {
+    if (!path_.empty()) std::remove(path_.c_str());
+  }
+  FixedStepsModel(const FixedStepsModel&) = delete;
+  FixedStepsModel& operator=(const FixedStepsModel&) = delete;
+  const std::string& path(const std::string& model) const { return path_.empty() ? model : path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace
 
@@ -59,8 +88,16 @@ void add_run_model_command(CLI::App& root) {
     EngineSpec spec = parse_engine_spec(args->engine, args->device, args->precision);
     spec.threads = args->threads;
     spec.max_batch = std::max<int64_t>(1, s2.ndim() > 0 ? s2.dim(0) : 1);
-    check_engine_can_run(spec, args->model);
-    const std::unique_ptr<Engine> built = make_engine(args->model, spec);
+    if (spec.backend == "native") {
+      const std::string version = read_model_family(args->model).version;
+      if (version != "v1.0")
+        throw Error(args->model + ": the native engine runs v1.0 models only (this one is " +
+                    version + "); use --engine ort");
+    }
+    const FixedStepsModel fixed(args->model, s2, s1);
+    const std::string& model = fixed.path(args->model);
+    check_engine_can_run(spec, model);
+    const std::unique_ptr<Engine> built = make_engine(model, spec);
     Engine& engine = *built;
     const ModelShape& shape = engine.shape();
     const int64_t batch = check_input(s2, -1, shape.s2_steps, shape.s2_features);

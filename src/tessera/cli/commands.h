@@ -19,5 +19,6 @@ void add_infer_command(CLI::App& root);
 void add_run_model_command(CLI::App& root);
 void add_tune_command(CLI::App& root);
 void add_compare_command(CLI::App& root);
+void add_import_command(CLI::App& root);
 
 }  // namespace tessera::cli

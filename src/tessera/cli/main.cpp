@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   tessera::cli::add_make_model_command(app);
+  tessera::cli::add_import_command(app);
   tessera::cli::add_convert_model_command(app);
   tessera::cli::add_bench_command(app);
   tessera::cli::add_bench_worker_command(app);
