@@ -200,3 +200,44 @@ TEST(TuneCli, VerifyComparesWithTheSweep) {
 }
 
 }  // namespace
+
+namespace tessera {
+namespace {
+
+using testing::run_cli;
+
+// tune searches only the precisions it is given, records the winner's engine and precision in
+// the profile, lists what it left out, and infer --profile then computes with them.
+TEST(TuneCli, SearchesEnginesAndOnlyTheGivenPrecisions) {
+  const std::string p = kDir + "/engines.json";
+  const auto r = run_cli("tune -m " + small_model() +
+                         " --budget 10 --layouts single:1 -b 8 --start-pixels 16 --engine "
+                         "ort,native --precision bf16 -o " +
+                         p);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| native bf16 |"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("fp32 |"), std::string::npos) << r.out;  // fp32 was not asked for
+  EXPECT_NE(r.out.find("skipped: ort bf16: the ort engine computes fp32 on cpu, not bf16 "
+                       "(--engine native does)\n"),
+            std::string::npos)
+      << r.out;
+  const auto profile = read_json(p);
+  EXPECT_EQ(profile["engine"], "native");
+  EXPECT_EQ(profile["precision"], "bf16");
+
+  const std::string tile = kDir + "/grid_0.35_0.45";
+  ASSERT_EQ(
+      run_cli("synth -o " + tile + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --force").exit_code,
+      0);
+  const auto inferred =
+      run_cli("infer " + tile + " -m " + small_model() + " -o " + kDir + "/engines_out --profile " +
+              p + " --summary " + kDir + "/engines_summary.json --force");
+  ASSERT_EQ(inferred.exit_code, 0) << inferred.err;
+  const auto summary = read_json(kDir + "/engines_summary.json");
+  EXPECT_EQ(summary["engine"], "native");
+  EXPECT_EQ(summary["precision"], "bf16");
+  EXPECT_EQ(summary["tiles"][0]["engines"], "cpu native bf16");
+}
+
+}  // namespace
+}  // namespace tessera

@@ -191,17 +191,17 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
     // a measure function that keeps a layout's sessions alive builds each at most once a round.
     std::vector<int> order = alive;
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-      const bool a_last = candidates[a].layout == last_layout;
-      const bool b_last = candidates[b].layout == last_layout;
+      const bool a_last = candidates[a].group() == last_layout;
+      const bool b_last = candidates[b].group() == last_layout;
       if (a_last != b_last) return a_last;
       return a < b;
     });
     for (size_t k = 0; k < order.size(); ++k) {
       CandidateResult& r = results[order[k]];
-      last_layout = r.candidate.layout;
+      last_layout = r.candidate.group();
       if (options.progress) {
-        options.progress(fmt::format("round {}: {} b={} ({}/{})", result.rounds, r.candidate.layout,
-                                     r.candidate.batch, k + 1, alive.size()));
+        options.progress(fmt::format("round {}: {} b={} ({}/{})", result.rounds,
+                                     r.candidate.group(), r.candidate.batch, k + 1, alive.size()));
       }
       const Measurement m = measure(r.candidate, work);
       set_measurement(r, m, work);
@@ -333,13 +333,11 @@ double parse_budget(const std::string& text) {
 
 namespace {
 
-// How tune measures: as `bench` would, one engine on one device, options.reps repetitions.
-BenchOptions tune_bench_options(const TuneOptions& options, const EngineSpec& engine) {
+// How tune measures: as `bench` would, on one device, options.reps repetitions.
+BenchOptions tune_bench_options(const TuneOptions& options) {
   BenchOptions bench;
   bench.model_path = options.model_path;
-  bench.devices = {engine.device()};
-  bench.engines = {engine.backend};
-  bench.precisions = {engine.precision};
+  bench.devices = {options.device};
   bench.reps = options.reps;
   bench.warmup = 1;
   bench.membind = options.membind;
@@ -363,17 +361,59 @@ Measurement to_measurement(const BenchRow& row, double seconds, double session_s
   return m;
 }
 
+// The engine a candidate runs on `device`.
+EngineSpec candidate_engine(const TuneCandidate& c, const std::string& device) {
+  return parse_engine_spec(c.engine, device, c.precision);
+}
+
+// The engines of the search (engines x precisions on the device, each checked against this
+// machine and the model); a combination an engine cannot run is described in `skipped`.
+std::vector<EngineSpec> search_engines(const TuneOptions& options,
+                                       std::vector<std::string>& skipped) {
+  std::vector<EngineSpec> specs;
+  for (const auto& engine : options.engines) {
+    for (const auto& precision : options.precisions) {
+      const std::string why = engine_cannot_run(engine, options.device, precision);
+      if (!why.empty()) {
+        skipped.push_back(
+            fmt::format("{} {}: {}", engine, precision.empty() ? "(default)" : precision, why));
+        continue;
+      }
+      EngineSpec spec = parse_engine_spec(engine, options.device, precision);
+      check_engine_can_run(spec, options.model_path);
+      const bool seen = std::any_of(specs.begin(), specs.end(),
+                                    [&](const EngineSpec& s) { return s.label() == spec.label(); });
+      if (!seen) specs.push_back(std::move(spec));
+    }
+  }
+  if (specs.empty()) throw UsageError("tune: no engine can run: " + skipped.front());
+  return specs;
+}
+
+// Every candidate of every engine: make_candidates once per engine of the search.
+std::vector<TuneCandidate> engine_candidates(const std::vector<TuneCandidate>& placements,
+                                             const std::vector<EngineSpec>& engines) {
+  std::vector<TuneCandidate> out;
+  for (const EngineSpec& engine : engines) {
+    for (TuneCandidate c : placements) {
+      c.engine = engine.backend;
+      c.precision = engine.precision;
+      out.push_back(std::move(c));
+    }
+  }
+  return out;
+}
+
 // The profile of the search's winner.
 Profile winner_profile(const TuneOptions& options, const MachineInfo& machine,
-                       const ModelFingerprint& model, const EngineSpec& engine,
-                       const SearchResult& search) {
+                       const ModelFingerprint& model, const SearchResult& search) {
   const CandidateResult& winner = search.ranking.front();
   Profile p;
   p.machine = machine_fingerprint(machine, backend_version("ort"));
   p.model = model;
-  p.device = engine.device();
-  p.engine = engine.backend;
-  p.precision = engine.precision;
+  p.device = candidate_engine(winner.candidate, options.device).device();
+  p.engine = winner.candidate.engine;
+  p.precision = winner.candidate.precision;
   p.plan = {winner.candidate.layout, winner.candidate.batch, winner.candidate.workers,
             winner.candidate.threads, options.membind};
   p.ranking = ranking_table(search.ranking).to_json();
@@ -396,7 +436,7 @@ void verify_by_sweep(const std::vector<TuneCandidate>& candidates, const TuneOpt
   SweepResult& sweep = result.sweep;
   for (size_t i = 0; i < candidates.size(); ++i) {
     if (options.progress) {
-      options.progress(fmt::format("verify sweep: {} b={} ({}/{})", candidates[i].layout,
+      options.progress(fmt::format("verify sweep: {} b={} ({}/{})", candidates[i].group(),
                                    candidates[i].batch, i + 1, candidates.size()));
     }
     CandidateResult r;
@@ -415,7 +455,7 @@ void verify_by_sweep(const std::vector<TuneCandidate>& candidates, const TuneOpt
   if (sweep.best >= 0) {
     sweep.rows[sweep.best].outcome = "best";
     for (const auto& r : sweep.rows) {
-      if (r.candidate.layout == winner.candidate.layout &&
+      if (r.candidate.group() == winner.candidate.group() &&
           r.candidate.batch == winner.candidate.batch && measured_ok(r.last))
         result.gap_percent = 100.0 * (r.mean / sweep.rows[sweep.best].mean - 1.0);
     }
@@ -432,9 +472,11 @@ TuneResult tune(const TuneOptions& options) {
   const ModelFingerprint model = model_fingerprint(options.model_path);
   const std::vector<std::string> layouts =
       options.layouts.empty() ? candidate_layouts(machine) : options.layouts;
-  const auto candidates = make_candidates(machine, layouts, options.batch_sizes, options.membind);
-  const EngineSpec engine = parse_engine_spec(options.engine, options.device, options.precision);
-  const BenchOptions bench = tune_bench_options(options, engine);
+  TuneResult result;
+  const auto candidates =
+      engine_candidates(make_candidates(machine, layouts, options.batch_sizes, options.membind),
+                        search_engines(options, result.skipped));
+  const BenchOptions bench = tune_bench_options(options);
   // The exhaustive sweep of --verify measures as `tessera bench` does: new sessions per case,
   // which get the two warm-up batches a fresh session needs (as in the pools below).
   const MeasureFn measure_as_bench = [&](const TuneCandidate& c, int64_t work) {
@@ -442,26 +484,29 @@ TuneResult tune(const TuneOptions& options) {
     o.batches = timed_batches(c, work);
     o.warmup = std::max(2, bench.warmup);
     const auto start = Clock::now();
-    const BenchRow row = run_bench_case(o, machine, engine, c.layout, c.batch);
+    const BenchRow row =
+        run_bench_case(o, machine, candidate_engine(c, options.device), c.layout, c.batch);
     return to_measurement(row, seconds_since(start), row.session_s);
   };
-  // The search keeps one layout's workers and sessions alive while it measures that layout's
-  // candidates (successive_halving measures them one layout after the other), built once for
-  // the layout's largest batch. A layout whose pool cannot be built for lack of memory falls
-  // back to one session per measurement.
+  // The search keeps one group's workers and engines alive while it measures that group's
+  // candidates (successive_halving measures them one group after the other: same engine,
+  // precision and layout), built once for the group's largest batch. A group whose pool cannot
+  // be built for lack of memory falls back to one session per measurement.
   std::map<std::string, int64_t> largest_batch;
   for (const auto& c : candidates)
-    largest_batch[c.layout] = std::max(largest_batch[c.layout], c.batch);
+    largest_batch[c.group()] = std::max(largest_batch[c.group()], c.batch);
   std::unique_ptr<BenchPool> pool;
+  std::string pool_group;
   const MeasureFn measure = [&](const TuneCandidate& c, int64_t work) {
     const auto start = Clock::now();
     double session_s = 0;
     bool fresh = false;  // the pool was built for this measurement
-    if (!pool || pool->layout() != c.layout) {
+    if (!pool || pool_group != c.group()) {
       pool.reset();
       try {
-        pool =
-            std::make_unique<BenchPool>(bench, machine, engine, c.layout, largest_batch[c.layout]);
+        pool = std::make_unique<BenchPool>(bench, machine, candidate_engine(c, options.device),
+                                           c.layout, largest_batch[c.group()]);
+        pool_group = c.group();
         session_s = pool->session_s();
         fresh = true;
       } catch (const OutOfMemoryError&) {
@@ -485,10 +530,9 @@ TuneResult tune(const TuneOptions& options) {
   search.growth = options.growth;
   search.progress = options.progress;
 
-  TuneResult result;
   result.search = successive_halving(candidates, search, measure);
   pool.reset();
-  result.profile = winner_profile(options, machine, model, engine, result.search);
+  result.profile = winner_profile(options, machine, model, result.search);
   if (options.verify) verify_by_sweep(candidates, options, measure_as_bench, result);
   return result;
 }
@@ -515,6 +559,7 @@ Table ranking_table(const std::vector<CandidateResult>& ranking) {
                {"ci95", "± 95% CI", 4},
                {"pixels_per_s", "px/s", 1},
                {"seconds", "s spent", 2},
+               {"engine", "engine", -1, false},
                {"outcome", "outcome", -1, false}});
   int rank = 0;
   for (const auto& r : ranking) {
@@ -525,7 +570,8 @@ Table ranking_table(const std::vector<CandidateResult>& ranking) {
         1, std::llround(static_cast<double>(r.work) / static_cast<double>(r.candidate.batch)));
     table.add_row({++rank, r.candidate.layout, r.candidate.workers, r.candidate.threads,
                    r.candidate.batch, r.rounds, batches * r.candidate.batch, num(r.mean),
-                   num(r.ci95), num(r.mean > 0 ? 1e3 / r.mean : 0), r.seconds, r.outcome});
+                   num(r.ci95), num(r.mean > 0 ? 1e3 / r.mean : 0), r.seconds,
+                   r.candidate.engine_label(), r.outcome});
   }
   return table;
 }
@@ -534,10 +580,10 @@ std::string tune_summary(const TuneResult& result, double budget_s) {
   const SearchResult& s = result.search;
   const CandidateResult& w = s.ranking.front();
   std::string out = fmt::format(
-      "best: {} ({} job(s) x {} thread(s)), batch {}: {:.4f} ± {:.4f} ms/pixel (95% CI), "
+      "best: {}, {} ({} job(s) x {} thread(s)), batch {}: {:.4f} ± {:.4f} ms/pixel (95% CI), "
       "{:.0f} px/s\n",
-      w.candidate.layout, w.candidate.workers, w.candidate.threads, w.candidate.batch, w.mean,
-      w.ci95, 1e3 / w.mean);
+      w.candidate.engine_label(), w.candidate.layout, w.candidate.workers, w.candidate.threads,
+      w.candidate.batch, w.mean, w.ci95, 1e3 / w.mean);
   out += fmt::format(
       "search: {} round(s), {} measurements, {:.1f} s of a {:.0f} s budget (session creation "
       "{:.1f} s){}\n",

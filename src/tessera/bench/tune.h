@@ -33,6 +33,14 @@ struct TuneCandidate {
   int workers = 1;
   int threads = 1;  // intra-op threads per worker
   int64_t batch = 0;
+  std::string engine = "ort";      // the backend (engine_spec.h)
+  std::string precision = "fp32";  // resolved, as EngineSpec::precision
+
+  // "native bf16": the engine and precision it runs at.
+  std::string engine_label() const { return engine + " " + precision; }
+  // Candidates of one group share their workers and engines while they are measured: the
+  // same engine, precision and layout.
+  std::string group() const { return engine_label() + " " + layout; }
 };
 
 // One timed run of one candidate.
@@ -103,10 +111,11 @@ double parse_budget(const std::string& text);
 struct TuneOptions {
   std::string model_path;
   std::string device = "cpu";
-  std::string engine = "ort";  // engine_spec.h
+  std::vector<std::string> engines{"ort"};  // engine_spec.h
   // A precision changes the numbers, so it is chosen, never searched beyond what is given: ""
-  // is the engine's default on the device (fp32 on a CPU).
-  std::string precision;
+  // is each engine's default on the device (fp32 on a CPU). Combinations an engine cannot run
+  // are left out (TuneResult::skipped).
+  std::vector<std::string> precisions{""};
   std::vector<std::string> layouts;  // empty: candidate_layouts()
   std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
   double budget_s = 120;
@@ -129,6 +138,8 @@ struct SweepResult {
 };
 
 struct TuneResult {
+  // "<engine> <precision>: <why>" for each combination of --engine and --precision left out.
+  std::vector<std::string> skipped;
   SearchResult search;
   Profile profile;  // the winner's plan with this machine's and model's fingerprints
   bool verified = false;

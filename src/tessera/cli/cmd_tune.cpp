@@ -15,10 +15,10 @@ namespace tessera::cli {
 
 void add_tune_command(CLI::App& root) {
   auto* cmd = root.add_subcommand(
-      "tune", "Find the fastest layout x batch size for this machine and write a profile");
+      "tune", "Find the fastest engine x layout x batch size for this machine and write a profile");
   struct Args {
     std::string model, device = "cpu", budget = "120s", profile, format = "md", membind = "local";
-    std::vector<std::string> layouts;
+    std::vector<std::string> layouts, engines{"ort"}, precisions{""};
     std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
     int reps = 3;
     int64_t start_pixels = 0;
@@ -29,6 +29,13 @@ void add_tune_command(CLI::App& root) {
   cmd->add_option("-m,--model", args->model,
                   "ONNX model (default: the built-in Tessera model, made if missing)");
   cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
+  cmd->add_option("--engine", args->engines, "Engines to search, comma separated: ort, native")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--precision", args->precisions,
+                  "Precisions to search, comma separated (only these: a precision changes the "
+                  "numbers); default: each engine's own (fp32 on CPUs)")
+      ->delimiter(',');
   cmd->add_option("--budget", args->budget, "Time budget for the search: 120, 120s, 2m, 1h")
       ->capture_default_str();
   auto* output = cmd->add_option("-o,--output", args->profile,
@@ -68,6 +75,8 @@ void add_tune_command(CLI::App& root) {
     TuneOptions options;
     options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
     options.device = args->device;
+    options.engines = args->engines;
+    options.precisions = args->precisions;
     options.budget_s = parse_budget(args->budget);
     options.layouts = args->layouts;
     options.batch_sizes = args->batch_sizes;
@@ -90,6 +99,7 @@ void add_tune_command(CLI::App& root) {
           std::cout << "\nsweep:\n"
                     << ranking_table(fastest_first(result.sweep.rows)).to_markdown();
         if (!args->profile.empty()) std::cout << "profile: " << args->profile << "\n";
+        for (const auto& line : result.skipped) std::cout << "skipped: " << line << "\n";
         break;
       case OutputFormat::kCsv:
         std::cout << ranking_table(result.search.ranking).to_csv();
