@@ -8,6 +8,12 @@ weights, and either checks it against ONNX Runtime or times it.
   torch_peer.py check --model M.onnx --tessera BIN [--pixels 4]
       random inputs -> `BIN run-model` (ONNX Runtime) and torch fp32; prints the max abs error,
       exit 1 when it is above 1e-4.
+  torch_peer.py agree --model M.onnx --tessera BIN [--pixels 128] [--threads 2]
+      the same random inputs through torch fp32 and bf16 autocast and through `BIN run-model`
+      (ort fp32, native fp32 / bf16 / int8); every output quantised with tessera's int8 rule
+      and compared (int8 values equal and within one step, largest difference, cosine of the
+      dequantised embeddings: mean, 0.1 % quantile, minimum): each tessera run against ort
+      fp32, torch bf16 against torch fp32. Prints a Markdown table.
   torch_peer.py bench --model M.onnx [--device cpu,cuda:0] [-t 1,2] [-b 64,256] [--batches N]
                       [-r R] [--precision fp32,tf32,bf16] [-o out.json]
       the loop of `tessera bench` (warm-up, then reps x batches, every batch timed); prints a
@@ -377,6 +383,84 @@ def run_check(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# agree
+
+
+def quantise(x):
+    """tessera's int8 rule (src/tessera/pipeline/quantiser.h), in float32."""
+    x = x.astype(np.float32)
+    scale = np.maximum(np.abs(x).max(axis=1, keepdims=True) / np.float32(127), np.float32(1e-8))
+    q = np.clip(np.rint(x / scale), -128, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
+def agreement(reference, other):
+    """The numbers of `tessera compare` for two float outputs [pixels, dim]."""
+    qa, sa = quantise(reference)
+    qb, sb = quantise(other)
+    diff = np.abs(qa.astype(np.int16) - qb.astype(np.int16))
+    ea, eb = qa * sa.astype(np.float64), qb * sb.astype(np.float64)
+    cos = np.sort((ea * eb).sum(1) / np.sqrt((ea * ea).sum(1) * (eb * eb).sum(1)))
+    return {"equal %": 100.0 * float((diff == 0).mean()),
+            "within 1 %": 100.0 * float((diff <= 1).mean()),
+            "max diff": int(diff.max()), "cosine mean": float(cos.mean()),
+            "cosine 0.1 %": float(cos[int(0.001 * (len(cos) - 1))]),
+            "cosine min": float(cos[0])}
+
+
+def tessera_outputs(args, s2_path, s1_path, workdir, runs):
+    """`BIN run-model` for each (engine, precision) in `runs`: {label: output}."""
+    outputs = {}
+    for engine, precision in runs:
+        out_path = os.path.join(workdir, f"{engine}_{precision}.npy")
+        command = [args.tessera, "run-model", "-m", args.model, "--s2", s2_path, "--s1", s1_path,
+                   "-o", out_path, "--force", "--engine", engine, "--precision", precision,
+                   "--threads", str(args.threads)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise PeerError(f"{args.tessera} run-model failed (exit {done.returncode}): {last}")
+        outputs[f"tessera {engine} {precision}"] = np.load(out_path)
+    return outputs
+
+
+def run_agree(args):
+    sizes, weights, _ = load_onnx(args.model, args.heads)
+    model = build_model(weights, sizes, args.model)
+    del weights
+    rng = np.random.default_rng(args.seed)
+    s2 = make_inputs(rng, args.pixels, sizes["s2_steps"], sizes["s2_bands"])
+    s1 = make_inputs(rng, args.pixels, sizes["s1_steps"], sizes["s1_bands"])
+    with tempfile.TemporaryDirectory(prefix="torch_peer_") as workdir:
+        s2_path, s1_path = os.path.join(workdir, "s2.npy"), os.path.join(workdir, "s1.npy")
+        np.save(s2_path, s2)
+        np.save(s1_path, s1)
+        runs = [("ort", "fp32"), ("native", "fp32"), ("native", "bf16"), ("native", "int8")]
+        outputs = tessera_outputs(args, s2_path, s1_path, workdir, runs)
+    torch.set_num_threads(args.threads)
+    with torch.inference_mode():
+        x2, x1 = torch.from_numpy(s2), torch.from_numpy(s1)
+        torch_fp32 = model(x2, x1).float().numpy()
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            torch_bf16 = model(x2, x1).float().numpy()
+    reference = outputs["tessera ort fp32"]
+    rows = [(label, "tessera ort fp32", agreement(reference, out))
+            for label, out in outputs.items() if label != "tessera ort fp32"]
+    rows.append(("torch fp32", "tessera ort fp32", agreement(reference, torch_fp32)))
+    rows.append(("torch bf16 autocast", "torch fp32", agreement(torch_fp32, torch_bf16)))
+    keys = list(rows[0][2])
+    print(f"{args.pixels} pixels of random inputs (seed {args.seed}), model {args.model}")
+    print("| run | against | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---:|" * len(keys))
+    for label, against, numbers in rows:
+        cells = [f"{numbers[k]:.7f}" if k.startswith("cosine") else
+                 (f"{numbers[k]:.2f}" if isinstance(numbers[k], float) else str(numbers[k]))
+                 for k in keys]
+        print(f"| {label} | {against} | " + " | ".join(cells) + " |")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # bench
 
 
@@ -617,6 +701,12 @@ def parse_args(argv):
     check.add_argument("--device", default="cpu", help="torch device: cpu or cuda:N")
     check.add_argument("--workdir", help="keep the .npy files here (default: a temporary dir)")
 
+    agree = sub.add_parser("agree", help="int8 agreement of each precision with fp32")
+    common(agree)
+    agree.add_argument("--tessera", required=True, help="the tessera binary")
+    agree.add_argument("--pixels", type=int, default=128, help="pixels of random input")
+    agree.add_argument("--threads", type=int, default=2, help="threads of every run")
+
     bench = sub.add_parser("bench", help="time the model like tessera bench")
     common(bench)
     bench.add_argument("--device", default="cpu", help="devices, comma separated: cpu, cuda:N")
@@ -633,7 +723,8 @@ def parse_args(argv):
 def main(argv):
     args = parse_args(argv)
     try:
-        return run_check(args) if args.command == "check" else run_bench(args)
+        runs = {"check": run_check, "agree": run_agree, "bench": run_bench}
+        return runs[args.command](args)
     except PeerError as e:
         print(f"{TOOL}: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, PeerUsageError) else EXIT_ERROR

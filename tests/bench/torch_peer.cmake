@@ -66,11 +66,30 @@ EOF
 grep -q "| torch " "$dir/r.md" || { echo "r.md does not name the torch rows" >&2; exit 1; }
 ]=])
 
+# The agreement table (torch_peer.py agree): every row present, tessera's fp32 runs equal to ORT.
+file(WRITE "${_torch_peer_dir}/agree.sh" [=[
+tessera=$1 dir=$2 python=$3 peer=$4
+"$tessera" make-model --d-model 64 --layers 2 --heads 4 --ffn 128 --s2-steps 12 --s1-steps 8 \
+  --force -o "$dir/agree.onnx" >/dev/null || exit 1
+"$python" "$peer" agree --model "$dir/agree.onnx" --tessera "$tessera" --pixels 16 >"$dir/agree.md"
+rc=$?
+[ "$rc" -eq 3 ] && exit 77
+[ "$rc" -eq 0 ] || exit "$rc"
+for row in "tessera native fp32 | tessera ort fp32 | 100.00 | 100.00 | 0 |" \
+           "tessera native bf16 | tessera ort fp32 |" "tessera native int8 | tessera ort fp32 |" \
+           "torch fp32 | tessera ort fp32 | 100.00 | 100.00 | 0 |" "torch bf16 autocast | torch fp32 |"; do
+  grep -qF "| $row" "$dir/agree.md" || { echo "agree.md lacks: $row" >&2; cat "$dir/agree.md" >&2; exit 1; }
+done
+]=])
+
 add_test(NAME torch_peer_check
          COMMAND sh ${_torch_peer_dir}/check.sh ${TESSERA_BIN} ${_torch_peer_dir}
                  ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
 add_test(NAME torch_peer_report
          COMMAND sh ${_torch_peer_dir}/report.sh ${TESSERA_BIN} ${_torch_peer_dir}
                  ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
-set_tests_properties(torch_peer_check torch_peer_report
+add_test(NAME torch_peer_agree
+         COMMAND sh ${_torch_peer_dir}/agree.sh ${TESSERA_BIN} ${_torch_peer_dir}
+                 ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
+set_tests_properties(torch_peer_check torch_peer_report torch_peer_agree
                      PROPERTIES LABELS bench TIMEOUT 120 SKIP_RETURN_CODE 77)
