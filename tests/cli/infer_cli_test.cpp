@@ -35,8 +35,7 @@ const std::string& small_model() {
 std::string make_tile(const std::string& name) {
   const std::string dir = kDir + "/tiles/" + name;
   fs::remove_all(dir);
-  const auto r =
-      run_cli("synth -o " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
+  const auto r = run_cli("synth -o " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return dir;
 }
@@ -201,10 +200,9 @@ TEST(InferCli, AnOutputNeverReplacesTheTilesOwnInput) {
   // A flat tile named "masks" written into itself: its output masks.npy is its input.
   const std::string tile = kDir + "/flat/masks";
   fs::remove_all(tile);
-  ASSERT_EQ(
-      run_cli("synth -o " + tile + " --size 4x4 --s2-steps 12 --s1-steps 4/4 --layout flat")
-          .exit_code,
-      0);
+  ASSERT_EQ(run_cli("synth -o " + tile + " --size 4x4 --s2-steps 12 --s1-steps 4/4 --layout flat")
+                .exit_code,
+            0);
   const auto before = fs::file_size(tile + "/masks.npy");
   const auto r =
       run_cli("infer " + tile + " -o " + tile + " -m " + small_model() + " --layout 1x1");

@@ -43,8 +43,7 @@ const std::string& small_model() {
 std::string make_tile(const std::string& name) {
   const std::string dir = kDir + "/tiles/" + name;
   fs::remove_all(dir);
-  const auto r =
-      run_cli("synth -o " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
+  const auto r = run_cli("synth -o " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return dir;
 }
@@ -127,9 +126,9 @@ TEST(TrustCli, AFullDiskKeepsTheJournalAndTheNextRunResumes) {
   fs::remove_all(dir);
   fs::create_directories(dir + "/mnt");
   const std::string tile = dir + "/grid_7.05_8.05";
-  ASSERT_EQ(run_cli("synth -o " + tile + " --size 64x64 --s2-steps 12 --s1-steps 4/4 --seed 2")
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      run_cli("synth -o " + tile + " --size 64x64 --s2-steps 12 --s1-steps 4/4 --seed 2").exit_code,
+      0);
   const std::string infer = std::string(TESSERA_BIN) + " infer " + tile + " -m " + small_model() +
                             " --layout 1x1 -b 1 -o ";
   ASSERT_EQ(std::system((infer + dir + "/reference >/dev/null 2>&1").c_str()), 0);

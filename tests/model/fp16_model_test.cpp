@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "tessera/common/error.h"
-#include "tessera/engine/ort/ort_engine.h"
 #include "tessera/engine/dummy_inputs.h"
+#include "tessera/engine/ort/ort_engine.h"
 #include "test_models.h"
 #include "test_support.h"
 

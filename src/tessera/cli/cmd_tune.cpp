@@ -13,6 +13,39 @@
 
 namespace tessera::cli {
 
+namespace {
+
+// The ranking (and the verify sweep) in `format`, then what the search left out.
+void print_tune_result(const TuneResult& result, OutputFormat format, const std::string& profile,
+                       double budget_s) {
+  switch (format) {
+    case OutputFormat::kMarkdown:
+      std::cout << ranking_table(result.search.ranking).to_markdown() << "\n"
+                << tune_summary(result, budget_s);
+      if (result.verified)
+        std::cout << "\nsweep:\n" << ranking_table(fastest_first(result.sweep.rows)).to_markdown();
+      if (!profile.empty()) std::cout << "profile: " << profile << "\n";
+      for (const auto& line : result.skipped) std::cout << "skipped: " << line << "\n";
+      break;
+    case OutputFormat::kCsv:
+      std::cout << ranking_table(result.search.ranking).to_csv();
+      break;
+    case OutputFormat::kJson: {
+      nlohmann::json doc = profile_json(result.profile);
+      if (result.verified) {
+        doc["verify"] = {{"sweep", ranking_table(fastest_first(result.sweep.rows)).to_json()},
+                         {"sweep_seconds", result.sweep.seconds},
+                         {"gap_percent", result.gap_percent},
+                         {"time_fraction", result.time_fraction}};
+      }
+      std::cout << doc.dump(2) << "\n";
+      break;
+    }
+  }
+}
+
+}  // namespace
+
 void add_tune_command(CLI::App& root) {
   auto* cmd = root.add_subcommand(
       "tune", "Find the fastest engine x layout x batch size for this machine and write a profile");
@@ -91,31 +124,7 @@ void add_tune_command(CLI::App& root) {
     const TuneResult result = tune(options);
     status.clear();
     if (!args->profile.empty()) write_profile(result.profile, args->profile);
-    switch (format) {
-      case OutputFormat::kMarkdown:
-        std::cout << ranking_table(result.search.ranking).to_markdown() << "\n"
-                  << tune_summary(result, options.budget_s);
-        if (result.verified)
-          std::cout << "\nsweep:\n"
-                    << ranking_table(fastest_first(result.sweep.rows)).to_markdown();
-        if (!args->profile.empty()) std::cout << "profile: " << args->profile << "\n";
-        for (const auto& line : result.skipped) std::cout << "skipped: " << line << "\n";
-        break;
-      case OutputFormat::kCsv:
-        std::cout << ranking_table(result.search.ranking).to_csv();
-        break;
-      case OutputFormat::kJson: {
-        nlohmann::json doc = profile_json(result.profile);
-        if (result.verified) {
-          doc["verify"] = {{"sweep", ranking_table(fastest_first(result.sweep.rows)).to_json()},
-                           {"sweep_seconds", result.sweep.seconds},
-                           {"gap_percent", result.gap_percent},
-                           {"time_fraction", result.time_fraction}};
-        }
-        std::cout << doc.dump(2) << "\n";
-        break;
-      }
-    }
+    print_tune_result(result, format, args->profile, options.budget_s);
   });
 }
 
