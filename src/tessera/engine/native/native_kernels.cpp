@@ -6,9 +6,15 @@
 #include <vector>
 
 // Hot loops are compiled for AVX-512 and AVX2 as well as the baseline x86-64; the loader picks
-// the best the CPU runs (the binary stays portable: no -march).
+// the best the CPU runs (the binary stays portable: no -march). Not under ThreadSanitizer: the
+// loader runs the clones' resolvers before TSan's runtime exists, and an instrumented resolver
+// crashes the program before main (scripts/test.sh's TSan build).
+#if defined(__SANITIZE_THREAD__)
+#define TESSERA_VECTOR_CLONES
+#else
 #define TESSERA_VECTOR_CLONES \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#endif
 
 namespace tessera {
 namespace {
