@@ -119,7 +119,8 @@ TEST(InferCli, ExistingOutputsSurviveAFailedForcedRun) {
   for (const auto& entry : fs::directory_iterator(out))
     left.push_back(entry.path().filename().string());
   std::sort(left.begin(), left.end());
-  EXPECT_EQ(left, (std::vector<std::string>{"grid_5.00_6.00.npy", "grid_5.00_6.00_scales.npy"}));
+  EXPECT_EQ(left, (std::vector<std::string>{"grid_5.00_6.00.lock", "grid_5.00_6.00.npy",
+                                            "grid_5.00_6.00_scales.npy"}));
 }
 
 TEST(InferCli, NoTiles) {

@@ -13,6 +13,7 @@
 #include "tessera/common/error.h"
 #include "tessera/common/output_location.h"
 #include "tessera/io/atomic_file.h"
+#include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
 #include "tessera/model/default_model.h"
 #include "tessera/topology/binding.h"
@@ -159,6 +160,7 @@ Plan plan_this_rank(const MpiJob& job, const InferJobOptions& options,
 
 // The line `tessera infer` prints for one finished tile, `prefix` before it.
 std::string tile_line(const std::string& prefix, const TileSummary& s, const std::string& out_dir) {
+  if (s.status == TileStatus::kLocked) return prefix + lock_held_line(s.grid, s.lock_path) + "\n";
   if (s.status == TileStatus::kSkipped) {
     return fmt::format("{}{}: skipped, outputs exist in {} (--force recomputes)\n", prefix, s.grid,
                        out_dir);
@@ -217,6 +219,19 @@ void write_summary(const std::string& path, const nlohmann::json& summary) {
   file.commit();
 }
 
+// Tiles skipped because another run held their locks were not written by this job: it fails,
+// after every other tile has run, with one line saying how many (each has had its own line).
+void throw_if_tiles_locked(const DispatchResult& result) {
+  size_t locked = 0;
+  for (const auto& tile : result.tiles)
+    if (tile.value("status", "") == tile_status_name(TileStatus::kLocked)) ++locked;
+  if (locked == 0) return;
+  throw Error(fmt::format(
+      "{} of {} tiles skipped: another tessera run is writing them (run again once it has "
+      "finished)",
+      locked, result.tiles.size()));
+}
+
 }  // namespace
 
 void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream& err) {
@@ -255,6 +270,7 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
   if (job.active()) out << "\n" << rank_table(result).to_markdown() << std::flush;
   if (!options.summary.empty())
     write_summary(options.summary, summary_json(job, options, plan, result));
+  throw_if_tiles_locked(result);
 }
 
 }  // namespace tessera
