@@ -216,3 +216,59 @@ TEST(InferCli, AnOutputNeverReplacesTheTilesOwnInput) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string slurp_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+// --summary never replaces an input (a tile's file, the model, the tile list, a profile) or
+// another file of the run, not even with --force, and an existing file only with --force. Every
+// refusal comes before the first tile runs, and leaves the file as it was.
+TEST(InferCli, TheSummaryNeverReplacesAnInputOrAnOutputAndAFileOnlyWithForce) {
+  const std::string tile = make_tile("grid_9.00_9.00");
+  const std::string out = kDir + "/out_summary";
+  fs::remove_all(out);
+  const std::string list = kDir + "/summary_tiles.txt";
+  std::ofstream(list) << tile << "\n";
+  const std::string profile = kDir + "/summary_profile.json";
+  std::ofstream(profile) << "{}";
+  const std::string run = "infer -m " + small_model() + " --layout 1x1 -o " + out + " ";
+  const auto refused = [&](const std::string& args, const std::string& file,
+                           const std::string& message) {
+    const std::string before = slurp_file(file);
+    const auto r = run_cli(run + args);
+    EXPECT_EQ(r.exit_code, 1) << args;
+    EXPECT_EQ(r.err, "tessera: " + message + "\n") << args;
+    EXPECT_EQ(slurp_file(file), before) << args;
+    EXPECT_FALSE(fs::exists(out + "/grid_9.00_9.00.npy")) << args;
+  };
+  const std::string input = ": is also an input of this command";
+  for (const std::string& file : {tile + "/s2/doys.npy", small_model()}) {
+    refused(tile + " --force --summary " + file, file, file + input);
+  }
+  refused("--tiles " + list + " --force --summary " + list, list, list + input);
+  refused(tile + " --profile " + profile + " --force --summary " + profile, profile,
+          profile + input);
+  // The run's own outputs, there or still to come.
+  for (const char* name : {"grid_9.00_9.00.npy", "grid_9.00_9.00_scales.npy",
+                           "grid_9.00_9.00.journal", "grid_9.00_9.00.lock"}) {
+    const auto r = run_cli(run + tile + " --force --summary " + out + "/" + std::string(name));
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.err, "tessera: " + out + "/" + std::string(name) +
+                         ": is also an output of this run (" + out + "/" + name + ")\n");
+    EXPECT_FALSE(fs::exists(out + "/grid_9.00_9.00.npy"));
+  }
+  // An existing file: only with --force.
+  const std::string summary = kDir + "/existing_summary.json";
+  std::ofstream(summary) << "mine";
+  refused(tile + " --summary " + summary, summary,
+          summary + ": already exists (use --force to overwrite)");
+  const auto r = run_cli(run + tile + " --force --summary " + summary);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(slurp_file(summary))["tool"], "tessera infer");
+}

@@ -26,7 +26,11 @@ struct InferJobOptions {
   InferOptions infer;
   std::string layout = "core";
   std::string membind = "local";
-  std::string summary;  // the JSON summary's path ("": none)
+  // The JSON summary's path ("": none). It never replaces an input or another file of the run,
+  // and replaces an existing file only with infer.force (--force).
+  std::string summary;
+  // Other files the job reads (the CLI's --profile): the summary never replaces one.
+  std::vector<std::string> inputs;
   // Called on every rank once its CPUs and the model are settled, before the plan: fills the
   // defaults the user did not give (the CLI's --profile). May be empty.
   std::function<void(InferJobOptions&)> fill_defaults;
