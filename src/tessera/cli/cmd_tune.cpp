@@ -65,8 +65,12 @@ void add_tune_command(CLI::App& root) {
     check_renamed_option("tune", *output, *old_output, "the profile's path");
     check_renamed_option("tune", *batch, *old_batch, "the batch sizes");
     const OutputFormat format = parse_output_format(args->format);
-    // The profile never replaces the model; an existing file only with --force.
-    if (!args->profile.empty()) check_new_output(args->profile, args->force, {args->model});
+    // The profile never replaces the model (the built-in one without -m); an existing file only
+    // with --force.
+    if (!args->profile.empty()) {
+      check_new_output(args->profile, args->force,
+                       {args->model.empty() ? default_model_path() : args->model});
+    }
     TuneOptions options;
     options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
     options.device = args->device;
