@@ -1,6 +1,9 @@
 // `tessera infer` as a user runs it: skip / force, and bad input that must leave no output.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -271,4 +274,42 @@ TEST(InferCli, TheSummaryNeverReplacesAnInputOrAnOutputAndAFileOnlyWithForce) {
   const auto r = run_cli(run + tile + " --force --summary " + summary);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(slurp_file(summary))["tool"], "tessera infer");
+}
+
+// A tile whose lock another process holds is skipped with one line and left untouched; the other
+// tiles run; the job exits 1 at the end, saying how many tiles it skipped.
+TEST(InferCli, ATileLockedByAnotherRunIsSkippedAndTheRunFailsAtTheEnd) {
+  const std::string a = make_tile("grid_3.00_3.00");
+  const std::string b = make_tile("grid_4.00_4.00");
+  const std::string out = kDir + "/out_locked";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  const std::string lock = out + "/grid_3.00_3.00.lock";
+  // Held here as another tessera run would hold it (an open file description of its own).
+  const int fd = ::open(lock.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const std::string summary = kDir + "/locked_summary.json";
+  fs::remove(summary);
+  auto r = run_cli("infer " + a + " " + b + " -m " + small_model() + " --layout 1x1 -o " + out +
+                   " --summary " + summary);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1),
+            "[1/2] grid_3.00_3.00: skipped, another tessera run is writing it (lock " + lock +
+                " held)\n");
+  EXPECT_EQ(r.err,
+            "tessera: 1 of 2 tiles skipped: another tessera run is writing them (run again once "
+            "it has finished)\n");
+  EXPECT_FALSE(fs::exists(out + "/grid_3.00_3.00.npy"));
+  EXPECT_FALSE(fs::exists(out + "/grid_3.00_3.00.npy.partial"));
+  EXPECT_TRUE(fs::exists(out + "/grid_4.00_4.00.npy"));
+  const auto tiles = nlohmann::json::parse(std::ifstream(summary))["tiles"];
+  EXPECT_EQ(tiles[0]["status"], "locked");
+  EXPECT_EQ(tiles[1]["status"], "done");
+  // Once released, the same command computes the tile (the other is skipped as done).
+  ::close(fd);
+  fs::remove(summary);
+  r = run_cli("infer " + a + " " + b + " -m " + small_model() + " --layout 1x1 -o " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/grid_3.00_3.00.npy"));
 }

@@ -44,7 +44,10 @@ struct InferJobOptions {
 
 // Runs the job. Per-tile lines (and under MPI the rank table) go to `out`, warnings to `err`.
 // Throws UsageError for an empty tile list, tiles that would write the same outputs, or a layout
-// that does not fit; Error for a tile's own errors.
+// that does not fit; Error for a tile's own errors, for a --summary path that would replace an
+// input, another file of the run or (without --force) an existing file, and, once every other
+// tile has run and the summary is written, for tiles skipped because another run held their
+// lock ("N of M tiles skipped: another tessera run is writing them ...").
 void run_infer_job(const InferJobOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace tessera
