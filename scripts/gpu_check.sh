@@ -89,7 +89,7 @@ stage_bench() {
   done
   "$B" bench -m "$model" --device cuda:0+io -b 1048576 --batches 1 -r 1 --warmup 0 --format md \
     >"$RESULTS/bench_oom.md"
-  "$B" report --from "${files[@]}" -o "$RESULTS/bench_gpu.md" >/dev/null
+  "$B" report --from "${files[@]}" -o "$RESULTS/bench_gpu.md" --force >/dev/null
   grep -A40 '^## All rows' "$RESULTS/bench_gpu.md" | grep '^|' | cut -d'|' -f3-17
 }
 
@@ -156,7 +156,7 @@ stage_cpu() {
   "$B" bench -m "$model" --layout "$layouts" --spawn process -b 256 --batches 1 -r 1 --warmup 1 \
     --format json >"$RESULTS/bench_cpu_process.json"
   "$B" report --from "$RESULTS/bench_cpu_thread.json" "$RESULTS/bench_cpu_process.json" \
-    -o "$RESULTS/bench_cpu.md" >/dev/null
+    -o "$RESULTS/bench_cpu.md" --force >/dev/null
   grep -A12 '^## All rows' "$RESULTS/bench_cpu.md" | grep '^|' | cut -d'|' -f3-17
 }
 

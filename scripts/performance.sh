@@ -53,5 +53,5 @@ done
 
 step "report"
 "$tessera" report --from threads.json batch.json layouts_thread.json layouts_process.json layouts_unpinned.json \
-  -o report.md
+  -o report.md --force
 echo "results in $out" >&2

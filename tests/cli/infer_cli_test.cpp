@@ -1,6 +1,9 @@
 // `tessera infer` as a user runs it: skip / force, and bad input that must leave no output.
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -118,7 +121,8 @@ TEST(InferCli, ExistingOutputsSurviveAFailedForcedRun) {
   for (const auto& entry : fs::directory_iterator(out))
     left.push_back(entry.path().filename().string());
   std::sort(left.begin(), left.end());
-  EXPECT_EQ(left, (std::vector<std::string>{"grid_5.00_6.00.npy", "grid_5.00_6.00_scales.npy"}));
+  EXPECT_EQ(left, (std::vector<std::string>{"grid_5.00_6.00.lock", "grid_5.00_6.00.npy",
+                                            "grid_5.00_6.00_scales.npy"}));
 }
 
 TEST(InferCli, NoTiles) {
@@ -213,3 +217,97 @@ TEST(InferCli, AnOutputNeverReplacesTheTilesOwnInput) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string slurp_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+// --summary never replaces an input (a tile's file, the model, the tile list, a profile) or
+// another file of the run, not even with --force, and an existing file only with --force. Every
+// refusal comes before the first tile runs, and leaves the file as it was.
+TEST(InferCli, TheSummaryNeverReplacesAnInputOrAnOutputAndAFileOnlyWithForce) {
+  const std::string tile = make_tile("grid_9.00_9.00");
+  const std::string out = kDir + "/out_summary";
+  fs::remove_all(out);
+  const std::string list = kDir + "/summary_tiles.txt";
+  std::ofstream(list) << tile << "\n";
+  const std::string profile = kDir + "/summary_profile.json";
+  std::ofstream(profile) << "{}";
+  const std::string run = "infer -m " + small_model() + " --layout 1x1 -o " + out + " ";
+  const auto refused = [&](const std::string& args, const std::string& file,
+                           const std::string& message) {
+    const std::string before = slurp_file(file);
+    const auto r = run_cli(run + args);
+    EXPECT_EQ(r.exit_code, 1) << args;
+    EXPECT_EQ(r.err, "tessera: " + message + "\n") << args;
+    EXPECT_EQ(slurp_file(file), before) << args;
+    EXPECT_FALSE(fs::exists(out + "/grid_9.00_9.00.npy")) << args;
+  };
+  const std::string input = ": is also an input of this command";
+  for (const std::string& file : {tile + "/s2/doys.npy", small_model()}) {
+    refused(tile + " --force --summary " + file, file, file + input);
+  }
+  refused("--tiles " + list + " --force --summary " + list, list, list + input);
+  refused(tile + " --profile " + profile + " --force --summary " + profile, profile,
+          profile + input);
+  // The run's own outputs, there or still to come.
+  for (const char* name : {"grid_9.00_9.00.npy", "grid_9.00_9.00_scales.npy",
+                           "grid_9.00_9.00.journal", "grid_9.00_9.00.lock"}) {
+    const auto r = run_cli(run + tile + " --force --summary " + out + "/" + std::string(name));
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.err, "tessera: " + out + "/" + std::string(name) +
+                         ": is also an output of this run (" + out + "/" + name + ")\n");
+    EXPECT_FALSE(fs::exists(out + "/grid_9.00_9.00.npy"));
+  }
+  // An existing file: only with --force.
+  const std::string summary = kDir + "/existing_summary.json";
+  std::ofstream(summary) << "mine";
+  refused(tile + " --summary " + summary, summary,
+          summary + ": already exists (use --force to overwrite)");
+  const auto r = run_cli(run + tile + " --force --summary " + summary);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(slurp_file(summary))["tool"], "tessera infer");
+}
+
+// A tile whose lock another process holds is skipped with one line and left untouched; the other
+// tiles run; the job exits 1 at the end, saying how many tiles it skipped.
+TEST(InferCli, ATileLockedByAnotherRunIsSkippedAndTheRunFailsAtTheEnd) {
+  const std::string a = make_tile("grid_3.00_3.00");
+  const std::string b = make_tile("grid_4.00_4.00");
+  const std::string out = kDir + "/out_locked";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  const std::string lock = out + "/grid_3.00_3.00.lock";
+  // Held here as another tessera run would hold it (an open file description of its own).
+  const int fd = ::open(lock.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  const std::string summary = kDir + "/locked_summary.json";
+  fs::remove(summary);
+  auto r = run_cli("infer " + a + " " + b + " -m " + small_model() + " --layout 1x1 -o " + out +
+                   " --summary " + summary);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1),
+            "[1/2] grid_3.00_3.00: skipped, another tessera run is writing it (lock " + lock +
+                " held)\n");
+  EXPECT_EQ(r.err,
+            "tessera: 1 of 2 tiles skipped: another tessera run is writing them (run again once "
+            "it has finished)\n");
+  EXPECT_FALSE(fs::exists(out + "/grid_3.00_3.00.npy"));
+  EXPECT_FALSE(fs::exists(out + "/grid_3.00_3.00.npy.partial"));
+  EXPECT_TRUE(fs::exists(out + "/grid_4.00_4.00.npy"));
+  const auto tiles = nlohmann::json::parse(std::ifstream(summary))["tiles"];
+  EXPECT_EQ(tiles[0]["status"], "locked");
+  EXPECT_EQ(tiles[1]["status"], "done");
+  // Once released, the same command computes the tile (the other is skipped as done).
+  ::close(fd);
+  fs::remove(summary);
+  r = run_cli("infer " + a + " " + b + " -m " + small_model() + " --layout 1x1 -o " + out);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(out + "/grid_3.00_3.00.npy"));
+}

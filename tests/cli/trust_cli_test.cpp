@@ -155,7 +155,8 @@ TEST(TrustCli, AFullDiskKeepsTheJournalAndTheNextRunResumes) {
                 "device\n");
   EXPECT_EQ(
       slurp(dir + "/left"),
-      "grid_7.05_8.05.journal\ngrid_7.05_8.05.npy.partial\ngrid_7.05_8.05_scales.npy.partial\n");
+      "grid_7.05_8.05.journal\ngrid_7.05_8.05.lock\ngrid_7.05_8.05.npy.partial\n"
+      "grid_7.05_8.05_scales.npy.partial\n");
   const auto summary = nlohmann::json::parse(slurp(dir + "/second.json"));
   EXPECT_GT(summary["tiles"][0]["batches_resumed"].get<int64_t>(), 900) << summary.dump();
   for (const std::string name : {"grid_7.05_8.05.npy", "grid_7.05_8.05_scales.npy"}) {

@@ -78,7 +78,7 @@ def main():
     if resumed < done or resumed >= total:
         fail("resumed %d batches; the journal held %d of %d" % (resumed, done, total))
     left = sorted(os.listdir(out))
-    if left != sorted(os.path.basename(p) for p in finals):
+    if left != sorted([GRID + ".lock"] + [os.path.basename(p) for p in finals]):  # the lock stays
         fail("output directory holds %s" % left)
     print("kill_resume: killed after %d of %d batches, resumed %d, outputs identical" % (done, total, resumed))
 
@@ -105,6 +105,7 @@ def other_precision(a, infer, infer_other, summary):
     kill_mid_tile(infer + ["-o", out], os.path.join(out, GRID + ".journal"), finals)
     reference = os.path.join(a.workdir, "reference_other_precision")
     run(infer_other + ["-o", reference])
+    os.remove(summary)  # the earlier runs' (replaced only with --force)
     result = run(infer_other + ["-o", out, "--summary", summary])
     said = "its journal was written by cpu:%s:%s, this run computes with cpu:%s:%s: " \
            "starting the tile over" % (a.engine, a.precision, a.engine, a.other_precision)
@@ -148,6 +149,8 @@ def kill_mid_tile(command, journal, finals):
 def rerun(command, summary, finals, reference):
     """Runs `command` to the end; its outputs must equal those in `reference`. Returns the
     summary's (batches resumed, batches)."""
+    if os.path.exists(summary):
+        os.remove(summary)  # an existing summary is replaced only with --force, which recomputes
     run(command + ["--summary", summary])
     tile = json.load(open(summary))["tiles"][0]
     for path in finals:

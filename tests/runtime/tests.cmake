@@ -17,3 +17,9 @@ set_tests_properties(infer_oracle infer_kill_resume infer_kill_resume_native
 add_test(NAME compare_embeddings
          COMMAND ${SYSTEM_PYTHON3} "${CMAKE_SOURCE_DIR}/tests/reference/compare_embeddings_test.py")
 set_tests_properties(compare_embeddings PROPERTIES LABELS runtime TIMEOUT 60)
+# Two infer runs with different models into one output directory: the tile's lock keeps every
+# output wholly one model's, and every exit code and message true.
+add_test(NAME infer_concurrent_runs
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/runtime/concurrent_runs.py"
+                 --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/concurrent_runs")
+set_tests_properties(infer_concurrent_runs PROPERTIES LABELS runtime TIMEOUT 180)

@@ -1,5 +1,6 @@
 // tessera compare: how far two runs' embeddings of the same tiles are apart (bench/compare.h).
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -27,7 +28,15 @@ void add_compare_command(CLI::App& root) {
   add_table_output_options(*cmd, args->output, "md, csv or json");
 
   cmd->callback([args] {
-    const OutputFormat format = resolve_table_output("compare", args->output, {args->a, args->b});
+    // The inputs: A and B, and when they are directories every file in them.
+    std::vector<std::string> inputs{args->a, args->b};
+    for (const std::string& dir : {args->a, args->b}) {
+      std::error_code ec;
+      for (auto it = std::filesystem::directory_iterator(dir, ec);
+           !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+        inputs.push_back(it->path().string());
+    }
+    const OutputFormat format = resolve_table_output("compare", args->output, inputs);
     const auto required = parse_requirements(args->require);
     const auto rows = compare_outputs(args->a, args->b);
     const Table table = agreement_table(rows);

@@ -85,11 +85,15 @@ void add_infer_command(CLI::App& root) {
   cmd->add_option("--repeat", options.repeat, "Passes with sampling offsets 0..R-1, averaged")
       ->check(whole_number_in(1, kMaxRepeat))
       ->capture_default_str();
-  cmd->add_flag("--force", options.force, "Recompute tiles whose outputs already exist");
+  cmd->add_flag("--force", options.force,
+                "Recompute tiles whose outputs already exist, and replace an existing --summary "
+                "file");
   cmd->add_flag("--no-resume", args->no_resume,
                 "Ignore the journal of an interrupted run and start over");
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
-  cmd->add_option("--summary", job.summary, "Write a JSON summary of the run to this file");
+  cmd->add_option("--summary", job.summary,
+                  "Write a JSON summary of the run to this file (never an input or another output; "
+                  "an existing file only with --force)");
   cmd->add_option("--profile", args->profile,
                   "Take layout, batch, membind, engine and precision defaults from a "
                   "`tessera tune` profile");
@@ -103,6 +107,7 @@ void add_infer_command(CLI::App& root) {
     job.infer.spinning = !args->no_spin;
     job.infer.model_path = args->model;  // "": the built-in model, made by the job
     if (!args->profile.empty()) {
+      job.inputs.push_back(args->profile);
       const std::string profile = args->profile;
       job.fill_defaults = [profile, cmd](InferJobOptions& job) {
         InferOptions& options = job.infer;

@@ -1,6 +1,7 @@
 // tessera topo: what the machine looks like (packages, NUMA nodes, L3 domains, distances, GPUs)
 // and, with --plan, where the workers of a layout would run.
 
+#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -37,14 +38,15 @@ void add_topo_command(CLI::App& root) {
   cmd->add_option("--cpu-model", args->cpu_model, "CPU model name to attach to every package");
   cmd->add_option("--export", args->export_path,
                   "Write the topology (with distances) as hwloc XML");
-  cmd->add_flag("--force", args->force, "Overwrite an existing --export file");
+  cmd->add_flag("--force", args->force, "Overwrite an existing --export or -o file");
   cmd->add_option("--plan", args->plan,
                   "Placement layout to plan: single, single:T, numa, numa:K, l3, core, JxT");
   cmd->add_option("--membind", args->membind, "Memory policy of the plan: local or interleave")
       ->capture_default_str();
-  add_table_output_options(*cmd, args->output, "md or json");
+  add_table_output_options(*cmd, args->output, "md or json", false);
 
   cmd->callback([args, cmd] {
+    args->output.force = args->force;
     const OutputFormat format = resolve_table_output("topo", args->output, {args->xml});
     if (format == OutputFormat::kCsv)
       throw UsageError("topo: output format csv is not supported (use md or json)");
@@ -53,6 +55,12 @@ void add_topo_command(CLI::App& root) {
       throw UsageError("topo: --synthetic needs a description, e.g. 'pack:2 numa:12 core:16 pu:2'");
     if (!args->export_path.empty()) {
       check_new_output(args->export_path, args->force, {args->xml});
+      // The table would replace the export it follows.
+      if (!args->output.path.empty() && std::filesystem::weakly_canonical(args->output.path) ==
+                                            std::filesystem::weakly_canonical(args->export_path)) {
+        throw UsageError("topo: " + args->export_path +
+                         " is both the --export file and the -o file");
+      }
     }
     Topology topology = !args->xml.empty()         ? Topology::from_xml(args->xml)
                         : !args->synthetic.empty() ? Topology::from_synthetic(args->synthetic)

@@ -56,7 +56,7 @@ void add_tune_command(CLI::App& root) {
     int reps = 3;
     int64_t start_pixels = 0;
     int growth = 8;
-    bool verify = false, no_spin = false;
+    bool verify = false, no_spin = false, force = false;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("-m,--model", args->model,
@@ -74,6 +74,7 @@ void add_tune_command(CLI::App& root) {
   auto* output = cmd->add_option("-o,--output", args->profile,
                                  "Write the chosen plan as a profile (JSON) here");
   auto* old_output = cmd->add_option("--out", args->profile)->group("");
+  cmd->add_flag("--force", args->force, "Replace an existing -o profile");
   cmd->add_option("--layouts", args->layouts,
                   "Layouts to try, comma separated (default: every distinct layout of this "
                   "machine)")
@@ -104,7 +105,12 @@ void add_tune_command(CLI::App& root) {
     check_renamed_option("tune", *output, *old_output, "the profile's path");
     check_renamed_option("tune", *batch, *old_batch, "the batch sizes");
     const OutputFormat format = parse_output_format(args->format);
-    if (!args->profile.empty()) check_output_location(args->profile);
+    // The profile never replaces the model (the built-in one without -m); an existing file only
+    // with --force.
+    if (!args->profile.empty()) {
+      check_new_output(args->profile, args->force,
+                       {args->model.empty() ? default_model_path() : args->model});
+    }
     TuneOptions options;
     options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
     options.device = args->device;

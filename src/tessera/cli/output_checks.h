@@ -9,16 +9,9 @@
 
 namespace tessera::cli {
 
-// An output file that the command replaces only with --force (models, exports, run outputs).
-// Throws Error "<path>: already exists (use --force to overwrite)" when it exists and `force` is
-// false; "<path>: is a directory"; "<path>: is also an input of this command" when it is the
-// same file as one of `inputs` (under any name), even with `force`; and the errors of
-// check_output_location.
-void check_new_output(const std::string& path, bool force,
-                      const std::vector<std::string>& inputs = {});
-
-// An output file that each run writes afresh (summaries, profiles, reports): see
-// common/output_location.h.
+// An output file that the command replaces only with --force, and one whose location alone is
+// checked: see common/output_location.h.
+using tessera::check_new_output;
 using tessera::check_output_location;
 
 }  // namespace tessera::cli

@@ -35,8 +35,10 @@ void check_renamed_option(const std::string& command, const CLI::Option& current
     say_deprecated(command, "--" + old.get_lnames().front(), "--" + current.get_lnames().front());
 }
 
-void add_table_output_options(CLI::App& cmd, TableOutput& out, const std::string& formats) {
+void add_table_output_options(CLI::App& cmd, TableOutput& out, const std::string& formats,
+                              bool with_force) {
   cmd.add_option("-o,--output", out.path, "Write the output to this file (default: stdout)");
+  if (with_force) cmd.add_flag("--force", out.force, "Replace an existing -o file");
   cmd.add_option("--format", out.format,
                  "Output format: " + formats + " (default: the -o file's extension, else md)");
 }
@@ -60,7 +62,7 @@ OutputFormat resolve_table_output(const std::string& command, TableOutput& out,
     format = extension == ".csv" ? "csv" : extension == ".json" ? "json" : "md";
   }
   const OutputFormat parsed = parse_output_format(format);
-  if (!out.path.empty()) check_new_output(out.path, true, inputs);
+  if (!out.path.empty()) check_new_output(out.path, out.force, inputs);
   return parsed;
 }
 

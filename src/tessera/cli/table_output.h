@@ -32,15 +32,19 @@ void check_renamed_option(const std::string& command, const CLI::Option& current
 struct TableOutput {
   std::string path;    // -o/--output; empty: stdout
   std::string format;  // --format; empty: the path's extension (.md, .csv, .json), else md
+  bool force = false;  // --force: an existing file at `path` may be replaced
 };
 
-// Declares -o/--output and --format on `cmd`; `formats` is the help text's list ("md or json").
-void add_table_output_options(CLI::App& cmd, TableOutput& out, const std::string& formats);
+// Declares -o/--output, --format and (unless `with_force` is false: a command whose own --force
+// sets out.force) --force on `cmd`; `formats` is the help text's list ("md or json").
+void add_table_output_options(CLI::App& cmd, TableOutput& out, const std::string& formats,
+                              bool with_force = true);
 
 // After parsing: the table's format. A path that is an old format name (the rule above) becomes
 // the format, with the deprecation line naming `command`, and out.path is cleared; with
 // --format given as well that is a usage error. Then, unless the table goes to stdout, checks
-// (before any work) that out.path can be written and is none of `inputs`.
+// (before any work) that out.path can be written, is none of `inputs` (not even with --force),
+// and is not an existing file unless out.force (check_new_output).
 OutputFormat resolve_table_output(const std::string& command, TableOutput& out,
                                   const std::vector<std::string>& inputs);
 

@@ -13,6 +13,7 @@
 #include "tessera/common/error.h"
 #include "tessera/common/output_location.h"
 #include "tessera/io/atomic_file.h"
+#include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
 #include "tessera/model/default_model.h"
 #include "tessera/topology/binding.h"
@@ -52,11 +53,55 @@ std::vector<std::string> without_repeats(const std::vector<std::string>& listed,
   return tiles;
 }
 
+// True when `a` and `b` name the same file, whether it exists or not.
+bool same_path(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (fs::equivalent(a, b, ec)) return true;
+  return fs::weakly_canonical(fs::absolute(a), ec) == fs::weakly_canonical(fs::absolute(b), ec);
+}
+
+// The summary never replaces an input (a tile's file, the model, the tile list, a profile) or
+// another file of the run (any listed tile's outputs, partial outputs, journal or lock), not even
+// with --force; it replaces an existing file only with --force. It must be writable, or be inside
+// the output directory that the run creates.
+void check_summary_path(const std::vector<std::string>& tiles, const InferJobOptions& options) {
+  const std::string& summary = options.summary;
+  const std::string& out = options.infer.out_dir;
+  for (const std::string& tile : tiles) {
+    const std::string grid = tile_grid_name(tile);
+    for (const char* suffix :
+         {".npy", "_scales.npy", ".journal", ".lock", ".npy.partial", "_scales.npy.partial"}) {
+      const std::string output = (fs::path(out) / (grid + suffix)).string();
+      if (same_path(summary, output))
+        throw Error(fmt::format("{}: is also an output of this run ({})", summary, output));
+    }
+  }
+  std::error_code ec;
+  if (fs::exists(summary, ec) || fs::is_symlink(summary, ec)) {
+    std::vector<std::string> inputs = options.inputs;
+    for (const std::string& file : {options.infer.model_path, options.tile_list})
+      if (!file.empty()) inputs.push_back(file);
+    for (const std::string& tile : tiles) {  // every file of every tile
+      for (auto it = fs::recursive_directory_iterator(tile, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+        inputs.push_back(it->path().string());
+    }
+    check_new_output(summary, options.infer.force, inputs);
+    return;
+  }
+  const auto directory_of = [](const fs::path& file) {
+    const fs::path parent = file.parent_path();
+    return (fs::absolute(parent.empty() ? fs::path(".") : parent) / "").lexically_normal();
+  };
+  if (fs::exists(out) || directory_of(summary) != (fs::absolute(out) / "").lexically_normal()) {
+    check_output_location(summary);
+  }
+}
+
 // Checks made before the first tile runs (by rank 0 alone in an MPI job): every tile exists, no
-// two directories share a grid name (their outputs would collide), and the summary can be
-// written, or will be inside the output directory that the run creates.
-void check_before_running(const std::vector<std::string>& tiles, const std::string& summary,
-                          const std::string& out) {
+// two directories share a grid name (their outputs would collide), and the summary's path
+// (check_summary_path).
+void check_before_running(const std::vector<std::string>& tiles, const InferJobOptions& options) {
   std::map<std::string, std::string> tile_of_grid;
   for (const std::string& tile : tiles) {
     require_tile_directory(tile);
@@ -70,14 +115,7 @@ void check_before_running(const std::vector<std::string>& tiles, const std::stri
     throw UsageError(fmt::format("tiles {} and {} are both named {}: their outputs would collide",
                                  other->second, tile, other->first));
   }
-  if (summary.empty()) return;
-  const auto directory_of = [](const fs::path& file) {
-    const fs::path parent = file.parent_path();
-    return (fs::absolute(parent.empty() ? fs::path(".") : parent) / "").lexically_normal();
-  };
-  if (fs::exists(out) || directory_of(summary) != (fs::absolute(out) / "").lexically_normal()) {
-    check_output_location(summary);
-  }
+  if (!options.summary.empty()) check_summary_path(tiles, options);
 }
 
 // Ranks that a launcher bound to the same CPUs of one host (mpirun --bind-to none, or to a
@@ -159,6 +197,7 @@ Plan plan_this_rank(const MpiJob& job, const InferJobOptions& options,
 
 // The line `tessera infer` prints for one finished tile, `prefix` before it.
 std::string tile_line(const std::string& prefix, const TileSummary& s, const std::string& out_dir) {
+  if (s.status == TileStatus::kLocked) return prefix + lock_held_line(s.grid, s.lock_path) + "\n";
   if (s.status == TileStatus::kSkipped) {
     return fmt::format("{}{}: skipped, outputs exist in {} (--force recomputes)\n", prefix, s.grid,
                        out_dir);
@@ -217,13 +256,36 @@ void write_summary(const std::string& path, const nlohmann::json& summary) {
   file.commit();
 }
 
+// Tiles skipped because another run held their locks were not written by this job: it fails,
+// after every other tile has run, with one line saying how many (each has had its own line).
+void throw_if_tiles_locked(const DispatchResult& result) {
+  size_t locked = 0;
+  for (const auto& tile : result.tiles)
+    if (tile.value("status", "") == tile_status_name(TileStatus::kLocked)) ++locked;
+  if (locked == 0) return;
+  throw Error(fmt::format(
+      "{} of {} tiles skipped: another tessera run is writing them (run again once it has "
+      "finished)",
+      locked, result.tiles.size()));
+}
+
 }  // namespace
 
 void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream& err) {
   // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
   const MpiJob job;
   const std::vector<std::string> tiles = job_tiles(job, given, err);
-  on_rank0(job, [&] { check_before_running(tiles, given.summary, given.infer.out_dir); });
+  on_rank0(job, [&] {
+    InferJobOptions checked = given;
+    // The built-in model (made later if missing) is an input too.
+    if (checked.infer.model_path.empty()) {
+      try {
+        checked.inputs.push_back(default_model_path());
+      } catch (const Error&) {  // no cache directory: the job fails there, with its own line
+      }
+    }
+    check_before_running(tiles, checked);
+  });
   // Before the defaults and the plan, which must see this rank's CPUs.
   const std::vector<int> shared_cpus = split_cpus_shared_on_host(job, err);
   InferJobOptions options = given;
@@ -255,6 +317,7 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
   if (job.active()) out << "\n" << rank_table(result).to_markdown() << std::flush;
   if (!options.summary.empty())
     write_summary(options.summary, summary_json(job, options, plan, result));
+  throw_if_tiles_locked(result);
 }
 
 }  // namespace tessera

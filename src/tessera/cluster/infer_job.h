@@ -26,7 +26,11 @@ struct InferJobOptions {
   InferOptions infer;
   std::string layout = "core";
   std::string membind = "local";
-  std::string summary;  // the JSON summary's path ("": none)
+  // The JSON summary's path ("": none). It never replaces an input or another file of the run,
+  // and replaces an existing file only with infer.force (--force).
+  std::string summary;
+  // Other files the job reads (the CLI's --profile): the summary never replaces one.
+  std::vector<std::string> inputs;
   // Called on every rank once its CPUs and the model are settled, before the plan: fills the
   // defaults the user did not give (the CLI's --profile). May be empty.
   std::function<void(InferJobOptions&)> fill_defaults;
@@ -40,7 +44,10 @@ struct InferJobOptions {
 
 // Runs the job. Per-tile lines (and under MPI the rank table) go to `out`, warnings to `err`.
 // Throws UsageError for an empty tile list, tiles that would write the same outputs, or a layout
-// that does not fit; Error for a tile's own errors.
+// that does not fit; Error for a tile's own errors, for a --summary path that would replace an
+// input, another file of the run or (without --force) an existing file, and, once every other
+// tile has run and the summary is written, for tiles skipped because another run held their
+// lock ("N of M tiles skipped: another tessera run is writing them ...").
 void run_infer_job(const InferJobOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace tessera

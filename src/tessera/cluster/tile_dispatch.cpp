@@ -22,8 +22,8 @@ struct RankState {
   std::vector<std::pair<size_t, nlohmann::json>> tiles;
 
   void add(size_t index, const TileSummary& tile, bool with_rank) {
-    if (tile.status == TileStatus::kSkipped) {
-      ++report.tiles_skipped;
+    if (tile.status != TileStatus::kDone) {
+      ++report.tiles_skipped;  // outputs there already, or another run's lock held
     } else {
       ++report.tiles_done;
       report.pixels_total += tile.pixels_total;

@@ -33,7 +33,7 @@ struct RankReport {
   std::string host;
   std::string placement;  // how the rank placed its workers, as the caller described it
   int64_t tiles_done = 0;
-  int64_t tiles_skipped = 0;  // outputs existed already
+  int64_t tiles_skipped = 0;  // outputs existed already, or another run held the lock
   int64_t pixels_total = 0;   // of the tiles done
   int64_t pixels_valid = 0;   // of the tiles done
   double tile_seconds = 0;    // sum of the tiles' own times

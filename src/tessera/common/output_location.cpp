@@ -25,4 +25,16 @@ void check_output_location(const std::string& path) {
   }
 }
 
+void check_new_output(const std::string& path, bool force, const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(path, ec) && !fs::is_directory(path, ec)) {
+    for (const std::string& input : inputs) {
+      if (fs::equivalent(path, input, ec)) throw Error(path + ": is also an input of this command");
+    }
+    if (!force) throw Error(path + ": already exists (use --force to overwrite)");
+  }
+  check_output_location(path);
+}
+
 }  // namespace tessera

@@ -87,6 +87,21 @@ int create_own_file(const std::string& path, int flags) {
   }
 }
 
+int open_or_create_own_file(const std::string& path, int flags) {
+  // A file that appears between the two opens (another run creating it) is opened on the next
+  // pass; a few passes bound a file that keeps appearing and vanishing.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const int fd = open_own_file(path, flags);
+    if (fd >= 0) return fd;
+    const int created =
+        ::open(path.c_str(), flags | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (created >= 0) return created;
+    if (errno != EEXIST) return -1;
+  }
+  errno = EEXIST;
+  return -1;
+}
+
 void write_fully(int fd, const void* data, std::size_t bytes, const std::string& path,
                  const std::string& what) {
   const auto* p = static_cast<const char*>(data);

@@ -30,6 +30,11 @@ int open_own_file(const std::string& path, int flags);
 // directory, no permission) return -1 with errno set, for the caller's message.
 int create_own_file(const std::string& path, int flags);
 
+// Opens `path` as open_own_file does, or creates it empty (O_CREAT | O_EXCL | O_NOFOLLOW) when
+// nothing is there. Unlike create_own_file it never removes what is there (lock files, which
+// another process may hold open). Other failures return -1 with errno set.
+int open_or_create_own_file(const std::string& path, int flags);
+
 // Writes all `bytes` of `data` to `fd`, continuing after short writes and EINTR. A failure
 // throws Error "<path>: <what>: <cause>" with the real cause ("No space left on device",
 // "File too large"); a write that makes no progress reports ENOSPC, never "Success".

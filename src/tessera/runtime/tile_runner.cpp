@@ -20,6 +20,7 @@
 #include "tessera/common/error.h"
 #include "tessera/common/threads.h"
 #include "tessera/io/npy.h"
+#include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
 #include "tessera/pipeline/preparer.h"
 #include "tessera/pipeline/quantiser.h"
@@ -348,16 +349,44 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   summary.grid = tile.grid;
   describe_engines(kept_->device_specs, summary);
   summary.pixels_total = tile.pixels();
-  summary.embeddings_path = (fs::path(options.out_dir) / (tile.grid + ".npy")).string();
-  summary.scales_path = (fs::path(options.out_dir) / (tile.grid + "_scales.npy")).string();
-  const std::string journal_path = (fs::path(options.out_dir) / (tile.grid + ".journal")).string();
-  check_outputs_spare_inputs(tile, tile_dir,
-                             {summary.embeddings_path, summary.scales_path, journal_path});
+  const fs::path out_dir(options.out_dir);
+  summary.embeddings_path = (out_dir / (tile.grid + ".npy")).string();
+  summary.scales_path = (out_dir / (tile.grid + "_scales.npy")).string();
+  summary.lock_path = (out_dir / (tile.grid + ".lock")).string();
+  const std::string journal_path = (out_dir / (tile.grid + ".journal")).string();
+  check_outputs_spare_inputs(
+      tile, tile_dir,
+      {summary.embeddings_path, summary.scales_path, journal_path, summary.lock_path});
+  std::error_code ec;
+  fs::create_directories(options.out_dir, ec);
+  if (ec) throw Error(options.out_dir + ": cannot create output directory: " + ec.message());
+  // Invariant: from here until `lock` is destroyed (after the final renames and the journal's
+  // removal, or after a failure has removed or kept the partial files) no other tessera process
+  // touches this tile's outputs, partial files or journal, and this one touches them only here.
+  // A second run does not wait for the holder (which may take hours): it skips the tile, says
+  // so, goes on with the other tiles and exits non-zero at the end (cluster/infer_job.cpp).
+  const std::optional<OutputLock> lock = OutputLock::try_lock(summary.lock_path);
+  if (!lock) {
+    summary.status = TileStatus::kLocked;
+    return summary;
+  }
   if (outputs_complete(options, summary, journal_path)) {
     summary.status = TileStatus::kSkipped;
     return summary;
   }
+  compute(tile, tile_dir, journal_path, progress, summary);
+  summary.seconds = seconds_since(start);
+  summary.ms_per_pixel = summary.pixels_computed > 0
+                             ? 1e3 * summary.seconds / static_cast<double>(summary.pixels_computed)
+                             : 0;
+  return summary;
+}
 
+void TileRunner::compute(const Tile& tile, const std::string& tile_dir,
+                         const std::string& journal_path, const ProgressCallback& progress,
+                         TileSummary& summary) {
+  const InferOptions& options = options_;
+  const auto start = Clock::now();
   // The outputs (sized by the model's output width) exist before the workers start, so read the
   // model's shape from the file once.
   if (!kept_->shape) kept_->shape = read_model_shape(options.model_path);
@@ -369,13 +398,11 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   summary.scan_seconds = seconds_since(scan_start);
   summary.pixels_valid = static_cast<int64_t>(valid.size());
   summary.batches = (summary.pixels_valid + options.batch - 1) / options.batch;
-  std::error_code ec;
-  fs::create_directories(options.out_dir, ec);
-  if (ec) throw Error(options.out_dir + ": cannot create output directory: " + ec.message());
   const int64_t latent = shape.output_dim;
 
   const std::string key =
       journal_key(tile, options, engines_key(kept_->device_specs), latent, summary.pixels_valid);
+  std::error_code ec;
   if (!options.resume) fs::remove(journal_path, ec);
   say_when_engines_changed(tile_dir, journal_path, key);
   TileOutputs outputs;
@@ -419,11 +446,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   journal.remove();
   summary.status = TileStatus::kDone;
   summary.engines_built = engines_built.load();
-  summary.seconds = seconds_since(start);
-  const int64_t computed = pixels_done.load() - pixels_done_before;
-  summary.pixels_computed = computed;
-  summary.ms_per_pixel = computed > 0 ? 1e3 * summary.seconds / static_cast<double>(computed) : 0;
-  return summary;
+  summary.pixels_computed = pixels_done.load() - pixels_done_before;
 }
 
 std::vector<StreamStats> TileRunner::run_workers(const TileJob& job, bool work_left,
@@ -507,7 +530,15 @@ InferEngines infer_engines(const InferOptions& options) {
 }
 
 const char* tile_status_name(TileStatus status) {
-  return status == TileStatus::kSkipped ? "skipped" : "done";
+  switch (status) {
+    case TileStatus::kSkipped:
+      return "skipped";
+    case TileStatus::kLocked:
+      return "locked";
+    case TileStatus::kDone:
+      break;
+  }
+  return "done";
 }
 
 nlohmann::json tile_summary_json(const TileSummary& s) {
@@ -532,7 +563,8 @@ nlohmann::json tile_summary_json(const TileSummary& s) {
           {"engines_built", s.engines_built},
           {"scan_seconds", s.scan_seconds},
           {"embeddings", s.embeddings_path},
-          {"scales", s.scales_path}};
+          {"scales", s.scales_path},
+          {"lock", s.lock_path}};
 }
 
 }  // namespace tessera

@@ -33,6 +33,7 @@ namespace tessera {
 
 struct StreamStats;  // stream_worker.h
 struct TileJob;      // tile_job.h
+struct Tile;         // io/tile.h
 
 // The largest batch and GPU batch `infer` takes: 4,194,304 pixels, whose inputs alone fill
 // 9.4 GB per worker (far beyond where larger batches stop paying).
@@ -56,9 +57,10 @@ struct InferOptions {
   bool spinning = true;
 };
 
-// What happened to a tile: computed (wholly or resumed), or skipped because its outputs exist.
-enum class TileStatus { kDone, kSkipped };
-// "done", "skipped" (summaries).
+// What happened to a tile: computed (wholly or resumed), skipped because its outputs exist, or
+// skipped because another run holds its lock (io/output_lock.h) and is writing it.
+enum class TileStatus { kDone, kSkipped, kLocked };
+// "done", "skipped", "locked" (summaries).
 const char* tile_status_name(TileStatus status);
 
 struct TileSummary {
@@ -97,6 +99,7 @@ struct TileSummary {
   // workers: no device computes meanwhile.
   double scan_seconds = 0;
   std::string embeddings_path, scales_path;
+  std::string lock_path;  // "<out>/<grid>.lock", held while the tile's outputs are written
 };
 
 // Progress of a running tile: pixels finished so far (resumed ones included) of `total`.
@@ -116,10 +119,15 @@ class TileRunner {
   TileRunner(const TileRunner&) = delete;
   TileRunner& operator=(const TileRunner&) = delete;
 
-  // Processes one tile: see run_tile.
+  // Processes one tile: see run_tile. A tile whose lock another process holds is not touched:
+  // its summary says kLocked.
   TileSummary run(const std::string& tile_dir, const ProgressCallback& progress);
 
  private:
+  // The tile's work once its lock is held and its outputs are known to be missing (or forced):
+  // scan, open (or resume) the partial outputs, run the workers, commit, remove the journal.
+  void compute(const Tile& tile, const std::string& tile_dir, const std::string& journal_path,
+               const ProgressCallback& progress, TileSummary& summary);
   struct Kept;  // the engines and what was learned about the model, kept between tiles
   // The engine spec of every device, checked against this machine and the model.
   static void plan_engines(const InferOptions& options, Kept& kept);
@@ -138,8 +146,10 @@ class TileRunner {
 // plus one streaming worker per other device, which builds its engine, then keeps two helper
 // threads preparing chunks of batches ahead of the engine (and quantising the finished ones) while
 // it runs. Throws tessera::Error (bad tile, unusable model, unwritable output); on error no final
-// output is created and nothing is left behind (partial outputs and journal are removed; only a
-// process that is killed leaves them, for a resume).
+// output is created and nothing is left behind but the empty lock file (partial outputs and
+// journal are removed; only a process that is killed leaves them, for a resume). The tile's
+// lock (io/output_lock.h) is held from before its outputs are looked at until after they are
+// committed, so a tile is only ever written by one run at a time.
 TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
                      const ProgressCallback& progress);
 
