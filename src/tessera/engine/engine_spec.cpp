@@ -1,6 +1,7 @@
 #include "tessera/engine/engine_spec.h"
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <new>
@@ -9,6 +10,7 @@
 #include "tessera/engine/native/native_engine.h"
 #include "tessera/engine/ort/ort_backend.h"
 #include "tessera/model/model_info.h"
+#include "tessera/topology/binding.h"
 
 namespace tessera {
 namespace {
@@ -90,6 +92,30 @@ void check_grammar(const std::string& backend, const std::string& precision) {
   }
 }
 
+// A native engine of several threads on a worker pinned to its first CPU (bind_worker_thread):
+// OpenMP starts the engine's team from the calling thread and the team's threads keep the
+// affinity they start with, so the team is started here with the thread widened to all of the
+// worker's CPUs (else every thread of the team would share the one CPU), then the calling
+// thread is narrowed again. The team stays with this thread for the engine's runs.
+std::unique_ptr<Engine> make_native_engine(const std::string& model_path, const EngineSpec& spec) {
+  const NativeEngineOptions options{spec.precision, spec.threads, spec.max_batch};
+  if (spec.threads < 2 || spec.cpus.size() < 2)
+    return std::make_unique<NativeEngine>(model_path, options);
+  const std::vector<int> pinned = current_thread_cpus();
+  set_current_thread_cpus(spec.cpus);
+  try {
+    omp_set_num_threads(spec.threads);
+#pragma omp parallel
+    {}
+    auto engine = std::make_unique<NativeEngine>(model_path, options);
+    set_current_thread_cpus(pinned);
+    return engine;
+  } catch (...) {
+    set_current_thread_cpus(pinned);
+    throw;
+  }
+}
+
 }  // namespace
 
 const std::vector<std::string>& engine_backends() {
@@ -135,8 +161,7 @@ std::unique_ptr<Engine> make_engine(const std::string& model_path, const EngineS
       if (!spec.backend_options.empty())
         throw UsageError("the native engine has no option '" + spec.backend_options.begin()->first +
                          "'");
-      return std::make_unique<NativeEngine>(
-          model_path, NativeEngineOptions{spec.precision, spec.threads, spec.max_batch});
+      return make_native_engine(model_path, spec);
     }
     return make_ort_engine(model_path, spec);
   } catch (const std::bad_alloc&) {

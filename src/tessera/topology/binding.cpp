@@ -66,11 +66,16 @@ void bind_worker_thread(const WorkerPlan& worker, MemoryPolicy policy) {
 }
 
 void pin_current_thread(int cpu) {
+  set_current_thread_cpus({cpu});
+}
+
+void set_current_thread_cpus(const std::vector<int>& cpus) {
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
+  for (const int cpu : cpus) CPU_SET(cpu, &set);
   if (sched_setaffinity(0, sizeof(set), &set) != 0) {
-    throw Error(fmt::format("cannot pin thread to cpu {}: {}", cpu, std::strerror(errno)));
+    throw Error(fmt::format("cannot pin thread to cpus {}: {}", cpu_list_string(cpus),
+                            std::strerror(errno)));
   }
 }
 

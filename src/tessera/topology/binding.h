@@ -33,6 +33,10 @@ bool bind_this_process(const std::vector<int>& cpus);
 // Throws Error if the kernel refuses.
 void pin_current_thread(int cpu);
 
+// Sets the calling thread's CPU affinity to exactly `cpus` (memory policy unchanged). Throws
+// Error if the kernel refuses.
+void set_current_thread_cpus(const std::vector<int>& cpus);
+
 // The calling thread's CPU affinity (sched_getaffinity), ascending.
 std::vector<int> current_thread_cpus();
 
