@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <optional>
+#include <set>
 
 #include "tessera/bench/bench.h"
 #include "tessera/bench/bench_case.h"
@@ -43,7 +44,11 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
 // and output, and that this machine can run every engine of the sweep (a GPU's provider, the
 // CPU instructions of a precision). Throws the one-line Error the first case would have.
 void check_sweep(const BenchOptions& options, const std::vector<Case>& cases) {
-  for (const Case& c : cases) check_engine_can_run(c.engine, options.model_path);
+  std::set<std::string> checked;  // each engine once: checking may load the model
+  for (const Case& c : cases) {
+    if (checked.insert(c.engine.device() + " " + c.engine.label()).second)
+      check_engine_can_run(c.engine, options.model_path);
+  }
 }
 
 // The engines of the sweep, devices x engines x precisions in that order; a combination an
