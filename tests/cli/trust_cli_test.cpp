@@ -153,10 +153,9 @@ TEST(TrustCli, AFullDiskKeepsTheJournalAndTheNextRunResumes) {
             "tessera: " + out +
                 "/grid_7.05_8.05.journal: cannot write journal: No space left on "
                 "device\n");
-  EXPECT_EQ(
-      slurp(dir + "/left"),
-      "grid_7.05_8.05.journal\ngrid_7.05_8.05.lock\ngrid_7.05_8.05.npy.partial\n"
-      "grid_7.05_8.05_scales.npy.partial\n");
+  EXPECT_EQ(slurp(dir + "/left"),
+            "grid_7.05_8.05.journal\ngrid_7.05_8.05.lock\ngrid_7.05_8.05.npy.partial\n"
+            "grid_7.05_8.05_scales.npy.partial\n");
   const auto summary = nlohmann::json::parse(slurp(dir + "/second.json"));
   EXPECT_GT(summary["tiles"][0]["batches_resumed"].get<int64_t>(), 900) << summary.dump();
   for (const std::string name : {"grid_7.05_8.05.npy", "grid_7.05_8.05_scales.npy"}) {
