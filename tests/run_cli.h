@@ -1,12 +1,14 @@
 #pragma once
 // Runs the built `tessera` binary as a user would and captures what it printed.
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -42,6 +44,26 @@ inline CliResult run_cli(const std::string& args, const std::string& cwd = "") {
   std::remove((base + ".out").c_str());
   std::remove((base + ".err").c_str());
   return result;
+}
+
+// The tiny model (d_model 32, one layer of 2 heads, FFN 64) made by `tessera make-model` at
+// dir/small.onnx, as the CLI tests use it.
+inline std::string make_small_model(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/small.onnx";
+  const auto r =
+      run_cli("make-model --force -o " + path + " --d-model 32 --layers 1 --heads 2 --ffn 64");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return path;
+}
+
+// A fresh 6 x 5 synthetic tile made by `tessera synth` at dir/tiles/<name>.
+inline std::string make_small_tile(const std::string& dir, const std::string& name) {
+  const std::string tile = dir + "/tiles/" + name;
+  std::filesystem::remove_all(tile);
+  const auto r = run_cli("synth -o " + tile + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return tile;
 }
 
 }  // namespace tessera::testing

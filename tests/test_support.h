@@ -1,11 +1,13 @@
 #pragma once
-// Helpers shared by the C++ tests: catching a tessera::Error's message, and a temporary
-// directory of the test process's own.
+// Helpers shared by the C++ tests: catching a tessera::Error's message, a file's bytes, and a
+// temporary directory of the test process's own.
 
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 
 #include "tessera/common/error.h"
@@ -20,6 +22,14 @@ inline std::string error_of(const std::function<void()>& f) {
     return e.what();
   }
   return "(no error)";
+}
+
+// The whole content of the file at `path` ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
 }
 
 // TESSERA_TEST_TMP/<name>_<pid>, removed when the object is destroyed (at exit, for a global).

@@ -15,16 +15,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using tessera::testing::run_cli;
+using tessera::testing::slurp;
 
 const tessera::testing::ProcessTestDir kTestDir("existing_outputs_cli");
 const std::string& kDir = kTestDir.path();
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // A file of the user's at kDir/<name>.
 std::string users_file(const std::string& name) {
@@ -35,14 +29,7 @@ std::string users_file(const std::string& name) {
 }
 
 const std::string& small_model() {
-  static const std::string path = [] {
-    fs::create_directories(kDir);
-    const std::string p = kDir + "/small.onnx";
-    const auto r =
-        run_cli("make-model --force -o " + p + " --d-model 32 --layers 1 --heads 2 --ffn 64");
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return p;
-  }();
+  static const std::string path = tessera::testing::make_small_model(kDir);
   return path;
 }
 

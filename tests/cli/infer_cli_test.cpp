@@ -23,24 +23,13 @@ const tessera::testing::ProcessTestDir kTestDir("infer_cli");
 const std::string& kDir = kTestDir.path();
 
 const std::string& small_model() {
-  static const std::string path = [] {
-    fs::create_directories(kDir);
-    const std::string p = kDir + "/small.onnx";
-    const auto r =
-        run_cli("make-model --force -o " + p + " --d-model 32 --layers 1 --heads 2 --ffn 64");
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return p;
-  }();
+  static const std::string path = tessera::testing::make_small_model(kDir);
   return path;
 }
 
 // A fresh synthetic tile at kDir/<name>.
 std::string make_tile(const std::string& name) {
-  const std::string dir = kDir + "/tiles/" + name;
-  fs::remove_all(dir);
-  const auto r = run_cli("synth -o " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  return dir;
+  return tessera::testing::make_small_tile(kDir, name);
 }
 
 int count_lines(const std::string& text) {

@@ -17,35 +17,18 @@ namespace {
 
 namespace fs = std::filesystem;
 using tessera::testing::run_cli;
+using tessera::testing::slurp;
 
 const tessera::testing::ProcessTestDir kTestDir("trust_cli");
 const std::string& kDir = kTestDir.path();
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 const std::string& small_model() {
-  static const std::string path = [] {
-    fs::create_directories(kDir);
-    const std::string p = kDir + "/small.onnx";
-    const auto r =
-        run_cli("make-model --force -o " + p + " --d-model 32 --layers 1 --heads 2 --ffn 64");
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return p;
-  }();
+  static const std::string path = tessera::testing::make_small_model(kDir);
   return path;
 }
 
 std::string make_tile(const std::string& name) {
-  const std::string dir = kDir + "/tiles/" + name;
-  fs::remove_all(dir);
-  const auto r = run_cli("synth -o " + dir + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2");
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  return dir;
+  return tessera::testing::make_small_tile(kDir, name);
 }
 
 // A link planted at a partial output or at the journal, pointing outside the output directory:

@@ -22,13 +22,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::error_of;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+using testing::slurp;
 
 const std::string kLinkRefused =
     ": is a symbolic link; tessera never writes through one (remove it and run again)";

@@ -19,13 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::error_of;
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+using testing::slurp;
 
 const testing::ProcessTestDir kDir("journal_test");
 
