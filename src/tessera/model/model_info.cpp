@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <set>
 #include <vector>
 
@@ -61,9 +63,8 @@ std::vector<int64_t> batched_dims(const std::string& path, const onnx::ValueInfo
   return dims;
 }
 
-}  // namespace
-
-ModelShape read_model_shape(const std::string& path) {
+// The graph's inputs and output as read_model_shape describes them, from the file itself.
+ModelShape shape_of_file(const std::string& path) {
   const onnx::ModelProto model = parse_model(path);
   const auto& graph = model.graph();
   // Initializers may be listed as inputs too (older exporters): they are not the model's inputs.
@@ -93,6 +94,26 @@ ModelShape read_model_shape(const std::string& path) {
   }
   const auto out = batched_dims(path, graph.output(0), 2);
   shape.output_dim = out[1];
+  return shape;
+}
+
+}  // namespace
+
+// The shape shape_of_file reads, kept per (path, size, modification time): every
+// engine a run builds asks for it, and parsing the full model once per worker would hold one
+// copy of the weights per worker at a time. Thread-safe.
+ModelShape read_model_shape(const std::string& path) {
+  static std::mutex mutex;
+  static std::map<std::string, ModelShape> known;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  const auto time = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+  const std::string key = path + "\n" + std::to_string(size) + "\n" + std::to_string(time);
+  std::lock_guard lock(mutex);
+  if (ec) return shape_of_file(path);  // missing or unreadable: its own error, never cached
+  if (const auto found = known.find(key); found != known.end()) return found->second;
+  const ModelShape shape = shape_of_file(path);
+  known.emplace(key, shape);
   return shape;
 }
 
