@@ -12,6 +12,7 @@
 #include "tessera/common/error.h"
 #include "tessera/engine/dummy_inputs.h"
 #include "tessera/model/model_builder.h"
+#include "tessera/model/model_family.h"
 #include "test_models.h"
 #include "test_support.h"
 
@@ -187,6 +188,39 @@ TEST(OrtEngine, CudaWithoutTheProviderIsOneClearLine) {
   EXPECT_EQ(message.rfind("cuda:0: the CUDA execution provider is not available (", 0), 0u)
       << message;
   EXPECT_EQ(message.find('\n'), std::string::npos);
+}
+
+// A model with symbolic step axes runs at the steps set before each run, exactly as a copy of it
+// with those steps fixed; steps outside 1..256, or other than a fixed model's own, are refused.
+TEST(OrtEngine, SymbolicStepsRunAtTheStepsSet) {
+  ArchConfig arch = default_arch_config(ModelArch::kV1_1);
+  arch.shape.d_model = 16;
+  arch.shape.layers = 1;
+  arch.shape.heads = 2;
+  arch.shape.ffn = 16;
+  arch.shape.latent = 4;
+  arch.fusion_hidden = 16;
+  arch.fusion_width = 8;
+  std::filesystem::create_directories(kDir);
+  const std::string symbolic = kDir + "/symbolic.onnx", fixed = kDir + "/fixed_13_8.onnx";
+  write_model(arch, symbolic);
+  write_with_fixed_steps(symbolic, 13, 8, fixed);
+  OrtEngineOptions options;
+  options.max_batch = 3;
+  OrtEngine any_steps(symbolic, options), fixed_steps(fixed, options);
+  EXPECT_TRUE(any_steps.shape().symbolic_steps);
+  any_steps.set_steps(13, 8);
+  EXPECT_EQ(any_steps.s2_pixel_floats(), 13 * 11);
+  fill_dummy_inputs(fixed_steps, 5);
+  std::copy_n(fixed_steps.s2_input(), 3 * 13 * 11, any_steps.s2_input());
+  std::copy_n(fixed_steps.s1_input(), 3 * 8 * 3, any_steps.s1_input());
+  fixed_steps.run(3);
+  any_steps.run(3);
+  for (int i = 0; i < 3 * 4; ++i) EXPECT_EQ(any_steps.output()[i], fixed_steps.output()[i]) << i;
+  EXPECT_EQ(error_of([&] { any_steps.set_steps(257, 8); }),
+            "ort-cpu: 257 S2 and 8 S1 steps are outside 1..256 and 1..256");
+  EXPECT_EQ(error_of([&] { fixed_steps.set_steps(14, 8); }),
+            "ort-cpu: the model takes exactly 13 S2 and 8 S1 steps, not 14 and 8");
 }
 
 }  // namespace

@@ -27,8 +27,8 @@ void fill_rows(float* data, int64_t pixels, int64_t steps, int64_t features, std
 void fill_dummy_inputs(Engine& engine, uint64_t seed) {
   std::mt19937_64 rng(seed);
   const ModelShape& shape = engine.shape();
-  fill_rows(engine.s2_input(), engine.max_batch(), shape.s2_steps, shape.s2_features, rng);
-  fill_rows(engine.s1_input(), engine.max_batch(), shape.s1_steps, shape.s1_features, rng);
+  fill_rows(engine.s2_input(), engine.max_batch(), engine.s2_steps(), shape.s2_features, rng);
+  fill_rows(engine.s1_input(), engine.max_batch(), engine.s1_steps(), shape.s1_features, rng);
 }
 
 }  // namespace tessera

@@ -61,6 +61,16 @@ class Engine {
   // Output buffer of max_batch() x output_dim floats, valid after run().
   virtual const float* output() const = 0;
 
+  // The step counts of the runs that follow: the inputs of a run are [batch][s2_steps][features]
+  // and [batch][s1_steps][features], packed. A model with fixed steps takes only its own (the
+  // default); one with symbolic steps (shape().symbolic_steps) any from 1 to shape().s2_steps
+  // and shape().s1_steps. Throws Error otherwise.
+  void set_steps(int64_t s2_steps, int64_t s1_steps);
+  int64_t s2_steps() const { return s2_steps_ > 0 ? s2_steps_ : shape().s2_steps; }
+  int64_t s1_steps() const { return s1_steps_ > 0 ? s1_steps_ : shape().s1_steps; }
+  int64_t s2_pixel_floats() const { return s2_steps() * shape().s2_features; }
+  int64_t s1_pixel_floats() const { return s1_steps() * shape().s1_features; }
+
   // Runs the first `batch` pixels of the input buffers (1 <= batch <= max_batch()).
   virtual void run(int64_t batch) = 0;
   // Runs `batch` pixels read from `s2` and `s1` (laid out like the input buffers) and writes
@@ -68,11 +78,10 @@ class Engine {
   // buffers; a GPU engine copies straight between these and the device, fastest when they come
   // from allocate_host.
   virtual void run_from(const float* s2, const float* s1, int64_t batch, float* out) {
-    const ModelShape& s = shape();
-    std::memcpy(s2_input(), s2, static_cast<size_t>(batch * s.s2_pixel_floats()) * sizeof(float));
-    std::memcpy(s1_input(), s1, static_cast<size_t>(batch * s.s1_pixel_floats()) * sizeof(float));
+    std::memcpy(s2_input(), s2, static_cast<size_t>(batch * s2_pixel_floats()) * sizeof(float));
+    std::memcpy(s1_input(), s1, static_cast<size_t>(batch * s1_pixel_floats()) * sizeof(float));
     run(batch);
-    std::memcpy(out, output(), static_cast<size_t>(batch * s.output_dim) * sizeof(float));
+    std::memcpy(out, output(), static_cast<size_t>(batch * shape().output_dim) * sizeof(float));
   }
   // `floats` zeroed floats of host memory that run_from reads and writes fastest: page-locked
   // for a GPU engine, ordinary otherwise. The buffer may outlive the engine.
@@ -84,6 +93,9 @@ class Engine {
   virtual void interrupt() {}
   // Undoes interrupt() for the runs that follow.
   virtual void allow_runs() {}
+
+ private:
+  int64_t s2_steps_ = 0, s1_steps_ = 0;  // 0: the shape's
 };
 
 }  // namespace tessera

@@ -39,8 +39,9 @@ std::string dim_text(const onnx::TensorShapeProto::Dimension& dim) {
   return dim.has_dim_param() && !dim.dim_param().empty() ? dim.dim_param() : "?";
 }
 
-// The dims of a [B, ...] float32 tensor of rank `rank` whose dims after B are all fixed
-// (B is -1 when not fixed). Throws Error naming the file and the tensor otherwise.
+// The dims of a [B, ...] float32 tensor of rank `rank` whose dims after B are all fixed but
+// the step axis (dim 1) of an input, which may be symbolic (B and a symbolic step axis are -1).
+// Throws Error naming the file and the tensor otherwise.
 std::vector<int64_t> batched_dims(const std::string& path, const onnx::ValueInfoProto& value,
                                   int rank) {
   const auto& type = value.type().tensor_type();
@@ -53,12 +54,13 @@ std::vector<int64_t> batched_dims(const std::string& path, const onnx::ValueInfo
     const auto& dim = type.shape().dim(d);
     text += (d ? ", " : "") + dim_text(dim);
     dims.push_back(dim.has_dim_value() ? dim.dim_value() : -1);
-    if (d > 0 && !(dim.has_dim_value() && dim.dim_value() > 0)) fixed = false;
+    const bool symbolic_steps = rank == 3 && d == 1 && !dim.has_dim_value();
+    if (d > 0 && !symbolic_steps && !(dim.has_dim_value() && dim.dim_value() > 0)) fixed = false;
   }
   if (!fixed) {
     throw Error(path + ": " + value.name() + " has shape [" + text + "], expected " +
                 (rank == 3 ? "[batch, steps, features]" : "[batch, dim]") +
-                " with fixed steps, features and dim");
+                " with fixed features and dim");
   }
   return dims;
 }
@@ -91,6 +93,14 @@ ModelShape shape_of_file(const std::string& path) {
     (input->name() == "s2_input" ? shape.s2_steps : shape.s1_steps) = dims[1];
     (input->name() == "s2_input" ? shape.s2_features : shape.s1_features) = dims[2];
     shape.batch = dims[0];
+  }
+  if ((shape.s2_steps < 0) != (shape.s1_steps < 0)) {
+    throw Error(path + ": one input has a symbolic step axis and the other a fixed one; a model " +
+                "takes both fixed or both symbolic");
+  }
+  if (shape.s2_steps < 0) {
+    shape.symbolic_steps = true;
+    shape.s2_steps = shape.s1_steps = kMaxModelSteps;
   }
   const auto out = batched_dims(path, graph.output(0), 2);
   shape.output_dim = out[1];

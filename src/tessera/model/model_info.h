@@ -6,7 +6,14 @@
 
 namespace tessera {
 
+// The most time steps a run of a model with symbolic step axes takes: the largest length
+// bucket of v1.1 and v2 (docs/PIPELINE.md).
+constexpr int64_t kMaxModelSteps = 256;
+
 // The tensor shapes a Tessera model takes and gives, read from the model file itself.
+// With symbolic step axes (v1.0 early, v1.1 and v2 files) a run takes any step count from 1 to
+// kMaxModelSteps (Engine::set_steps); s2_steps and s1_steps then hold kMaxModelSteps, the
+// capacity every input buffer is sized for.
 struct ModelShape {
   int64_t s2_steps = 40;     // s2_input [B, s2_steps, s2_features]
   int64_t s2_features = 11;  // bands + day of year
@@ -14,6 +21,7 @@ struct ModelShape {
   int64_t s1_features = 3;
   int64_t output_dim = 128;  // output [B, output_dim]
   int64_t batch = -1;        // B: -1 when dynamic (symbolic), else the only batch it takes
+  bool symbolic_steps = false;
 
   int64_t s2_pixel_floats() const { return s2_steps * s2_features; }
   int64_t s1_pixel_floats() const { return s1_steps * s1_features; }

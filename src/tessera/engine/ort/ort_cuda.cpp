@@ -114,6 +114,11 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   // Reads and checks the model's inputs and output (same checks and messages as the CPU
   // engine) from the file.
   shape_ = read_model_shape(model_path);
+  if (shape_.symbolic_steps && path_ == CudaPath::kCudaGraph) {
+    throw UsageError(options_.device + ": " + model_path +
+                     " has symbolic step axes (length buckets), and a CUDA graph takes one input "
+                     "shape: run it on cuda:N or cuda:N+io");
+  }
   refuse_models_that_crash_cuda(model_path);
   require_cuda(options_.device);
   cuda_ = cuda_runtime();
@@ -255,43 +260,44 @@ void OrtCudaEngine::run_between(const float* s2, const float* s1, int64_t batch,
   };
   check("cudaSetDevice", cuda_->set_device(device_id_));
   const int64_t computed = cuda_run_batch(path_, batch, options_.max_batch);
-  auto binding = bindings_.find(computed);
+  const RunShape run_shape{computed, s2_steps(), s1_steps()};
+  auto binding = bindings_.find(run_shape);
   if (binding == bindings_.end()) {
     if (path_ != CudaPath::kCudaGraph && bindings_.size() >= kMaxBindings) {
       bindings_.clear();
       run_options_.clear();
     }
-    const int64_t s2_shape[3] = {computed, shape_.s2_steps, shape_.s2_features};
-    const int64_t s1_shape[3] = {computed, shape_.s1_steps, shape_.s1_features};
+    const int64_t s2_shape[3] = {computed, s2_steps(), shape_.s2_features};
+    const int64_t s1_shape[3] = {computed, s1_steps(), shape_.s1_features};
     const int64_t out_shape[2] = {computed, shape_.output_dim};
     Ort::IoBinding io(*session_);
     io.BindInput("s2_input",
                  Ort::Value::CreateTensor<float>(device_memory_, device_s2_,
-                                                 computed * shape_.s2_pixel_floats(), s2_shape, 3));
+                                                 computed * s2_pixel_floats(), s2_shape, 3));
     io.BindInput("s1_input",
                  Ort::Value::CreateTensor<float>(device_memory_, device_s1_,
-                                                 computed * shape_.s1_pixel_floats(), s1_shape, 3));
+                                                 computed * s1_pixel_floats(), s1_shape, 3));
     io.BindOutput("output",
                   Ort::Value::CreateTensor<float>(device_memory_, device_out_,
                                                   computed * shape_.output_dim, out_shape, 2));
-    binding = bindings_.emplace(computed, std::move(io)).first;
+    binding = bindings_.emplace(run_shape, std::move(io)).first;
     Ort::RunOptions run_options;
     if (path_ == CudaPath::kCudaGraph) {
       run_options.AddConfigEntry(kOrtRunOptionsConfigCudaGraphAnnotation,
                                  std::to_string(computed).c_str());
     }
-    run_options_.emplace(computed, std::move(run_options));
+    run_options_.emplace(run_shape, std::move(run_options));
   }
   const auto floats = [&](int64_t per_pixel) {
     return static_cast<size_t>(batch * per_pixel) * sizeof(float);
   };
   check("cudaEventRecord", cuda_->event_record(start_, stream_));
-  check("cudaMemcpyAsync", cuda_->memcpy_async(device_s2_, s2, floats(shape_.s2_pixel_floats()),
+  check("cudaMemcpyAsync", cuda_->memcpy_async(device_s2_, s2, floats(s2_pixel_floats()),
                                                CudaRuntime::kHostToDevice, stream_));
-  check("cudaMemcpyAsync", cuda_->memcpy_async(device_s1_, s1, floats(shape_.s1_pixel_floats()),
+  check("cudaMemcpyAsync", cuda_->memcpy_async(device_s1_, s1, floats(s1_pixel_floats()),
                                                CudaRuntime::kHostToDevice, stream_));
   try {
-    session_->Run(run_options_.at(computed), binding->second);
+    session_->Run(run_options_.at(run_shape), binding->second);
   } catch (const Ort::Exception& e) {
     cuda_->stream_synchronize(stream_);
     throw_ort_error(name() + ": inference failed (ONNX Runtime: " + one_line(e.what()) + ")");

@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 
 #include "tessera/engine/engine.h"
@@ -125,8 +126,10 @@ class OrtCudaEngine : public Engine {
   // computed batch size, made on first use; later runs of that size reuse them unchanged. On
   // the IO-binding path they are dropped when kMaxBindings sizes have gathered.
   static constexpr size_t kMaxBindings = 16;
-  std::map<int64_t, Ort::IoBinding> bindings_;
-  std::map<int64_t, Ort::RunOptions> run_options_;
+  // By run shape: (pixels computed, S2 steps, S1 steps).
+  using RunShape = std::tuple<int64_t, int64_t, int64_t>;
+  std::map<RunShape, Ort::IoBinding> bindings_;
+  std::map<RunShape, Ort::RunOptions> run_options_;
   double session_seconds_ = 0;
   double busy_seconds_ = 0;
 };

@@ -171,14 +171,13 @@ void OrtEngine::run(int64_t batch) {
   if (batch < 1 || batch > options_.max_batch) {
     throw Error(fmt::format("batch of {} pixels is outside 1..{}", batch, options_.max_batch));
   }
-  const int64_t s2_shape[3] = {batch, shape_.s2_steps, shape_.s2_features};
-  const int64_t s1_shape[3] = {batch, shape_.s1_steps, shape_.s1_features};
+  const int64_t s2_shape[3] = {batch, s2_steps(), shape_.s2_features};
+  const int64_t s1_shape[3] = {batch, s1_steps(), shape_.s1_features};
   const int64_t out_shape[2] = {batch, shape_.output_dim};
-  Ort::Value inputs[2] = {
-      Ort::Value::CreateTensor<float>(memory_info_, s2_.data(), batch * shape_.s2_pixel_floats(),
-                                      s2_shape, 3),
-      Ort::Value::CreateTensor<float>(memory_info_, s1_.data(), batch * shape_.s1_pixel_floats(),
-                                      s1_shape, 3)};
+  Ort::Value inputs[2] = {Ort::Value::CreateTensor<float>(memory_info_, s2_.data(),
+                                                          batch * s2_pixel_floats(), s2_shape, 3),
+                          Ort::Value::CreateTensor<float>(memory_info_, s1_.data(),
+                                                          batch * s1_pixel_floats(), s1_shape, 3)};
   Ort::Value output = Ort::Value::CreateTensor<float>(memory_info_, out_.data(),
                                                       batch * shape_.output_dim, out_shape, 2);
   static const char* const kInputNames[2] = {"s2_input", "s1_input"};
