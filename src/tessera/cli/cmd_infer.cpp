@@ -82,6 +82,9 @@ void add_infer_command(CLI::App& root) {
                   "(fp32 on CPUs, tf32 on GPUs)");
   cmd->add_option("-b,--batch", options.batch, "Pixels per batch and worker")
       ->capture_default_str();
+  cmd->add_option("--dim", options.dim,
+                  "v2 models: embedding values written per pixel, the Matryoshka prefix (16, 32, "
+                  "64 or 128; default all)");
   cmd->add_option("--repeat", options.repeat, "Passes with sampling offsets 0..R-1, averaged")
       ->check(whole_number_in(1, kMaxRepeat))
       ->capture_default_str();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tessera/io/tile.h"
+#include "tessera/pipeline/input_preparer.h"
 
 namespace tessera {
 
@@ -44,7 +45,7 @@ std::vector<int64_t> valid_pixels(const Tile& tile, int min_valid_s1_steps = kMi
 //                       s1 [s1_steps][3]  = 2 normalised bands (VV, VH) + doy.
 // S1 steps are the ascending steps followed by the descending ones; a direction with no steps
 // contributes one all-zero step with doy 180.
-class PixelPreparer {
+class PixelPreparer : public InputPreparer {
  public:
   PixelPreparer(const Tile& tile, int s2_steps = kDefaultSampleSteps,
                 int s1_steps = kDefaultSampleSteps);
@@ -61,6 +62,9 @@ class PixelPreparer {
   // s1_out + k * s1_row_floats() (the layout of a batch tensor).
   void prepare_batch(const int64_t* pixels, int64_t count, int64_t offset, float* s2_out,
                      float* s1_out);
+  // The same, through the InputPreparer seam: `steps` must be this preparer's.
+  void prepare_batch(const int64_t* pixels, int64_t count, int64_t offset, StepCounts steps,
+                     float* s2_out, float* s1_out) override;
 
  private:
   const Tile& tile_;

@@ -14,6 +14,29 @@ namespace {
   throw NonFiniteOutput(0, x[0]);  // not reached: the caller saw one
 }
 
+// max|x| over x[0..dim); throws NonFiniteOutput when x holds NaN or an infinity.
+float finite_max_abs(const float* x, int dim) {
+  float max_abs = 0.0f;
+  bool finite = true;
+  for (int i = 0; i < dim; ++i) {
+    const float a = std::fabs(x[i]);
+    finite = finite && a <= FLT_MAX;  // false for NaN and infinity
+    max_abs = std::fmax(max_abs, a);
+  }
+  if (!finite) throw_non_finite(x, dim);
+  return max_abs;
+}
+
+// q[i] = clip(round_half_to_even(x[i] / s), lowest, 127).
+void round_codes(const float* x, int dim, float s, float lowest, int8_t* q) {
+  // std::nearbyint rounds in the current mode; the default (FE_TONEAREST) is half to even.
+  // Callers never change the mode; we do not pay for fesetround on the hot path.
+  for (int i = 0; i < dim; ++i) {
+    const float r = std::fmin(std::fmax(std::nearbyint(x[i] / s), lowest), 127.0f);
+    q[i] = static_cast<int8_t>(r);
+  }
+}
+
 }  // namespace
 
 NonFiniteOutput::NonFiniteOutput(int element, float value)
@@ -27,22 +50,14 @@ const char* NonFiniteOutput::kind() const {
 }
 
 void quantize_embedding(const float* x, int dim, int8_t* q, float* scale) {
-  float max_abs = 0.0f;
-  bool finite = true;
-  for (int i = 0; i < dim; ++i) {
-    const float a = std::fabs(x[i]);
-    finite = finite && a <= FLT_MAX;  // false for NaN and infinity
-    max_abs = std::fmax(max_abs, a);
-  }
-  if (!finite) throw_non_finite(x, dim);
-  const float s = std::fmax(max_abs / 127.0f, kMinQuantScale);
-  // std::nearbyint rounds in the current mode; the default (FE_TONEAREST) is half to even.
-  // Callers never change the mode; we do not pay for fesetround on the hot path.
-  for (int i = 0; i < dim; ++i) {
-    float r = std::nearbyint(x[i] / s);
-    r = std::fmin(std::fmax(r, -128.0f), 127.0f);
-    q[i] = static_cast<int8_t>(r);
-  }
+  const float s = std::fmax(finite_max_abs(x, dim) / 127.0f, kMinQuantScale);
+  round_codes(x, dim, s, -128.0f, q);
+  *scale = s;
+}
+
+void quantize_embedding_v2(const float* x, int dim, int8_t* q, float* scale) {
+  const float s = std::fmax(finite_max_abs(x, dim), kMinQuantAbsmaxV2) / 127.0f;
+  round_codes(x, dim, s, -127.0f, q);
   *scale = s;
 }
 

@@ -35,6 +35,13 @@ class NonFiniteOutput : public Error {
 // Throws NonFiniteOutput (before writing q or scale) when x holds NaN or an infinity.
 void quantize_embedding(const float* x, int dim, int8_t* q, float* scale);
 
+// The v2 students' rule (MODEL_FAMILY.md §D), all arithmetic in float32:
+//   absmax = max(max|x|, 1e-12); scale = absmax / 127
+//   q[i]   = clip(round_half_to_even(x[i] / scale), -127, 127)
+// Same NonFiniteOutput contract.
+constexpr float kMinQuantAbsmaxV2 = 1e-12f;
+void quantize_embedding_v2(const float* x, int dim, int8_t* q, float* scale);
+
 // quantize_embedding() for `count` vectors stored one after another (q likewise; one scale
 // per vector).
 void quantize_embeddings(const float* x, int64_t count, int dim, int8_t* q, float* scales);

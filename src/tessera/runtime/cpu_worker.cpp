@@ -5,7 +5,7 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
-#include "tessera/pipeline/preparer.h"
+#include "tessera/pipeline/input_preparer.h"
 #include "tessera/pipeline/quantiser.h"
 
 namespace tessera {
@@ -26,8 +26,7 @@ void run_batches(const TileJob& job, const EngineFactory& factory, const EngineS
   }
   Engine& engine = *kept;
   const int64_t latent = job.latent();
-  PixelPreparer preparer(job.tile, static_cast<int>(job.shape.s2_steps),
-                         static_cast<int>(job.shape.s1_steps));
+  const std::unique_ptr<InputPreparer> preparer = make_input_preparer(job.tile, job.pipeline);
   std::vector<float> mean(options.repeat > 1 ? options.batch * latent : 0);
   double batch_seconds = 0;  // this worker's last batch
   while (!job.abort && !job.streams_finish_first(batch_seconds)) {
@@ -36,11 +35,14 @@ void run_batches(const TileJob& job, const EngineFactory& factory, const EngineS
         worker.index, job.counter, engine, [&](int64_t batch) { return job.journal.done(batch); });
     if (b < 0) break;
     const int64_t count = job.count(b);
+    const StepCounts steps = job.steps(b);
     const float* result = engine.output();
     if (options.repeat > 1) std::fill(mean.begin(), mean.begin() + count * latent, 0.0f);
     try {
+      engine.set_steps(steps.s2, steps.s1);
       for (int r = 0; r < options.repeat; ++r) {
-        preparer.prepare_batch(job.pixels(b), count, r, engine.s2_input(), engine.s1_input());
+        preparer->prepare_batch(job.pixels(b), count, r, steps, engine.s2_input(),
+                                engine.s1_input());
         engine.run(count);
         if (options.repeat > 1) accumulate(engine.output(), count * latent, mean.data());
       }

@@ -85,7 +85,7 @@ void run_in_sub_batches(Engine& engine, const float* s2, const float* s1, int64_
     const int64_t n =
         std::min({count - done, limit ? *limit : engine.max_batch(), engine.max_batch()});
     try {
-      engine.run_from(s2 + done * shape.s2_pixel_floats(), s1 + done * shape.s1_pixel_floats(), n,
+      engine.run_from(s2 + done * engine.s2_pixel_floats(), s1 + done * engine.s1_pixel_floats(), n,
                       out + done * shape.output_dim);
     } catch (const OutOfMemoryError&) {
       if (!limit || n <= 1) throw;

@@ -14,7 +14,7 @@
 #include "tessera/common/error.h"
 #include "tessera/common/threads.h"
 #include "tessera/engine/engine_spec.h"
-#include "tessera/pipeline/preparer.h"
+#include "tessera/pipeline/input_preparer.h"
 #include "tessera/pipeline/quantiser.h"
 #include "tessera/runtime/device_list.h"
 #include "tessera/topology/binding.h"
@@ -22,11 +22,20 @@
 namespace tessera {
 namespace {
 
+// Consecutive pixels of a slot whose batches have one shape: one engine run (or one series of
+// sub-batches). Its inputs start at s2 + s2_at and s1 + s1_at, its outputs at out + first rows.
+struct Segment {
+  int64_t first = 0, count = 0;
+  StepCounts steps;
+  int64_t s2_at = 0, s1_at = 0;
+};
+
 // One chunk of consecutive batches on its way through a streaming worker: prepared by a
 // helper thread, run by the engine thread, then quantised by the same helper.
 struct Slot {
-  std::vector<int64_t> pixels;   // the chunk's not-yet-done pixels, batch after batch
-  std::vector<int64_t> batches;  // their batch numbers
+  std::vector<int64_t> pixels;    // the chunk's not-yet-done pixels, batch after batch
+  std::vector<int64_t> batches;   // their batch numbers
+  std::vector<Segment> segments;  // the pixels in runs of one shape
   float *s2 = nullptr, *s1 = nullptr, *out = nullptr;  // StreamEngine::buffers
   std::vector<float> mean;
   int64_t count = 0;
@@ -51,7 +60,7 @@ class StreamWorker {
         policy_(policy),
         engines_built_(engines_built),
         device_(spec.device()),
-        valid_(static_cast<int64_t>(job.valid.size())) {}
+        valid_(static_cast<int64_t>(job.plan.pixels.size())) {}
 
   StreamStats run(const std::function<void()>& engine_ready);
 
@@ -64,7 +73,8 @@ class StreamWorker {
   // Helper threads.
   void helper_loop(Slot& slot);
   bool claim_chunk(Slot& slot, bool& taking_over);
-  const float* compute_chunk(Slot& slot, PixelPreparer& preparer);
+  void cut_segments(Slot& slot) const;
+  const float* compute_chunk(Slot& slot, InputPreparer& preparer);
   void finish_chunk(const Slot& slot, const float* result, bool taking_over);
   // The engine thread.
   void engine_loop();
@@ -161,13 +171,12 @@ void StreamWorker::fail(std::exception_ptr e) {
 void StreamWorker::helper_loop(Slot& slot) {
   try {
     if (helper_cpus_) bind_current_thread(*helper_cpus_, policy_);
-    PixelPreparer preparer(job_.tile, static_cast<int>(job_.shape.s2_steps),
-                           static_cast<int>(job_.shape.s1_steps));
+    const std::unique_ptr<InputPreparer> preparer = make_input_preparer(job_.tile, job_.pipeline);
     while (!job_.abort) {
       bool taking_over = false;
       if (!claim_chunk(slot, taking_over)) break;
       if (slot.count == 0) continue;
-      const float* result = compute_chunk(slot, preparer);
+      const float* result = compute_chunk(slot, *preparer);
       if (!result) return;  // another thread failed; the engine thread has stopped waiting
       finish_chunk(slot, result, taking_over);
     }
@@ -198,16 +207,38 @@ bool StreamWorker::claim_chunk(Slot& slot, bool& taking_over) {
     slot.pixels.insert(slot.pixels.end(), job_.pixels(b), job_.pixels(b) + job_.count(b));
   }
   slot.count = static_cast<int64_t>(slot.pixels.size());
+  cut_segments(slot);
   return true;
+}
+
+// Splits the slot's pixels where the step counts of its batches change, and places each
+// segment's inputs one after another in the slot's buffers.
+void StreamWorker::cut_segments(Slot& slot) const {
+  slot.segments.clear();
+  int64_t first = 0, s2_at = 0, s1_at = 0;
+  for (const int64_t b : slot.batches) {
+    const StepCounts steps = job_.steps(b);
+    if (slot.segments.empty() || !(slot.segments.back().steps == steps)) {
+      slot.segments.push_back({first, 0, steps, s2_at, s1_at});
+    }
+    const int64_t n = job_.count(b);
+    slot.segments.back().count += n;
+    first += n;
+    s2_at += n * steps.s2 * job_.shape.s2_features;
+    s1_at += n * steps.s1 * job_.shape.s1_features;
+  }
 }
 
 // Prepares each pass of the chunk and hands it to the engine thread. Returns the embeddings
 // (the passes' mean with repeat > 1), or null when a thread failed meanwhile.
-const float* StreamWorker::compute_chunk(Slot& slot, PixelPreparer& preparer) {
+const float* StreamWorker::compute_chunk(Slot& slot, InputPreparer& preparer) {
   const int64_t floats = slot.count * job_.latent();
   if (options_.repeat > 1) std::fill(slot.mean.begin(), slot.mean.begin() + floats, 0.0f);
   for (int r = 0; r < options_.repeat; ++r) {
-    preparer.prepare_batch(slot.pixels.data(), slot.count, r, slot.s2, slot.s1);
+    for (const Segment& s : slot.segments) {
+      preparer.prepare_batch(slot.pixels.data() + s.first, s.count, r, s.steps, slot.s2 + s.s2_at,
+                             slot.s1 + s.s1_at);
+    }
     std::unique_lock lock(mutex_);
     slot.done = false;
     ready_.push_back(&slot);
@@ -268,9 +299,13 @@ Slot* StreamWorker::next_ready_slot() {
 void StreamWorker::run_slot(Slot& slot) {
   for (;;) {
     try {
-      run_in_sub_batches(*kept_.engine, slot.s2, slot.s1, slot.count, slot.out,
-                         whole_capacity_ ? nullptr : &kept_.limit,
-                         [this](int64_t reduced) { say_reduced(reduced); });
+      for (const Segment& s : slot.segments) {
+        kept_.engine->set_steps(s.steps.s2, s.steps.s1);
+        run_in_sub_batches(*kept_.engine, slot.s2 + s.s2_at, slot.s1 + s.s1_at, s.count,
+                           slot.out + s.first * job_.latent(),
+                           whole_capacity_ ? nullptr : &kept_.limit,
+                           [this](int64_t reduced) { say_reduced(reduced); });
+      }
       return;
     } catch (const OutOfMemoryError&) {
       if (!whole_capacity_ || kept_.capacity == 1) throw;

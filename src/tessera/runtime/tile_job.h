@@ -17,6 +17,8 @@
 #include "tessera/engine/engine.h"
 #include "tessera/io/tile.h"
 #include "tessera/pipeline/quantiser.h"
+#include "tessera/pipeline/tile_pipeline.h"
+#include "tessera/pipeline/tile_plan.h"
 #include "tessera/runtime/device_batches.h"
 #include "tessera/runtime/journal.h"
 #include "tessera/runtime/tile_runner.h"
@@ -144,22 +146,24 @@ class StreamPace {
   std::atomic<int64_t> start_ns_{0}, pixels_{0};
 };
 
-// What every worker of one tile shares. Batch b holds valid pixels [b*B, min((b+1)*B, n)).
+// What every worker of one tile shares. Batch b holds plan.pixels_of(b) at plan.steps[b].
 struct TileJob {
   const Tile& tile;
   const InferOptions& options;
-  const std::vector<int64_t>& valid;
+  const TilePipeline& pipeline;
+  const TilePlan& plan;
   const ModelShape& shape;
   BatchJournal& journal;
   BatchCommitter& committer;
-  int8_t* embedding_rows;
-  float* scale_values;
+  int8_t* embedding_rows;  // [H * W][pipeline.output_dim]
+  float* scale_values;     // [H * W]
   BatchCounter& counter;
   std::atomic<int64_t>& pixels_done;
   std::atomic<bool>& abort;  // set when any worker failed: the others stop claiming
   StreamPace& pace;
   BatchFinishes& finishes;
 
+  // Floats of one pixel's model output (the engines' output rows).
   int64_t latent() const { return shape.output_dim; }
 
   // True when the streaming workers alone would finish every unclaimed batch in less time
@@ -169,23 +173,26 @@ struct TileJob {
     return leave_to_streams(pace.pixels_per_second(), counter.unclaimed() * options.batch,
                             cpu_batch_seconds);
   }
-  const int64_t* pixels(int64_t b) const { return valid.data() + b * options.batch; }
-  int64_t count(int64_t b) const {
-    return std::min(options.batch, static_cast<int64_t>(valid.size()) - b * options.batch);
-  }
+  const int64_t* pixels(int64_t b) const { return plan.pixels_of(b); }
+  int64_t count(int64_t b) const { return plan.count(b); }
+  StepCounts steps(int64_t b) const { return plan.steps[static_cast<std::size_t>(b)]; }
 
   // Unless another worker finished batch b first (then false, nothing written): quantises its
-  // float outputs (count(b) x latent, in pixel order) into the mapped outputs and hands the
-  // batch to the committer (write-back, then journal).
+  // float outputs (count(b) x latent, in the batch's pixel order; the first
+  // pipeline.output_dim of each row) into the mapped outputs and hands the batch to the
+  // committer (write-back, then journal). A batch's pixels ascend, so its rows lie in
+  // [first pixel, last pixel] of the outputs.
   bool finish(int64_t b, const float* result) const {
     if (!finishes.finish(b)) return false;
     const int64_t n = count(b);
     const int64_t* p = pixels(b);
-    const int64_t d = latent();
+    const int64_t d = pipeline.output_dim;
+    const auto quantize =
+        pipeline.quant == QuantRule::kV2 ? quantize_embedding_v2 : quantize_embedding;
     for (int64_t k = 0; k < n; ++k) {
       try {
-        quantize_embedding(result + k * d, static_cast<int>(d), embedding_rows + p[k] * d,
-                           scale_values + p[k]);
+        quantize(result + k * latent(), static_cast<int>(d), embedding_rows + p[k] * d,
+                 scale_values + p[k]);
       } catch (const NonFiniteOutput& e) {
         throw non_finite_output_error(tile, options.model_path, p[k], e);
       }

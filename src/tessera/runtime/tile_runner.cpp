@@ -22,8 +22,10 @@
 #include "tessera/io/npy.h"
 #include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
+#include "tessera/model/model_family.h"
 #include "tessera/pipeline/preparer.h"
 #include "tessera/pipeline/quantiser.h"
+#include "tessera/pipeline/tile_plan.h"
 #include "tessera/runtime/cpu_worker.h"
 #include "tessera/runtime/device_batches.h"
 #include "tessera/runtime/device_list.h"
@@ -42,7 +44,7 @@ namespace fs = std::filesystem;
 // Identifies the computation a journal belongs to: resuming with any of these changed would
 // mix two different results in one file.
 std::string journal_key(const Tile& tile, const InferOptions& options, const std::string& engines,
-                        int64_t latent, int64_t valid) {
+                        const TilePipeline& pipeline, int64_t valid) {
   std::error_code ec;
   const auto model_bytes = fs::file_size(options.model_path, ec);
   const auto model_time = fs::last_write_time(options.model_path, ec).time_since_epoch().count();
@@ -54,10 +56,11 @@ std::string journal_key(const Tile& tile, const InferOptions& options, const std
                           fs::last_write_time(array->path(), ec).time_since_epoch().count());
   }
   return fmt::format(
-      "tessera-journal v3 grid={} hw={}x{} valid={} latent={} batch={} repeat={} engines={} "
-      "model_bytes={} model_time={} inputs={:016x}",
-      tile.grid, tile.height, tile.width, valid, latent, options.batch, options.repeat, engines,
-      model_bytes, model_time, std::hash<std::string>{}(inputs));
+      "tessera-journal v4 grid={} hw={}x{} valid={} pipeline={}/{} latent={} batch={} repeat={} "
+      "engines={} model_bytes={} model_time={} inputs={:016x}",
+      tile.grid, tile.height, tile.width, valid, pipeline.version, pipeline.stats,
+      pipeline.output_dim, options.batch, options.repeat, engines, model_bytes, model_time,
+      std::hash<std::string>{}(inputs));
 }
 
 // The engines= field of a journal key ("" when there is none).
@@ -234,13 +237,38 @@ struct TileOutputs {
   }
 };
 
-// Valid pixels of the batches the journal has already.
-int64_t pixels_resumed(const BatchJournal& journal, const TileSummary& summary, int64_t batch) {
-  int64_t pixels = 0;
-  for (int64_t b = 0; b < summary.batches; ++b) {
-    if (journal.done(b)) pixels += std::min(batch, summary.pixels_valid - b * batch);
+// What the pipeline of `options`' model is (its metadata, its output width, --dim), checked
+// before any tile: a bad --dim or --repeat is one error, not one per tile.
+TilePipeline pipeline_of_model(const InferOptions& options) {
+  const ModelFamilyInfo family = read_model_family(options.model_path);
+  const ModelShape shape = read_model_shape(options.model_path);
+  TilePipeline pipeline = tile_pipeline(options.model_path, family.version, family.stats,
+                                        shape.output_dim, options.dim);
+  if (!shape.symbolic_steps) pipeline.sampled_steps = {shape.s2_steps, shape.s1_steps};
+  if (pipeline.bucketed && options.repeat > 1) {
+    throw UsageError(fmt::format(
+        "--repeat applies to v1.0 models, whose steps are sampled; a {} model uses every valid "
+        "observation, so every pass would be the same",
+        pipeline.version));
   }
-  return pixels;
+  return pipeline;
+}
+
+// The tile's batches: the pixels to compute (one scan of the tile) cut as `pipeline` asks.
+// Throws Error naming the tile when a bucketed pipeline finds no valid observation at all.
+TilePlan plan_tile(const Tile& tile, const TilePipeline& pipeline, int64_t batch) {
+  if (!pipeline.bucketed) return fixed_batches(valid_pixels(tile), batch, pipeline.sampled_steps);
+  const ObservationCounts counts = count_observations(tile);
+  const auto any = [](const std::vector<int32_t>& c) {
+    return std::any_of(c.begin(), c.end(), [](int32_t n) { return n > 0; });
+  };
+  if (!any(counts.s2) && !any(counts.s1)) {
+    throw Error(tile.dir +
+                ": holds no valid observation (every S2 mask and every S1 value is 0): "
+                "nothing for a " +
+                pipeline.version + " model to embed");
+  }
+  return bucket_batches(counts, pipeline, batch);
 }
 
 // The streaming workers' share of the tile, their take-overs, the smallest pixels-per-run in
@@ -275,6 +303,7 @@ struct TileRunner::Kept {
   // [2i], helpers on [2i+1]) or, on small machines, 1 (stream i: all on [i]).
   std::vector<WorkerPlan> stream_cpus;
   std::optional<ModelShape> shape;  // read from the model on the first tile computed
+  TilePipeline pipeline;            // the model's (TileRunner's constructor)
   std::vector<std::unique_ptr<Engine>> cpu_engines;  // by WorkerPlan::index
   std::vector<StreamEngine> stream_engines;          // by streaming device
 
@@ -297,6 +326,7 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan, EngineFact
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
   kept_->devices = parse_device_list(options.device);
   plan_engines(options, *kept_);
+  kept_->pipeline = pipeline_of_model(options);
   if (options.gpu_batch < 1 || options.gpu_batch > kMaxInferBatch) {
     throw UsageError(
         fmt::format("GPU batch must be 1 to {} (got {})", kMaxInferBatch, options.gpu_batch));
@@ -393,27 +423,28 @@ void TileRunner::compute(const Tile& tile, const std::string& tile_dir,
   const ModelShape& shape = *kept_->shape;
   check_model_takes_tile_features(options.model_path, shape);
 
+  const TilePipeline& pipeline = kept_->pipeline;
   const auto scan_start = Clock::now();
-  const std::vector<int64_t> valid = valid_pixels(tile);
+  const TilePlan batches = plan_tile(tile, pipeline, options.batch);
   summary.scan_seconds = seconds_since(scan_start);
-  summary.pixels_valid = static_cast<int64_t>(valid.size());
-  summary.batches = (summary.pixels_valid + options.batch - 1) / options.batch;
-  const int64_t latent = shape.output_dim;
+  summary.pixels_valid = static_cast<int64_t>(batches.pixels.size());
+  summary.batches = batches.batches();
 
   const std::string key =
-      journal_key(tile, options, engines_key(kept_->device_specs), latent, summary.pixels_valid);
+      journal_key(tile, options, engines_key(kept_->device_specs), pipeline, summary.pixels_valid);
   std::error_code ec;
   if (!options.resume) fs::remove(journal_path, ec);
   say_when_engines_changed(tile_dir, journal_path, key);
   TileOutputs outputs;
-  outputs.open(summary, journal_path, key, {tile.height, tile.width, latent},
+  outputs.open(summary, journal_path, key, {tile.height, tile.width, pipeline.output_dim},
                {tile.height, tile.width});
   BatchJournal& journal = *outputs.journal;
   summary.batches_resumed = journal.done_count();
 
   auto* embedding_rows = static_cast<int8_t*>(outputs.embeddings->data());
   auto* scale_values = static_cast<float*>(outputs.scales->data());
-  std::atomic<int64_t> pixels_done{pixels_resumed(journal, summary, options.batch)};
+  std::atomic<int64_t> pixels_done{
+      batches.pixels_where([&](int64_t b) { return journal.done(b); })};
   const int64_t pixels_done_before = pixels_done.load();
   ProgressMonitor monitor(progress, pixels_done, summary.pixels_valid);
 
@@ -423,8 +454,8 @@ void TileRunner::compute(const Tile& tile, const std::string& tile_dir,
                            outputs.scales->temp_path());
   StreamPace pace;
   BatchFinishes finishes(summary.batches, kept_->cpu_engines.size());
-  const TileJob job{tile,         options, valid,       shape, journal, committer, embedding_rows,
-                    scale_values, counter, pixels_done, abort, pace,    finishes};
+  const TileJob job{tile,           options,      pipeline, batches,     shape, journal, committer,
+                    embedding_rows, scale_values, counter,  pixels_done, abort, pace,    finishes};
   // No workers (and no engine builds) when every batch is done already, or there is none.
   const bool work_left = journal.done_count() < summary.batches;
   std::atomic<int> engines_built{0};

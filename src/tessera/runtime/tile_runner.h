@@ -51,7 +51,8 @@ struct InferOptions {
   // engine_spec.h's precisions; "" is the engine's default on each device (fp32 on the CPU,
   // tf32 on a GPU).
   std::string precision;
-  int repeat = 1;      // passes with offsets 0..repeat-1, averaged
+  int repeat = 1;      // passes with offsets 0..repeat-1, averaged (v1.0 models only)
+  int dim = 0;         // v2: embedding values written per pixel (16, 32, 64, 128); 0: all
   bool force = false;  // recompute tiles whose outputs exist
   bool resume = true;  // continue from a journal left by an interrupted run
   bool spinning = true;
