@@ -13,6 +13,12 @@ add_test(NAME infer_kill_resume_native
                  --engine native --precision bf16 --other-precision fp32)
 set_tests_properties(infer_oracle infer_kill_resume infer_kill_resume_native
                      PROPERTIES LABELS runtime TIMEOUT 300)
+# `tessera infer` on v1.0-early, v1.1 and v2 models (both engines): the numpy + PyTorch oracle of
+# MODEL_FAMILY.md's tile pipelines on synthetic tiles, and the bad inputs. Needs torch (exit 77).
+add_test(NAME family_infer_oracle
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_SOURCE_DIR}/tests/reference/family_infer_test.py"
+                 --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/family_infer_oracle")
+set_tests_properties(family_infer_oracle PROPERTIES LABELS runtime TIMEOUT 300 SKIP_RETURN_CODE 77)
 # The output comparison that scripts/gpu_check.sh uses for CPU vs GPU agreement.
 add_test(NAME compare_embeddings
          COMMAND ${SYSTEM_PYTHON3} "${CMAKE_SOURCE_DIR}/tests/reference/compare_embeddings_test.py")
