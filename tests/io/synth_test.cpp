@@ -93,6 +93,38 @@ TEST(Synth, WritesAValidRealisticTile) {
   EXPECT_NEAR(1.0 - static_cast<double>(clear) / observed, 0.3, 0.06);
 }
 
+// Varied observations: valid S2 counts per pixel spread like the length buckets of v1.1 and v2
+// see them: some pixels (beyond the no-data ones) with 0-8, the bulk with 40-100, some above 256.
+TEST(Synth, VariedObservationsSpreadTheValidCounts) {
+  const std::string dir = testing::test_dir("synth_varied") + "/grid_1_2";
+  SynthOptions o;
+  o.height = 4800;  // 200 cloud cells of 24 x 1 pixels (a small file: 29 MB)
+  o.width = 1;
+  o.s2_steps = kVariedS2Steps;
+  o.s1_asc_steps = o.s1_desc_steps = 1;
+  o.nodata = 0;
+  o.varied_observations = true;
+  write_synth_tile(dir, o, false);
+  const Tile tile = open_tile(dir);
+  const auto* masks = static_cast<const uint8_t*>(tile.s2_masks.data());
+  int64_t few = 0, bulk = 0, many = 0, total = 0;
+  for (int64_t p = 0; p < tile.pixels(); ++p) {
+    int64_t n = 0;
+    for (int64_t t = 0; t < tile.t2; ++t) n += masks[t * tile.pixels() + p];
+    few += n <= 8;
+    bulk += n >= 40 && n <= 100;
+    many += n > 256;
+    total += n;
+  }
+  const double pixels = static_cast<double>(tile.pixels());
+  EXPECT_GT(few / pixels, 0.02);
+  EXPECT_LT(few / pixels, 0.10);
+  EXPECT_GT(bulk / pixels, 0.75);
+  EXPECT_GT(many / pixels, 0.005);
+  EXPECT_NEAR(total / pixels, 68.0, 12.0);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(Synth, DeterministicPerSeedAndRefusesToOverwrite) {
   const std::string root = testing::test_dir("synth_seed");
   SynthOptions o = small_options();

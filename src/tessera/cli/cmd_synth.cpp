@@ -19,6 +19,7 @@ struct SynthArgs {
   std::string s1_steps = "30/30";
   std::string layout = "nested";
   std::string dtype = "int16";
+  std::string observations = "uniform";
   bool force = false;
   SynthOptions options;
 };
@@ -73,6 +74,13 @@ void add_synth_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--cloud", args->options.cloud, "Fraction of S2 observations under cloud")
       ->capture_default_str();
+  auto* steps = cmd->get_option("--s2-steps");
+  cmd->add_option("--observations", args->observations,
+                  "uniform (every pixel clear at the --cloud rate) or varied (valid S2 counts "
+                  "from 0 to above 256, most 40-100, as v1.1 and v2 buckets see; 300 S2 steps "
+                  "unless --s2-steps)")
+      ->check(CLI::IsMember({"uniform", "varied"}))
+      ->capture_default_str();
   cmd->add_option("--nodata", args->options.nodata, "Fraction of pixels with no data at all")
       ->capture_default_str();
   cmd->add_option("--seed", args->options.seed, "Random seed (same seed, same bytes)")
@@ -85,13 +93,15 @@ void add_synth_command(CLI::App& root) {
       ->check(CLI::IsMember({"int16", "uint16"}))
       ->capture_default_str();
   cmd->add_flag("--force", args->force, "Replace an existing directory");
-  cmd->callback([args, output, old_output] {
+  cmd->callback([args, output, old_output, steps] {
     check_renamed_option("synth", *output, *old_output, "the tile directory");
     if (output->count() == 0 && old_output->count() == 0) throw CLI::RequiredError("--output");
     SynthOptions o = args->options;
     parse_size(args->size, o);
     parse_s1_steps(args->s1_steps, o);
     o.nested = args->layout == "nested";
+    o.varied_observations = args->observations == "varied";
+    if (o.varied_observations && steps->count() == 0) o.s2_steps = kVariedS2Steps;
     o.band_dtype = parse_dtype_name(args->dtype, "--dtype");
     write_synth_tile(args->out, o, args->force);
   });

@@ -125,14 +125,31 @@ float season(const LandCover& c, float doy, float shift) {
 // The tile's spatial structure: Voronoi patches, each with a class, a brightness factor and a
 // phenology shift; and which pixels have no data at all.
 struct Layout {
-  std::vector<uint8_t> patch_of;  // per pixel
-  std::vector<uint8_t> cls;       // per patch
-  std::vector<float> bright;      // per patch
-  std::vector<float> shift;       // per patch
-  std::vector<uint8_t> nodata;    // per pixel
-  std::vector<int32_t> cell_of;   // per pixel: cloud cell index
+  std::vector<uint8_t> patch_of;   // per pixel
+  std::vector<uint8_t> cls;        // per patch
+  std::vector<float> bright;       // per patch
+  std::vector<float> shift;        // per patch
+  std::vector<uint8_t> nodata;     // per pixel
+  std::vector<int32_t> cell_of;    // per pixel: cloud cell index
+  std::vector<double> clear_rate;  // per cloud cell (varied_observations)
   int64_t cells = 0;
 };
+
+// The clear-sky rate of each cloud cell of a tile of `steps` S2 steps (SynthOptions,
+// varied_observations): 5% of cells see about 0-8 clear steps, 3% nearly all, the rest 40-100.
+std::vector<double> varied_clear_rates(const SynthOptions& o, int64_t cells) {
+  std::vector<double> rates(static_cast<std::size_t>(cells));
+  const auto steps = static_cast<double>(o.s2_steps);
+  for (int64_t c = 0; c < cells; ++c) {
+    const double kind = hash01(o.seed, 9, static_cast<uint64_t>(c));
+    const double u = hash01(o.seed, 10, static_cast<uint64_t>(c));
+    double clear = 40.0 + 60.0 * u;  // expected clear steps
+    if (kind < 0.05) clear = 8.0 * u;
+    if (kind >= 0.05 && kind < 0.08) clear = 0.97 * steps;
+    rates[static_cast<std::size_t>(c)] = std::min(1.0, clear / steps);
+  }
+  return rates;
+}
 
 Layout make_layout(const SynthOptions& o) {
   Layout l;
@@ -150,6 +167,7 @@ Layout make_layout(const SynthOptions& o) {
   }
   const int64_t cells_x = (o.width + kCloudCell - 1) / kCloudCell;
   l.cells = cells_x * ((o.height + kCloudCell - 1) / kCloudCell);
+  if (o.varied_observations) l.clear_rate = varied_clear_rates(o, l.cells);
   l.patch_of.resize(static_cast<std::size_t>(plane));
   l.nodata.resize(static_cast<std::size_t>(plane));
   l.cell_of.resize(static_cast<std::size_t>(plane));
@@ -199,8 +217,9 @@ void write_s2(const std::string& dir, const SynthOptions& o, const Layout& l) {
       }
     }
     for (int64_t c = 0; c < l.cells; ++c) {
+      const double u = hash01(o.seed, 8, static_cast<uint64_t>(t), static_cast<uint64_t>(c));
       cloudy[static_cast<std::size_t>(c)] =
-          hash01(o.seed, 8, static_cast<uint64_t>(t), static_cast<uint64_t>(c)) < o.cloud;
+          o.varied_observations ? u >= l.clear_rate[static_cast<std::size_t>(c)] : u < o.cloud;
     }
     for (int64_t p = 0; p < plane; ++p) {
       const auto pi = static_cast<std::size_t>(p);

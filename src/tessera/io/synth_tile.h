@@ -7,6 +7,10 @@
 //
 // S1 values are stored as (dB + 40) x 200 in int16 (0 = no data), which puts typical VV/VH
 // backscatter (about -12.6 / -25 dB) at the model's S1 means (5484 / 3004).
+// With varied_observations, each cloud cell gets its own clear-sky rate instead of `cloud`, so
+// that the valid S2 observations of pixels vary as in the length buckets of v1.1 and v2: in 5%
+// of cells about 0-8 of the steps are clear, in 3% nearly all (above 256 with 300 steps), and in
+// the rest 40-100 steps (the bulk of a real tile; v1.1 pixels average about 68).
 // Deterministic: the same options give the same bytes.
 
 #include <cstdint>
@@ -16,14 +20,18 @@
 
 namespace tessera {
 
+// S2 steps of a varied_observations tile unless given: enough for counts above 256.
+constexpr int64_t kVariedS2Steps = 300;
+
 struct SynthOptions {
   int64_t height = 64;
   int64_t width = 64;
   int64_t s2_steps = 90;
-  int64_t s1_asc_steps = 30;   // 0 = no ascending data: shape (0, H, W, 2)
-  int64_t s1_desc_steps = 30;  // 0 = no descending data
-  double cloud = 0.4;          // fraction of (step, pixel) observations under cloud
-  double nodata = 0.05;        // fraction of pixels with no S2 data at all
+  int64_t s1_asc_steps = 30;         // 0 = no ascending data: shape (0, H, W, 2)
+  int64_t s1_desc_steps = 30;        // 0 = no descending data
+  double cloud = 0.4;                // fraction of (step, pixel) observations under cloud
+  bool varied_observations = false;  // per-cell clear rates (above); `cloud` unused then
+  double nodata = 0.05;              // fraction of pixels with no S2 data at all
   uint64_t seed = 1;
   bool nested = true;                // s2/, s1/ subdirectories; false = flat
   DType band_dtype = DType::kInt16;  // int16 or uint16
