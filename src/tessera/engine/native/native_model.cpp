@@ -129,12 +129,13 @@ std::string choice(const Metadata& metadata, const std::string& path, const std:
               "' is not one the native engine runs (" + expected + ")");
 }
 
-// The architecture the metadata states (model_builder.h, "Metadata"); v1.0 without it.
-void read_architecture(const Metadata& metadata, const std::string& path, NativeModelDims& dims) {
+// The architecture the metadata states (model_builder.h, "Metadata"); v1.0 without it. Returns
+// whether the fusion is an MLP (its widths come from the tensors).
+bool read_architecture(const Metadata& metadata, const std::string& path, NativeModelDims& dims) {
   dims.version = choice(metadata, path, "tessera.version", {"v1.0", "v1.0-early", "v1.1", "v2"});
   if (dims.version == "v1.0") {
     dims.pooling = NativePooling::kCustomGru;
-    return;
+    return false;
   }
   dims.float32_frequencies = true;
   const std::string pooling =
@@ -142,10 +143,9 @@ void read_architecture(const Metadata& metadata, const std::string& path, Native
   dims.pooling = pooling == "gru"         ? NativePooling::kTorchGru
                  : pooling == "attention" ? NativePooling::kAttention
                                           : NativePooling::kCustomGru;
-  // fusion_hidden and fusion_width come from the tensors (NativeModel's constructor).
-  dims.fusion_hidden = choice(metadata, path, "tessera.fusion", {"linear", "mlp"}) == "mlp";
   dims.final_norm = choice(metadata, path, "tessera.final_norm", {"0", "1"}) == "1";
   dims.qk_norm = choice(metadata, path, "tessera.qk_norm", {"0", "1"}) == "1";
+  return choice(metadata, path, "tessera.fusion", {"linear", "mlp"}) == "mlp";
 }
 
 void append_pooling_shapes(ExpectedShapes& out, const std::string& b, const NativeModelDims& m) {
@@ -240,7 +240,7 @@ NativeModel::NativeModel(const std::string& path) : path_(path) {
   Metadata metadata;
   for (const auto& entry : model.metadata_props()) metadata[entry.key()] = entry.value();
 
-  read_architecture(metadata, path, dims_);
+  const bool mlp_fusion = read_architecture(metadata, path, dims_);
   const std::string& version = dims_.version;
   bool s2_symbolic = false, s1_symbolic = false;
   dims_.s2 = input_dims(model.graph(), path, "s2_input", &s2_symbolic);
@@ -250,7 +250,7 @@ NativeModel::NativeModel(const std::string& path) : path_(path) {
   dims_.symbolic_steps = s2_symbolic;
   dims_.d_model = leading_dim(index, path, version, "s2.embed.0.bias");
   dims_.ffn = leading_dim(index, path, version, "s2.layers.0.ffn.linear1.bias");
-  if (dims_.fusion_hidden > 0) {
+  if (mlp_fusion) {
     dims_.fusion_hidden = leading_dim(index, path, version, "fusion.linear1.bias");
     dims_.fusion_width = leading_dim(index, path, version, "fusion.linear2.bias");
   }
