@@ -3,7 +3,9 @@
 //   TESSERA_SPEED_MODEL=/tmp/full.onnx build/tests/test_engine
 //     --gtest_also_run_disabled_tests --gtest_filter='*NativeSpeed*'
 // Optional: TESSERA_SPEED_BATCHES (default "64,256"), TESSERA_SPEED_ROUNDS (default 5),
-// TESSERA_SPEED_PRECISIONS (default "fp32,bf16,int8"), TESSERA_SPEED_THREADS (default 1).
+// TESSERA_SPEED_PRECISIONS (default "fp32,bf16,int8"), TESSERA_SPEED_THREADS (default 1),
+// TESSERA_SPEED_STEPS ("S2,S1": the step counts of a model with symbolic steps; default the
+// model's own, kMaxModelSteps for symbolic ones).
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -57,6 +59,12 @@ RunTime time_run(Engine& engine, int64_t batch) {
           thread_cpu_seconds() - cpu_start};
 }
 
+// Sets TESSERA_SPEED_STEPS on `engine` when given.
+void set_speed_steps(Engine& engine) {
+  const std::vector<std::string> steps = split_commas(env_or("TESSERA_SPEED_STEPS", ""));
+  if (steps.size() == 2) engine.set_steps(std::stoll(steps[0]), std::stoll(steps[1]));
+}
+
 double median_of(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   return values[values.size() / 2];
@@ -87,7 +95,10 @@ TEST(NativeSpeed, DISABLED_AgainstOnnxRuntime) {
     engines.push_back(std::make_unique<NativeEngine>(model, options));
     names.push_back("native " + precision);
   }
-  for (auto& engine : engines) fill_dummy_inputs(*engine, 17);
+  for (auto& engine : engines) {
+    set_speed_steps(*engine);
+    fill_dummy_inputs(*engine, 17);
+  }
 
   for (const int64_t batch : batches) {
     std::vector<std::vector<double>> wall(engines.size()), cpu(engines.size());
@@ -165,6 +176,7 @@ TEST(NativeSpeed, DISABLED_AccuracyAgainstFp32) {
   OrtEngineOptions ort_options;
   ort_options.max_batch = pixels;
   OrtEngine ort(model, ort_options);
+  set_speed_steps(ort);
   fill_dummy_inputs(ort, 23);
   ort.run(pixels);
   std::vector<std::vector<float>> outputs;
@@ -173,6 +185,7 @@ TEST(NativeSpeed, DISABLED_AccuracyAgainstFp32) {
     options.precision = precision;
     options.max_batch = pixels;
     NativeEngine engine(model, options);
+    set_speed_steps(engine);
     fill_dummy_inputs(engine, 23);
     engine.run(pixels);
     outputs.emplace_back(engine.output(), engine.output() + pixels * engine.shape().output_dim);

@@ -88,12 +88,6 @@ void add_run_model_command(CLI::App& root) {
     EngineSpec spec = parse_engine_spec(args->engine, args->device, args->precision);
     spec.threads = args->threads;
     spec.max_batch = std::max<int64_t>(1, s2.ndim() > 0 ? s2.dim(0) : 1);
-    if (spec.backend == "native") {
-      const std::string version = read_model_family(args->model).version;
-      if (version != "v1.0")
-        throw Error(args->model + ": the native engine runs v1.0 models only (this one is " +
-                    version + "); use --engine ort");
-    }
     const FixedStepsModel fixed(args->model, s2, s1);
     const std::string& model = fixed.path(args->model);
     check_engine_can_run(spec, model);

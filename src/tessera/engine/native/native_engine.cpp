@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <dnnl.hpp>
+#include <set>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "tessera/common/error.h"
@@ -80,21 +83,42 @@ size_t bytes_of(NativeType type) {
   return type == NativeType::f32 ? 4 : type == NativeType::bf16 ? 2 : 1;
 }
 
+// Rows (pixels x steps) of activation buffers per pixel of max_batch for a model with symbolic
+// steps: runs of up to 64 steps go through in one piece, longer ones in chunks of pixels.
+constexpr int64_t kSymbolicRowsPerPixel = 64;
+// Attention scores (floats) a symbolic-step model keeps at most: 32 MiB of float32 (more when
+// one pixel of kMaxModelSteps needs it).
+constexpr int64_t kSymbolicScoreFloats = int64_t{1} << 23;
+
 struct EncoderLayer {
   std::unique_ptr<NativeLinear> qkv, out, ffn1, ffn2;
   std::vector<float> norm1_gamma, norm1_beta, norm2_gamma, norm2_beta;
+  std::vector<float> q_gain, k_gain;  // QK RMSNorm gains [d / heads]; empty without QK norm
 };
 
 struct Branch {
   NativeBranchDims dims;
+  std::vector<float> doy_frequencies;
   std::unique_ptr<NativeLinear> embed0, embed2;
   std::unique_ptr<NativeAttention> attention;
   std::vector<EncoderLayer> layers;
-  std::unique_ptr<NativeLinear> gru_input;   // [W_ir | W_iz | W_ih] + [b_r | b_z | b_h]
-  std::unique_ptr<NativeLinear> gru_reset;   // [W_hr | W_hz], no bias
-  std::unique_ptr<NativeLinear> gru_hidden;  // W_hh, no bias
-  std::vector<float> pool_gamma, pool_beta, score_w;
+  // Custom GRU: [W_ir | W_iz | W_ih] + [b_r | b_z | b_h]; nn.GRU: weight_ih + bias_ih.
+  std::unique_ptr<NativeLinear> gru_input;
+  std::unique_ptr<NativeLinear> gru_reset;  // custom GRU: [W_hr | W_hz], no bias
+  // Custom GRU: W_hh, no bias; nn.GRU: weight_hh + bias_hh (all three gates).
+  std::unique_ptr<NativeLinear> gru_hidden;
+  std::vector<float> pool_gamma, pool_beta;  // empty: scores without LayerNorm
+  std::vector<float> score_w;
   float score_b = 0.0f;
+};
+
+// Linear: `first` alone ([2d, latent]). MLP: first [2d, hidden], LayerNorm(norm), ReLU, second
+// [hidden, latent] (the first `latent` columns of the file's [hidden, width]), then a LayerNorm
+// without parameters when final_norm.
+struct Fusion {
+  std::unique_ptr<NativeLinear> first, second;
+  std::vector<float> norm_gamma, norm_beta;
+  bool final_norm = false;
 };
 
 std::vector<float> copy_of(const NativeModel& model, const std::string& name, int64_t count) {
@@ -115,103 +139,196 @@ std::vector<float> side_by_side(const NativeModel& model, const std::vector<std:
   return joined;
 }
 
+// The first `cols` columns of `name` [rows, width].
+std::vector<float> first_columns(const NativeModel& model, const std::string& name, int64_t rows,
+                                 int64_t width, int64_t cols) {
+  const float* w = model.tensor(name);
+  std::vector<float> kept(static_cast<size_t>(rows * cols));
+  for (int64_t k = 0; k < rows; ++k)
+    std::copy(w + k * width, w + k * width + cols, &kept[k * cols]);
+  return kept;
+}
+
 }  // namespace
 
 // Everything a NativeEngine computes with. The two branches run one after the other through
-// the same activation buffers; the operands (x_operand() ...) are views of those buffers in the
-// type their matmul reads, aliasing the float32 ones in fp32 runs.
+// the same activation buffers (rows_capacity rows), each in chunks of whole pixels; the operands
+// (x_operand() ...) are views of those buffers in the type their matmul reads, aliasing the
+// float32 ones in fp32 runs.
 struct NativeEngine::State {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   PrecisionPlan plan;
   NativeModelDims dims;
   Branch s2, s1;
-  std::unique_ptr<NativeLinear> fusion;
-  std::vector<int64_t> prepared_batches;
+  Fusion fusion;
+  int64_t max_batch = 0;
+  int64_t rows_capacity = 0;   // rows of every [rows, width] activation buffer
+  int64_t score_capacity = 0;  // elements of scores and probabilities
+  std::set<std::tuple<int64_t, int64_t, int64_t>> prepared;  // (batch, s2 steps, s1 steps)
   NativeBuffer scratchpad;
-  // Activations, sized for the longer branch at max_batch (shared by the branches in turn).
   NativeBuffer s2_in, s1_in, out, bands, embedded, x, x_low, x_scales, qkv, qkv_low, scores,
       probabilities, context, context_low, context_scales, delta, hidden, hidden_low, hidden_scales,
-      h, h_low, z, gh, gn, rh_low, pooled;
+      h, h_low, z, gh, gn, rh_low, pooled, fusion_hidden;
 
   // FFN1's output: FFN2's input for fp32 and bf16; for int8 the epilogue's, bf16 where it can.
   NativeType ffn1_output_type() const {
     return plan.hidden == NativeType::u8 ? plan.light : plan.hidden;
+  }
+  // Pixels per chunk of a branch run of `batch` pixels of `steps` steps.
+  int64_t chunk_pixels(int64_t batch, int64_t steps) const {
+    return even_part(batch, std::min(batch, std::max<int64_t>(1, rows_capacity / steps)));
   }
   NativeOperand x_operand() const;
   NativeOperand context_operand() const;
   NativeOperand hidden_operand() const;
   NativeOperand h_operand() const;
   NativeOperand rh_operand() const;
-  void load_branch(NativeModel& model, const std::string& b, Branch& branch, int64_t max_batch);
-  void allocate(int64_t max_batch);
-  void prepare_batch(int64_t batch);
-  void run_branch(const Branch& branch, const float* input, int64_t batch, float* pooled,
-                  const std::atomic<bool>& interrupted);
-  void run_encoder_layer(const Branch& branch, const EncoderLayer& layer, int64_t batch);
-  void run_gru(const Branch& branch, int64_t batch);
+  void plan_capacity();
+  void load_branch(NativeModel& model, const std::string& b, Branch& branch);
+  void load_layers(NativeModel& model, const std::string& b, Branch& branch);
+  void load_pooling(NativeModel& model, const std::string& b, Branch& branch);
+  void load_fusion(NativeModel& model);
+  void allocate();
+  size_t prepare_branch(Branch& branch, int64_t pixels, int64_t steps);
+  void prepare(int64_t batch, int64_t s2_steps, int64_t s1_steps);
+  void run_branch(const Branch& branch, const float* input, int64_t batch, int64_t steps,
+                  float* pooled, const std::atomic<bool>& interrupted);
+  void run_chunk(const Branch& branch, const float* input, int64_t batch, int64_t steps,
+                 float* pooled, const std::atomic<bool>& interrupted);
+  void run_encoder_layer(const Branch& branch, const EncoderLayer& layer, int64_t batch,
+                         int64_t steps);
+  const void* run_qkv(const EncoderLayer& layer, int64_t rows);
+  void run_custom_gru(const Branch& branch, int64_t batch, int64_t steps);
+  void run_torch_gru(const Branch& branch, int64_t batch, int64_t steps);
+  void run_fusion(int64_t batch);
   void finish_int8_output(const NativeLinear& linear, void* y, const float* row_scales, bool relu,
                           int64_t rows, const NativeOperand& out);
 };
 
-void NativeEngine::State::load_branch(NativeModel& model, const std::string& b, Branch& branch,
-                                      int64_t max_batch) {
+// Fixed steps: one chunk of max_batch pixels, as many scores as it needs. Symbolic steps: see
+// kSymbolicRowsPerPixel and kSymbolicScoreFloats.
+void NativeEngine::State::plan_capacity() {
+  const int64_t longest = std::max(dims.s2.steps, dims.s1.steps);
+  if (!dims.symbolic_steps) {
+    rows_capacity = max_batch * longest;
+    score_capacity = rows_capacity * dims.heads * longest;
+    return;
+  }
+  rows_capacity = std::max(max_batch * kSymbolicRowsPerPixel, longest);
+  score_capacity = std::max(dims.heads * longest * longest,
+                            std::min(rows_capacity * dims.heads * longest, kSymbolicScoreFloats));
+}
+
+void NativeEngine::State::load_branch(NativeModel& model, const std::string& b, Branch& branch) {
   const int64_t d = dims.d_model;
-  const int64_t rows = max_batch * branch.dims.steps;
-  auto linear = [&](const std::string& name, NativeLinearSpec spec, int64_t first_rows) {
+  branch.doy_frequencies = day_of_year_frequencies(d, dims.float32_frequencies);
+  auto linear = [&](const std::string& name, NativeLinearSpec spec) {
     auto made = std::make_unique<NativeLinear>(engine, spec, model.tensor(name + ".weight"),
-                                               model.tensor(name + ".bias"), first_rows);
+                                               model.tensor(name + ".bias"), rows_capacity);
     model.release(name + ".weight");
     return made;
   };
   branch.embed0 =
-      linear(b + ".embed.0", {branch.dims.bands, d, NativeType::f32, NativeType::f32, true}, rows);
-  branch.embed2 = linear(b + ".embed.2", {d, d, plan.light, NativeType::f32, false}, rows);
-  for (int64_t l = 0; l < dims.layers; ++l) {
-    const std::string p = b + ".layers." + std::to_string(l);
-    EncoderLayer layer;
-    // int8 outputs go through an epilogue (row scales, bias): bf16 halves their memory traffic.
-    const NativeType qkv_dst = plan.attention;
-    layer.qkv = linear(p + ".attn.in_proj", {d, 3 * d, plan.encoder, qkv_dst, false}, rows);
-    layer.out = linear(p + ".attn.out_proj", {d, d, plan.encoder, NativeType::f32, false}, rows);
-    const NativeType ffn1_dst = ffn1_output_type();
-    layer.ffn1 = linear(p + ".ffn.linear1", {d, dims.ffn, plan.encoder, ffn1_dst, true}, rows);
-    layer.ffn2 =
-        linear(p + ".ffn.linear2", {dims.ffn, d, plan.hidden, NativeType::f32, false}, rows);
-    layer.norm1_gamma = copy_of(model, p + ".norm1.weight", d);
-    layer.norm1_beta = copy_of(model, p + ".norm1.bias", d);
-    layer.norm2_gamma = copy_of(model, p + ".norm2.weight", d);
-    layer.norm2_beta = copy_of(model, p + ".norm2.bias", d);
-    branch.layers.push_back(std::move(layer));
-  }
+      linear(b + ".embed.0", {branch.dims.bands, d, NativeType::f32, NativeType::f32, true});
+  branch.embed2 = linear(b + ".embed.2", {d, d, plan.light, NativeType::f32, false});
+  load_layers(model, b, branch);
   branch.attention =
-      std::make_unique<NativeAttention>(engine, branch.dims.steps, d, dims.heads, plan.attention);
-  const std::string g = b + ".pool.gru.";
-  const std::vector<float> input_w = side_by_side(model, {g + "W_ir", g + "W_iz", g + "W_ih"}, d);
-  std::vector<float> input_b;
-  for (const char* bias : {"b_r", "b_z", "b_h"}) {
-    const std::vector<float> part = copy_of(model, g + bias, d);
-    input_b.insert(input_b.end(), part.begin(), part.end());
-  }
-  branch.gru_input = std::make_unique<NativeLinear>(
-      engine, NativeLinearSpec{d, 3 * d, plan.encoder, NativeType::f32, false}, input_w.data(),
-      input_b.data(), rows);
-  const std::vector<float> reset_w = side_by_side(model, {g + "W_hr", g + "W_hz"}, d);
-  branch.gru_reset = std::make_unique<NativeLinear>(
-      engine, NativeLinearSpec{d, 2 * d, plan.light, NativeType::f32, false}, reset_w.data(),
-      nullptr, max_batch);
-  branch.gru_hidden = std::make_unique<NativeLinear>(
-      engine, NativeLinearSpec{d, d, plan.light, NativeType::f32, false}, model.tensor(g + "W_hh"),
-      nullptr, max_batch);
-  branch.pool_gamma = copy_of(model, b + ".pool.norm.weight", d);
-  branch.pool_beta = copy_of(model, b + ".pool.norm.bias", d);
+      std::make_unique<NativeAttention>(engine, d, dims.heads, plan.attention, score_capacity);
+  load_pooling(model, b, branch);
   branch.score_w = copy_of(model, b + ".pool.score.weight", d);
   branch.score_b = model.tensor(b + ".pool.score.bias")[0];
 }
 
-void NativeEngine::State::allocate(int64_t max_batch) {
+void NativeEngine::State::load_layers(NativeModel& model, const std::string& b, Branch& branch) {
   const int64_t d = dims.d_model;
-  const int64_t rows = max_batch * std::max(dims.s2.steps, dims.s1.steps);
+  auto linear = [&](const std::string& name, NativeLinearSpec spec) {
+    auto made = std::make_unique<NativeLinear>(engine, spec, model.tensor(name + ".weight"),
+                                               model.tensor(name + ".bias"), rows_capacity);
+    model.release(name + ".weight");
+    return made;
+  };
+  for (int64_t l = 0; l < dims.layers; ++l) {
+    const std::string p = b + ".layers." + std::to_string(l);
+    EncoderLayer layer;
+    // int8 outputs go through an epilogue (row scales, bias): bf16 halves their memory traffic.
+    // With QK norm q and k are normalised in float32 before they take the attention's type.
+    const NativeType qkv_dst = dims.qk_norm ? NativeType::f32 : plan.attention;
+    layer.qkv = linear(p + ".attn.in_proj", {d, 3 * d, plan.encoder, qkv_dst, false});
+    layer.out = linear(p + ".attn.out_proj", {d, d, plan.encoder, NativeType::f32, false});
+    layer.ffn1 = linear(p + ".ffn.linear1", {d, dims.ffn, plan.encoder, ffn1_output_type(), true});
+    layer.ffn2 = linear(p + ".ffn.linear2", {dims.ffn, d, plan.hidden, NativeType::f32, false});
+    layer.norm1_gamma = copy_of(model, p + ".norm1.weight", d);
+    layer.norm1_beta = copy_of(model, p + ".norm1.bias", d);
+    layer.norm2_gamma = copy_of(model, p + ".norm2.weight", d);
+    layer.norm2_beta = copy_of(model, p + ".norm2.bias", d);
+    if (dims.qk_norm) {
+      layer.q_gain = copy_of(model, p + ".attn.q_norm.weight", d / dims.heads);
+      layer.k_gain = copy_of(model, p + ".attn.k_norm.weight", d / dims.heads);
+    }
+    branch.layers.push_back(std::move(layer));
+  }
+}
+
+void NativeEngine::State::load_pooling(NativeModel& model, const std::string& b, Branch& branch) {
+  const int64_t d = dims.d_model;
+  const auto make = [&](NativeLinearSpec spec, const float* w, const float* bias, int64_t rows) {
+    return std::make_unique<NativeLinear>(engine, spec, w, bias, rows);
+  };
+  if (dims.pooling == NativePooling::kTorchGru) {
+    const std::string r = b + ".pool.rnn.";
+    branch.gru_input =
+        make({d, 3 * d, plan.encoder, NativeType::f32, false}, model.tensor(r + "weight_ih"),
+             model.tensor(r + "bias_ih"), rows_capacity);
+    branch.gru_hidden = make({d, 3 * d, plan.light, NativeType::f32, false},
+                             model.tensor(r + "weight_hh"), model.tensor(r + "bias_hh"), max_batch);
+  } else if (dims.pooling == NativePooling::kCustomGru) {
+    const std::string g = b + ".pool.gru.";
+    const std::vector<float> input_w = side_by_side(model, {g + "W_ir", g + "W_iz", g + "W_ih"}, d);
+    std::vector<float> input_b;
+    for (const char* bias : {"b_r", "b_z", "b_h"}) {
+      const std::vector<float> part = copy_of(model, g + bias, d);
+      input_b.insert(input_b.end(), part.begin(), part.end());
+    }
+    branch.gru_input = make({d, 3 * d, plan.encoder, NativeType::f32, false}, input_w.data(),
+                            input_b.data(), rows_capacity);
+    const std::vector<float> reset_w = side_by_side(model, {g + "W_hr", g + "W_hz"}, d);
+    branch.gru_reset =
+        make({d, 2 * d, plan.light, NativeType::f32, false}, reset_w.data(), nullptr, max_batch);
+    branch.gru_hidden = make({d, d, plan.light, NativeType::f32, false}, model.tensor(g + "W_hh"),
+                             nullptr, max_batch);
+    branch.pool_gamma = copy_of(model, b + ".pool.norm.weight", d);
+    branch.pool_beta = copy_of(model, b + ".pool.norm.bias", d);
+  }
+}
+
+void NativeEngine::State::load_fusion(NativeModel& model) {
+  const int64_t in = 2 * dims.d_model, latent = dims.latent;
+  const NativeType f32 = NativeType::f32;
+  if (dims.fusion_hidden == 0) {
+    fusion.first = std::make_unique<NativeLinear>(engine, NativeLinearSpec{in, latent, f32, f32},
+                                                  model.tensor("fusion.weight"),
+                                                  model.tensor("fusion.bias"), max_batch);
+    return;
+  }
+  const int64_t hidden = dims.fusion_hidden;
+  fusion.first = std::make_unique<NativeLinear>(engine, NativeLinearSpec{in, hidden, f32, f32},
+                                                model.tensor("fusion.linear1.weight"),
+                                                model.tensor("fusion.linear1.bias"), max_batch);
+  fusion.norm_gamma = copy_of(model, "fusion.norm.weight", hidden);
+  fusion.norm_beta = copy_of(model, "fusion.norm.bias", hidden);
+  // Only the kept outputs are computed: columns are independent.
+  const std::vector<float> second_w =
+      first_columns(model, "fusion.linear2.weight", hidden, dims.fusion_width, latent);
+  fusion.second = std::make_unique<NativeLinear>(engine, NativeLinearSpec{hidden, latent, f32, f32},
+                                                 second_w.data(),
+                                                 model.tensor("fusion.linear2.bias"), max_batch);
+  fusion.final_norm = dims.final_norm;
+}
+
+void NativeEngine::State::allocate() {
+  const int64_t d = dims.d_model;
+  const int64_t rows = rows_capacity;
   const auto f32 = [](int64_t count) { return NativeBuffer(static_cast<size_t>(count) * 4); };
   const auto low = [&](NativeType type, int64_t count) {
     return type == NativeType::f32 ? NativeBuffer()
@@ -227,11 +344,8 @@ void NativeEngine::State::allocate(int64_t max_batch) {
   x_scales = f32(rows);
   qkv = f32(rows * 3 * d);
   qkv_low = low(plan.attention, rows * 3 * d);
-  const int64_t score_count =
-      max_batch * dims.heads *
-      std::max(dims.s2.steps * dims.s2.steps, dims.s1.steps * dims.s1.steps);
-  scores = f32(score_count);
-  probabilities = low(plan.attention, score_count);
+  scores = f32(score_capacity);
+  probabilities = low(plan.attention, score_capacity);
   context = f32(rows * d);
   context_low = low(plan.encoder, rows * d);
   context_scales = f32(rows);
@@ -243,10 +357,11 @@ void NativeEngine::State::allocate(int64_t max_batch) {
   h = f32(max_batch * d);
   h_low = low(plan.light, max_batch * d);
   z = f32(max_batch * d);
-  gh = f32(max_batch * 2 * d);
+  gh = f32(max_batch * 3 * d);
   gn = f32(max_batch * d);
   rh_low = NativeBuffer(static_cast<size_t>(max_batch * d) * bytes_of(plan.light));
   pooled = f32(max_batch * 2 * d);
+  fusion_hidden = f32(max_batch * dims.fusion_hidden);
 }
 
 NativeOperand NativeEngine::State::x_operand() const {
@@ -276,28 +391,35 @@ NativeOperand NativeEngine::State::rh_operand() const {
   return {plan.light, dims.d_model, rh_low.as<void>(), nullptr};
 }
 
-// Creates the primitives for `batch` pixels (once per batch size) and grows the scratchpad to
-// the largest any of them needs.
-void NativeEngine::State::prepare_batch(int64_t batch) {
-  if (std::find(prepared_batches.begin(), prepared_batches.end(), batch) != prepared_batches.end())
-    return;
-  size_t bytes = fusion->prepare(batch);
-  for (Branch* branch : {&s2, &s1}) {
-    const int64_t rows = batch * branch->dims.steps;
+// The primitives of one chunk of `pixels` pixels of `steps` steps; returns their scratchpad bytes.
+size_t NativeEngine::State::prepare_branch(Branch& branch, int64_t pixels, int64_t steps) {
+  const int64_t rows = pixels * steps;
+  size_t bytes = branch.attention->prepare(pixels, steps);
+  for (NativeLinear* linear : {branch.embed0.get(), branch.embed2.get(), branch.gru_input.get()})
+    if (linear) bytes = std::max(bytes, linear->prepare(rows));
+  for (NativeLinear* linear : {branch.gru_reset.get(), branch.gru_hidden.get()})
+    if (linear) bytes = std::max(bytes, linear->prepare(pixels));
+  for (const EncoderLayer& layer : branch.layers) {
     for (NativeLinear* linear :
-         {branch->embed0.get(), branch->embed2.get(), branch->gru_input.get()})
+         {layer.qkv.get(), layer.out.get(), layer.ffn1.get(), layer.ffn2.get()})
       bytes = std::max(bytes, linear->prepare(rows));
-    for (NativeLinear* linear : {branch->gru_reset.get(), branch->gru_hidden.get()})
-      bytes = std::max(bytes, linear->prepare(batch));
-    bytes = std::max(bytes, branch->attention->prepare(batch));
-    for (const EncoderLayer& layer : branch->layers) {
-      for (NativeLinear* linear :
-           {layer.qkv.get(), layer.out.get(), layer.ffn1.get(), layer.ffn2.get()})
-        bytes = std::max(bytes, linear->prepare(rows));
-    }
+  }
+  return bytes;
+}
+
+// Creates the primitives of a run of `batch` pixels at these steps (once per shape: the chunks of
+// both branches and the fusion) and grows the scratchpad to the largest any of them needs.
+void NativeEngine::State::prepare(int64_t batch, int64_t s2_steps, int64_t s1_steps) {
+  if (!prepared.insert({batch, s2_steps, s1_steps}).second) return;
+  size_t bytes = fusion.first->prepare(batch);
+  if (fusion.second) bytes = std::max(bytes, fusion.second->prepare(batch));
+  for (auto [branch, steps] : {std::pair{&s2, s2_steps}, std::pair{&s1, s1_steps}}) {
+    const int64_t chunk = chunk_pixels(batch, steps);
+    const int64_t last = batch - (batch - 1) / chunk * chunk;
+    bytes = std::max(bytes, prepare_branch(*branch, chunk, steps));
+    if (last != chunk) bytes = std::max(bytes, prepare_branch(*branch, last, steps));
   }
   if (bytes > scratchpad.bytes()) scratchpad = NativeBuffer(bytes);
-  prepared_batches.push_back(batch);
 }
 
 // The epilogue of an int8 matmul's output y (f32 or bf16, per its spec): out rows =
@@ -315,27 +437,42 @@ void NativeEngine::State::finish_int8_output(const NativeLinear& linear, void* y
   }
 }
 
-// x = LN1(x + out_proj(attention(qkv(x)))), then the FFN block.
-void NativeEngine::State::run_encoder_layer(const Branch& branch, const EncoderLayer& layer,
-                                            int64_t batch) {
+// q, k, v of x_operand's rows in the attention's type: straight from the matmul, or through the
+// int8 epilogue and/or the QK RMSNorm (both in float32). Returns where they are.
+const void* NativeEngine::State::run_qkv(const EncoderLayer& layer, int64_t rows) {
   const int64_t d = dims.d_model;
-  const int64_t rows = batch * branch.dims.steps;
+  const NativeOperand x_op = x_operand();
+  void* attention_qkv = plan.attention != NativeType::f32 ? qkv_low.as<void>() : qkv.as<void>();
+  const NativeOperand attention_op{plan.attention, 3 * d, attention_qkv, nullptr};
+  void* projected = layer.q_gain.empty() ? attention_qkv : qkv.as<void>();
+  layer.qkv->run(stream, rows, x_op.data, projected, scratchpad.as<void>());
+  if (layer.qkv->quantized()) {
+    finish_int8_output(
+        *layer.qkv, projected, x_op.row_scales, false, rows,
+        layer.q_gain.empty() ? attention_op : NativeOperand{NativeType::f32, 3 * d, projected});
+  }
+  if (!layer.q_gain.empty()) {
+    rms_normalize_heads(qkv.as<float>(), rows, d, dims.heads, layer.q_gain.data(),
+                        layer.k_gain.data(), attention_op);
+  }
+  return attention_qkv;
+}
+
+// x = LN1(x + out_proj(attention(qkv(x)))), then the FFN block, for `batch` pixels of `steps`.
+void NativeEngine::State::run_encoder_layer(const Branch& branch, const EncoderLayer& layer,
+                                            int64_t batch, int64_t steps) {
+  const int64_t d = dims.d_model;
+  const int64_t rows = batch * steps;
   void* scratch = scratchpad.as<void>();
   const NativeOperand x_op = x_operand(), context_op = context_operand();
   const NativeOperand hidden_op = hidden_operand();
   const auto scales_of = [](const NativeLinear& linear, const NativeOperand& operand) {
     return linear.quantized() ? operand.row_scales : nullptr;
   };
-  // q, k, v in the attention's type: straight from the matmul, or through the int8 epilogue.
-  const bool low_qkv = plan.attention != NativeType::f32;
-  void* qkv_in = low_qkv ? qkv_low.as<void>() : qkv.as<void>();
-  layer.qkv->run(stream, rows, x_op.data, qkv_in, scratch);
-  if (layer.qkv->quantized()) {
-    finish_int8_output(*layer.qkv, qkv_in, x_op.row_scales, false, rows,
-                       {plan.attention, 3 * d, qkv_in, nullptr});
-  }
-  void* probabilities_out = low_qkv ? probabilities.as<void>() : scores.as<void>();
-  branch.attention->run(stream, batch, qkv_in, scores.as<float>(), probabilities_out,
+  const void* attention_qkv = run_qkv(layer, rows);
+  void* probabilities_out =
+      plan.attention != NativeType::f32 ? probabilities.as<void>() : scores.as<void>();
+  branch.attention->run(stream, batch, steps, attention_qkv, scores.as<float>(), probabilities_out,
                         context.as<float>(), scratch);
   if (context_op.type != NativeType::f32) store_rows(context.as<float>(), rows, context_op);
   layer.out->run(stream, rows, context_op.data, delta.as<void>(), scratch);
@@ -351,11 +488,10 @@ void NativeEngine::State::run_encoder_layer(const Branch& branch, const EncoderL
                     rows, d, x_op);
 }
 
-// The GRU over the encoder output (x_operand) of `batch` sequences; every step's state goes to
-// `delta` ([batch * steps, d]).
-void NativeEngine::State::run_gru(const Branch& branch, int64_t batch) {
+// The custom GRU over the encoder output (x_operand) of `batch` sequences; every step's state
+// goes to `delta` ([batch * steps, d]).
+void NativeEngine::State::run_custom_gru(const Branch& branch, int64_t batch, int64_t steps) {
   const int64_t d = dims.d_model;
-  const int64_t steps = branch.dims.steps;
   void* scratch = scratchpad.as<void>();
   const NativeOperand x_op = x_operand(), h_op = h_operand(), rh_op = rh_operand();
   branch.gru_input->run(stream, batch * steps, x_op.data, qkv.as<void>(), scratch);
@@ -374,13 +510,35 @@ void NativeEngine::State::run_gru(const Branch& branch, int64_t batch) {
   }
 }
 
-void NativeEngine::State::run_branch(const Branch& branch, const float* input, int64_t batch,
-                                     float* pooled_out, const std::atomic<bool>& interrupted) {
+// nn.GRU (v1.0 early) over the encoder output of `batch` sequences from h = 0, every step
+// computed in full (h = 0 still gives h @ W_hh + b_hh = b_hh); states go to `delta`.
+void NativeEngine::State::run_torch_gru(const Branch& branch, int64_t batch, int64_t steps) {
+  const int64_t d = dims.d_model;
+  void* scratch = scratchpad.as<void>();
+  const NativeOperand x_op = x_operand(), h_op = h_operand();
+  branch.gru_input->run(stream, batch * steps, x_op.data, qkv.as<void>(), scratch);
+  if (branch.gru_input->quantized()) {
+    finish_int8_output(*branch.gru_input, qkv.as<void>(), x_op.row_scales, false, batch * steps,
+                       {NativeType::f32, 3 * d, qkv.as<void>(), nullptr});
+  }
+  std::fill(h.as<float>(), h.as<float>() + batch * d, 0.0f);
+  store_rows(h.as<float>(), batch, h_op);
+  NativeGruStep step{qkv.as<float>(),  batch, steps, d, 0, h.as<float>(), z.as<float>(),
+                     delta.as<float>()};
+  for (step.t = 0; step.t < steps; ++step.t) {
+    branch.gru_hidden->run(stream, batch, h_op.data, gh.as<void>(), scratch);
+    torch_gru_step(step, gh.as<float>(), h_op);
+  }
+}
+
+// One chunk of `batch` pixels: embedding, encoder, pooling into pooled (row stride 2d).
+void NativeEngine::State::run_chunk(const Branch& branch, const float* input, int64_t batch,
+                                    int64_t steps, float* pooled_out,
+                                    const std::atomic<bool>& interrupted) {
   const auto check = [&] {
     if (interrupted) throw Error("native engine: run interrupted");
   };
   const int64_t d = dims.d_model;
-  const int64_t steps = branch.dims.steps;
   const int64_t rows = batch * steps;
   const int64_t features = branch.dims.bands + 1;
   void* scratch = scratchpad.as<void>();
@@ -393,16 +551,53 @@ void NativeEngine::State::run_branch(const Branch& branch, const float* input, i
     embedded_src = embedded.as<void>();
   }
   branch.embed2->run(stream, rows, embedded_src, x.as<void>(), scratch);
-  add_day_of_year(x.as<float>(), input, rows, features, d, x_operand());
+  add_day_of_year(x.as<float>(), input, rows, features, d, branch.doy_frequencies.data(),
+                  x_operand());
   for (const EncoderLayer& layer : branch.layers) {
     check();
-    run_encoder_layer(branch, layer, batch);
+    run_encoder_layer(branch, layer, batch, steps);
   }
   check();
-  run_gru(branch, batch);
-  attention_pool(delta.as<float>(), x.as<float>(), branch.pool_gamma.data(),
-                 branch.pool_beta.data(), branch.score_w.data(), branch.score_b, batch, steps, d,
-                 pooled_out, 2 * d);
+  const float* states = x.as<float>();  // attention pooling scores x itself
+  if (dims.pooling != NativePooling::kAttention) {
+    if (dims.pooling == NativePooling::kCustomGru) {
+      run_custom_gru(branch, batch, steps);
+    } else {
+      run_torch_gru(branch, batch, steps);
+    }
+    states = delta.as<float>();
+  }
+  attention_pool(states, x.as<float>(),
+                 branch.pool_gamma.empty() ? nullptr : branch.pool_gamma.data(),
+                 branch.pool_beta.empty() ? nullptr : branch.pool_beta.data(),
+                 branch.score_w.data(), branch.score_b, batch, steps, d, pooled_out, 2 * d);
+}
+
+// A branch run of `batch` pixels in chunks of chunk_pixels (the input packed at `steps`).
+void NativeEngine::State::run_branch(const Branch& branch, const float* input, int64_t batch,
+                                     int64_t steps, float* pooled_out,
+                                     const std::atomic<bool>& interrupted) {
+  const int64_t chunk = chunk_pixels(batch, steps);
+  const int64_t features = branch.dims.bands + 1;
+  for (int64_t first = 0; first < batch; first += chunk) {
+    run_chunk(branch, input + first * steps * features, std::min(chunk, batch - first), steps,
+              pooled_out + first * 2 * dims.d_model, interrupted);
+  }
+}
+
+// pooled [batch, 2d] -> out [batch, latent].
+void NativeEngine::State::run_fusion(int64_t batch) {
+  void* scratch = scratchpad.as<void>();
+  if (!fusion.second) {
+    fusion.first->run(stream, batch, pooled.as<void>(), out.as<void>(), scratch);
+    return;
+  }
+  fusion.first->run(stream, batch, pooled.as<void>(), fusion_hidden.as<void>(), scratch);
+  normalize_rows(fusion_hidden.as<float>(), batch, dims.fusion_hidden, fusion.norm_gamma.data(),
+                 fusion.norm_beta.data(), true);
+  fusion.second->run(stream, batch, fusion_hidden.as<void>(), out.as<void>(), scratch);
+  if (fusion.final_norm)
+    normalize_rows(out.as<float>(), batch, dims.latent, nullptr, nullptr, false);
 }
 
 NativeEngine::NativeEngine(const std::string& model_path, const NativeEngineOptions& options)
@@ -416,16 +611,19 @@ NativeEngine::NativeEngine(const std::string& model_path, const NativeEngineOpti
   s.dims = model.dims();
   s.s2.dims = s.dims.s2;
   s.s1.dims = s.dims.s1;
-  shape_ = {s.dims.s2.steps, s.dims.s2.bands + 1, s.dims.s1.steps, s.dims.s1.bands + 1,
-            s.dims.latent};
-  s.load_branch(model, "s2", s.s2, options.max_batch);
-  s.load_branch(model, "s1", s.s1, options.max_batch);
-  s.fusion = std::make_unique<NativeLinear>(
-      s.engine,
-      NativeLinearSpec{2 * s.dims.d_model, s.dims.latent, NativeType::f32, NativeType::f32, false},
-      model.tensor("fusion.weight"), model.tensor("fusion.bias"), options.max_batch);
-  s.allocate(options.max_batch);
-  s.prepare_batch(options.max_batch);
+  s.max_batch = options.max_batch;
+  shape_.s2_steps = s.dims.s2.steps;
+  shape_.s2_features = s.dims.s2.bands + 1;
+  shape_.s1_steps = s.dims.s1.steps;
+  shape_.s1_features = s.dims.s1.bands + 1;
+  shape_.output_dim = s.dims.latent;
+  shape_.symbolic_steps = s.dims.symbolic_steps;
+  s.plan_capacity();
+  s.load_branch(model, "s2", s.s2);
+  s.load_branch(model, "s1", s.s1);
+  s.load_fusion(model);
+  s.allocate();
+  if (!s.dims.symbolic_steps) s.prepare(options.max_batch, s.dims.s2.steps, s.dims.s1.steps);
 }
 
 NativeEngine::~NativeEngine() = default;
@@ -447,12 +645,13 @@ void NativeEngine::run(int64_t batch) {
   }
   omp_set_num_threads(options_.threads);
   State& s = *state_;
-  s.prepare_batch(batch);
-  s.run_branch(s.s2, s.s2_in.as<float>(), batch, s.pooled.as<float>(), interrupted_);
-  s.run_branch(s.s1, s.s1_in.as<float>(), batch, s.pooled.as<float>() + s.dims.d_model,
+  const int64_t s2 = s2_steps(), s1 = s1_steps();
+  s.prepare(batch, s2, s1);
+  s.run_branch(s.s2, s.s2_in.as<float>(), batch, s2, s.pooled.as<float>(), interrupted_);
+  s.run_branch(s.s1, s.s1_in.as<float>(), batch, s1, s.pooled.as<float>() + s.dims.d_model,
                interrupted_);
   if (interrupted_) throw Error("native engine: run interrupted");
-  s.fusion->run(s.stream, batch, s.pooled.as<void>(), s.out.as<void>(), s.scratchpad.as<void>());
+  s.run_fusion(batch);
   s.stream.wait();
 }
 

@@ -1,24 +1,35 @@
 #pragma once
-// NativeEngine: the Tessera v1.0 model (docs/MODEL.md) computed by tessera's own code on the
-// CPU: oneDNN matmuls (fp32, bf16, or s8 weights with u8/s8 activations) and float32
-// LayerNorm, softmax, GRU state and pooling. Owns the weights in their working precision and
-// layout, one cached matmul primitive per layer and row count, one scratchpad, and every
-// activation buffer, sized for max_batch pixels and allocated by the constructing thread.
+// NativeEngine: every Tessera model version (v1.0 early, v1.0, v1.1, v2; docs MODEL_FAMILY.md)
+// computed by tessera's own code on the CPU: oneDNN matmuls (fp32, bf16, or s8 weights with
+// u8/s8 activations) and float32 LayerNorm, RMSNorm, softmax, GRU state, pooling and fusion.
+// Owns the weights in their working precision and layout, one cached matmul primitive per layer
+// and row count, one scratchpad, and every activation buffer, allocated by the constructing
+// thread.
 //
-// Precisions (accumulation, LayerNorm, softmax, GRU state and pooling are float32 in all):
+// Steps: a model with fixed steps runs those; one with symbolic steps (shape().symbolic_steps)
+// runs any count from 1 to kMaxModelSteps per branch, set per run with Engine::set_steps. The
+// input buffers hold max_batch pixels at the largest step counts. The activation buffers hold
+// a fixed number of rows (pixels x steps): max_batch x the fixed steps, or max_batch x 64 (at
+// least one pixel of kMaxModelSteps) for symbolic steps. A run with more rows goes through each
+// branch in chunks of whole pixels (equal chunks but the last), and the attention core in groups
+// of pixels whose scores fit a fixed budget; every pixel is computed exactly as in one piece.
+// Primitives are created per (rows) shape on first use and kept.
+//
+// Precisions (accumulation, LayerNorm, RMSNorm, softmax, GRU state and pooling are float32 in
+// all):
 //   fp32  every matmul float32.
 //   bf16  bf16 weights and matmul inputs; FFN1 writes bf16 (it feeds FFN2 only), the rest f32.
 //   int8  s8 weights with one scale per output column and s8 activations with one scale per row
 //         (u8 after ReLU) for QKV, out-projection, FFN1, FFN2 and the GRU input projection;
 //         the second embedding Linear, the GRU recurrence and the attention core run bf16
 //         (float32 on a CPU without AVX512_BF16).
-//   The first embedding Linear (bands -> d) and the fusion Linear are float32 always.
+//   The first embedding Linear (bands -> d) and the fusion (Linear or MLP) are float32 always.
 //
-// Invariants: the model file has exactly the initializers model/model_builder.h documents
-// (checked at construction: tessera::Error naming the file and the first bad tensor); bf16
-// needs AVX512_BF16 or AMX and int8 needs AVX512_VNNI or AMX (checked at construction);
-// primitives are created and run under omp_set_num_threads(threads). One thread runs it at a
-// time; interrupt() may come from any thread and is checked between layers.
+// Invariants: the model file has exactly the initializers model/model_builder.h documents for
+// its version (checked at construction: tessera::Error naming the file and the first bad tensor
+// or metadata); bf16 needs AVX512_BF16 or AMX and int8 needs AVX512_VNNI or AMX (checked at
+// construction); primitives are created and run under omp_set_num_threads(threads). One thread
+// runs it at a time; interrupt() may come from any thread and is checked between layers.
 
 #include <atomic>
 #include <cstdint>

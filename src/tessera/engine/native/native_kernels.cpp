@@ -20,6 +20,7 @@ namespace tessera {
 namespace {
 
 constexpr float kLayerNormEpsilon = 1e-5f;
+constexpr float kRmsNormEpsilon = 1.1920928955078125e-07f;  // float32 machine epsilon, 2^-23
 constexpr int64_t kRowBlock = 32;
 
 // f(begin, end) over blocks of rows, shared among the OpenMP team.
@@ -129,7 +130,21 @@ void normalize_row(float* y, const float* gamma, const float* beta, int64_t n) {
 #pragma omp simd reduction(+ : squares)
   for (int64_t i = 0; i < n; ++i) squares += (y[i] - mean) * (y[i] - mean);
   const float inverse = 1.0f / std::sqrt(squares / static_cast<float>(n) + kLayerNormEpsilon);
-  for (int64_t i = 0; i < n; ++i) y[i] = (y[i] - mean) * inverse * gamma[i] + beta[i];
+  if (gamma) {
+    for (int64_t i = 0; i < n; ++i) y[i] = (y[i] - mean) * inverse * gamma[i] + beta[i];
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = (y[i] - mean) * inverse;
+  }
+}
+
+// u = u / sqrt(mean(u^2) + eps) * gain over one head.
+TESSERA_VECTOR_CLONES
+void rms_normalize(float* u, const float* gain, int64_t n) {
+  float squares = 0.0f;
+#pragma omp simd reduction(+ : squares)
+  for (int64_t i = 0; i < n; ++i) squares += u[i] * u[i];
+  const float root = std::sqrt(squares / static_cast<float>(n) + kRmsNormEpsilon);
+  for (int64_t i = 0; i < n; ++i) u[i] = u[i] / root * gain[i];
 }
 
 TESSERA_VECTOR_CLONES
@@ -193,6 +208,17 @@ void gru_gates_row(const float* gi, const float* gh, const float* h, int64_t d, 
 TESSERA_VECTOR_CLONES
 void gru_update_row(const float* gi, const float* gn, const float* z, int64_t d, float* h) {
   for (int64_t j = 0; j < d; ++j) h[j] += z[j] * (fast_tanh(gi[2 * d + j] + gn[j]) - h[j]);
+}
+
+TESSERA_VECTOR_CLONES
+void torch_gru_row(const float* gi, const float* gh, int64_t d, float* h) {
+#pragma omp simd
+  for (int64_t j = 0; j < d; ++j) {
+    const float r = sigmoid(gi[j] + gh[j]);
+    const float z = sigmoid(gi[d + j] + gh[d + j]);
+    const float n = fast_tanh(gi[2 * d + j] + r * gh[2 * d + j]);
+    h[j] = n + z * (h[j] - n);
+  }
 }
 
 TESSERA_VECTOR_CLONES
@@ -269,17 +295,48 @@ void gather_bands(const float* input, int64_t rows, int64_t features, int64_t ba
     std::memcpy(dst + r * bands, input + r * features, static_cast<size_t>(bands) * sizeof(float));
 }
 
-void add_day_of_year(float* x, const float* input, int64_t rows, int64_t features, int64_t cols,
-                     const NativeOperand& out) {
+std::vector<float> day_of_year_frequencies(int64_t cols, bool float32) {
   std::vector<float> div(static_cast<size_t>(cols / 2));
+  const double step = -(std::log(10000.0) / static_cast<double>(cols));
+  const float step32 = static_cast<float>(step);
   for (int64_t i = 0; i < cols / 2; ++i) {
-    div[i] = static_cast<float>(
-        std::exp(static_cast<double>(2 * i) * -(std::log(10000.0) / static_cast<double>(cols))));
+    div[i] = float32 ? std::exp(static_cast<float>(2 * i) * step32)
+                     : static_cast<float>(std::exp(static_cast<double>(2 * i) * step));
   }
+  return div;
+}
+
+void add_day_of_year(float* x, const float* input, int64_t rows, int64_t features, int64_t cols,
+                     const float* div, const NativeOperand& out) {
   for_row_blocks(rows, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      add_encoding_row(x + r * cols, input[r * features + features - 1], div.data(), cols);
+      add_encoding_row(x + r * cols, input[r * features + features - 1], div, cols);
       out.store_row(r, x + r * cols);
+    }
+  });
+}
+
+void normalize_rows(float* x, int64_t rows, int64_t cols, const float* gamma, const float* beta,
+                    bool relu) {
+  for_row_blocks(rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      normalize_row(x + r * cols, gamma, beta, cols);
+      if (relu) rescale_row(x + r * cols, 1.0f, nullptr, true, cols);
+    }
+  });
+}
+
+void rms_normalize_heads(float* qkv, int64_t rows, int64_t d, int64_t heads, const float* q_gain,
+                         const float* k_gain, const NativeOperand& out) {
+  const int64_t hd = d / heads;
+  for_row_blocks(rows, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      float* row = qkv + r * 3 * d;
+      for (int64_t h = 0; h < heads; ++h) {
+        rms_normalize(row + h * hd, q_gain, hd);
+        rms_normalize(row + d + h * hd, k_gain, hd);
+      }
+      out.store_row(r, row);
     }
   });
 }
@@ -335,6 +392,18 @@ void gru_update(const NativeGruStep& s, const float* gn, const NativeOperand& h_
   });
 }
 
+void torch_gru_step(const NativeGruStep& s, const float* gh, const NativeOperand& h_out) {
+  for_row_blocks(s.batch, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      float* h = s.h + b * s.d;
+      torch_gru_row(s.gi + (b * s.steps + s.t) * 3 * s.d, gh + b * 3 * s.d, s.d, h);
+      std::memcpy(s.states + (b * s.steps + s.t) * s.d, h,
+                  static_cast<size_t>(s.d) * sizeof(float));
+      h_out.store_row(b, h);
+    }
+  });
+}
+
 void attention_pool(const float* states, const float* x, const float* gamma, const float* beta,
                     const float* score_w, float score_b, int64_t batch, int64_t steps, int64_t d,
                     float* pooled, int64_t pooled_stride) {
@@ -345,9 +414,12 @@ void attention_pool(const float* states, const float* x, const float* gamma, con
     for (int64_t b = 0; b < batch; ++b) {
       for (int64_t t = 0; t < steps; ++t) {
         const float* state = states + (b * steps + t) * d;
-        std::copy(state, state + d, context.begin());
-        normalize_row(context.data(), gamma, beta, d);
-        weights[t] = dot(context.data(), score_w, d) + score_b;
+        if (gamma) {
+          std::copy(state, state + d, context.begin());
+          normalize_row(context.data(), gamma, beta, d);
+          state = context.data();
+        }
+        weights[t] = dot(state, score_w, d) + score_b;
       }
       softmax_row(weights.data(), steps);
       float* out = pooled + b * pooled_stride;

@@ -5,6 +5,7 @@
 // and are shared among the calling thread's OpenMP team.
 
 #include <cstdint>
+#include <vector>
 
 #include "tessera/engine/native/native_linear.h"
 
@@ -43,10 +44,26 @@ void add_and_normalize(float* x, const float* delta, const float* row_scales, co
 // dst[r, :] = the first `bands` values of input row r (rows of `features` floats).
 void gather_bands(const float* input, int64_t rows, int64_t features, int64_t bands, float* dst);
 
+// The day-of-year frequencies div_i = exp(2i * -(ln 10000 / cols)), i < cols / 2: computed in
+// double and rounded (v1.0), or in float32 throughout (`float32`: the other versions, upstream's
+// arithmetic; MODEL_FAMILY.md 0.1).
+std::vector<float> day_of_year_frequencies(int64_t cols, bool float32);
+
 // x[r, 2i] += sin(doy_r * div_i), x[r, 2i + 1] += cos(doy_r * div_i), with doy_r the last value of
-// input row r and div_i = exp(2i * -(ln 10000 / cols)) in float32; then out.store_row(r, x[r, :]).
+// input row r and div = day_of_year_frequencies; then out.store_row(r, x[r, :]).
 void add_day_of_year(float* x, const float* input, int64_t rows, int64_t features, int64_t cols,
-                     const NativeOperand& out);
+                     const float* div, const NativeOperand& out);
+
+// x[r, :] = LayerNorm(x[r, :]) * gamma + beta (eps 1e-5) in place, then ReLU when asked; gamma
+// and beta nullptr: a LayerNorm without parameters.
+void normalize_rows(float* x, int64_t rows, int64_t cols, const float* gamma, const float* beta,
+                    bool relu);
+
+// The QK RMSNorm of qkv [rows, 3d] float32 (q | k | v, head h owning columns h * hd .. of each
+// third): every head of q and of k becomes u / sqrt(mean(u^2) + 2^-23) * gain ([hd], shared by
+// the heads), v is unchanged; then out.store_row(r, row) (out.cols = 3d; out may be qkv itself).
+void rms_normalize_heads(float* qkv, int64_t rows, int64_t d, int64_t heads, const float* q_gain,
+                         const float* k_gain, const NativeOperand& out);
 
 // x[r, :] = softmax(scale * x[r, :]) in place, then out.store_row(r, x[r, :]).
 void softmax_rows(float* x, int64_t rows, int64_t cols, float scale, const NativeOperand& out);
@@ -71,8 +88,14 @@ void gru_gates(const NativeGruStep& s, const float* gh, const NativeOperand& rh_
 // `h_out`.
 void gru_update(const NativeGruStep& s, const float* gn, const NativeOperand& h_out);
 
+// One step of nn.GRU (gate order r, z, n; v1.0 early) from gi [batch * steps, 3d] = x_t @ W_ih +
+// b_ih and gh [batch, 3d] = h @ W_hh + b_hh: n = tanh(gi_n + r * gh_n) (b_hn inside the reset
+// product), h = n + z * (h - n); stores h into states and `h_out`. s.z is unused.
+void torch_gru_step(const NativeGruStep& s, const float* gh, const NativeOperand& h_out);
+
 // pooled[b, :] (row stride `pooled_stride`) = sum_t w_t x[b * steps + t, :], with w = softmax over
-// t of LayerNorm(states row) . score_w + score_b.
+// t of LayerNorm(states row) . score_w + score_b; gamma nullptr: no LayerNorm (the states row
+// itself is scored; states may be x).
 void attention_pool(const float* states, const float* x, const float* gamma, const float* beta,
                     const float* score_w, float score_b, int64_t batch, int64_t steps, int64_t d,
                     float* pooled, int64_t pooled_stride);

@@ -2,12 +2,14 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <utility>
 
 #include "tessera/common/error.h"
+#include "tessera/model/model_info.h"
 
 namespace tessera {
 namespace {
@@ -25,18 +27,22 @@ std::vector<int64_t> dims_of(const onnx::TensorProto& tensor) {
   return {tensor.dims().begin(), tensor.dims().end()};
 }
 
+using Metadata = std::unordered_map<std::string, std::string>;
+
 const onnx::TensorProto& find_tensor(const TensorIndex& index, const std::string& path,
-                                     const std::string& name) {
+                                     const std::string& version, const std::string& name) {
   const auto it = index.find(name);
   if (it == index.end()) {
-    throw Error(path + ": initializer '" + name + "' is missing (not a Tessera v1.0 model?)");
+    throw Error(path + ": initializer '" + name + "' is missing (not a Tessera " + version +
+                " model?)");
   }
   return *it->second;
 }
 
 // The first dimension of `name`, a tensor the other shapes are derived from.
-int64_t leading_dim(const TensorIndex& index, const std::string& path, const std::string& name) {
-  const onnx::TensorProto& tensor = find_tensor(index, path, name);
+int64_t leading_dim(const TensorIndex& index, const std::string& path, const std::string& version,
+                    const std::string& name) {
+  const onnx::TensorProto& tensor = find_tensor(index, path, version, name);
   if (tensor.dims_size() != 1) {
     throw Error(path + ": initializer '" + name + "' has shape " + dims_string(dims_of(tensor)) +
                 ", expected one dimension");
@@ -44,18 +50,31 @@ int64_t leading_dim(const TensorIndex& index, const std::string& path, const std
   return tensor.dims(0);
 }
 
-// [batch, steps, bands + 1] of graph input `name`.
+// [batch, steps, bands + 1] of graph input `name`; a symbolic step axis gives kMaxModelSteps
+// steps (the capacity of a run) and sets *symbolic.
 NativeBranchDims input_dims(const onnx::GraphProto& graph, const std::string& path,
-                            const std::string& name) {
+                            const std::string& name, bool* symbolic) {
   for (const auto& input : graph.input()) {
     if (input.name() != name) continue;
     const auto& shape = input.type().tensor_type().shape();
-    if (shape.dim_size() != 3 || shape.dim(1).dim_value() <= 0 || shape.dim(2).dim_value() < 2) {
+    if (shape.dim_size() != 3 || shape.dim(2).dim_value() < 2 ||
+        (shape.dim(1).has_dim_value() && shape.dim(1).dim_value() <= 0)) {
       throw Error(path + ": input '" + name + "' is not [batch, steps, bands + 1]");
     }
-    return {shape.dim(1).dim_value(), shape.dim(2).dim_value() - 1};
+    *symbolic = !shape.dim(1).has_dim_value();
+    return {*symbolic ? kMaxModelSteps : shape.dim(1).dim_value(), shape.dim(2).dim_value() - 1};
   }
-  throw Error(path + ": input '" + name + "' is missing (not a Tessera v1.0 model?)");
+  throw Error(path + ": input '" + name + "' is missing (not a Tessera model?)");
+}
+
+// The width of graph output `output` [batch, width] (0 when the file does not state it).
+int64_t output_width(const onnx::GraphProto& graph) {
+  for (const auto& output : graph.output()) {
+    const auto& shape = output.type().tensor_type().shape();
+    if (output.name() == "output" && shape.dim_size() == 2 && shape.dim(1).has_dim_value())
+      return shape.dim(1).dim_value();
+  }
+  return 0;
 }
 
 // The int64 values of the Constant node that produces `name` (empty when there is none).
@@ -76,17 +95,17 @@ std::vector<int64_t> constant_values(const onnx::GraphProto& graph, const std::s
 }
 
 // Attention heads: metadata `tessera.heads`, else the Reshape to [0, 0, heads, d / heads].
-int64_t attention_heads(const onnx::ModelProto& model, const std::string& path, int64_t d) {
-  for (const auto& entry : model.metadata_props()) {
-    if (entry.key() == "tessera.heads") {
-      char* end = nullptr;
-      const int64_t heads = std::strtoll(entry.value().c_str(), &end, 10);
-      if (*end != '\0' || heads <= 0 || d % heads != 0) {
-        throw Error(path + ": metadata tessera.heads = " + entry.value() +
-                    " does not divide d_model " + std::to_string(d));
-      }
-      return heads;
+int64_t attention_heads(const onnx::ModelProto& model, const Metadata& metadata,
+                        const std::string& path, int64_t d) {
+  const auto it = metadata.find("tessera.heads");
+  if (it != metadata.end()) {
+    char* end = nullptr;
+    const int64_t heads = std::strtoll(it->second.c_str(), &end, 10);
+    if (*end != '\0' || heads <= 0 || d % heads != 0) {
+      throw Error(path + ": metadata tessera.heads = " + it->second + " does not divide d_model " +
+                  std::to_string(d));
     }
+    return heads;
   }
   for (const auto& node : model.graph().node()) {
     if (node.op_type() != "Reshape" || node.input_size() != 2) continue;
@@ -96,6 +115,55 @@ int64_t attention_heads(const onnx::ModelProto& model, const std::string& path, 
   throw Error(path +
               ": cannot find the number of attention heads (no tessera.heads metadata "
               "and no Reshape to [0, 0, heads, d_model / heads])");
+}
+
+// The value of metadata `key`, which must be one of `allowed` (the first when absent).
+std::string choice(const Metadata& metadata, const std::string& path, const std::string& key,
+                   const std::vector<std::string>& allowed) {
+  const auto it = metadata.find(key);
+  if (it == metadata.end()) return allowed.front();
+  if (std::find(allowed.begin(), allowed.end(), it->second) != allowed.end()) return it->second;
+  std::string expected;
+  for (const auto& a : allowed) expected += (expected.empty() ? "" : ", ") + a;
+  throw Error(path + ": metadata " + key + " = '" + it->second +
+              "' is not one the native engine runs (" + expected + ")");
+}
+
+// The architecture the metadata states (model_builder.h, "Metadata"); v1.0 without it. Returns
+// whether the fusion is an MLP (its widths come from the tensors).
+bool read_architecture(const Metadata& metadata, const std::string& path, NativeModelDims& dims) {
+  dims.version = choice(metadata, path, "tessera.version", {"v1.0", "v1.0-early", "v1.1", "v2"});
+  if (dims.version == "v1.0") {
+    dims.pooling = NativePooling::kCustomGru;
+    return false;
+  }
+  dims.float32_frequencies = true;
+  const std::string pooling =
+      choice(metadata, path, "tessera.pooling", {"custom_gru", "gru", "attention"});
+  dims.pooling = pooling == "gru"         ? NativePooling::kTorchGru
+                 : pooling == "attention" ? NativePooling::kAttention
+                                          : NativePooling::kCustomGru;
+  dims.final_norm = choice(metadata, path, "tessera.final_norm", {"0", "1"}) == "1";
+  dims.qk_norm = choice(metadata, path, "tessera.qk_norm", {"0", "1"}) == "1";
+  return choice(metadata, path, "tessera.fusion", {"linear", "mlp"}) == "mlp";
+}
+
+void append_pooling_shapes(ExpectedShapes& out, const std::string& b, const NativeModelDims& m) {
+  const int64_t d = m.d_model;
+  if (m.pooling == NativePooling::kTorchGru) {
+    out.push_back({b + ".pool.rnn.weight_ih", {d, 3 * d}});
+    out.push_back({b + ".pool.rnn.weight_hh", {d, 3 * d}});
+    out.push_back({b + ".pool.rnn.bias_ih", {3 * d}});
+    out.push_back({b + ".pool.rnn.bias_hh", {3 * d}});
+  } else if (m.pooling == NativePooling::kCustomGru) {
+    for (const char* w : {"W_ir", "W_iz", "W_ih", "W_hr", "W_hz", "W_hh"})
+      out.push_back({b + ".pool.gru." + w, {d, d}});
+    for (const char* bias : {"b_r", "b_z", "b_h"}) out.push_back({b + ".pool.gru." + bias, {d}});
+    out.push_back({b + ".pool.norm.weight", {d}});
+    out.push_back({b + ".pool.norm.bias", {d}});
+  }
+  out.push_back({b + ".pool.score.weight", {d, 1}});
+  out.push_back({b + ".pool.score.bias", {1}});
 }
 
 void append_branch_shapes(ExpectedShapes& out, const std::string& b, const NativeModelDims& m,
@@ -109,6 +177,10 @@ void append_branch_shapes(ExpectedShapes& out, const std::string& b, const Nativ
     const std::string p = b + ".layers." + std::to_string(l);
     out.push_back({p + ".attn.in_proj.weight", {d, 3 * d}});
     out.push_back({p + ".attn.in_proj.bias", {3 * d}});
+    if (m.qk_norm) {
+      out.push_back({p + ".attn.q_norm.weight", {d / m.heads}});
+      out.push_back({p + ".attn.k_norm.weight", {d / m.heads}});
+    }
     out.push_back({p + ".attn.out_proj.weight", {d, d}});
     out.push_back({p + ".attn.out_proj.bias", {d}});
     out.push_back({p + ".norm1.weight", {d}});
@@ -120,13 +192,22 @@ void append_branch_shapes(ExpectedShapes& out, const std::string& b, const Nativ
     out.push_back({p + ".norm2.weight", {d}});
     out.push_back({p + ".norm2.bias", {d}});
   }
-  for (const char* w : {"W_ir", "W_iz", "W_ih", "W_hr", "W_hz", "W_hh"})
-    out.push_back({b + ".pool.gru." + w, {d, d}});
-  for (const char* bias : {"b_r", "b_z", "b_h"}) out.push_back({b + ".pool.gru." + bias, {d}});
-  out.push_back({b + ".pool.norm.weight", {d}});
-  out.push_back({b + ".pool.norm.bias", {d}});
-  out.push_back({b + ".pool.score.weight", {d, 1}});
-  out.push_back({b + ".pool.score.bias", {1}});
+  append_pooling_shapes(out, b, m);
+}
+
+void append_fusion_shapes(ExpectedShapes& out, const NativeModelDims& m) {
+  const int64_t in = 2 * m.d_model;
+  if (m.fusion_hidden == 0) {
+    out.push_back({"fusion.weight", {in, m.latent}});
+    out.push_back({"fusion.bias", {m.latent}});
+    return;
+  }
+  out.push_back({"fusion.linear1.weight", {in, m.fusion_hidden}});
+  out.push_back({"fusion.linear1.bias", {m.fusion_hidden}});
+  out.push_back({"fusion.norm.weight", {m.fusion_hidden}});
+  out.push_back({"fusion.norm.bias", {m.fusion_hidden}});
+  out.push_back({"fusion.linear2.weight", {m.fusion_hidden, m.fusion_width}});
+  out.push_back({"fusion.linear2.bias", {m.fusion_width}});
 }
 
 std::vector<float> float_data(const onnx::TensorProto& tensor, const std::string& path) {
@@ -156,22 +237,41 @@ NativeModel::NativeModel(const std::string& path) : path_(path) {
     throw Error(path + ": not an ONNX model (protobuf parse failed)");
   TensorIndex index;
   for (const auto& tensor : model.graph().initializer()) index[tensor.name()] = &tensor;
+  Metadata metadata;
+  for (const auto& entry : model.metadata_props()) metadata[entry.key()] = entry.value();
 
-  dims_.s2 = input_dims(model.graph(), path, "s2_input");
-  dims_.s1 = input_dims(model.graph(), path, "s1_input");
-  dims_.d_model = leading_dim(index, path, "s2.embed.0.bias");
-  dims_.ffn = leading_dim(index, path, "s2.layers.0.ffn.linear1.bias");
-  dims_.latent = leading_dim(index, path, "fusion.bias");
+  const bool mlp_fusion = read_architecture(metadata, path, dims_);
+  const std::string& version = dims_.version;
+  bool s2_symbolic = false, s1_symbolic = false;
+  dims_.s2 = input_dims(model.graph(), path, "s2_input", &s2_symbolic);
+  dims_.s1 = input_dims(model.graph(), path, "s1_input", &s1_symbolic);
+  if (s2_symbolic != s1_symbolic)
+    throw Error(path + ": one input has a symbolic step axis and the other a fixed one");
+  dims_.symbolic_steps = s2_symbolic;
+  dims_.d_model = leading_dim(index, path, version, "s2.embed.0.bias");
+  dims_.ffn = leading_dim(index, path, version, "s2.layers.0.ffn.linear1.bias");
+  if (mlp_fusion) {
+    dims_.fusion_hidden = leading_dim(index, path, version, "fusion.linear1.bias");
+    dims_.fusion_width = leading_dim(index, path, version, "fusion.linear2.bias");
+  }
+  dims_.latent = output_width(model.graph());
+  if (dims_.latent == 0) {
+    dims_.latent = dims_.fusion_hidden > 0 ? dims_.fusion_width
+                                           : leading_dim(index, path, version, "fusion.bias");
+  }
+  if (dims_.fusion_hidden > 0 && (dims_.latent > dims_.fusion_width ||
+                                  (dims_.final_norm && dims_.latent != dims_.fusion_width)))
+    throw Error(path + ": output width " + std::to_string(dims_.latent) +
+                " does not fit the fusion width " + std::to_string(dims_.fusion_width));
   while (index.count("s2.layers." + std::to_string(dims_.layers) + ".norm1.weight")) ++dims_.layers;
-  dims_.heads = attention_heads(model, path, dims_.d_model);
+  dims_.heads = attention_heads(model, metadata, path, dims_.d_model);
 
   ExpectedShapes expected;
   append_branch_shapes(expected, "s2", dims_, dims_.s2);
   append_branch_shapes(expected, "s1", dims_, dims_.s1);
-  expected.push_back({"fusion.weight", {2 * dims_.d_model, dims_.latent}});
-  expected.push_back({"fusion.bias", {dims_.latent}});
+  append_fusion_shapes(expected, dims_);
   for (const auto& [name, shape] : expected) {
-    const onnx::TensorProto& tensor = find_tensor(index, path, name);
+    const onnx::TensorProto& tensor = find_tensor(index, path, version, name);
     if (dims_of(tensor) != shape) {
       throw Error(path + ": initializer '" + name + "' has shape " + dims_string(dims_of(tensor)) +
                   ", expected " + dims_string(shape));
