@@ -82,6 +82,38 @@ TEST(BenchCli, MarkdownTableHasOneRowPerCase) {
   EXPECT_EQ(r.err, "");  // progress goes to a terminal only, never into a pipe
 }
 
+// A model with symbolic step axes runs at the steps asked for, on both engines and in child
+// processes too; the JSON records them. Steps a model cannot take are one-line errors.
+TEST(BenchCli, StepsOfASymbolicModel) {
+  std::filesystem::create_directories(kDir);
+  const std::string model = kDir + "/v2.onnx";
+  ASSERT_EQ(
+      run_cli("make-model --force --arch v2 --latent 4 --layers 1 --heads 2 --ffn 16 -o " + model)
+          .exit_code,
+      0);
+  auto r = run_cli("bench -m " + model +
+                   " --steps 68/9 -t 1 -b 3 --batches 1 -r 1 --engine ort,native --format json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  EXPECT_EQ(doc["model"]["s2_steps"], 68);
+  EXPECT_EQ(doc["model"]["s1_steps"], 9);
+  ASSERT_EQ(doc["rows"].size(), 2u);
+  for (const auto& row : doc["rows"]) EXPECT_EQ(row["status"], "ok") << row.dump();
+  r = run_cli("bench -m " + model + " --steps 13 -t 1 -b 3 --batches 1 -r 1 --spawn process");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("13 + 13 steps"), std::string::npos) << r.out;
+
+  r = run_cli("bench -m " + small_model() + " --steps 68 -b 2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: --steps: " + small_model() +
+                       " takes 8 + 6 fixed steps; other step counts need a model with symbolic "
+                       "step axes (v1.0 early, v1.1, v2)\n");
+  r = run_cli("bench -m " + model + " --steps 257 -b 2");
+  EXPECT_EQ(r.err, "tessera: --steps: need 1..256 per branch\n");
+  r = run_cli("bench -m " + model + " --steps 8/x -b 2");
+  EXPECT_EQ(r.err, "tessera: --steps: need N or S2/S1 (e.g. 68 or 68/60), got '8/x'\n");
+}
+
 TEST(BenchCli, JsonParsesAndCarriesMachineAndRows) {
   const auto r = run_cli("bench -m " + small_model() +
                          " -t 1 -b 4,8 --batches 3 -r 2 --format json --baseline 2");

@@ -49,6 +49,9 @@ struct BenchOptions {
   int optimization_level = 99;           // ORT's graph optimisation (ort engines only)
   double gpu_baseline_ms_per_pixel = 0;  // > 0: adds a "vs GPU" column
   uint64_t seed = 1;
+  // Steps per branch of every run. 0: the model's own (fixed-step files), or 40 + 40 for a model
+  // with symbolic step axes (v1.0 early, v1.1, v2), which runs at any 1..256 given here.
+  int64_t s2_steps = 0, s1_steps = 0;
   // Called before each case and each repetition with a one-line status (for a TTY progress line).
   std::function<void(const std::string&)> progress;
 };

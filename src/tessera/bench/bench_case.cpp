@@ -26,6 +26,8 @@ std::unique_ptr<Engine> build_worker_engine(const BenchOptions& options, const E
     spec.backend_options["optimization_level"] = std::to_string(options.optimization_level);
   std::unique_ptr<Engine> built = make_engine(options.model_path, spec);
   if (session_s) *session_s = built->build_seconds();
+  const StepCounts steps = bench_steps(options, built->shape());
+  built->set_steps(steps.s2, steps.s1);
   fill_dummy_inputs(*built, options.seed + static_cast<uint64_t>(worker.index));
   return built;
 }
@@ -112,6 +114,26 @@ BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
   row.ms_per_pixel_per_worker = stats.mean / static_cast<double>(c.batch);
   row.pixels_per_s = static_cast<double>(row.pixels) / row.total_s;
   return row;
+}
+
+StepCounts bench_steps(const BenchOptions& options, const ModelShape& shape) {
+  const int64_t fallback = shape.symbolic_steps ? kSampledSteps : 0;
+  return {options.s2_steps > 0 ? options.s2_steps : (fallback ? fallback : shape.s2_steps),
+          options.s1_steps > 0 ? options.s1_steps : (fallback ? fallback : shape.s1_steps)};
+}
+
+void check_bench_steps(const BenchOptions& options) {
+  if (options.s2_steps == 0 && options.s1_steps == 0) return;
+  const ModelShape shape = read_model_shape(options.model_path);
+  const StepCounts steps = bench_steps(options, shape);
+  if (!shape.symbolic_steps && (steps.s2 != shape.s2_steps || steps.s1 != shape.s1_steps)) {
+    throw UsageError(fmt::format(
+        "--steps: {} takes {} + {} fixed steps; other step counts need a model with symbolic step "
+        "axes (v1.0 early, v1.1, v2)",
+        options.model_path, shape.s2_steps, shape.s1_steps));
+  }
+  if (steps.s2 < 1 || steps.s2 > kMaxModelSteps || steps.s1 < 1 || steps.s1 > kMaxModelSteps)
+    throw UsageError(fmt::format("--steps: need 1..{} per branch", kMaxModelSteps));
 }
 
 void validate(const BenchOptions& options) {

@@ -17,6 +17,7 @@
 #include "tessera/common/clock.h"
 #include "tessera/engine/engine.h"
 #include "tessera/engine/engine_spec.h"
+#include "tessera/pipeline/tile_pipeline.h"
 #include "tessera/topology/placement.h"
 
 namespace tessera {
@@ -72,6 +73,10 @@ BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
 // Throws UsageError for options no sweep can run with (empty lists, counts below 1, unknown
 // engines, precisions, spawn modes or memory policies).
 void validate(const BenchOptions& options);
+// The steps every run of the sweep takes (BenchOptions::s2_steps, s1_steps) on a model of
+// `shape`; check_bench_steps throws UsageError for steps the model cannot take.
+StepCounts bench_steps(const BenchOptions& options, const ModelShape& shape);
+void check_bench_steps(const BenchOptions& options);
 
 // All workers of a plan as child processes (`tessera bench-worker`), each binding itself, as
 // the study did with numactl. The children report "phase" and wait for "go" (or "stop") at

@@ -95,7 +95,12 @@ std::string bench_footer(const BenchResult& result) {
   const auto& m = result.machine;
   std::string model = result.model.value("path", "");
   if (result.model.contains("parameters") && result.model["parameters"].is_number()) {
-    model += fmt::format(" ({} parameters)", result.model["parameters"].get<int64_t>());
+    model += fmt::format(" ({} parameters", result.model["parameters"].get<int64_t>());
+    if (result.model.contains("s2_steps")) {
+      model += fmt::format(", {} + {} steps", result.model["s2_steps"].get<int64_t>(),
+                           result.model["s1_steps"].get<int64_t>());
+    }
+    model += ")";
   }
   return fmt::format("{}, {} cores / {} PUs / {} NUMA node(s), ONNX Runtime {}; model {}",
                      m.value("cpu_model", "unknown CPU"), m.value("cores", 0), m.value("pus", 0),

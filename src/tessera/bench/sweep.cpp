@@ -108,9 +108,13 @@ BenchResult run_bench(const BenchOptions& options) {
         fmt::format("--baseline {} is not a row (1..{})", options.baseline, cases.size()));
   }
 
+  check_bench_steps(options);
   check_sweep(options, cases);
   result.machine = describe_machine(machine);
   result.model = describe_model(options.model_path);
+  const StepCounts steps = bench_steps(options, read_model_shape(options.model_path));
+  result.model["s2_steps"] = steps.s2;
+  result.model["s1_steps"] = steps.s1;
   result.gpu_baseline_ms_per_pixel = options.gpu_baseline_ms_per_pixel;
   for (size_t i = 0; i < cases.size(); ++i) {
     if (options.progress) {

@@ -33,7 +33,23 @@ struct BenchArgs {
   bool no_spin = false, no_pin = false;
   uint64_t seed = 1;
   std::string profile;
+  std::string steps;
 };
+
+// "--steps N" (both branches) or "N/M" (S2/S1) into options; "0/0" is the model's own. Throws
+// UsageError for anything else.
+void parse_bench_steps(const std::string& text, BenchOptions& options) {
+  const size_t slash = text.find('/');
+  const auto number = [&](const std::string& part) {
+    const bool digits = !part.empty() && part.size() <= 4 &&
+                        part.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits)
+      throw UsageError("--steps: need N or S2/S1 (e.g. 68 or 68/60), got '" + text + "'");
+    return std::stoll(part);
+  };
+  options.s2_steps = number(text.substr(0, slash));
+  options.s1_steps = slash == std::string::npos ? options.s2_steps : number(text.substr(slash + 1));
+}
 
 // The callback of `tessera bench`: options from the flags (and --profile), the sweep, the
 // table.
@@ -60,6 +76,7 @@ void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
   options.spinning = !args.no_spin;
   options.pin = !args.no_pin;
   options.seed = args.seed;
+  if (!args.steps.empty()) parse_bench_steps(args.steps, options);
   if (!args.profile.empty()) {
     const std::string warning =
         apply_profile(args.profile, options,
@@ -144,6 +161,9 @@ void add_bench_command(CLI::App& root) {
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
   cmd->add_flag("--no-pin", args->no_pin,
                 "Leave workers and ORT's threads unbound (a plain ORT program), to compare");
+  cmd->add_option("--steps", args->steps,
+                  "Steps per run, N or S2/S1, for models with symbolic step axes (v1.0 early, "
+                  "v1.1, v2: 1..256; default 40). v1.1 pixels average about 68 valid S2 steps");
   cmd->add_option("--seed", args->seed, "Seed of the dummy inputs")
       ->check(unsigned_64bit())
       ->capture_default_str();
@@ -158,7 +178,7 @@ void add_bench_worker_command(CLI::App& root) {
   auto* cmd = root.add_subcommand("bench-worker", "")->group("");
   struct Args {
     BenchOptions options;
-    std::string device = "cpu", engine = "ort", precision, cpus, nodes;
+    std::string device = "cpu", engine = "ort", precision, cpus, nodes, steps = "0/0";
     int64_t batch = 1;
     int index = 0;
     bool no_spin = false, no_pin = false;
@@ -171,6 +191,7 @@ void add_bench_worker_command(CLI::App& root) {
   cmd->add_option("--reps", args->options.reps);
   cmd->add_option("--warmup", args->options.warmup);
   cmd->add_option("--seed", args->options.seed);
+  cmd->add_option("--steps", args->steps);
   cmd->add_option("--opt-level", args->options.optimization_level);
   cmd->add_option("--engine", args->engine);
   cmd->add_option("--precision", args->precision);
@@ -183,6 +204,7 @@ void add_bench_worker_command(CLI::App& root) {
   cmd->callback([args] {
     args->options.spinning = !args->no_spin;
     args->options.pin = !args->no_pin;
+    parse_bench_steps(args->steps, args->options);
     WorkerPlan worker;
     worker.index = args->index;
     worker.cpus = parse_cpu_list(args->cpus);
