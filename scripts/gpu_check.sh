@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the GPU checks of docs/GPU.md on a machine with an NVIDIA GPU, from a build of tessera.
 #
-#   scripts/gpu_check.sh [STAGE...]     stages: env bench tests infer cpu mixed
+#   scripts/gpu_check.sh [STAGE...]     stages: env bench tests infer cpu mixed family
 #                                       (default: env bench tests infer cpu, in that order)
 #
 # Environment:
@@ -190,6 +190,57 @@ a = statistics.mean(t['seconds'] for t in alone)
 m = statistics.mean(t['seconds'] for t in mixed)
 print(f"mixed is {a / m:.4f}x the GPU alone (above 1: faster)")
 EOF2
+}
+
+# Every model version on the GPU (random weights of the released shapes): on a 64 x 64 tile with
+# varied observation counts, cuda:0 fp32, cuda:0+io and cpu,cuda:0 against the CPU engine (and
+# the tf32 default, looser); cuda:0+graph refusing a model with length buckets; each version's
+# throughput on a 256 x 256 varied tile (cuda:0, tf32) from infer's summary.
+stage_family() {
+  local tiles="$RESULTS/family_tiles" m failed=0 code
+  "$B" synth -o "$tiles/grid_small" --size 64x64 --observations varied --seed 3 --force >/dev/null
+  "$B" synth -o "$tiles/grid_big" --size 256x256 --observations varied --seed 4 --force >/dev/null
+  "$B" make-model --force -o "$RESULTS/v1.0.onnx" >/dev/null
+  "$B" make-model --force --arch v1.0-early -o "$RESULTS/v1.0-early.onnx" >/dev/null
+  "$B" make-model --force --arch v1.1 --stats mpc -o "$RESULTS/v1.1.onnx" >/dev/null
+  "$B" make-model --force --arch v2 -o "$RESULTS/v2.onnx" >/dev/null
+  check() {  # LABEL COMMAND...
+    if "${@:2}" >>"$RESULTS/family.log" 2>&1; then echo "ok    $1"; else echo "FAIL  $1"; failed=1; fi
+  }
+  for m in v1.0 v1.0-early v1.1 v2; do
+    run() {  # NAME DEVICE [FLAGS...]: the small tile into o_family_NAME_m/
+      "$B" infer "$tiles/grid_small" -m "$RESULTS/$m.onnx" -o "$RESULTS/o_family_$1_$m" \
+        --device "$2" "${@:3}" --force
+    }
+    check "$m cpu" run cpu cpu -b 256
+    check "$m cuda:0 fp32" run fp32 cuda:0 --precision fp32
+    check "$m cuda:0 tf32" run tf32 cuda:0
+    check "$m cuda:0+io fp32" run io cuda:0+io --precision fp32
+    check "$m cpu,cuda:0 fp32" run mixed cpu,cuda:0 --precision fp32 -b 64 --gpu-batch 256
+    agree() {  # RUN [compare_embeddings.py options]
+      python3 "$root/tests/reference/compare_embeddings.py" "$RESULTS/o_family_cpu_$m/grid_small" \
+        "$RESULTS/o_family_$1_$m/grid_small" "${@:2}"
+    }
+    for run_name in fp32 io mixed; do
+      check "$m $run_name agrees with the CPU: $(agree $run_name | tail -n 1)" \
+        agree $run_name --min-within-1-lsb 0.999 --min-cosine 0.9999
+    done
+    check "$m tf32 agrees with the CPU: $(agree tf32 | tail -n 1)" \
+      agree tf32 --min-within-1-lsb 0.99 --min-cosine 0.999
+    check "$m throughput" "$B" infer "$tiles/grid_big" -m "$RESULTS/$m.onnx" --device cuda:0 \
+      -o "$RESULTS/o_family_big_$m" --summary "$RESULTS/s_family_$m.json" --force
+    python3 -c "import json; t = json.load(open('$RESULTS/s_family_$m.json'))['tiles'][0]; \
+print('$m cuda:0 tf32, 256x256 varied tile: %.5f ms/pixel over %d pixels, GPU busy %.0f %%' % \
+(t['ms_per_pixel'], t['pixels_computed'], t['gpu_busy_percent']))"
+  done
+  "$B" infer "$tiles/grid_small" -m "$RESULTS/v1.1.onnx" -o "$RESULTS/o_family_graph" \
+    --device cuda:0+graph 2>"$RESULTS/family_graph.err"
+  code=$?
+  check "cuda:0+graph refuses v1.1 (exit $code): $(cat "$RESULTS/family_graph.err")" \
+    test "$code" -eq 2 -a ! -e "$RESULTS/o_family_graph/grid_small.npy" \
+    -a "$(grep -c 'symbolic step axes' "$RESULTS/family_graph.err")" -eq 1 \
+    -a "$(wc -l <"$RESULTS/family_graph.err")" -eq 1
+  return $failed
 }
 
 status=0
