@@ -214,6 +214,37 @@ std::string slurp_file(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+// Length-bucketed models on a streaming worker (a CPU engine behind the GPU workers' path: chunks
+// of consecutive batches, run in segments of one shape), alone and beside CPU workers, agree with
+// the CPU workers: every int8 value within one step, scales within 1e-5 relative. (Not bytes: a
+// chunk runs up to 40 pixels at once, a CPU worker 8, and ONNX Runtime's rounding can depend on
+// the run's size: about one scale in a thousand differs in its last bit.) A segment fed the wrong
+// rows or steps would miss by far more.
+TEST(InferCli, BucketedBatchesOnAStreamingWorkerMatchTheCpuWorkers) {
+  const std::string tile = kDir + "/grid_3.05_4.15";
+  ASSERT_EQ(
+      run_cli("synth --force -o " + tile + " --size 40x24 --observations varied --s2-steps 90")
+          .exit_code,
+      0);
+  for (const std::string arch : {"v1.1 --stats mpc --d-model 16", "v2 --latent 4"}) {
+    const std::string model = kDir + "/bucketed.onnx";
+    ASSERT_EQ(
+        run_cli("make-model --force -o " + model + " --layers 1 --heads 2 --ffn 16 --arch " + arch)
+            .exit_code,
+        0);
+    const std::string infer = "infer " + tile + " -m " + model + " -b 8 --gpu-batch 40 --force -o ";
+    auto r = run_cli(infer + kDir + "/cpu --device cpu --layout 2x1");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (const std::string device : {"cpu+stream", "cpu,cpu+stream"}) {
+      r = run_cli(infer + kDir + "/stream --layout 1x1 --device " + device);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      r = run_cli("compare " + kDir + "/cpu " + kDir +
+                  "/stream --require within1=100,scale-rel=1e-5");
+      EXPECT_EQ(r.exit_code, 0) << arch << " on " << device << ":\n" << r.out << r.err;
+    }
+  }
+}
+
 }  // namespace
 
 // --summary never replaces an input (a tile's file, the model, the tile list, a profile) or

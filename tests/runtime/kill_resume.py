@@ -14,8 +14,11 @@
    must say that the journal came from another precision, resume nothing, and match a fresh
    run at P.
 
+With --arch v1.1 or v2 the model is of that version and the tile has varied observation counts
+(synth --observations varied): the batches are length buckets, and the same must hold.
+
 Usage: kill_resume.py --tessera BIN --workdir DIR [--engine E --precision P]
-                      [--other-precision P2]   (exit 1 on failure)
+                      [--other-precision P2] [--arch v1.0|v1.1|v2]   (exit 1 on failure)
 """
 
 import argparse
@@ -30,6 +33,15 @@ import time
 GRID = "grid_12.35_45.65"
 # Every pixel valid (--nodata 0): a tile written again with another seed has the same valid count.
 TILE = ["--size", "64x64", "--s2-steps", "45", "--nodata", "0"]
+# Small models of each version (the same work per step as the v1.0 one).
+MODEL = {
+    "v1.0": ["--d-model", "64", "--layers", "2", "--heads", "2", "--ffn", "256"],
+    "v1.1": ["--arch", "v1.1", "--stats", "mpc", "--d-model", "64", "--layers", "2", "--heads", "2",
+             "--ffn", "256"],
+    "v2": ["--arch", "v2", "--latent", "16", "--layers", "2", "--heads", "2", "--ffn", "256"],
+}
+# Bucketed versions: counts from 0 to 120 valid S2 observations, buckets of 8 to 120.
+VARIED = ["--size", "64x64", "--s2-steps", "120", "--nodata", "0", "--observations", "varied"]
 
 
 def fail(message):
@@ -56,13 +68,15 @@ def main():
     parser.add_argument("--engine", default="ort")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--other-precision")
+    parser.add_argument("--arch", default="v1.0", choices=sorted(MODEL))
     a = parser.parse_args()
+    tile_flags = VARIED if a.arch != "v1.0" else TILE
     shutil.rmtree(a.workdir, ignore_errors=True)
     os.makedirs(a.workdir)
     model = os.path.join(a.workdir, "model.onnx")
     tile = os.path.join(a.workdir, GRID)
-    run([a.tessera, "make-model", "-o", model, "--d-model", "64", "--layers", "2", "--heads", "2", "--ffn", "256"])
-    run([a.tessera, "synth", "-o", tile] + TILE + ["--seed", "9"])
+    run([a.tessera, "make-model", "-o", model] + MODEL[a.arch])
+    run([a.tessera, "synth", "-o", tile] + tile_flags + ["--seed", "9"])
     engine = ["--engine", a.engine]
     base = [a.tessera, "infer", tile, "-m", model, "--layout", "2x1", "-b", "16"] + engine
     infer = base + ["--precision", a.precision]
@@ -87,7 +101,7 @@ def main():
     finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
     kill_mid_tile(infer + ["-o", out], os.path.join(out, GRID + ".journal"), finals)
     shutil.rmtree(tile)
-    run([a.tessera, "synth", "-o", tile] + TILE + ["--seed", "10"])
+    run([a.tessera, "synth", "-o", tile] + tile_flags + ["--seed", "10"])
     reference = os.path.join(a.workdir, "reference_rewritten")
     run(infer + ["-o", reference])
     resumed, total = rerun(infer + ["-o", out], summary, finals, reference)
