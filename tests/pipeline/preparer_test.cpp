@@ -183,8 +183,9 @@ TEST(Preparer, EmptyDirectionIsOneZeroStepAtDay180) {
   prep.prepare(5, 0, s2.data(), s1.data());
   // Two all-zero steps (ascending, descending), both doy 180, sampled [0, 0, 1, 1].
   for (int k = 0; k < 4; ++k) {
-    EXPECT_EQ(s1[static_cast<std::size_t>(k * 3 + 0)], (0.0f - kS1Mean[0]) / kS1Std[0]);
-    EXPECT_EQ(s1[static_cast<std::size_t>(k * 3 + 1)], (0.0f - kS1Mean[1]) / kS1Std[1]);
+    const InputStats& v10 = input_stats("v1.0");
+    EXPECT_EQ(s1[static_cast<std::size_t>(k * 3 + 0)], (0.0f - v10.asc_mean[0]) / v10.asc_std[0]);
+    EXPECT_EQ(s1[static_cast<std::size_t>(k * 3 + 1)], (0.0f - v10.asc_mean[1]) / v10.asc_std[1]);
     EXPECT_EQ(s1[static_cast<std::size_t>(k * 3 + 2)], 180.0f);
   }
 }

@@ -10,7 +10,6 @@
 namespace tessera {
 namespace {
 
-constexpr float kStdEpsilon = 1e-9f;
 constexpr int kS2Row = kS2Bands + 1;
 constexpr int kS1Row = kS1Bands + 1;
 
@@ -67,8 +66,8 @@ void BucketPreparer::prepare_s2(int64_t pixel, int64_t steps, float* out) {
     tile_.s2_bands.read_as_float((t * plane_ + pixel) * kS2Bands, kS2Bands, bands_.data());
     float* row = out + k * kS2Row;
     for (int b = 0; b < kS2Bands; ++b) {
-      row[b] = (bands_[static_cast<std::size_t>(b)] - stats_.s2_mean[b]) /
-               (stats_.s2_std[b] + kStdEpsilon);
+      row[b] =
+          standardise(bands_[static_cast<std::size_t>(b)], stats_.s2_mean[b], stats_.s2_std[b]);
     }
     row[kS2Bands] = s2_doys_[static_cast<std::size_t>(t)];
   }
@@ -83,8 +82,8 @@ int64_t BucketPreparer::append_valid_orbit_rows(const NpyArray& sar, int64_t orb
     if (sar_[0] == 0.0 && sar_[1] == 0.0) continue;  // no data: both raw bands 0
     float* row = s1_rows_.data() + (at + added) * kS1Row;
     for (int b = 0; b < kS1Bands; ++b) {
-      row[b] = (static_cast<float>(sar_[static_cast<std::size_t>(b)]) - mean[b]) /
-               (stddev[b] + kStdEpsilon);
+      row[b] =
+          standardise(static_cast<float>(sar_[static_cast<std::size_t>(b)]), mean[b], stddev[b]);
     }
     row[kS1Bands] = doys[static_cast<std::size_t>(t)];
     ++added;

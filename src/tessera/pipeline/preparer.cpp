@@ -13,18 +13,6 @@
 
 namespace tessera {
 
-const float kS2Mean[kS2Bands] = {1711.0938f, 1308.8511f, 1546.4543f, 3010.1293f, 3106.5083f,
-                                 2068.3044f, 2685.0845f, 2931.5889f, 2514.6928f, 1899.4922f};
-const float kS2Std[kS2Bands] = {1926.1026f, 1862.9751f, 1803.1792f, 1741.7837f, 1677.4543f,
-                                1888.7862f, 1736.3090f, 1715.8104f, 1514.5199f, 1398.4779f};
-const float kS1Mean[kS1Bands] = {5484.0407f, 3003.7812f};
-const float kS1Std[kS1Bands] = {1871.2334f, 1726.0670f};
-
-namespace {
-
-constexpr float kStdEpsilon = 1e-9f;
-}  // namespace
-
 std::vector<int64_t> valid_pixels(const Tile& tile, int min_valid_s1_steps) {
   const int64_t plane = tile.pixels();
   for (const NpyArray* doys : {&tile.s2_doys, &tile.s1_asc_doys, &tile.s1_desc_doys}) {
@@ -51,7 +39,11 @@ std::vector<int64_t> valid_pixels(const Tile& tile, int min_valid_s1_steps) {
 }
 
 PixelPreparer::PixelPreparer(const Tile& tile, int s2_steps, int s1_steps)
-    : tile_(tile), s2_steps_(s2_steps), s1_steps_(s1_steps), plane_(tile.pixels()) {
+    : tile_(tile),
+      stats_(input_stats("v1.0")),
+      s2_steps_(s2_steps),
+      s1_steps_(s1_steps),
+      plane_(tile.pixels()) {
   s2_doys_.resize(static_cast<std::size_t>(tile.t2));
   tile.s2_doys.read_as_float(0, tile.t2, s2_doys_.data());
   // Ascending then descending; an empty direction is one step at doy 180.
@@ -90,7 +82,8 @@ void PixelPreparer::prepare(int64_t pixel, int64_t offset, float* s2_out, float*
     tile_.s2_bands.read_as_float((t * plane_ + pixel) * kS2Bands, kS2Bands, bands_.data());
     float* row = s2_out + int64_t{k} * (kS2Bands + 1);
     for (int b = 0; b < kS2Bands; ++b) {
-      row[b] = (bands_[static_cast<std::size_t>(b)] - kS2Mean[b]) / (kS2Std[b] + kStdEpsilon);
+      row[b] =
+          standardise(bands_[static_cast<std::size_t>(b)], stats_.s2_mean[b], stats_.s2_std[b]);
     }
     row[kS2Bands] = s2_doys_[static_cast<std::size_t>(t)];
   }
@@ -125,7 +118,7 @@ void PixelPreparer::prepare(int64_t pixel, int64_t offset, float* s2_out, float*
     const double* s = s1_values_.data() + t * kS1Bands;
     float* row = s1_out + int64_t{k} * (kS1Bands + 1);
     for (int b = 0; b < kS1Bands; ++b) {
-      row[b] = (static_cast<float>(s[b]) - kS1Mean[b]) / (kS1Std[b] + kStdEpsilon);
+      row[b] = standardise(static_cast<float>(s[b]), stats_.asc_mean[b], stats_.asc_std[b]);
     }
     row[kS1Bands] = s1_doys_[static_cast<std::size_t>(t)];
   }

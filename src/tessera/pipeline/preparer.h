@@ -14,14 +14,9 @@
 
 #include "tessera/io/tile.h"
 #include "tessera/pipeline/input_preparer.h"
+#include "tessera/pipeline/tile_pipeline.h"
 
 namespace tessera {
-
-// Normalisation constants (float32), band order B04 B02 B03 B08 B8A B05 B06 B07 B11 B12.
-extern const float kS2Mean[kS2Bands];
-extern const float kS2Std[kS2Bands];
-extern const float kS1Mean[kS1Bands];  // VV, VH
-extern const float kS1Std[kS1Bands];
 
 constexpr int kDefaultSampleSteps = 40;
 // A valid pixel needs at least this many S1 steps with a non-zero band (when any S1 data
@@ -68,6 +63,7 @@ class PixelPreparer : public InputPreparer {
 
  private:
   const Tile& tile_;
+  const InputStats& stats_;  // "v1.0": pooled S1 statistics for both passes
   int s2_steps_;
   int s1_steps_;
   int64_t plane_;  // H * W

@@ -27,6 +27,13 @@ struct InputStats {
   float desc_mean[kS1Bands], desc_std[kS1Bands];  // S1 descending rows
 };
 
+// Standardisation in float32, as numpy computes it for float32 arrays: std + 1e-9 == std for
+// every std here (the smallest ulp is ~1e-4); the addition is kept to state the formula.
+constexpr float kStdEpsilon = 1e-9f;
+inline float standardise(float x, float mean, float stddev) {
+  return (x - mean) / (stddev + kStdEpsilon);
+}
+
 // The statistics set `name`: "v1.0" (pooled S1: asc and desc alike), "mpc", "aws" (v1.1) or
 // "v2". Throws Error for any other name.
 const InputStats& input_stats(const std::string& name);
