@@ -3,9 +3,9 @@
 //
 // BatchCounter hands out the tile's batch numbers 0..batches-1, each exactly once, to any
 // number of threads. A CPU worker claims one batch at a time; a GPU worker claims a chunk of
-// G consecutive batches and runs them as one large GPU batch. Batches stay the fixed units
-// of the journal (batch k = valid pixels [k*B, (k+1)*B)), so chunking changes neither the
-// journal nor which pixels a batch holds.
+// G consecutive batches and runs them as one large GPU batch (one run per shape when the
+// batches are length buckets). Batches stay the fixed units of the journal (TilePlan), so
+// chunking changes neither the journal nor which pixels a batch holds.
 
 #include <algorithm>
 #include <atomic>

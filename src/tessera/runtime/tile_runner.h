@@ -2,12 +2,13 @@
 // The real job: one dpixel tile -> `<grid>.npy` (int8, H x W x latent) and `<grid>_scales.npy`
 // (float32, H x W), geotessera-compatible (docs/PIPELINE.md).
 //
-// The valid pixels (ascending flat index) are cut into fixed batches: batch k holds valid
-// pixels [k*B, min((k+1)*B, n)). The workers of a placement plan each bind themselves, build
-// their own Engine and PixelPreparer, then pull batch numbers from one shared counter (work
-// stealing without queues), prepare inputs straight into the engine's buffers, run R passes
-// (offsets 0..R-1), average, quantise and write the rows straight into the memory-mapped
-// outputs. Invalid pixels stay all-zero with scale 0.
+// The model's version chooses the pipeline (pipeline/tile_pipeline.h), and the pixels to compute
+// are cut into fixed batches (pipeline/tile_plan.h: v1.0's batches of B valid pixels at 40 + 40
+// steps, or v1.1's and v2's length buckets, one shape per batch). The workers of a placement
+// plan each bind themselves, build their own Engine and InputPreparer, then pull batch numbers
+// from one shared counter (work stealing without queues), prepare inputs straight into the
+// engine's buffers, run R passes (offsets 0..R-1, v1.0), average, quantise and write the rows
+// straight into the memory-mapped outputs. Pixels not computed stay all-zero with scale 0.
 //
 // Engines outlive tiles: a TileRunner builds each worker's engine on the worker's first tile
 // and keeps it for the next ones, so a run of many tiles builds every session once (about
