@@ -33,6 +33,9 @@ class NativeAttention {
   void run(dnnl::stream& stream, int64_t batch, int64_t steps, const void* qkv, float* scores,
            void* probabilities, float* context, void* scratchpad);
 
+  // Drops every cached primitive (prepare() creates them again).
+  void forget_primitives() { primitives_.clear(); }
+
   NativeType type() const { return type_; }
 
  private:

@@ -165,7 +165,8 @@ struct NativeEngine::State {
   int64_t max_batch = 0;
   int64_t rows_capacity = 0;   // rows of every [rows, width] activation buffer
   int64_t score_capacity = 0;  // elements of scores and probabilities
-  std::set<std::tuple<int64_t, int64_t, int64_t>> prepared;  // (batch, s2 steps, s1 steps)
+  // Run shapes whose primitives exist and fit the scratchpad: (batch, s2 steps, s1 steps).
+  std::set<std::tuple<int64_t, int64_t, int64_t>> prepared;
   NativeBuffer scratchpad;
   NativeBuffer s2_in, s1_in, out, bands, embedded, x, x_low, x_scales, qkv, qkv_low, scores,
       probabilities, context, context_low, context_scales, delta, hidden, hidden_low, hidden_scales,
@@ -192,6 +193,8 @@ struct NativeEngine::State {
   void allocate();
   size_t prepare_branch(Branch& branch, int64_t pixels, int64_t steps);
   void prepare(int64_t batch, int64_t s2_steps, int64_t s1_steps);
+  // Drops every prepared shape and cached primitive (kMaxPreparedShapes).
+  void forget_shapes();
   void run_branch(const Branch& branch, const float* input, int64_t batch, int64_t steps,
                   float* pooled, const std::atomic<bool>& interrupted);
   void run_chunk(const Branch& branch, const float* input, int64_t batch, int64_t steps,
@@ -407,10 +410,38 @@ size_t NativeEngine::State::prepare_branch(Branch& branch, int64_t pixels, int64
   return bytes;
 }
 
+// Length buckets give every tile new run shapes (each group's last batch has its own size): past
+// this many, every cached primitive is dropped and made again as runs need them, so that an
+// engine kept for a run of many tiles does not grow without bound (a primitive set is built in
+// milliseconds; a tile's runs take hours of one core).
+constexpr size_t kMaxPreparedShapes = 128;
+
+void NativeEngine::State::forget_shapes() {
+  prepared.clear();
+  for (Branch* branch : {&s2, &s1}) {
+    branch->attention->forget_primitives();
+    for (NativeLinear* linear :
+         {branch->embed0.get(), branch->embed2.get(), branch->gru_input.get(),
+          branch->gru_reset.get(), branch->gru_hidden.get()})
+      if (linear) linear->forget_primitives();
+    for (EncoderLayer& layer : branch->layers) {
+      for (NativeLinear* linear :
+           {layer.qkv.get(), layer.out.get(), layer.ffn1.get(), layer.ffn2.get()})
+        linear->forget_primitives();
+    }
+  }
+  for (NativeLinear* linear : {fusion.first.get(), fusion.second.get()})
+    if (linear) linear->forget_primitives();
+}
+
 // Creates the primitives of a run of `batch` pixels at these steps (once per shape: the chunks of
-// both branches and the fusion) and grows the scratchpad to the largest any of them needs.
+// both branches and the fusion) and grows the scratchpad to the largest any of them needs. The
+// shape counts as prepared only once the scratchpad fits it: a failure on the way (out of memory)
+// leaves it unprepared, and the next run of it prepares it again.
 void NativeEngine::State::prepare(int64_t batch, int64_t s2_steps, int64_t s1_steps) {
-  if (!prepared.insert({batch, s2_steps, s1_steps}).second) return;
+  const std::tuple<int64_t, int64_t, int64_t> shape{batch, s2_steps, s1_steps};
+  if (prepared.count(shape)) return;
+  if (prepared.size() >= kMaxPreparedShapes) forget_shapes();
   size_t bytes = fusion.first->prepare(batch);
   if (fusion.second) bytes = std::max(bytes, fusion.second->prepare(batch));
   for (auto [branch, steps] : {std::pair{&s2, s2_steps}, std::pair{&s1, s1_steps}}) {
@@ -420,6 +451,7 @@ void NativeEngine::State::prepare(int64_t batch, int64_t s2_steps, int64_t s1_st
     if (last != chunk) bytes = std::max(bytes, prepare_branch(*branch, last, steps));
   }
   if (bytes > scratchpad.bytes()) scratchpad = NativeBuffer(bytes);
+  prepared.insert(shape);
 }
 
 // The epilogue of an int8 matmul's output y (f32 or bf16, per its spec): out rows =

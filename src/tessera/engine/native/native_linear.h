@@ -39,6 +39,9 @@ class NativeLinear {
   // dst[rows, out] = src[rows, in] @ W ...; src and dst are dense rows of spec() types.
   void run(dnnl::stream& stream, int64_t rows, const void* src, void* dst, void* scratchpad);
 
+  // Drops every cached primitive (prepare() creates them again); the weights stay.
+  void forget_primitives() { primitives_.clear(); }
+
   const NativeLinearSpec& spec() const { return spec_; }
   bool quantized() const { return spec_.src == NativeType::s8 || spec_.src == NativeType::u8; }
   // The bias the caller adds after the row scales (int8 inputs), else nullptr (fused).
