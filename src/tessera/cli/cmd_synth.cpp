@@ -72,8 +72,9 @@ void add_synth_command(CLI::App& root) {
   cmd->add_option("--s1-steps", args->s1_steps,
                   "Sentinel-1 steps ascending/descending (A/D, e.g. 60/0; N = N each)")
       ->capture_default_str();
-  cmd->add_option("--cloud", args->options.cloud, "Fraction of S2 observations under cloud")
-      ->capture_default_str();
+  auto* cloud =
+      cmd->add_option("--cloud", args->options.cloud, "Fraction of S2 observations under cloud")
+          ->capture_default_str();
   auto* steps = cmd->get_option("--s2-steps");
   cmd->add_option("--observations", args->observations,
                   "uniform (every pixel clear at the --cloud rate) or varied (valid S2 counts "
@@ -93,7 +94,7 @@ void add_synth_command(CLI::App& root) {
       ->check(CLI::IsMember({"int16", "uint16"}))
       ->capture_default_str();
   cmd->add_flag("--force", args->force, "Replace an existing directory");
-  cmd->callback([args, output, old_output, steps] {
+  cmd->callback([args, output, old_output, steps, cloud] {
     check_renamed_option("synth", *output, *old_output, "the tile directory");
     if (output->count() == 0 && old_output->count() == 0) throw CLI::RequiredError("--output");
     SynthOptions o = args->options;
@@ -101,6 +102,8 @@ void add_synth_command(CLI::App& root) {
     parse_s1_steps(args->s1_steps, o);
     o.nested = args->layout == "nested";
     o.varied_observations = args->observations == "varied";
+    if (o.varied_observations && cloud->count() > 0)
+      throw UsageError("--cloud applies to --observations uniform (varied sets its own rates)");
     if (o.varied_observations && steps->count() == 0) o.s2_steps = kVariedS2Steps;
     o.band_dtype = parse_dtype_name(args->dtype, "--dtype");
     write_synth_tile(args->out, o, args->force);

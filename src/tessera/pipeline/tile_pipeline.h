@@ -3,7 +3,8 @@
 // pixels run, how their sequences are built, with which statistics, and how the outputs are
 // quantised. Chosen from the model file's metadata (tessera.version, tessera.stats).
 //
-//   v1.0, v1.0 early  40 + 40 steps by stratified deterministic sampling, pooled S1 statistics,
+//   v1.0, v1.0 early  40 + 40 steps (a fixed-step v1.0 file: its own) by stratified
+//                     deterministic sampling, pooled S1 statistics,
 //                     pixels with any non-zero S2 value, v1 quantisation.
 //   v1.1              every valid observation in length buckets of 8..256 (n = 0 -> 8, zero
 //                     inputs), resampled by build_resample_indices, per-orbit S1 statistics of

@@ -245,6 +245,12 @@ TilePipeline pipeline_of_model(const InferOptions& options) {
   TilePipeline pipeline = tile_pipeline(options.model_path, family.version, family.stats,
                                         shape.output_dim, options.dim);
   if (!shape.symbolic_steps) pipeline.sampled_steps = {shape.s2_steps, shape.s1_steps};
+  if (pipeline.bucketed && !shape.symbolic_steps) {
+    throw Error(fmt::format(
+        "{}: a {} model needs symbolic step axes (length buckets of 1 to 256 steps), this file "
+        "takes exactly {} + {} steps (a fixed-step copy from run-model?)",
+        options.model_path, pipeline.version, shape.s2_steps, shape.s1_steps));
+  }
   if (pipeline.bucketed && options.repeat > 1) {
     throw UsageError(fmt::format(
         "--repeat applies to v1.0 models, whose steps are sampled; a {} model uses every valid "

@@ -97,8 +97,8 @@ struct TileSummary {
   // Engines (sessions) this tile had to build: every worker's on a runner's first tile, 0 on
   // the next ones unless a GPU worker needed a larger one or an earlier tile failed.
   int engines_built = 0;
-  // Of `seconds`, the scan for valid pixels (every S2 value read once) that precedes the
-  // workers: no device computes meanwhile.
+  // Of `seconds`, the scan that plans the tile's batches (valid pixels, or each pixel's valid
+  // observations) and precedes the workers: no device computes meanwhile.
   double scan_seconds = 0;
   std::string embeddings_path, scales_path;
   std::string lock_path;  // "<out>/<grid>.lock", held while the tile's outputs are written

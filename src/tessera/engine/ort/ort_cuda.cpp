@@ -169,7 +169,9 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   session_options.SetGraphOptimizationLevel(graph_optimization_level(options_.optimization_level));
   // The CPU threads only feed the GPU: spinning would burn the cores that prepare batches.
   session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning, "0");
-  if (path_ == CudaPath::kCudaGraph) {
+  if (path_ == CudaPath::kCudaGraph || shape_.symbolic_steps) {
+    // Symbolic steps (length buckets): the input shapes change from run to run, and ORT would
+    // plan and keep one memory pattern per shape, for nothing.
     // A graph is captured on the third run, and nothing may allocate GPU memory during a
     // capture. With the memory pattern on, every run from the second asks the arena for one
     // block holding all of the run's tensors, beside the per-tensor blocks the first run left

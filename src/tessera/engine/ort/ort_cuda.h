@@ -122,9 +122,10 @@ class OrtCudaEngine : public Engine {
   float *device_s2_ = nullptr, *device_s1_ = nullptr, *device_out_ = nullptr;
   std::unique_ptr<Ort::Session> session_;
   Ort::MemoryInfo device_memory_{nullptr};
-  // One binding (and, for CUDA graphs, one run-options object with its gpu_graph_id) per
-  // computed batch size, made on first use; later runs of that size reuse them unchanged. On
-  // the IO-binding path they are dropped when kMaxBindings sizes have gathered.
+  // One binding (and, for CUDA graphs, one run-options object with its gpu_graph_id) per run
+  // shape (pixels computed, S2 steps, S1 steps), made on first use; later runs of that shape
+  // reuse them unchanged. On the IO-binding path they are dropped when kMaxBindings shapes
+  // have gathered.
   static constexpr size_t kMaxBindings = 16;
   // By run shape: (pixels computed, S2 steps, S1 steps).
   using RunShape = std::tuple<int64_t, int64_t, int64_t>;

@@ -123,6 +123,10 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
     // and ~0.8 GB more per session of the full model at batch 256, for no speed in steady state
     // (docs/PERFORMANCE.md). The arena alone serves the runs.
     session_options.DisableMemPattern();
+  } else if (read_model_shape(model_path).symbolic_steps) {
+    // With length buckets the input shapes change from run to run, and ORT would plan and keep
+    // one memory pattern per shape: hundreds on a tile, for nothing.
+    session_options.DisableMemPattern();
   }
   session_options.AddConfigEntry(kOrtSessionOptionsConfigAllowIntraOpSpinning,
                                  options_.spinning ? "1" : "0");
