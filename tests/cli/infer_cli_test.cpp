@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "run_cli.h"
+#include "tessera/model/model_family.h"
 #include "test_support.h"
 
 namespace {
@@ -243,6 +244,27 @@ TEST(InferCli, BucketedBatchesOnAStreamingWorkerMatchTheCpuWorkers) {
       EXPECT_EQ(r.exit_code, 0) << arch << " on " << device << ":\n" << r.out << r.err;
     }
   }
+}
+
+// A v1.1 or v2 file whose steps were fixed (run-model's copies) cannot take length buckets: one
+// line before any tile, nothing written.
+TEST(InferCli, ABucketedModelWithFixedStepsIsOneError) {
+  fs::create_directories(kDir);
+  const std::string model = kDir + "/v2.onnx", fixed = kDir + "/v2_fixed.onnx";
+  ASSERT_EQ(
+      run_cli("make-model --force --arch v2 --latent 4 --layers 1 --heads 2 --ffn 16 -o " + model)
+          .exit_code,
+      0);
+  tessera::write_with_fixed_steps(model, 40, 40, fixed);
+  const std::string out = kDir + "/out_fixed";
+  fs::remove_all(out);
+  const auto r = run_cli("infer " + make_tile("grid_5.05_6.15") + " -m " + fixed + " -o " + out);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "tessera: " + fixed +
+                ": a v2 model needs symbolic step axes (length buckets of 1 to 256 steps), "
+                "this file takes exactly 40 + 40 steps (a fixed-step copy from run-model?)\n");
+  EXPECT_FALSE(fs::exists(out + "/grid_5.05_6.15.npy"));
 }
 
 }  // namespace

@@ -123,6 +123,11 @@ TEST(Synth, VariedObservationsSpreadTheValidCounts) {
   EXPECT_GT(many / pixels, 0.005);
   EXPECT_NEAR(total / pixels, 68.0, 12.0);
   std::filesystem::remove_all(dir);
+  const auto r =
+      testing::run_cli("synth -o " + dir + " --size 8x8 --observations varied --cloud 0.2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "tessera: --cloud applies to --observations uniform (varied sets its own rates)\n");
 }
 
 TEST(Synth, DeterministicPerSeedAndRefusesToOverwrite) {
