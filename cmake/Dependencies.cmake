@@ -5,6 +5,7 @@ find_package(Threads REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(fmt REQUIRED)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # libssl-dev: SHA-256 of model files
 find_package(Protobuf REQUIRED)
 find_package(ONNX REQUIRED)  # libonnx-dev: the ONNX protobuf types used by make-model
 find_package(OpenMP REQUIRED)  # oneDNN's threading (Debian builds it with OpenMP)

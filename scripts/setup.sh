@@ -39,7 +39,7 @@ DEBIAN_PACKAGES=(
   libhwloc-dev hwloc libnuma-dev numactl
   libopenmpi-dev openmpi-bin
   nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev
-  libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev libssl-dev
   python3-numpy python3-onnx
 )
 # Installed where the distribution has them; the tests that use them skip without them (Ubuntu,

@@ -20,8 +20,13 @@ add_test(NAME infer_kill_resume_v2_native
          COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/runtime/kill_resume.py"
                  --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/kill_resume_v2_native"
                  --arch v2 --engine native --precision bf16 --other-precision fp32)
+# A journal resumes only into the model it names by content: a look-alike model (same size and
+# times) or one replaced during a job starts the tile over.
+add_test(NAME infer_model_identity_resume
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/runtime/model_identity_resume.py"
+                 --tessera "${TESSERA_BIN}" --workdir "${TESSERA_TEST_TMP}/model_identity_resume")
 set_tests_properties(infer_oracle infer_kill_resume infer_kill_resume_native
-                     infer_kill_resume_v1.1 infer_kill_resume_v2_native
+                     infer_kill_resume_v1.1 infer_kill_resume_v2_native infer_model_identity_resume
                      PROPERTIES LABELS runtime TIMEOUT 300)
 # `tessera infer` on v1.0-early, v1.1 and v2 models (both engines): the numpy + PyTorch oracle of
 # MODEL_FAMILY.md's tile pipelines on synthetic tiles, and the bad inputs. Needs torch (exit 77).

@@ -19,6 +19,7 @@
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/common/threads.h"
+#include "tessera/io/file_identity.h"
 #include "tessera/io/npy.h"
 #include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
@@ -42,12 +43,13 @@ namespace {
 namespace fs = std::filesystem;
 
 // Identifies the computation a journal belongs to: resuming with any of these changed would
-// mix two different results in one file.
+// mix two different results in one file. The model is named by the SHA-256 of the bytes the
+// engines were built from (TileRunner's constructor), never by the file as it is when the tile
+// starts: a model replaced during a job, or another of the same size and times, is another key.
 std::string journal_key(const Tile& tile, const InferOptions& options, const std::string& engines,
-                        const TilePipeline& pipeline, int64_t valid) {
+                        const TilePipeline& pipeline, int64_t valid,
+                        const std::string& model_sha256) {
   std::error_code ec;
-  const auto model_bytes = fs::file_size(options.model_path, ec);
-  const auto model_time = fs::last_write_time(options.model_path, ec).time_since_epoch().count();
   // The tile's data: a tile written again under the same name (same size, other values) must
   // not continue the old one's outputs.
   std::string inputs;
@@ -56,29 +58,40 @@ std::string journal_key(const Tile& tile, const InferOptions& options, const std
                           fs::last_write_time(array->path(), ec).time_since_epoch().count());
   }
   return fmt::format(
-      "tessera-journal v4 grid={} hw={}x{} valid={} pipeline={}/{} latent={} batch={} repeat={} "
-      "engines={} model_bytes={} model_time={} inputs={:016x}",
+      "tessera-journal v5 grid={} hw={}x{} valid={} pipeline={}/{} latent={} batch={} repeat={} "
+      "engines={} model_sha256={} inputs={:016x}",
       tile.grid, tile.height, tile.width, valid, pipeline.version, pipeline.stats,
-      pipeline.output_dim, options.batch, options.repeat, engines, model_bytes, model_time,
+      pipeline.output_dim, options.batch, options.repeat, engines, model_sha256,
       std::hash<std::string>{}(inputs));
 }
 
-// The engines= field of a journal key ("" when there is none).
-std::string engines_of_key(const std::string& key) {
-  const size_t begin = key.find(" engines=");
+// The value of `field` ("engines", "model_sha256") in a journal key ("" when it has none).
+std::string field_of_key(const std::string& key, const std::string& field) {
+  const std::string marker = " " + field + "=";
+  const size_t begin = key.find(marker);
   if (begin == std::string::npos) return "";
-  const size_t from = begin + 9;
+  const size_t from = begin + marker.size();
   return key.substr(from, key.find(' ', from) - from);
 }
 
-// Says so when the journal at `path` was written by other engines or precisions than `key`'s:
-// its batches are not resumed (BatchJournal starts over on any other key).
-void say_when_engines_changed(const std::string& tile_dir, const std::string& path,
+// Says so when the journal at `path` was written with another model, or by other engines or
+// precisions, than `key`'s: its batches are not resumed (BatchJournal starts over on any other
+// key).
+void say_when_journal_differs(const std::string& tile_dir, const std::string& path,
                               const std::string& key) {
   std::ifstream in(path);
   std::string old_key;
   if (!in || !std::getline(in, old_key)) return;
-  const std::string before = engines_of_key(old_key), now = engines_of_key(key);
+  const std::string model_before = field_of_key(old_key, "model_sha256");
+  const std::string model_now = field_of_key(key, "model_sha256");
+  if (!model_before.empty() && model_before != model_now) {
+    fmt::print(stderr,
+               "tessera: {}: its journal was written with another model (sha256 {}), this run's "
+               "has sha256 {}: starting the tile over\n",
+               tile_dir, model_before.substr(0, 12), model_now.substr(0, 12));
+    return;
+  }
+  const std::string before = field_of_key(old_key, "engines"), now = field_of_key(key, "engines");
   if (before.empty() || before == now) return;
   fmt::print(stderr,
              "tessera: {}: its journal was written by {}, this run computes with {}: starting "
@@ -295,10 +308,26 @@ void add_stream_stats(const std::vector<StreamStats>& stream_stats, TileSummary&
   if (gpus > 0) summary.gpu_busy_percent = busy_percent / gpus;
 }
 
+// Wraps `factory` so that every engine it builds is checked to come from the identified model:
+// an engine built while the file was rewritten or replaced would compute with other weights
+// than the journal keys name, so it is refused before it runs a batch.
+EngineFactory build_from_identified_model(EngineFactory factory, const FileIdentity& model) {
+  return [factory = std::move(factory), &model](const std::string& path, const EngineSpec& spec) {
+    std::unique_ptr<Engine> engine = factory(path, spec);
+    if (!file_unchanged(model)) {
+      throw Error(path +
+                  ": the model file changed while this run was using it; run again with the "
+                  "model as it is now");
+    }
+    return engine;
+  };
+}
+
 }  // namespace
 
 struct TileRunner::Kept {
-  EngineFactory factory;
+  EngineFactory factory;  // builds from the model identified by `model`, or throws
+  FileIdentity model;     // the model file's bytes when the runner was made (journal keys)
   DeviceList devices;
   EngineSpec cpu_spec;                   // the CPU workers' (threads, cpus set per worker)
   std::vector<EngineSpec> stream_specs;  // by streaming device
@@ -321,7 +350,6 @@ struct TileRunner::Kept {
 
 TileRunner::TileRunner(const InferOptions& options, const Plan& plan, EngineFactory factory)
     : options_(options), plan_(plan), kept_(std::make_unique<Kept>()) {
-  kept_->factory = std::move(factory);
   if (options.batch < 1)
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options.batch));
   if (options.batch > kMaxInferBatch) {
@@ -332,6 +360,8 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan, EngineFact
     throw UsageError(fmt::format("--repeat must be at least 1 (got {})", options.repeat));
   kept_->devices = parse_device_list(options.device);
   plan_engines(options, *kept_);
+  kept_->model = identify_file(options.model_path);
+  kept_->factory = build_from_identified_model(std::move(factory), kept_->model);
   kept_->pipeline = pipeline_of_model(options);
   if (options.gpu_batch < 1 || options.gpu_batch > kMaxInferBatch) {
     throw UsageError(
@@ -383,6 +413,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   TileSummary summary;
   summary.tile = tile_dir;
   summary.grid = tile.grid;
+  summary.model_sha256 = kept_->model.sha256;
   describe_engines(kept_->device_specs, summary);
   summary.pixels_total = tile.pixels();
   const fs::path out_dir(options.out_dir);
@@ -436,11 +467,11 @@ void TileRunner::compute(const Tile& tile, const std::string& tile_dir,
   summary.pixels_valid = static_cast<int64_t>(batches.pixels.size());
   summary.batches = batches.batches();
 
-  const std::string key =
-      journal_key(tile, options, engines_key(kept_->device_specs), pipeline, summary.pixels_valid);
+  const std::string key = journal_key(tile, options, engines_key(kept_->device_specs), pipeline,
+                                      summary.pixels_valid, kept_->model.sha256);
   std::error_code ec;
   if (!options.resume) fs::remove(journal_path, ec);
-  say_when_engines_changed(tile_dir, journal_path, key);
+  say_when_journal_differs(tile_dir, journal_path, key);
   TileOutputs outputs;
   outputs.open(summary, journal_path, key, {tile.height, tile.width, pipeline.output_dim},
                {tile.height, tile.width});
@@ -585,6 +616,7 @@ nlohmann::json tile_summary_json(const TileSummary& s) {
           {"engine", s.engine},
           {"precision", s.precision},
           {"engines", s.engines},
+          {"model_sha256", s.model_sha256},
           {"pixels_total", s.pixels_total},
           {"pixels_valid", s.pixels_valid},
           {"batches", s.batches},

@@ -72,6 +72,8 @@ struct TileSummary {
   // What computed the tile: the backend and precision of its CPU workers, or of its first
   // streaming worker without any; `engines` lists every device's ("cpu ort fp32, cuda:0 ort tf32").
   std::string engine, precision, engines;
+  // The SHA-256 of the model file the engines were built from (its journal key names it too).
+  std::string model_sha256;
   int64_t pixels_total = 0;
   int64_t pixels_valid = 0;
   int64_t batches = 0;
@@ -108,9 +110,11 @@ struct TileSummary {
 using ProgressCallback = std::function<void(int64_t done, int64_t total, double seconds)>;
 
 // Runs tiles one after another with one model, one set of options and one placement plan,
-// keeping every worker's engine from one tile to the next. Invariants: the model file is not
-// changed during the runner's life; tiles run one at a time (run() is not reentrant). After a
-// tile whose workers failed, every engine is dropped and the next tile builds new ones.
+// keeping every worker's engine from one tile to the next. The model is identified by content
+// (SHA-256) when the runner is made, and every engine is checked to be built from those bytes
+// (an engine built after the file changed fails the tile). Invariants: tiles run one at a time
+// (run() is not reentrant). After a tile whose workers failed, every engine is dropped and the next
+// tile builds new ones.
 class TileRunner {
  public:
   // Checks the options (batch sizes, repeat, devices, CUDA availability) and throws
