@@ -18,6 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using tessera::testing::run_cli;
+using tessera::testing::slurp;
 
 // ctest runs each case as its own process, in parallel: a directory per process.
 const tessera::testing::ProcessTestDir kTestDir("infer_cli");
@@ -74,6 +75,56 @@ TEST(InferCli, WritesBothOutputsThenSkipsThemUnlessForced) {
   EXPECT_EQ(r.out.find("skipped"), std::string::npos) << r.out;
 }
 
+// Outputs record what made them (<grid>.tessera.json); a run with another model, engine or
+// precision refuses the tile instead of skipping it, and so does one finding outputs that record
+// nothing. The same run skips it; --force recomputes it.
+TEST(InferCli, OutputsOfAnotherModelOrPrecisionAreRefusedNotSkipped) {
+  const std::string tile = make_tile("grid_1.25_2.05");
+  const std::string out = kDir + "/out_record";
+  fs::remove_all(out);
+  const std::string infer = "infer " + tile + " -o " + out + " --layout 1x1 -m ";
+  ASSERT_EQ(run_cli(infer + small_model()).exit_code, 0);
+  const nlohmann::json record = nlohmann::json::parse(slurp(out + "/grid_1.25_2.05.tessera.json"));
+  EXPECT_EQ(record["weights"], "random (seed 42), for benchmarking");
+  EXPECT_EQ(record["engine"], "ort");
+  EXPECT_EQ(record["precision"], "fp32");
+  const std::string sha = record["model_sha256"];
+  ASSERT_EQ(sha.size(), 64u);
+
+  const std::string other = kDir + "/seed43.onnx";
+  ASSERT_EQ(run_cli("make-model --force -o " + other +
+                    " --d-model 32 --layers 1 --heads 2 --ffn 64 --seed 43")
+                .exit_code,
+            0);
+  auto r = run_cli(infer + other);
+  EXPECT_EQ(r.exit_code, 1);
+  const std::string npy = out + "/grid_1.25_2.05.npy";
+  EXPECT_EQ(r.err.substr(0, r.err.find(" (this run")),
+            "tessera: " + npy + ": made with model sha256 " + sha.substr(0, 12));
+  EXPECT_NE(r.err.find("): --force recomputes the tile, or write to another directory\n"),
+            std::string::npos)
+      << r.err;
+
+  r = run_cli(infer + small_model() + " --engine native --precision bf16");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + npy +
+                       ": made with engine ort (this run: native): --force recomputes the tile, or "
+                       "write to another directory\n");
+  r = run_cli(infer + small_model());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "grid_1.25_2.05: skipped, outputs exist in " + out + " (--force recomputes)\n");
+
+  fs::remove(out + "/grid_1.25_2.05.tessera.json");
+  r = run_cli(infer + small_model());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + npy + ": exists, but " + out +
+                       "/grid_1.25_2.05.tessera.json (what made it) does not: --force recomputes "
+                       "the tile\n");
+  r = run_cli(infer + other + " --force");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(slurp(out + "/grid_1.25_2.05.tessera.json").find("seed 43"), std::string::npos);
+}
+
 TEST(InferCli, MissingTileDirectory) {
   const std::string out = kDir + "/out_missing";
   fs::remove_all(out);
@@ -111,8 +162,9 @@ TEST(InferCli, ExistingOutputsSurviveAFailedForcedRun) {
   for (const auto& entry : fs::directory_iterator(out))
     left.push_back(entry.path().filename().string());
   std::sort(left.begin(), left.end());
-  EXPECT_EQ(left, (std::vector<std::string>{"grid_5.00_6.00.lock", "grid_5.00_6.00.npy",
-                                            "grid_5.00_6.00_scales.npy"}));
+  EXPECT_EQ(left,
+            (std::vector<std::string>{"grid_5.00_6.00.lock", "grid_5.00_6.00.npy",
+                                      "grid_5.00_6.00.tessera.json", "grid_5.00_6.00_scales.npy"}));
 }
 
 TEST(InferCli, NoTiles) {

@@ -15,6 +15,8 @@ Usage: infer_oracle.py --tessera BIN --workdir DIR   (exit 1 on any failure)
 """
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -76,6 +78,17 @@ def expected_outputs(tile_dir, weights, repeat):
     return want_q.reshape(h, w, latent), want_s.reshape(h, w), len(valid)
 
 
+def check_record(path, model, repeat):
+    """The tile's record names the model by the SHA-256 of its bytes, as hashlib computes it."""
+    record = json.load(open(path))
+    want = {"model": model, "model_sha256": hashlib.sha256(open(model, "rb").read()).hexdigest(),
+            "weights": "random (seed 42), for benchmarking", "version": "v1.0", "engine": "ort",
+            "precision": "fp32", "output_dim": 128, "repeat": repeat}
+    for key, value in want.items():
+        if record.get(key) != value:
+            fail("%s: %s is %r, expected %r" % (path, key, record.get(key), value))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tessera", required=True)
@@ -95,8 +108,10 @@ def main():
         repeat = int(infer_flags[infer_flags.index("--repeat") + 1]) if "--repeat" in infer_flags else 1
         want_q, want_s, valid = expected_outputs(tile_dir, weights, repeat)
         left = sorted(os.listdir(out_dir))
-        if left != [name + ".lock", name + ".npy", name + "_scales.npy"]:  # the lock stays, empty
+        # The lock stays, empty, and the record of what made the outputs joins them.
+        if left != [name + ".lock", name + ".npy", name + ".tessera.json", name + "_scales.npy"]:
             fail("%s: output directory holds %s" % (name, left))
+        check_record(os.path.join(out_dir, name + ".tessera.json"), model, repeat)
         got_q = np.load(os.path.join(out_dir, name + ".npy"))
         got_s = np.load(os.path.join(out_dir, name + "_scales.npy"))
         if got_q.dtype != np.int8 or got_q.shape != want_q.shape:

@@ -7,8 +7,9 @@ The second run starts 0 to 1.5 s after the first (spread over the trials). Whate
 - a run that says it wrote the tile exited 0 and the files are its model's;
 - a run that says another run is writing the tile printed the lock line and exited 1, and the
   other run wrote the tile;
-- a run that says the outputs exist exited 0 and the files are the other model's;
-- no .partial file or journal is left, only the outputs and the empty lock file.
+- a run that found the other model's finished outputs refused the tile with one line naming the
+  other model's SHA-256, exited 1, and the files are the other model's;
+- no .partial file or journal is left, only the outputs, their record and the empty lock file.
 Trials where one run found the other's lock held are counted; at least one must collide.
 
 Usage: concurrent_runs.py --tessera BIN --workdir DIR [--trials N]   (exit 1 on failure)
@@ -43,11 +44,11 @@ def read(path):
 
 
 def outcome(name, proc, out, finals):
-    """'wrote', 'locked' or 'exists', after checking the run's exit code against its words."""
+    """'wrote', 'locked' or 'refused', after checking the run's exit code against its words."""
     stdout, stderr = proc.communicate()
     locked = "%s: skipped, another tessera run is writing it (lock %s held)" % (
         GRID, os.path.join(out, GRID + ".lock"))
-    exists = "%s: skipped, outputs exist in %s" % (GRID, out)
+    refused = "tessera: %s: made with model sha256 " % finals[0]
     if stdout.startswith(GRID + ": ") and "-> %s, %s" % tuple(finals) in stdout:
         if proc.returncode != 0:
             fail("run %s says it wrote the tile but exited %d: %s" % (name, proc.returncode, stderr))
@@ -57,8 +58,8 @@ def outcome(name, proc, out, finals):
         if proc.returncode != 1 or said not in stderr:
             fail("run %s skipped a locked tile but exited %d: %r" % (name, proc.returncode, stderr))
         return "locked"
-    if stdout.startswith(exists) and proc.returncode == 0:
-        return "exists"
+    if stderr.startswith(refused) and proc.returncode == 1 and stdout == "":
+        return "refused"
     fail("run %s: exit %d, stdout %r, stderr %r" % (name, proc.returncode, stdout, stderr))
 
 
@@ -82,7 +83,7 @@ def trial(a, index, models, tile, references):
     if said[owner[0]] != "wrote" or said[other] == "wrote":
         fail("trial %d: model %s's outputs, but the runs said %s" % (index, owner[0], said))
     left = sorted(os.listdir(out))
-    if left != sorted([GRID + ".lock"] + [os.path.basename(p) for p in finals]):
+    if left != sorted([GRID + ".lock", GRID + ".tessera.json"] + [os.path.basename(p) for p in finals]):
         fail("trial %d: the output directory holds %s" % (index, left))
     if os.path.getsize(os.path.join(out, GRID + ".lock")) != 0:
         fail("trial %d: the lock file is not empty" % index)

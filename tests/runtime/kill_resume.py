@@ -92,7 +92,8 @@ def main():
     if resumed < done or resumed >= total:
         fail("resumed %d batches; the journal held %d of %d" % (resumed, done, total))
     left = sorted(os.listdir(out))
-    if left != sorted([GRID + ".lock"] + [os.path.basename(p) for p in finals]):  # the lock stays
+    # The lock stays, and the record of what made the outputs joins them.
+    if left != sorted([GRID + ".lock", GRID + ".tessera.json"] + [os.path.basename(p) for p in finals]):
         fail("output directory holds %s" % left)
     print("kill_resume: killed after %d of %d batches, resumed %d, outputs identical" % (done, total, resumed))
 

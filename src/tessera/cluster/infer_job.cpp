@@ -1,7 +1,9 @@
 #include "tessera/cluster/infer_job.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -12,10 +14,12 @@
 #include "tessera/cluster/tile_source.h"
 #include "tessera/common/error.h"
 #include "tessera/common/output_location.h"
+#include "tessera/common/version.h"
 #include "tessera/io/atomic_file.h"
 #include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
 #include "tessera/model/default_model.h"
+#include "tessera/model/model_family.h"
 #include "tessera/topology/binding.h"
 #include "tessera/topology/topology.h"
 
@@ -235,6 +239,11 @@ nlohmann::json summary_json(const MpiJob& job, const InferJobOptions& options, c
       {"engines", engines.engines},
       {"device", infer.device},
       {"model", infer.model_path},
+      {"model_sha256", result.tiles.empty() ? "" : result.tiles.front().value("model_sha256", "")},
+      {"weights", describe_weights(read_model_family(infer.model_path))},
+      {"tessera", kVersion},
+      {"finished", fmt::format("{:%FT%TZ}", std::chrono::floor<std::chrono::seconds>(
+                                                std::chrono::system_clock::now()))},
       {"layout", options.layout},
       {"workers", plan.workers.size()},
       {"threads_per_worker", plan.workers.empty() ? 0 : plan.workers.front().threads},
@@ -269,6 +278,17 @@ void throw_if_tiles_locked(const DispatchResult& result) {
       locked, result.tiles.size()));
 }
 
+// One line on stderr when the built-in model is used: its weights are make-model's seeded random
+// numbers, and its embeddings are for measuring speed only.
+void say_when_weights_are_random(const std::string& model_path, std::ostream& err) {
+  const ModelFamilyInfo family = read_model_family(model_path);
+  if (family.weights_seed.empty()) return;
+  err << "tessera: " << model_path << ": weights are " << describe_weights(family)
+      << " (the built-in model): its embeddings mean nothing; for real ones import a released "
+         "checkpoint (docs/MODEL.md) and pass it with -m\n"
+      << std::flush;
+}
+
 }  // namespace
 
 void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream& err) {
@@ -289,8 +309,10 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
   // Before the defaults and the plan, which must see this rank's CPUs.
   const std::vector<int> shared_cpus = split_cpus_shared_on_host(job, err);
   InferJobOptions options = given;
-  if (options.infer.model_path.empty()) options.infer.model_path = ensure_default_model(true);
+  const bool built_in_model = options.infer.model_path.empty();
+  if (built_in_model) options.infer.model_path = ensure_default_model(true);
   if (options.fill_defaults) options.fill_defaults(options);
+  if (built_in_model && job.rank() == 0) say_when_weights_are_random(options.infer.model_path, err);
   const Plan plan = plan_this_rank(job, options, shared_cpus, err);
   const bool in_place = options.terminal && !job.active();
   const std::string rank_prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";

@@ -41,12 +41,21 @@ ModelFamilyInfo read_model_family(const std::string& path) {
   for (const auto& entry : model.metadata_props()) {
     if (entry.key() == "tessera.version") info.version = entry.value();
     if (entry.key() == "tessera.stats") info.stats = entry.value();
+    if (entry.key() == "tessera.seed") info.weights_seed = entry.value();
+    if (entry.key() == "tessera.checkpoint") info.checkpoint = entry.value();
   }
   const auto* s2 = step_dim(model, "s2_input");
   const auto* s1 = step_dim(model, "s1_input");
   info.symbolic_steps =
       s2 != nullptr && s1 != nullptr && !s2->has_dim_value() && !s1->has_dim_value();
   return info;
+}
+
+std::string describe_weights(const ModelFamilyInfo& info) {
+  if (!info.weights_seed.empty())
+    return "random (seed " + info.weights_seed + "), for benchmarking";
+  if (!info.checkpoint.empty()) return "imported from " + info.checkpoint;
+  return "not recorded in the model file";
 }
 
 void write_with_fixed_steps(const std::string& path, int64_t s2_steps, int64_t s1_steps,

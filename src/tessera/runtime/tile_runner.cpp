@@ -19,6 +19,7 @@
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/common/threads.h"
+#include "tessera/common/version.h"
 #include "tessera/io/file_identity.h"
 #include "tessera/io/npy.h"
 #include "tessera/io/output_lock.h"
@@ -33,6 +34,7 @@
 #include "tessera/runtime/journal.h"
 #include "tessera/runtime/stream_worker.h"
 #include "tessera/runtime/tile_job.h"
+#include "tessera/runtime/tile_record.h"
 #include "tessera/runtime/worker_pool.h"
 #include "tessera/topology/binding.h"
 #include "tessera/topology/topology.h"
@@ -328,6 +330,7 @@ EngineFactory build_from_identified_model(EngineFactory factory, const FileIdent
 struct TileRunner::Kept {
   EngineFactory factory;  // builds from the model identified by `model`, or throws
   FileIdentity model;     // the model file's bytes when the runner was made (journal keys)
+  std::string weights;    // describe_weights() of the model (tile records)
   DeviceList devices;
   EngineSpec cpu_spec;                   // the CPU workers' (threads, cpus set per worker)
   std::vector<EngineSpec> stream_specs;  // by streaming device
@@ -361,6 +364,7 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan, EngineFact
   kept_->devices = parse_device_list(options.device);
   plan_engines(options, *kept_);
   kept_->model = identify_file(options.model_path);
+  kept_->weights = describe_weights(read_model_family(options.model_path));
   kept_->factory = build_from_identified_model(std::move(factory), kept_->model);
   kept_->pipeline = pipeline_of_model(options);
   if (options.gpu_batch < 1 || options.gpu_batch > kMaxInferBatch) {
@@ -401,6 +405,34 @@ void TileRunner::plan_engines(const InferOptions& options, Kept& kept) {
   }
 }
 
+TileRecord TileRunner::record_of_run(const TileSummary& summary) const {
+  TileRecord record;
+  record.tessera_version = kVersion;
+  record.model = options_.model_path;
+  record.model_sha256 = kept_->model.sha256;
+  record.weights = kept_->weights;
+  record.version = kept_->pipeline.version;
+  record.engine = summary.engine;
+  record.precision = summary.precision;
+  record.output_dim = kept_->pipeline.output_dim;
+  record.repeat = options_.repeat;
+  return record;
+}
+
+void TileRunner::check_made_alike(const TileSummary& summary, const TileRecord& now) const {
+  const std::string path = tile_record_path(options_.out_dir, summary.grid);
+  const std::optional<TileRecord> made = read_tile_record(path);
+  if (!made) {
+    throw Error(summary.embeddings_path + ": exists, but " + path +
+                " (what made it) does not: --force recomputes the tile");
+  }
+  const std::string difference = record_difference(*made, now);
+  if (!difference.empty()) {
+    throw Error(summary.embeddings_path + ": made with " + difference +
+                ": --force recomputes the tile, or write to another directory");
+  }
+}
+
 TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, const Plan& plan,
                      const ProgressCallback& progress) {
   return TileRunner(options, plan).run(tile_dir, progress);
@@ -421,9 +453,9 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   summary.scales_path = (out_dir / (tile.grid + "_scales.npy")).string();
   summary.lock_path = (out_dir / (tile.grid + ".lock")).string();
   const std::string journal_path = (out_dir / (tile.grid + ".journal")).string();
-  check_outputs_spare_inputs(
-      tile, tile_dir,
-      {summary.embeddings_path, summary.scales_path, journal_path, summary.lock_path});
+  check_outputs_spare_inputs(tile, tile_dir,
+                             {summary.embeddings_path, summary.scales_path, journal_path,
+                              summary.lock_path, tile_record_path(options.out_dir, tile.grid)});
   std::error_code ec;
   fs::create_directories(options.out_dir, ec);
   if (ec) throw Error(options.out_dir + ": cannot create output directory: " + ec.message());
@@ -438,6 +470,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
     return summary;
   }
   if (outputs_complete(options, summary, journal_path)) {
+    check_made_alike(summary, record_of_run(summary));
     summary.status = TileStatus::kSkipped;
     return summary;
   }
@@ -509,8 +542,12 @@ void TileRunner::compute(const Tile& tile, const std::string& tile_dir,
     progress(pixels_done.load(), summary.pixels_valid, seconds_since(start));
   }
 
+  // The record of earlier outputs goes before they are replaced; this run's comes after.
+  const std::string record_path = tile_record_path(options.out_dir, tile.grid);
+  fs::remove(record_path, ec);
   outputs.embeddings->commit();
   outputs.scales->commit();
+  write_tile_record(record_path, record_of_run(summary));
   journal.remove();
   summary.status = TileStatus::kDone;
   summary.engines_built = engines_built.load();

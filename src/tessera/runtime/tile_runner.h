@@ -33,6 +33,7 @@
 namespace tessera {
 
 struct StreamStats;  // stream_worker.h
+struct TileRecord;   // tile_record.h
 struct TileJob;      // tile_job.h
 struct Tile;         // io/tile.h
 
@@ -134,6 +135,11 @@ class TileRunner {
   // scan, open (or resume) the partial outputs, run the workers, commit, remove the journal.
   void compute(const Tile& tile, const std::string& tile_dir, const std::string& journal_path,
                const ProgressCallback& progress, TileSummary& summary);
+  // What this run writes in a tile's record (tile_record.h).
+  TileRecord record_of_run(const TileSummary& summary) const;
+  // Throws Error when the complete outputs of `summary`'s tile were made by something else than
+  // `now` describes, or do not say what made them.
+  void check_made_alike(const TileSummary& summary, const TileRecord& now) const;
   struct Kept;  // the engines and what was learned about the model, kept between tiles
   // The engine spec of every device, checked against this machine and the model.
   static void plan_engines(const InferOptions& options, Kept& kept);
