@@ -125,6 +125,21 @@ TEST(InferCli, OutputsOfAnotherModelOrPrecisionAreRefusedNotSkipped) {
   EXPECT_NE(slurp(out + "/grid_1.25_2.05.tessera.json").find("seed 43"), std::string::npos);
 }
 
+TEST(InferCli, ADirectoryOfTilesGivenAsATileSaysToUseTiles) {
+  const std::string tiles = kDir + "/a_directory_of_tiles";
+  fs::remove_all(tiles);
+  tessera::testing::make_small_tile(tiles, "grid_1.35_2.05");  // tiles/tiles/grid_1.35_2.05
+  const std::string dir = tiles + "/tiles";
+  const auto r = run_cli("infer " + dir + " -o " + kDir + "/out_dir_of_tiles -m " + small_model());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: " + dir + ": is a directory of tiles, not a tile (grid_1.35_2.05 is " +
+                       "one): give it with --tiles " + dir + "\n");
+  EXPECT_FALSE(fs::exists(kDir + "/out_dir_of_tiles"));
+  const auto listed =
+      run_cli("infer --tiles " + dir + " -o " + kDir + "/out_dir_of_tiles -m " + small_model());
+  EXPECT_EQ(listed.exit_code, 0) << listed.err;
+}
+
 TEST(InferCli, MissingTileDirectory) {
   const std::string out = kDir + "/out_missing";
   fs::remove_all(out);

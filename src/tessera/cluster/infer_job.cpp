@@ -73,8 +73,8 @@ void check_summary_path(const std::vector<std::string>& tiles, const InferJobOpt
   const std::string& out = options.infer.out_dir;
   for (const std::string& tile : tiles) {
     const std::string grid = tile_grid_name(tile);
-    for (const char* suffix :
-         {".npy", "_scales.npy", ".journal", ".lock", ".npy.partial", "_scales.npy.partial"}) {
+    for (const char* suffix : {".npy", "_scales.npy", ".journal", ".lock", ".npy.partial",
+                               "_scales.npy.partial", ".tessera.json"}) {
       const std::string output = (fs::path(out) / (grid + suffix)).string();
       if (same_path(summary, output))
         throw Error(fmt::format("{}: is also an output of this run ({})", summary, output));
@@ -102,6 +102,27 @@ void check_summary_path(const std::vector<std::string>& tiles, const InferJobOpt
   }
 }
 
+// True when `dir` holds a tile's S2 bands, nested or flat.
+bool holds_tile(const fs::path& dir) {
+  std::error_code ec;
+  return fs::exists(dir / "s2" / "bands.npy", ec) || fs::exists(dir / "bands.npy", ec);
+}
+
+// A directory given as a tile that is not one, but holds tiles (the README's `infer tiles/`
+// mistake), is a usage error that says how to give it.
+void refuse_directory_of_tiles(const std::string& dir) {
+  if (holds_tile(dir)) return;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (it->is_directory(ec) && holds_tile(it->path())) {
+      throw UsageError(fmt::format(
+          "{}: is a directory of tiles, not a tile ({} is one): give it with --tiles {}", dir,
+          it->path().filename().string(), dir));
+    }
+  }
+}
+
 // Checks made before the first tile runs (by rank 0 alone in an MPI job): every tile exists, no
 // two directories share a grid name (their outputs would collide), and the summary's path
 // (check_summary_path).
@@ -109,6 +130,7 @@ void check_before_running(const std::vector<std::string>& tiles, const InferJobO
   std::map<std::string, std::string> tile_of_grid;
   for (const std::string& tile : tiles) {
     require_tile_directory(tile);
+    refuse_directory_of_tiles(tile);
     const auto [other, fresh] = tile_of_grid.emplace(tile_grid_name(tile), tile);
     if (fresh) continue;
     std::error_code ec;
