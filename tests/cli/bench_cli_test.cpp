@@ -246,6 +246,14 @@ TEST(BenchCli, MalformedCommandLinesAreUsageErrors) {
       {"", "tessera: A subcommand is required (see tessera --help)\n"},
       {"bench -b x", "tessera: Could not convert: --batch = x (see tessera bench --help)\n"},
       {"bogus", "tessera: unknown command 'bogus' (see tessera --help)\n"},
+      // A near miss is named; an option other tools spell otherwise is translated.
+      {"infr", "tessera: unknown command 'infr' (did you mean 'infer'? see tessera --help)\n"},
+      {"infer -o x --bach 4",
+       "tessera: The following argument was not expected: --bach; did you mean --batch? (see "
+       "tessera infer --help)\n"},
+      {"infer -o x --threads 4",
+       "tessera: The following argument was not expected: --threads; tessera says --layout "
+       "single:T (one worker of T threads) or --layout JxT (see tessera infer --help)\n"},
       // Values out of range are refused, not wrapped, clamped or dropped.
       {"synth -o x --seed -1",
        "tessera: --seed: need a whole number from 0 to 18446744073709551615, got '-1' (see "

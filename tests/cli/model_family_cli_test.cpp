@@ -59,9 +59,17 @@ TEST(MakeModelArchCli, WritesEachArchitectureAndNamesIt) {
   const auto again = run_cli("make-model --arch v2 --latent 8 -o " + out);
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("already exists (use --force to overwrite)"), std::string::npos);
-  const auto no_path = run_cli("make-model --arch v1.1");
+  const auto no_path = run_cli("make-model --arch v1.1 --stats mpc");
   EXPECT_EQ(no_path.exit_code, 2);
   EXPECT_NE(no_path.err.find("needs -o PATH"), std::string::npos) << no_path.err;
+  // A v1.1 model without its statistics set could never be run: refused before it is written.
+  const std::string v11 = dir() + "/v1_1.onnx";
+  const auto no_stats = run_cli("make-model --arch v1.1 -o " + v11);
+  EXPECT_EQ(no_stats.exit_code, 2);
+  EXPECT_EQ(no_stats.err,
+            "tessera: make-model: --arch v1.1 needs --stats mpc or aws (the statistics set its "
+            "tiles are standardised with)\n");
+  EXPECT_FALSE(fs::exists(v11));
 }
 
 TEST(ImportCli, RefusesAMissingCheckpointAndAnExistingOutputBeforeReading) {

@@ -58,6 +58,13 @@ ArchConfig arch_config(const MakeModelOptions& o) {
     throw UsageError("make-model: --stats applies to --arch v1.1 only (mpc or aws)");
   if (!o.stats.empty() && o.stats != "mpc" && o.stats != "aws")
     throw UsageError("make-model: --stats must be mpc or aws, not '" + o.stats + "'");
+  // infer standardises a v1.1 model's tiles with its statistics set: a file without one could
+  // be written but never run.
+  if (arch == ModelArch::kV1_1 && o.stats.empty()) {
+    throw UsageError(
+        "make-model: --arch v1.1 needs --stats mpc or aws (the statistics set its tiles are "
+        "standardised with)");
+  }
   ArchConfig a = default_arch_config(arch);
   if (arch == ModelArch::kV2) {
     if (set("d-model"))

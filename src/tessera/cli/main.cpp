@@ -6,11 +6,37 @@
 #include <exception>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "tessera/cli/commands.h"
+#include "tessera/cli/suggestions.h"
 #include "tessera/common/error.h"
 #include "tessera/common/version.h"
 #include "tessera/engine/engine_spec.h"
+
+namespace {
+
+// "; did you mean --batch?" after an unexpected option of `command`, or "" when no known name is
+// near it.
+std::string suggestion_for(const CLI::ParseError& error, const CLI::App& command) {
+  const std::string text = error.what();
+  const size_t colon = text.find("not expected: ");
+  if (colon == std::string::npos) return "";
+  std::string word = text.substr(colon + 14);
+  word = word.substr(0, word.find(' '));
+  word = word.substr(0, word.find('='));
+  if (word.rfind("--", 0) != 0) return "";
+  if (const std::string known = tessera::cli::option_known_as(word); !known.empty())
+    return "; tessera says " + known;
+  std::vector<std::string> options;
+  for (const CLI::Option* option : command.get_options()) {
+    for (const std::string& name : option->get_lnames()) options.push_back("--" + name);
+  }
+  const std::string near = tessera::cli::closest_name(word, options);
+  return near.empty() ? "" : "; did you mean " + near + "?";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"tessera: Tessera geospatial foundation model inference at planet scale"};
@@ -39,7 +65,13 @@ int main(int argc, char** argv) {
     return !app.get_subcommands([&](CLI::App* sub) { return sub->check_name(word); }).empty();
   };
   if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
-    std::fprintf(stderr, "tessera: unknown command '%s' (see tessera --help)\n", argv[1]);
+    std::vector<std::string> commands;
+    for (const CLI::App* sub :
+         app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); }))
+      commands.push_back(sub->get_name());
+    const std::string near = tessera::cli::closest_name(argv[1], commands);
+    std::fprintf(stderr, "tessera: unknown command '%s' (%ssee tessera --help)\n", argv[1],
+                 near.empty() ? "" : ("did you mean '" + near + "'? ").c_str());
     return 2;
   }
   try {
@@ -53,8 +85,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // Every malformed command line is a usage error, in one line.
     std::string command = "tessera";
-    for (const CLI::App* sub : app.get_subcommands()) command += " " + sub->get_name();
-    std::fprintf(stderr, "tessera: %s (see %s --help)\n", e.what(), command.c_str());
+    const CLI::App* used = &app;
+    for (const CLI::App* sub : app.get_subcommands()) {
+      command += " " + sub->get_name();
+      used = sub;
+    }
+    std::fprintf(stderr, "tessera: %s%s (see %s --help)\n", e.what(),
+                 suggestion_for(e, *used).c_str(), command.c_str());
     return 2;
   } catch (const tessera::UsageError& e) {
     std::fprintf(stderr, "tessera: %s\n", e.what());

@@ -307,7 +307,7 @@ void say_when_weights_are_random(const std::string& model_path, std::ostream& er
   if (family.weights_seed.empty()) return;
   err << "tessera: " << model_path << ": weights are " << describe_weights(family)
       << " (the built-in model): its embeddings mean nothing; for real ones import a released "
-         "checkpoint (docs/MODEL.md) and pass it with -m\n"
+         "checkpoint (docs/CHECKPOINTS.md) and pass it with -m\n"
       << std::flush;
 }
 
