@@ -277,7 +277,11 @@ TEST(BenchCli, MalformedCommandLinesAreUsageErrors) {
     EXPECT_EQ(r.err, message) << args;
   }
   EXPECT_EQ(run_cli("bench --help").exit_code, 0);
-  EXPECT_EQ(run_cli("--version").out, "tessera 0.1.0\n");
+  // The release, how the binary was built, and each engine's library.
+  const std::string version = run_cli("--version").out;
+  EXPECT_EQ(version.rfind("tessera 0.1.0\nbuilt: ", 0), 0u) << version;
+  EXPECT_NE(version.find(", C++20\nengines: ort 1."), std::string::npos) << version;
+  EXPECT_NE(version.find(", native oneDNN "), std::string::npos) << version;
 }
 
 TEST(BenchCli, MissingModel) {

@@ -36,11 +36,22 @@ std::string suggestion_for(const CLI::ParseError& error, const CLI::App& command
   return near.empty() ? "" : "; did you mean " + near + "?";
 }
 
+// `tessera --version`: the release, how this binary was built, and the engines' libraries.
+std::string version_text() {
+  std::string text = std::string("tessera ") + tessera::kVersion +
+                     "\nbuilt: " + TESSERA_BUILD_TYPE + ", " + TESSERA_COMPILER +
+                     ", C++20\nengines:";
+  for (const std::string& backend : tessera::engine_backends())
+    text += " " + backend + " " + tessera::backend_version(backend) + ",";
+  text.pop_back();
+  return text;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"tessera: Tessera geospatial foundation model inference at planet scale"};
-  app.set_version_flag("--version", std::string("tessera ") + tessera::kVersion);
+  app.set_version_flag("--version", version_text);
   app.require_subcommand(1);
   app.fallthrough();
   tessera::cli::add_make_model_command(app);
