@@ -111,6 +111,37 @@ def main():
     print("kill_resume: a rewritten tile of the same name started over, outputs identical")
     if a.other_precision:
         other_precision(a, infer, base + ["--precision", a.other_precision], summary)
+    if a.arch == "v1.0" and a.engine == "ort":
+        interrupted(a, infer, summary)
+
+
+def interrupted(a, infer, summary):
+    """Ctrl-C (SIGINT) ends the run with status 130 and says how to go on; the same command then
+    resumes and ends byte-identical to an uninterrupted run."""
+    out = os.path.join(a.workdir, "out_interrupted")
+    journal = os.path.join(out, GRID + ".journal")
+    proc = subprocess.Popen(infer + ["-o", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(journal) and (len(read(journal)) - read(journal).index(b"\n") - 1) // 4 >= 20:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate()
+    if proc.returncode != -signal.SIGINT:
+        fail("an interrupted run ended with %s, not SIGINT's status" % proc.returncode)
+    said = "tessera: interrupted: the finished batches are kept; run the same command again to resume"
+    if said not in stderr:
+        fail("an interrupted run did not say how to resume: %r" % stderr)
+    finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
+    # The tile was written again (seed 10) above: reference_rewritten is its clean run.
+    resumed, _ = rerun(infer + ["-o", out], summary, finals,
+                       os.path.join(a.workdir, "reference_rewritten"))
+    if resumed == 0:
+        fail("the run after Ctrl-C resumed nothing")
+    print("kill_resume: Ctrl-C said how to resume; the rerun resumed %d batches, outputs identical"
+          % resumed)
 
 
 def other_precision(a, infer, infer_other, summary):

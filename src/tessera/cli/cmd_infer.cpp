@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -41,6 +42,27 @@ ProgressCallback make_progress(const std::string& grid, bool tty) {
                    rate, eta.c_str());
     }
   };
+}
+
+// SIGINT (Ctrl-C) and SIGTERM still end the run at once, with the signal's own exit status (130,
+// 143); before that, one line says that the finished batches are on disk (the journal is synced
+// batch by batch) and how to go on. Only async-signal-safe calls in the handler.
+void say_how_to_resume(int signal) {
+  static const char kLine[] =
+      "\ntessera: interrupted: the finished batches are kept; run the same command again to "
+      "resume\n";
+  [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, kLine, sizeof kLine - 1);
+  struct sigaction action {};
+  action.sa_handler = SIG_DFL;
+  ::sigaction(signal, &action, nullptr);
+  ::raise(signal);
+}
+
+void say_how_to_resume_when_interrupted() {
+  struct sigaction action {};
+  action.sa_handler = say_how_to_resume;
+  sigemptyset(&action.sa_mask);
+  for (const int signal : {SIGINT, SIGTERM}) ::sigaction(signal, &action, nullptr);
 }
 
 }  // namespace
@@ -126,6 +148,7 @@ void add_infer_command(CLI::App& root) {
     }
     job.progress = make_progress;
     job.terminal = isatty(STDERR_FILENO);
+    say_how_to_resume_when_interrupted();
     run_infer_job(job, std::cout, std::cerr);
   });
 }
