@@ -1,8 +1,11 @@
 // tessera infer: dpixel tiles -> int8 embeddings + scales (geotessera layout). The flags and the
 // progress display; the job itself is cluster/infer_job (run_infer_job).
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -19,27 +22,59 @@
 namespace tessera::cli {
 namespace {
 
-// A progress bar on a terminal; a plain line every 10 s otherwise.
+// Speed and time left of a tile, measured from its first finished pixels: the engines' build and
+// the scan before them would otherwise make the early estimates several times too long.
+struct ProgressRate {
+  int64_t first_done = -1;
+  double first_seconds = 0;
+
+  // Pixels per second since the first report with pixels done; 0 until there are two.
+  double rate(int64_t done, double seconds) {
+    if (done > 0 && first_done < 0) {
+      first_done = done;
+      first_seconds = seconds;
+    }
+    const double span = seconds - first_seconds;
+    return first_done >= 0 && done > first_done && span > 0
+               ? static_cast<double>(done - first_done) / span
+               : 0.0;
+  }
+};
+
+// "2026-12-05T18:32:22Z": piped progress lines carry the time they were written.
+std::string utc_now() {
+  return fmt::format("{:%FT%TZ}",
+                     std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()));
+}
+
+// What the tile is doing, for a progress line: "building engines" before any pixel is done (the
+// first tile of a run), else its speed and time left.
+std::string progress_state(int64_t done, int64_t total, double rate) {
+  if (done == 0) return "building engines and starting";
+  if (rate <= 0) return "measuring speed";
+  return fmt::format("{:.0f} px/s, ETA {}", rate,
+                     human_duration(static_cast<double>(total - done) / rate));
+}
+
+// A progress bar on a terminal; a plain, timestamped line every 10 s otherwise.
 ProgressCallback make_progress(const std::string& grid, bool tty) {
-  auto last_line = std::make_shared<double>(0.0);
-  return [grid, tty, last_line](int64_t done, int64_t total, double seconds) {
+  auto last_line = std::make_shared<double>(-10.0);
+  auto speed = std::make_shared<ProgressRate>();
+  return [grid, tty, last_line, speed](int64_t done, int64_t total, double seconds) {
     const double fraction =
         total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1.0;
-    const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
-    // No estimate before the first batch is done (the engines are still loading).
-    const std::string eta =
-        rate > 0 ? human_duration(static_cast<double>(total - done) / rate) : std::string("?");
+    const std::string state = progress_state(done, total, speed->rate(done, seconds));
     if (tty) {
       const int width = 30;
       const int filled = static_cast<int>(fraction * width);
-      std::fprintf(stderr, "\r\033[K%s [%s%s] %5.1f%% %.0f px/s ETA %s", grid.c_str(),
+      std::fprintf(stderr, "\r\033[K%s [%s%s] %5.1f%% %s", grid.c_str(),
                    std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
-                   100 * fraction, rate, eta.c_str());
+                   100 * fraction, state.c_str());
     } else if (seconds - *last_line >= 10.0) {
       *last_line = seconds;
-      std::fprintf(stderr, "%s: %lld/%lld px (%.1f%%), %.0f px/s, ETA %s\n", grid.c_str(),
+      std::fprintf(stderr, "%s %s: %lld/%lld px (%.1f%%), %s\n", utc_now().c_str(), grid.c_str(),
                    static_cast<long long>(done), static_cast<long long>(total), 100 * fraction,
-                   rate, eta.c_str());
+                   state.c_str());
     }
   };
 }
