@@ -3,11 +3,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
 
 #include "run_cli.h"
 #include "test_support.h"
@@ -193,6 +196,48 @@ TEST(TopoCli, BadOrtLogLevelIsAUsageErrorOfEveryCommand) {
             "tessera: TESSERA_ORT_LOG: unknown log level 'loud' (expected verbose, info, warning, "
             "error or fatal)\n");
   EXPECT_EQ(r.out, "");
+}
+
+}  // namespace
+
+namespace {
+
+// The words of /proc/cpuinfo's first "flags" line, read here independently of tessera.
+std::set<std::string> kernel_cpu_flags() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::set<std::string> flags;
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    for (std::string word; words >> word;) flags.insert(word);
+    break;
+  }
+  return flags;
+}
+
+// The features that decide which precisions run are shown for this machine, and only for it.
+TEST(TopoCli, ThisMachineShowsTheCpuFeaturesThatDecidePrecisions) {
+  const std::set<std::string> flags = kernel_cpu_flags();
+  if (flags.empty()) GTEST_SKIP() << "no flags in /proc/cpuinfo";
+  const auto r = run_cli("topo --format json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto features = nlohmann::json::parse(r.out)["cpu_features"];
+  const std::pair<const char*, const char*> expected[] = {{"avx512f", "AVX-512"},
+                                                          {"avx512_vnni", "AVX512_VNNI"},
+                                                          {"avx512_bf16", "AVX512_BF16"},
+                                                          {"amx_bf16", "AMX-BF16"},
+                                                          {"amx_int8", "AMX-INT8"}};
+  for (const auto& [flag, name] : expected) {
+    const bool shown = std::find(features.begin(), features.end(), name) != features.end();
+    EXPECT_EQ(shown, flags.count(flag) > 0) << name;
+  }
+  const auto table = run_cli("topo");
+  if (flags.count("avx512_bf16") > 0) {
+    EXPECT_NE(table.out.find("AVX512_BF16 (bf16)"), std::string::npos) << table.out;
+  }
+  // A described machine is not this one: its features are unknown, not this CPU's.
+  const auto epyc = run_cli("topo --format json " + kEpyc);
+  EXPECT_TRUE(nlohmann::json::parse(epyc.out)["cpu_features"].empty());
 }
 
 }  // namespace

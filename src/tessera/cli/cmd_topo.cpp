@@ -10,6 +10,7 @@
 #include "tessera/cli/table_output.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
+#include "tessera/topology/cpu_features.h"
 #include "tessera/topology/placement.h"
 #include "tessera/topology/report.h"
 #include "tessera/topology/topology.h"
@@ -69,7 +70,8 @@ void add_topo_command(CLI::App& root) {
       topology.set_numa_distances(parse_distances(args->distances, topology.info()));
     }
     if (!args->cpu_model.empty()) topology.set_cpu_model(args->cpu_model);
-    const MachineInfo machine = topology.info();
+    MachineInfo machine = topology.info();
+    if (args->xml.empty() && args->synthetic.empty()) machine.cpu_features = this_cpu_features();
     std::optional<Plan> plan;
     if (!args->plan.empty()) plan = plan_layout(machine, args->plan, policy);
     if (!args->export_path.empty()) {

@@ -17,6 +17,18 @@ std::string gpu_list(const MachineInfo& machine) {
   return out;
 }
 
+// "AVX2, AVX-512, AVX512_VNNI (int8), AVX512_BF16 (bf16)": the features, each with the reduced
+// precision it lets the native engine run.
+std::string feature_list(const MachineInfo& machine) {
+  std::string out;
+  for (const std::string& feature : machine.cpu_features) {
+    out += (out.empty() ? "" : ", ") + feature;
+    if (feature == "AVX512_VNNI" || feature == "AMX-INT8") out += " (int8)";
+    if (feature == "AVX512_BF16" || feature == "AMX-BF16") out += " (bf16)";
+  }
+  return out;
+}
+
 }  // namespace
 
 Table machine_summary_table(const MachineInfo& machine) {
@@ -29,6 +41,7 @@ Table machine_summary_table(const MachineInfo& machine) {
   table.add_row({"memory", fmt::format("{:.1f} GiB", machine.memory_bytes() / kGiB)});
   table.add_row({"L3 domains", std::to_string(machine.l3_domains.size())});
   table.add_row({"GPUs", gpu_list(machine)});
+  if (!machine.cpu_features.empty()) table.add_row({"CPU features", feature_list(machine)});
   return table;
 }
 
@@ -91,7 +104,8 @@ nlohmann::json topology_json(const MachineInfo& machine, const Plan* plan) {
                         {"pus", machine.pus},
                         {"memory_bytes", machine.memory_bytes()},
                         {"distances", machine.distances},
-                        {"gpus", machine.gpus}};
+                        {"gpus", machine.gpus},
+                        {"cpu_features", machine.cpu_features}};
   if (plan != nullptr) {
     nlohmann::json workers = nlohmann::json::array();
     for (const auto& worker : plan->workers) {

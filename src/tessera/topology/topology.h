@@ -47,6 +47,9 @@ struct MachineInfo {
   std::vector<CoreInfo> core_list;          // hwloc logical order
   std::vector<std::vector<int>> distances;  // NUMA latency, 10 = local (ACPI SLIT scale)
   std::vector<std::string> gpus;            // names of GPUs hwloc sees (PCI/OS devices)
+  // AVX-512, AVX512_BF16, AMX, ... (cpu_features.h); empty when unknown (an XML or synthetic
+  // topology describes another machine).
+  std::vector<std::string> cpu_features;
 
   std::uint64_t memory_bytes() const;
   // Position of the node with this os index in numa_nodes, or -1.
