@@ -18,6 +18,18 @@
 namespace tessera::cli {
 namespace {
 
+// --dim left out means all of the model's values (dim 0 inside); --dim 0 given is a mistake.
+CLI::Validator dim_given_as_zero_refused() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const bool zero = text.find('0') != std::string::npos &&
+                          text.find_first_not_of("+-0") == std::string::npos;
+        return zero ? "--dim must be 16, 32, 64 or 128, not " + text + " (leave --dim out for all)"
+                    : "";
+      },
+      "16|32|64|128");
+}
+
 // A progress bar on a terminal; a plain line every 10 s otherwise.
 ProgressCallback make_progress(const std::string& grid, bool tty) {
   auto last_line = std::make_shared<double>(0.0);
@@ -84,7 +96,8 @@ void add_infer_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--dim", options.dim,
                   "v2 models: embedding values written per pixel, the Matryoshka prefix (16, 32, "
-                  "64 or 128; default all)");
+                  "64 or 128; default all)")
+      ->check(dim_given_as_zero_refused());
   cmd->add_option("--repeat", options.repeat, "Passes with sampling offsets 0..R-1, averaged")
       ->check(whole_number_in(1, kMaxRepeat))
       ->capture_default_str();
