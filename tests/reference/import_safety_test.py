@@ -18,6 +18,8 @@ Each case is one ctest entry (tests/model/tests.cmake, `import_<case>`):
                        reader dumps: exit 130 / 143, no tessera-import-* left, no output, no reader
   non_string_key       a state dict with an int key: one line naming it
   legacy_format        the pre-1.6 non-zip format is refused (one line); --trust-pickle loads it
+  namespace_args       a v2 checkpoint whose args are an argparse.Namespace, with numpy scalars
+                       beside it, imports (read as plain values, no Namespace constructed)
 Checkpoints are small v1.0 models from tessera_torch.py saved with torch.save (torch 1.13 here).
 
 Usage: import_safety_test.py --tessera BIN --workdir DIR --case NAME
@@ -316,6 +318,23 @@ def case_legacy_format(args):
     r = run(args, ["import", ckpt, "-o", out, "--trust-pickle"])
     check(r.returncode == 0 and os.path.exists(out),
           f"legacy format with --trust-pickle: rc {r.returncode}, {r.stderr.strip()!r}")
+
+
+def case_namespace_args(args):
+    import argparse as ap
+
+    config = dict(arch="v2", d=32, layers=2, heads=4, ffn=64, latent=128, hidden=128, width=128)
+    module = tessera_torch.TesseraModel(config)
+    namespace = ap.Namespace(latent_dim=8, num_layers=2, nhead=4, dim_feedforward=64,
+                             repr_dim=128, enable_qk_norm=False, lr=np.float64(1e-3))
+    ckpt = os.path.join(args.workdir, "namespace.pt")
+    torch.save({"model": module.state_dict(), "args": namespace, "epoch": np.int64(5),
+                "loss": np.float32(0.25)}, ckpt)
+    out = os.path.join(args.workdir, "namespace.onnx")
+    r = run(args, ["import", ckpt, "-o", out])
+    check(r.returncode == 0 and "wrote " in r.stdout and "61,890 parameters" in r.stdout,
+          f"v2 with Namespace args and numpy scalars: rc {r.returncode}, {r.stdout.strip()!r}, "
+          f"{r.stderr.strip()!r}")
 
 
 CASES = {name[5:]: f for name, f in globals().items() if name.startswith("case_")}
