@@ -45,7 +45,7 @@ DEBIAN_PACKAGES=(
 # Installed where the distribution has them; the tests that use them skip without them (Ubuntu,
 # for one, ships chromium only as a snap).
 OPTIONAL_PACKAGES=(
-  python3-torch  # the PyTorch peer (tools/torch_peer.py) and its tests
+  python3-torch  # the PyTorch peer (tools/torch_peer.py), import --trust-pickle, their tests
   chromium       # renders the SVG charts of `tessera report` in its tests
   clang libclang-rt-dev  # the .npy header fuzzer (libFuzzer) that scripts/test.sh runs
 )

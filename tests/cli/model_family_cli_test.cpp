@@ -92,5 +92,28 @@ TEST(ImportCli, RefusesAMissingCheckpointAndAnExistingOutputBeforeReading) {
   EXPECT_EQ(kept, "keep");
 }
 
+TEST(ImportCli, RefusesHeadsBelowOneAsAUsageError) {
+  const std::string ckpt = dir() + "/heads.pt";
+  std::ofstream(ckpt) << "not read";
+  const std::string out = dir() + "/heads.onnx";
+  for (const std::string value : {"0", "-1"}) {
+    const auto r = run_cli("import " + ckpt + " -o " + out + " --heads " + value);
+    EXPECT_EQ(r.exit_code, 2) << value;
+    EXPECT_EQ(r.err, "tessera: --heads: need a whole number from 1 to 4096, got '" + value +
+                         "' (see tessera import --help)\n");
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
+TEST(InferCli, RefusesDimZeroAsAUsageError) {
+  const auto r = run_cli("infer " + dir() + "/no-tile -m " + dir() + "/none.onnx -o " + dir() +
+                         "/emb --dim 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "tessera: --dim: --dim must be 16, 32, 64 or 128, not 0 (leave --dim out for all) "
+            "(see tessera infer --help)\n");
+  EXPECT_FALSE(fs::exists(dir() + "/emb"));
+}
+
 }  // namespace
 }  // namespace tessera

@@ -109,5 +109,51 @@ TEST(CheckpointImport, NamesTheFirstBadKey) {
   }
 }
 
+std::string error_of(const Checkpoint& c) {
+  try {
+    detect_architecture(c, "", 0);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(CheckpointImport, BlamesATransposedWeightItselfNotItsBias) {
+  Checkpoint c = tiny_v1_checkpoint(small_v1_0());
+  c.tensors["dim_reducer.0.weight"].shape = {32, 4};  // [2d, latent] instead of [latent, 2d]
+  EXPECT_EQ(error_of(c), "tiny.pt: key dim_reducer.0.weight has shape [32, 4], expected [4, 32]");
+  c = tiny_v1_checkpoint(small_v1_0());
+  c.tensors["s2_backbone.transformer_encoder.layers.1.linear1.weight"].shape = {16, 32};
+  EXPECT_EQ(error_of(c),
+            "tiny.pt: key s2_backbone.transformer_encoder.layers.1.linear1.weight has shape "
+            "[16, 32], expected [32, 16]");
+  c = tiny_v1_checkpoint(small_v1_0());
+  c.tensors["s1_backbone.embedding.0.weight"].shape = {2, 16};
+  EXPECT_EQ(error_of(c),
+            "tiny.pt: key s1_backbone.embedding.0.weight has shape [2, 16], expected [16, 2]");
+}
+
+TEST(CheckpointImport, UnknownLayoutAndUnexpectedKeysNameRealKeysWithShapes) {
+  Checkpoint c = tiny_v1_checkpoint(small_v1_0());
+  for (const char* w : {"W_ir", "W_iz", "W_ih", "W_hr", "W_hz", "W_hh"})
+    c.tensors.erase(std::string("s2_backbone.attn_pool.temporal_context.gru_cell.") + w +
+                    ".weight");
+  EXPECT_EQ(error_of(c),
+            "tiny.pt: unknown checkpoint layout: no "
+            "s2_backbone.attn_pool.temporal_context.weight_ih_l0 [48, 16] (v1.0 early) and no "
+            "s2_backbone.attn_pool.temporal_context.gru_cell.W_ir.weight [16, 16] (v1.0, v1.1); "
+            "not a Tessera v1.x state dict");
+  c = tiny_v1_checkpoint(small_v1_0());
+  c.tensors["dim_reducer.9.weight"].shape = {2, 3};
+  EXPECT_EQ(error_of(c),
+            "tiny.pt: unexpected key dim_reducer.9.weight [2, 3] (not in the v1.0 "
+            "layout)");
+  c = tiny_v1_checkpoint(small_v1_0());
+  c.tensors.erase("s2_backbone.transformer_encoder.layers.1.linear1.weight");
+  EXPECT_EQ(error_of(c),
+            "tiny.pt: missing key s2_backbone.transformer_encoder.layers.1.linear1.weight "
+            "(expected shape [32, 16])");
+}
+
 }  // namespace
 }  // namespace tessera

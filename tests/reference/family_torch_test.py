@@ -11,8 +11,8 @@ make-model's, and (unless --small-only) the parameter counts of the released sha
 
 import: checkpoints in the upstream layouts are saved with torch.save from the torch modules
 (random weights; v1.x under model_state with projector keys and an `_orig_mod.` prefix, v2 as
-model + args), imported with `tessera import`, and checked against the torch forward the same
-way. Bad cases (unknown layout, v1.1 without --stats, a mis-shaped, missing and unexpected key,
+model + args; v1.0-early stored as float16, v2 as bfloat16, v2-qk as float64), imported with
+`tessera import`, and checked against the torch forward the same way. Bad cases (unknown layout, v1.1 without --stats, a mis-shaped, missing and unexpected key,
 an existing output, -o naming the input) must fail with one line on stderr and write nothing.
 
 Usage: family_torch_test.py --tessera BIN --workdir DIR [--small-only]
@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tessera_torch  # noqa: E402
 
 TOLERANCE = 1e-4
+STORED_DTYPE = {"v1.0-early": torch.float16, "v2": torch.bfloat16, "v2-qk": torch.float64}
 RELEASED = {"v1.0-early": 87_841_922, "v1.0": 45_828_226, "v1.1": 57_708_738, "v2": 7_112_322}
 FAILURES = []
 
@@ -193,8 +194,8 @@ def released_counts(args):
         os.remove(path)
 
 
-def save_checkpoint(path, module, config, mangle=None):
-    state = {k: v.float() for k, v in module.state_dict().items()}
+def save_checkpoint(path, module, config, mangle=None, dtype=torch.float32):
+    state = {k: v.to(dtype) for k, v in module.state_dict().items()}
     if config["arch"] == "v2":
         args = {"latent_dim": config["d"] // 4, "num_layers": config["layers"],
                 "nhead": config["heads"], "dim_feedforward": config["ffn"], "repr_dim": 128,
@@ -219,9 +220,14 @@ def import_checks(args, rng):
             config = dict(config, latent=min(128, config["width"]))  # what upstream keeps
         module = tessera_torch.TesseraModel(config)
         tessera_torch.randomise(module, generator)
+        # fp16 and bf16 checkpoints too: the module keeps the rounded weights it was saved with
+        dtype = STORED_DTYPE.get(name, torch.float32)
+        with torch.no_grad():
+            for tensor in module.state_dict().values():
+                tensor.copy_(tensor.to(dtype).float())
         ckpt = os.path.join(args.workdir, f"{name}.pt")
         out = os.path.join(args.workdir, f"{name}-imported.onnx")
-        save_checkpoint(ckpt, module, config)
+        save_checkpoint(ckpt, module, config, dtype=dtype)
         extra = ["--stats", "aws"] if config["arch"] == "v1.1" else []
         r = run([args.tessera, "import", ckpt, "-o", out, "--force"] + extra)
         if r.returncode != 0:

@@ -22,6 +22,18 @@
 namespace tessera::cli {
 namespace {
 
+// --dim left out means all of the model's values (dim 0 inside); --dim 0 given is a mistake.
+CLI::Validator dim_given_as_zero_refused() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const bool zero = text.find('0') != std::string::npos &&
+                          text.find_first_not_of("+-0") == std::string::npos;
+        return zero ? "--dim must be 16, 32, 64 or 128, not " + text + " (leave --dim out for all)"
+                    : "";
+      },
+      "16|32|64|128");
+}
+
 // Speed and time left of a tile, measured from its first finished pixels: the engines' build and
 // the scan before them would otherwise make the early estimates several times too long.
 struct ProgressRate {
@@ -141,7 +153,8 @@ void add_infer_command(CLI::App& root) {
       ->capture_default_str();
   cmd->add_option("--dim", options.dim,
                   "v2 models: embedding values written per pixel, the Matryoshka prefix (16, 32, "
-                  "64 or 128; default all)");
+                  "64 or 128; default all)")
+      ->check(dim_given_as_zero_refused());
   cmd->add_option("--repeat", options.repeat, "Passes with sampling offsets 0..R-1, averaged")
       ->check(whole_number_in(1, kMaxRepeat))
       ->capture_default_str();

@@ -1,8 +1,11 @@
 #include "tessera/model/checkpoint_import.h"
 
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <tuple>
 
 #include "tessera/common/error.h"
 
@@ -46,19 +49,50 @@ Tensors normalised(const Checkpoint& c) {
   return out;
 }
 
-// Axis `axis` of `key`'s shape; Error when the key is missing or has fewer axes.
-int64_t dim_of(const Checkpoint& c, const Tensors& t, const std::string& key, size_t axis) {
-  const auto it = t.find(key);
-  if (it == t.end()) throw Error(c.path + ": missing key " + key);
-  if (it->second->shape.size() <= axis)
-    throw Error(c.path + ": key " + key + " has shape " + shape_text(it->second->shape) +
-                ", expected " + std::to_string(axis + 1) + " or more axes");
-  return it->second->shape[axis];
+// One key's say on a size: axis `axis` of `key`. It counts only when the key has exactly
+// `shape`'s rank and every other axis equals `shape`'s (the entry at `axis` is ignored), so a
+// transposed or otherwise mis-shaped key has no say and check_keys blames it, not its neighbours.
+struct Vote {
+  std::string key;
+  std::vector<int64_t> shape;
+  size_t axis = 0;
+};
+
+// The size most counted votes give (ties: the earlier vote), or `fallback` when none counts
+// (check_keys then names the missing or mis-shaped key). Sizes above 2^31 - 1 never count.
+int64_t decide(const Tensors& t, const std::vector<Vote>& votes, int64_t fallback) {
+  std::vector<std::pair<int64_t, int>> counts;  // in the order first seen
+  for (const Vote& v : votes) {
+    const auto it = t.find(v.key);
+    if (it == t.end() || it->second->shape.size() != v.shape.size()) continue;
+    const std::vector<int64_t>& s = it->second->shape;
+    bool counts_here = s[v.axis] > 0 && s[v.axis] <= INT32_MAX;
+    for (size_t i = 0; i < s.size(); ++i) counts_here &= i == v.axis || s[i] == v.shape[i];
+    if (!counts_here) continue;
+    const auto seen = std::find_if(counts.begin(), counts.end(),
+                                   [&](const auto& c) { return c.first == s[v.axis]; });
+    if (seen == counts.end())
+      counts.emplace_back(s[v.axis], 1);
+    else
+      ++seen->second;
+  }
+  int64_t best = fallback;
+  int most = 0;
+  for (const auto& [value, n] : counts) {
+    if (n > most) std::tie(best, most) = std::tie(value, n);
+  }
+  return best;
 }
 
+bool has_prefix(const Tensors& t, const std::string& prefix) {
+  const auto it = t.lower_bound(prefix);
+  return it != t.end() && it->first.rfind(prefix, 0) == 0;
+}
+
+// Layers 0, 1, ... that have any key under `prefix`N.
 int count_layers(const Tensors& t, const std::string& prefix) {
   int n = 0;
-  while (t.count(prefix + std::to_string(n) + ".linear1.weight")) ++n;
+  while (has_prefix(t, prefix + std::to_string(n) + ".")) ++n;
   return n;
 }
 
@@ -82,30 +116,67 @@ ArchConfig detect_v2(const Checkpoint& c, const Tensors& t) {
   return a;
 }
 
+// d_model and ffn of a v1.x state dict, by vote over every key that has them.
+void decide_v1_widths(const Tensors& t, ArchConfig& a) {
+  std::vector<Vote> d_votes, ffn_votes;
+  for (const auto& [b, bands] : {std::pair<std::string, int64_t>{"s2", a.shape.s2_bands},
+                                 std::pair<std::string, int64_t>{"s1", a.shape.s1_bands}}) {
+    const std::string kb = b + "_backbone.";
+    d_votes.push_back({kb + "embedding.0.weight", {0, bands}, 0});
+    d_votes.push_back({kb + "embedding.0.bias", {0}, 0});
+    d_votes.push_back({kb + "embedding.2.bias", {0}, 0});
+    for (int l = 0; l < a.shape.layers; ++l) {
+      const std::string kl = kb + "transformer_encoder.layers." + std::to_string(l) + ".";
+      for (const char* n : {"norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"})
+        d_votes.push_back({kl + n, {0}, 0});
+    }
+  }
+  a.shape.d_model = static_cast<int>(decide(t, d_votes, a.shape.d_model));
+  const int64_t d = a.shape.d_model;
+  for (const std::string b : {"s2", "s1"}) {
+    for (int l = 0; l < a.shape.layers; ++l) {
+      const std::string kl = b + "_backbone.transformer_encoder.layers." + std::to_string(l) + ".";
+      ffn_votes.push_back({kl + "linear1.weight", {0, d}, 0});
+      ffn_votes.push_back({kl + "linear1.bias", {0}, 0});
+      ffn_votes.push_back({kl + "linear2.weight", {d, 0}, 1});
+    }
+  }
+  a.shape.ffn = static_cast<int>(decide(t, ffn_votes, a.shape.ffn));
+}
+
 ArchConfig detect_v1(const Checkpoint& c, const Tensors& t, int heads) {
   const std::string pool = "s2_backbone.attn_pool.temporal_context.";
-  ModelArch arch;
+  ModelArch arch = ModelArch::kV1_0;
   if (t.count(pool + "weight_ih_l0")) {
     arch = ModelArch::kV1_0Early;
   } else if (t.count(pool + "gru_cell.W_ir.weight")) {
     arch = t.count("dim_reducer.4.weight") ? ModelArch::kV1_1 : ModelArch::kV1_0;
-  } else {
-    throw Error(c.path + ": unknown checkpoint layout: no " + pool +
-                "weight_ih_l0 or gru_cell.W_ir.weight (not a Tessera v1.0 early, v1.0 or v1.1 "
-                "state dict)");
   }
   ArchConfig a = default_arch_config(arch);
-  const std::string layers = "s2_backbone.transformer_encoder.layers.";
-  a.shape.d_model = static_cast<int>(dim_of(c, t, "s2_backbone.embedding.0.weight", 0));
-  a.shape.ffn = static_cast<int>(dim_of(c, t, layers + "0.linear1.weight", 0));
-  a.shape.layers = count_layers(t, layers);
+  a.shape.layers = count_layers(t, "s2_backbone.transformer_encoder.layers.");
+  decide_v1_widths(t, a);
+  const int64_t d = a.shape.d_model;
+  if (!t.count(pool + "weight_ih_l0") && !t.count(pool + "gru_cell.W_ir.weight")) {
+    throw Error(c.path + ": unknown checkpoint layout: no " + pool + "weight_ih_l0 " +
+                shape_text({3 * d, d}) + " (v1.0 early) and no " + pool + "gru_cell.W_ir.weight " +
+                shape_text({d, d}) + " (v1.0, v1.1); not a Tessera v1.x state dict");
+  }
   if (heads > 0) a.shape.heads = heads;
   if (arch == ModelArch::kV1_1) {
-    a.fusion_hidden = static_cast<int>(dim_of(c, t, "dim_reducer.0.weight", 0));
-    a.fusion_width = static_cast<int>(dim_of(c, t, "dim_reducer.4.weight", 0));
+    a.fusion_hidden = static_cast<int>(decide(t,
+                                              {{"dim_reducer.0.weight", {0, 2 * d}, 0},
+                                               {"dim_reducer.0.bias", {0}, 0},
+                                               {"dim_reducer.1.weight", {0}, 0},
+                                               {"dim_reducer.1.bias", {0}, 0}},
+                                              a.fusion_hidden));
+    a.fusion_width = static_cast<int>(decide(
+        t, {{"dim_reducer.4.weight", {0, a.fusion_hidden}, 0}, {"dim_reducer.4.bias", {0}, 0}},
+        a.fusion_width));
     a.shape.latent = std::min(128, a.fusion_width);
   } else {
-    a.shape.latent = static_cast<int>(dim_of(c, t, "dim_reducer.0.weight", 0));
+    a.shape.latent = static_cast<int>(
+        decide(t, {{"dim_reducer.0.weight", {0, 2 * d}, 0}, {"dim_reducer.0.bias", {0}, 0}},
+               a.shape.latent));
   }
   return a;
 }
@@ -203,8 +274,10 @@ std::vector<int64_t> key_shape(const Entry& entry) {
   return {entry.dims[0] / parts};
 }
 
-// Missing keys first, then unexpected keys, then mis-shaped keys: the first is an Error.
-void check_keys(const Checkpoint& c, const Tensors& t, const std::vector<Entry>& entries) {
+// Missing keys first, then unexpected keys, then mis-shaped keys: the first is an Error naming
+// the key and its expected (missing) or found (unexpected) shape, or both (mis-shaped).
+void check_keys(const Checkpoint& c, const Tensors& t, const ArchConfig& a,
+                const std::vector<Entry>& entries) {
   std::map<std::string, std::vector<int64_t>> expected;
   for (const Entry& entry : entries) {
     for (const auto& key : entry.keys) {
@@ -215,7 +288,9 @@ void check_keys(const Checkpoint& c, const Tensors& t, const std::vector<Entry>&
     }
   }
   for (const auto& [key, tensor] : t) {
-    if (!expected.count(key)) throw Error(c.path + ": unexpected key " + key);
+    if (!expected.count(key))
+      throw Error(c.path + ": unexpected key " + key + " " + shape_text(tensor->shape) +
+                  " (not in the " + arch_name(a.arch) + " layout)");
   }
   for (const auto& [key, shape] : expected) {
     if (t.at(key)->shape != shape)
@@ -249,14 +324,14 @@ ArchConfig detect_architecture(const Checkpoint& c, const std::string& stats, in
     throw Error(c.path + ": --stats applies to v1.1 checkpoints only (this one is " +
                 arch_name(a.arch) + ")");
   }
-  check_keys(c, t, expected_entries(a));
+  check_keys(c, t, a, expected_entries(a));
   return a;
 }
 
 CheckpointWeights::CheckpointWeights(const Checkpoint& c, const ArchConfig& config) {
   const Tensors t = normalised(c);
   const std::vector<Entry> entries = expected_entries(config);
-  check_keys(c, t, entries);
+  check_keys(c, t, config, entries);
   for (const Entry& entry : entries) {
     CheckpointTensor& out = tensors_[entry.name];
     out.shape = entry.dims;
@@ -266,6 +341,9 @@ CheckpointWeights::CheckpointWeights(const Checkpoint& c, const ArchConfig& conf
     const int64_t block = (entry.transpose ? cols : rows) / static_cast<int64_t>(entry.keys.size());
     for (size_t j = 0; j < entry.keys.size(); ++j) {
       const std::vector<float>& v = t.at(entry.keys[j])->values;
+      if (static_cast<int64_t>(v.size()) * static_cast<int64_t>(entry.keys.size()) != rows * cols)
+        throw Error(c.path + ": key " + entry.keys[j] + " holds " + std::to_string(v.size()) +
+                    " values, not the " + shape_text(key_shape(entry)) + " of its shape");
       const int64_t offset = static_cast<int64_t>(j) * block;
       for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i) {
         // Transposed: key [block, rows] element (col, row) -> tessera [row, offset + col].

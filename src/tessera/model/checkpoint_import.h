@@ -7,9 +7,12 @@
 //
 // Invariants: the checkpoint must hold exactly the expected keys (after the loaders' own
 // normalisation: `_orig_mod.` removed, projector keys dropped for v1.x) with exactly the expected
-// shapes; the first missing, unexpected or mis-shaped key is a one-line Error naming the file and
-// the key, and nothing is written then. Reading the .pt file itself is tools/read_checkpoint.py's
-// job (the CLI runs it); this code sees plain float32 tensors.
+// shapes; the first missing, unexpected or mis-shaped key is a one-line Error naming the file,
+// the key and its shapes, and nothing is written then. Sizes (d_model, ffn, fusion widths) are
+// decided by a vote of every key that has them, counting only keys whose other axes fit, so a
+// transposed or mis-shaped key is blamed itself. detect_architecture needs shapes only: the CLI
+// calls it before any value is read. Reading the .pt file itself is
+// tools/read_checkpoint.py's job (the CLI runs it); this code sees plain float32 tensors.
 
 #include <cstdint>
 #include <map>
@@ -22,7 +25,7 @@ namespace tessera {
 
 struct CheckpointTensor {
   std::vector<int64_t> shape;
-  std::vector<float> values;  // row-major, float32
+  std::vector<float> values;  // row-major, float32; empty until read (detect_architecture)
 };
 
 // What the reader found in the file.

@@ -1,8 +1,9 @@
 #pragma once
 // ChildProcess: another program (usually this executable) started with a line-based control
-// channel: the child's stdin and stdout are one end of a Unix socket pair, its stderr is ours.
+// channel: the child's stdin and stdout are one end of a Unix socket pair, its stderr is ours
+// (or a file).
 // Used to run pinned workers as separate processes (the study's numactl method) for comparison
-// with in-process workers.
+// with in-process workers, and `tessera import`'s checkpoint reader.
 //
 // Writes never raise SIGPIPE (MSG_NOSIGNAL): a dead child shows up as a failed send or EOF.
 // The destructor kills a child that is still running and reaps it.
@@ -17,8 +18,10 @@ namespace tessera {
 
 class ChildProcess {
  public:
-  // Starts argv[0] with arguments argv[1..]. Throws Error if it cannot be started.
-  explicit ChildProcess(const std::vector<std::string>& argv);
+  // Starts argv[0] (looked up on PATH when it has no '/') with arguments argv[1..]. With a
+  // `stderr_path`, the child's stderr goes to that file (created or truncated, mode 0600)
+  // instead of ours. Throws Error if it cannot be started.
+  explicit ChildProcess(const std::vector<std::string>& argv, const std::string& stderr_path = "");
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;
