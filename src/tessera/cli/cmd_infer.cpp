@@ -70,7 +70,7 @@ std::string progress_state(int64_t done, int64_t total, double rate) {
 
 // A progress bar on a terminal; a plain, timestamped line every 10 s otherwise.
 ProgressCallback make_progress(const std::string& grid, bool tty) {
-  auto last_line = std::make_shared<double>(-10.0);
+  auto last_line = std::make_shared<double>(0.0);
   auto speed = std::make_shared<ProgressRate>();
   return [grid, tty, last_line, speed](int64_t done, int64_t total, double seconds) {
     const double fraction =
