@@ -303,6 +303,14 @@ TEST(TuneCli, VerifyComparesWithTheSweep) {
   EXPECT_NE(r.out.find("% of the sweep's time"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\nsweep:\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| best"), std::string::npos) << r.out;
+  // Piped progress: a line per sweep measurement too.
+  const std::vector<std::string> batches = {"8", "16", "32"};
+  for (size_t i = 0; i < batches.size(); ++i) {
+    EXPECT_NE(r.err.find("tessera tune: verify sweep " + std::to_string(i + 1) +
+                         "/3: ort fp32 core b=" + batches[i] + ": "),
+              std::string::npos)
+        << r.err;
+  }
 }
 
 }  // namespace

@@ -582,6 +582,10 @@ void verify_by_sweep(const std::vector<TuneCandidate>& candidates, const TuneOpt
                     result.search.final_work);
     r.outcome = measured_ok(r.last) ? "ok" : row_status_name(r.last.status);
     sweep.seconds += r.last.seconds;
+    if (options.done) {
+      options.done(fmt::format("verify sweep {}/{}: {}: {}, {:.1f} s", i + 1, candidates.size(),
+                               candidate_label(r.candidate), measured_label(r), r.last.seconds));
+    }
     sweep.rows.push_back(r);
   }
   for (size_t i = 0; i < sweep.rows.size(); ++i) {
