@@ -42,9 +42,12 @@ set_target_properties(onnxruntime::onnxruntime PROPERTIES
   IMPORTED_LOCATION "${ONNXRUNTIME_LIBRARY}"
   INTERFACE_INCLUDE_DIRECTORIES "${ONNXRUNTIME_INCLUDE_DIR}")
 get_filename_component(ONNXRUNTIME_LIBRARY_DIR "${ONNXRUNTIME_LIBRARY}" DIRECTORY)
-# The binaries find libonnxruntime.so (and its provider libraries) where they were built against.
+# In the build tree the binaries find libonnxruntime.so (and its provider libraries) where they
+# were built against. Installed (cmake --install), tessera finds the copies installed into
+# <prefix>/lib next to <prefix>/bin, wherever the tree is moved: nothing of the SDK, the source
+# or the build directory is needed at run time.
 set(CMAKE_BUILD_RPATH "${ONNXRUNTIME_LIBRARY_DIR}")
-set(CMAKE_INSTALL_RPATH "${ONNXRUNTIME_LIBRARY_DIR}")
+set(CMAKE_INSTALL_RPATH "\$ORIGIN/../lib")
 
 find_package(MPI COMPONENTS CXX QUIET)
 # TESSERA_MPI: `tessera infer` across processes and machines (src/tessera/cluster). On by

@@ -162,6 +162,129 @@ TEST(Tune, BudgetShrinksTheGrowthThenStops) {
   EXPECT_EQ(s.ranking[2].outcome, "out in round 1");
 }
 
+// Round 1 is cut short too: no measurement starts that is predicted (from those so far) not
+// to finish in the time left; what was measured is ranked, the rest is named as not measured.
+TEST(Tune, TheBudgetCutsRoundOneShortAndNamesWhatWasNotMeasured) {
+  FakeBench fake;
+  const auto candidates = grid({"a", "b"}, {1, 2, 3, 4});
+  fake.ms_per_pixel = {{"a/1", 4}, {"a/2", 3}, {"a/3", 2}, {"a/4", 5},
+                       {"b/1", 1}, {"b/2", 6}, {"b/3", 7}, {"b/4", 8}};
+  SearchOptions options;
+  options.initial_work = 1000;  // 0.6 s per measurement
+  options.budget_s = 2.0;       // three fit: 1.8 s
+  std::vector<std::string> lines;
+  options.done = [&](const std::string& line) { lines.push_back(line); };
+  const SearchResult r = successive_halving(candidates, options, bind(fake));
+  EXPECT_EQ(fake.calls.size(), 3u);
+  EXPECT_EQ(r.measurements, 3);
+  EXPECT_EQ(r.rounds, 1);
+  EXPECT_EQ(r.cut_round, 1);
+  EXPECT_TRUE(r.budget_stop);
+  EXPECT_LE(r.elapsed_s, options.budget_s);
+  ASSERT_EQ(r.ranking.size(), 8u);
+  EXPECT_EQ(r.ranking[0].candidate.batch, 3);  // a/3, the fastest of those measured
+  EXPECT_EQ(r.ranking[0].outcome, "winner");
+  for (size_t i = 3; i < 8; ++i) {
+    EXPECT_EQ(r.ranking[i].outcome, "not measured (budget)") << i;
+    EXPECT_EQ(r.ranking[i].rounds, 0) << i;
+  }
+  // One line per measurement and per candidate left out, then the round's.
+  ASSERT_EQ(lines.size(), 9u);
+  EXPECT_EQ(lines[0].rfind("round 1 1/8: ort fp32 a b=1: 4.0000 ms/px ± ", 0), 0u) << lines[0];
+  EXPECT_EQ(lines[3], "round 1 4/8: ort fp32 a b=4: not measured, 0.6 s predicted, 0.2 s left");
+  EXPECT_EQ(lines[8],
+            "round 1 done: 3 of 8 measured at 1000 px/job/rep, 1.8 s of 2 s spent, cut short by "
+            "the budget");
+
+  TuneResult tuned;
+  tuned.search = r;
+  const std::string summary = tune_summary(tuned, options.budget_s);
+  EXPECT_NE(summary.find("\nbudget: round 1 cut short; 5 of 8 candidates not measured: ort fp32 "
+                         "a b=4, ort fp32 b b=1, ort fp32 b b=2, ort fp32 b b=3, ort fp32 b b=4\n"),
+            std::string::npos)
+      << summary;
+}
+
+// A first measurement longer than the whole budget runs (nothing predicts it) and is said.
+TEST(Tune, AFirstMeasurementOverTheBudgetIsSaid) {
+  FakeBench fake;
+  fake.ms_per_pixel = {{"a/1", 1}, {"a/2", 2}};
+  SearchOptions options;
+  options.initial_work = 10000;  // 1.5 s per measurement
+  options.budget_s = 1;
+  const SearchResult r = successive_halving(grid({"a"}, {1, 2}), options, bind(fake));
+  EXPECT_EQ(r.measurements, 1);
+  EXPECT_DOUBLE_EQ(r.first_over_budget_s, 1.5);
+  TuneResult tuned;
+  tuned.search = r;
+  EXPECT_NE(tune_summary(tuned, 1).find(
+                "\nbudget: the first measurement alone took 1.5 s, more than the 1 s budget (a "
+                "larger --budget, or a smaller --start-pixels or batch, measures more)\n"),
+            std::string::npos)
+      << tune_summary(tuned, 1);
+}
+
+// The budget is the caller's clock (tune: the wall clock), not only the measurements' time:
+// time spent before or between them counts.
+TEST(Tune, TheBudgetCountsTheCallersClock) {
+  FakeBench fake;
+  fake.ms_per_pixel = {{"a/1", 1}, {"a/2", 2}, {"a/3", 3}};
+  SearchOptions options;
+  options.initial_work = 1000;  // 0.6 s per measurement
+  options.budget_s = 2.05;
+  const double overhead = 0.8;  // spent before the search (engine checks, reading the model)
+  options.elapsed_s = [&] {
+    double measured = 0;
+    for (const auto& call : fake.calls) measured += 0.5 + static_cast<double>(call.second) * 1e-4;
+    return overhead + measured;
+  };
+  const SearchResult r = successive_halving(grid({"a"}, {1, 2, 3}), options, bind(fake));
+  EXPECT_EQ(r.measurements, 2);  // 0.8 + 2 x 0.6 = 2.0
+  EXPECT_NEAR(r.elapsed_s, 2.0, 1e-9);
+}
+
+// The profile records each candidate's spread; when the best two overlap, the ranking is
+// within noise and the summary says so.
+TEST(Tune, OverlappingSpreadsOfTheBestTwoAreWithinNoise) {
+  FakeBench fake;
+  fake.ms_per_pixel = {{"a/1", 1.0}, {"a/2", 1.015}, {"a/3", 3}};
+  fake.spread = 0.01;  // [0.99, 1.01] and [1.005, 1.025] overlap
+  SearchOptions options;
+  options.initial_work = 10;
+  options.budget_s = 1000;
+  const SearchResult r = successive_halving(grid({"a"}, {1, 2, 3}), options, bind(fake));
+  const nlohmann::json ranking = ranking_json(r.ranking);
+  ASSERT_EQ(ranking.size(), 3u);
+  const auto samples = ranking[0]["samples_ms_per_pixel"].get<std::vector<double>>();
+  ASSERT_EQ(samples.size(), 3u);
+  EXPECT_NEAR(samples[0], 0.99, 1e-12);
+  EXPECT_NEAR(samples[2], 1.01, 1e-12);
+  EXPECT_DOUBLE_EQ(ranking[0]["median_ms_per_pixel"].get<double>(), 1.0);
+  EXPECT_NEAR(ranking[0]["min_ms_per_pixel"].get<double>(), 0.99, 1e-12);
+  EXPECT_NEAR(ranking[0]["max_ms_per_pixel"].get<double>(), 1.01, 1e-12);
+  EXPECT_NEAR(ranking[0]["sd_ms_per_pixel"].get<double>(), 0.01, 1e-12);
+  EXPECT_TRUE(ranking_within_noise(ranking));
+  TuneResult tuned;
+  tuned.search = r;
+  tuned.within_noise = true;
+  EXPECT_NE(
+      tune_summary(tuned, 1000)
+          .find("\nwithin noise: the best two overlap (ms/pixel per repetition: ort fp32 a b=1 "
+                "0.9900-1.0100 and ort fp32 a b=2 1.0050-1.0250); either would do, a longer "
+                "--budget or more --reps can separate them\n"),
+      std::string::npos)
+      << tune_summary(tuned, 1000);
+
+  // Apart, or without recorded spreads (older profiles): not within noise.
+  nlohmann::json apart = ranking;
+  apart[1]["min_ms_per_pixel"] = 1.02;
+  EXPECT_FALSE(ranking_within_noise(apart));
+  apart[1].erase("min_ms_per_pixel");
+  EXPECT_FALSE(ranking_within_noise(apart));
+  EXPECT_FALSE(ranking_within_noise(nlohmann::json::array({ranking[0]})));
+  EXPECT_FALSE(ranking_within_noise(nlohmann::json::object()));
+}
+
 TEST(Tune, FailedCandidatesAreDroppedAndRankedLast) {
   FakeBench fake;
   const auto candidates = grid({"a"}, {8, 4096});
@@ -305,6 +428,21 @@ TEST(Profile, RoundTripThroughAFile) {
   EXPECT_EQ(q.plan.batch, 256);
   EXPECT_EQ(q.machine.fingerprint, machine_fingerprint_hash(q.machine));
   EXPECT_EQ(profile_mismatch(q, path, p.machine, p.model, "cpu"), "");
+}
+
+// infer --profile's line: what it took, in a fixed order, and the noise note.
+TEST(Profile, TheLineSaysWhatWasTakenAndWhetherTheRankingWasNoise) {
+  ProfileTaken taken;
+  taken.values = {{"batch", 256}, {"layout", "core"}, {"engine", "native"}, {"precision", "bf16"}};
+  EXPECT_EQ(profile_taken_line("p.json", taken),
+            "profile p.json: engine native, precision bf16, layout core, batch 256");
+  taken.within_noise = true;
+  taken.values["membind"] = "local";
+  EXPECT_EQ(profile_taken_line("p.json", taken),
+            "profile p.json: engine native, precision bf16, layout core, membind local, batch "
+            "256; its best two candidates were within noise (either would do)");
+  EXPECT_EQ(profile_taken_line("p.json", ProfileTaken{}),
+            "profile p.json: nothing taken (every setting was given)");
 }
 
 TEST(Profile, Fingerprints) {

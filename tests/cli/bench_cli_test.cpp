@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
 
 #include "run_cli.h"
 #include "test_support.h"
@@ -79,7 +81,31 @@ TEST(BenchCli, MarkdownTableHasOneRowPerCase) {
   // header + separator + 4 rows + blank line + footer
   EXPECT_EQ(count_lines(r.out), 8) << r.out;
   EXPECT_NE(r.out.find("ONNX Runtime 1."), std::string::npos);
-  EXPECT_EQ(r.err, "");  // progress goes to a terminal only, never into a pipe
+}
+
+// Piped, progress is one timestamped line per finished case on stderr, and stdout holds the
+// table alone; -q silences stderr.
+TEST(BenchCli, ProgressGoesToStderrOneLinePerCaseAndQuietSilencesIt) {
+  const std::string args = "bench -m " + small_model() + " -t 1 -b 4,8 --batches 1 -r 1";
+  auto r = run_cli(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::regex line(
+      "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ tessera bench: \\[([12])/2\\] cpu ort "
+      "fp32 single:1 b=(4|8): [0-9.]+ ms/px, [0-9.]+ s");
+  std::istringstream err(r.err);
+  int lines = 0;
+  for (std::string text; std::getline(err, text); ++lines)
+    EXPECT_TRUE(std::regex_match(text, line)) << text;
+  EXPECT_EQ(lines, 2) << r.err;
+  // stdout: header, separator, 2 rows, a blank line and the footer; every table line a row.
+  EXPECT_EQ(count_lines(r.out), 6) << r.out;
+  EXPECT_EQ(r.out.rfind("| device | layout", 0), 0u) << r.out;
+  EXPECT_EQ(r.out.find("tessera bench:"), std::string::npos) << r.out;
+
+  r = run_cli(args + " --quiet");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(count_lines(r.out), 6) << r.out;
 }
 
 // A model with symbolic step axes runs at the steps asked for, on both engines and in child
@@ -147,7 +173,7 @@ TEST(BenchCli, CsvHasAHeaderAndOneLinePerRow) {
 TEST(BenchCli, OutputIsAPathAndFormatTheFormat) {
   const std::string dir = kDir + "/output";
   std::filesystem::create_directories(dir);
-  const std::string args = "bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 ";
+  const std::string args = "bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 -q ";
   // -o is a file; its extension picks the format unless --format says otherwise.
   auto r = run_cli(args + "-o " + dir + "/run.json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -168,7 +194,7 @@ TEST(BenchCli, OutputIsAPathAndFormatTheFormat) {
 }
 
 TEST(BenchCli, OutputAsAFormatIsDeprecatedButStillWorks) {
-  const std::string args = "bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 ";
+  const std::string args = "bench -m " + small_model() + " -t 1 -b 4 --batches 1 -r 1 -q ";
   auto r = run_cli(args + "-o csv");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "tessera bench: '-o csv' is deprecated, use '--format csv'\n");

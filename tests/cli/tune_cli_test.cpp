@@ -3,9 +3,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
 
 #include "run_cli.h"
 #include "test_support.h"
@@ -37,13 +41,13 @@ const std::string& tuned_profile() {
   static const std::string path = [] {
     const std::string p = kDir + "/p.json";
     const auto r =
-        run_cli("tune -m " + small_model() + " --budget 20 -b 8,32 --start-pixels 32 -o " + p);
+        run_cli("tune -m " + small_model() + " --budget 20 -b 8,32 --start-pixels 32 -q -o " + p);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_NE(r.out.find("| rank | layout"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("| winner"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("\nbest: "), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("profile: " + p), std::string::npos) << r.out;
-    EXPECT_EQ(r.err, "");
+    EXPECT_EQ(r.err, "");  // -q: no progress
     return p;
   }();
   return path;
@@ -54,17 +58,30 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(in);
 }
 
+// What infer --profile adds to its line when the profile's best two were within noise.
+const std::string kNoiseNote = "; its best two candidates were within noise (either would do)";
+
+// The per-repetition ranges of a profile's best two candidates meet (its ranking is noise).
+bool best_two_overlap(const nlohmann::json& ranking) {
+  if (ranking.size() < 2 || !ranking[1]["min_ms_per_pixel"].is_number()) return false;
+  return std::max(ranking[0]["min_ms_per_pixel"].get<double>(),
+                  ranking[1]["min_ms_per_pixel"].get<double>()) <=
+         std::min(ranking[0]["max_ms_per_pixel"].get<double>(),
+                  ranking[1]["max_ms_per_pixel"].get<double>());
+}
+
 TEST(TuneCli, OldSpellingsOfOutputAndBatchAreDeprecatedButStillWork) {
   const std::string p = kDir + "/old_spellings.json";
-  auto r = run_cli("tune -m " + small_model() +
-                   " --budget 10 --layouts single:1 --batch-list 8 --start-pixels 16 --out " + p);
+  auto r =
+      run_cli("tune -m " + small_model() +
+              " --budget 10 --layouts single:1 --batch-list 8 --start-pixels 16 -q --out " + p);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err,
             "tessera tune: '--out' is deprecated, use '--output'\n"
             "tessera tune: '--batch-list' is deprecated, use '--batch'\n");
   EXPECT_EQ(read_json(p)["plan"]["batch"], 8);
   // -o was always a path in tune: a format name is a file name here, not a deprecation.
-  r = run_cli("tune -m " + small_model() + " --budget 10 --layouts single:1 -b 8 -o json", kDir);
+  r = run_cli("tune -m " + small_model() + " --budget 10 --layouts single:1 -b 8 -q -o json", kDir);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_EQ(read_json(kDir + "/json")["plan"]["batch"], 8);
@@ -96,7 +113,7 @@ TEST(TuneCli, WritesAProfileThatBenchFollows) {
   EXPECT_EQ(profile["ranking"].size() % 2, 0u);
 
   const auto r = run_cli("bench -m " + small_model() + " --profile " + tuned_profile() +
-                         " --batches 1 -r 1 --format json");
+                         " --batches 1 -r 1 -q --format json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   const auto doc = nlohmann::json::parse(r.out);
@@ -173,10 +190,17 @@ TEST(TuneCli, InferFollowsAMatchingProfileOnly) {
   r = run_cli("infer " + tile + " -o " + out + " -m " + model + " --profile " + profile +
               " --summary " + summary);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.err, "");
+  const bool noise = best_two_overlap(read_json(profile)["ranking"]);
+  EXPECT_EQ(r.err, "tessera: profile " + profile + ": engine ort, precision fp32, layout " +
+                       plan["layout"].get<std::string>() + ", membind local, batch " +
+                       plan["batch"].dump() + (noise ? kNoiseNote : "") + "\n");
   auto doc = read_json(summary);
   EXPECT_EQ(doc["layout"], plan["layout"]);
   EXPECT_EQ(doc["batch"], plan["batch"]);
+  EXPECT_EQ(doc["profile"]["path"], profile);
+  EXPECT_EQ(doc["profile"]["applied"], true);
+  EXPECT_EQ(doc["profile"]["taken"]["layout"], plan["layout"]);
+  EXPECT_EQ(doc["profile"]["within_noise"], noise);
 
   // The profile of another model: one warning, and infer's own defaults (core, 256).
   r = run_cli("infer " + tile + " -o " + out + " --force -m " + small_model() + " --profile " +
@@ -187,6 +211,88 @@ TEST(TuneCli, InferFollowsAMatchingProfileOnly) {
   doc = read_json(summary);
   EXPECT_EQ(doc["layout"], "core");
   EXPECT_EQ(doc["batch"], 256);
+  EXPECT_EQ(doc["profile"]["applied"], false);
+}
+
+// infer --profile says what it took (flags given win) in one stderr line and in the summary,
+// and whether the profile's best two candidates were within noise: a profile edited by hand to
+// give its best two overlapping spreads, then spreads apart.
+TEST(TuneCli, InferSaysWhatItTookFromAProfileAndWhenItsRankingWasNoise) {
+  nlohmann::json profile = read_json(tuned_profile());
+  const auto spread = [](double min, double max) {
+    return nlohmann::json{{"min_ms_per_pixel", min}, {"max_ms_per_pixel", max}};
+  };
+  const std::string tile = kDir + "/tiles/noise";
+  std::filesystem::remove_all(tile);
+  ASSERT_EQ(
+      run_cli("synth -o " + tile + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --seed 2").exit_code,
+      0);
+  const std::string edited = kDir + "/noise_profile.json", summary = kDir + "/noise.json";
+  const std::string taken = "tessera: profile " + edited + ": engine ort, precision fp32, layout " +
+                            profile["plan"]["layout"].get<std::string>() + ", membind local";
+  for (const bool overlap : {true, false}) {
+    profile["ranking"] = {spread(7.45, 9.0), overlap ? spread(8.5, 29.07) : spread(9.5, 29.07)};
+    std::ofstream(edited) << profile.dump(2);
+    const auto r = run_cli("infer " + tile + " -o " + kDir + "/noise_out --force -m " +
+                           small_model() + " --profile " + edited + " -b 4 --summary " + summary);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.err, taken + (overlap ? kNoiseNote : "") + "\n");
+    const auto doc = read_json(summary);
+    EXPECT_EQ(doc["batch"], 4);  // given: not taken
+    EXPECT_EQ(doc["profile"]["taken"], (nlohmann::json{{"engine", "ort"},
+                                                       {"precision", "fp32"},
+                                                       {"layout", profile["plan"]["layout"]},
+                                                       {"membind", "local"}}));
+    EXPECT_EQ(doc["profile"]["within_noise"], overlap);
+  }
+}
+
+// --budget bounds the whole run's wall clock, round 1 and engine builds included: 12
+// candidates whose round 1 alone would take far longer are cut short, and the summary names
+// the ones not measured. A bound, not a speed test: only the upper end is checked.
+TEST(TuneCli, TheBudgetBoundsTheWallClockAndNamesWhatWasNotMeasured) {
+  const std::string model = make_model("budget.onnx", 64);
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = run_cli("tune -m " + model +
+                         " --budget 6 --layouts single:1,single:2 -b 64,128,256,512,1024,2048 "
+                         "--start-pixels 12000 -q");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(seconds, 10.0) << r.out;
+  EXPECT_NE(r.out.find("\nbudget: round 1 cut short; "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" candidates not measured: ort fp32 single:"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("| not measured (budget) |"), std::string::npos) << r.out;
+}
+
+// Piped, progress is one timestamped line per finished measurement and round on stderr; stdout
+// holds the table alone. -q silences stderr.
+TEST(TuneCli, ProgressGoesToStderrAndTheTableAloneToStdout) {
+  const std::string args = "tune -m " + small_model() +
+                           " --budget 20 --layouts single:1 -b 8,16 --start-pixels 16 "
+                           "--format csv";
+  auto r = run_cli(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // 2 candidates: round 1 (2 measurements), round 2 (the last, 1 left: no measurement needed
+  // beyond 2 -> 1), each measurement and round one line.
+  const std::regex line(
+      "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ tessera tune: round 1 "
+      "(\\d/2: ort fp32 single:1 b=(8|16): [0-9.]+ ms/px ± [0-9.]+, [0-9.]+ s \\([0-9.]+ s of 20 s "
+      "spent\\)|done: 2 of 2 measured at 16 px/job/rep, [0-9.]+ s of 20 s spent)");
+  std::istringstream err(r.err);
+  int lines = 0;
+  for (std::string text; std::getline(err, text); ++lines)
+    EXPECT_TRUE(std::regex_match(text, line)) << text;
+  EXPECT_EQ(lines, 3) << r.err;
+  // stdout: the CSV header and one row per candidate, nothing else.
+  EXPECT_EQ(r.out.rfind("rank,layout,workers,threads,batch,", 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
+  EXPECT_EQ(r.out.find("tessera tune:"), std::string::npos) << r.out;
+
+  r = run_cli(args + " -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
 }
 
 TEST(TuneCli, VerifyComparesWithTheSweep) {
@@ -197,6 +303,14 @@ TEST(TuneCli, VerifyComparesWithTheSweep) {
   EXPECT_NE(r.out.find("% of the sweep's time"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\nsweep:\n"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("| best"), std::string::npos) << r.out;
+  // Piped progress: a line per sweep measurement too.
+  const std::vector<std::string> batches = {"8", "16", "32"};
+  for (size_t i = 0; i < batches.size(); ++i) {
+    EXPECT_NE(r.err.find("tessera tune: verify sweep " + std::to_string(i + 1) +
+                         "/3: ort fp32 core b=" + batches[i] + ": "),
+              std::string::npos)
+        << r.err;
+  }
 }
 
 }  // namespace

@@ -54,6 +54,8 @@ struct BenchOptions {
   int64_t s2_steps = 0, s1_steps = 0;
   // Called before each case and each repetition with a one-line status (for a TTY progress line).
   std::function<void(const std::string&)> progress;
+  // Called after each case of run_bench with one line: the case and what it measured.
+  std::function<void(const std::string&)> done;
 };
 
 // A case's outcome: measured, out of memory (a result: the batch does not fit), or failed.

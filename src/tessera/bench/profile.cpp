@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -214,20 +215,55 @@ ProfileUse use_profile(const std::string& profile_path, const std::string& model
     use.plan = profile.plan;
     use.engine = profile.engine;
     use.precision = profile.precision;
+    use.within_noise = ranking_within_noise(profile.ranking);
   }
   return use;
 }
 
 std::string apply_profile(const std::string& path, const std::string& model_path,
-                          const std::string& device, const ProfileTargets& targets) {
+                          const std::string& device, const ProfileTargets& targets,
+                          ProfileTaken* taken) {
   const ProfileUse use = use_profile(path, model_path, device);
   if (!use.applied) return use.warning;
-  if (targets.layout) *targets.layout = use.plan.layout;
-  if (targets.batch) *targets.batch = use.plan.batch;
-  if (targets.membind) *targets.membind = use.plan.membind;
-  if (targets.engine) *targets.engine = use.engine;
-  if (targets.precision) *targets.precision = use.precision;
+  ProfileTaken filled;
+  filled.within_noise = use.within_noise;
+  if (targets.engine) filled.values["engine"] = *targets.engine = use.engine;
+  if (targets.precision) filled.values["precision"] = *targets.precision = use.precision;
+  if (targets.layout) filled.values["layout"] = *targets.layout = use.plan.layout;
+  if (targets.membind) filled.values["membind"] = *targets.membind = use.plan.membind;
+  if (targets.batch) filled.values["batch"] = *targets.batch = use.plan.batch;
+  if (taken) *taken = filled;
   return "";
+}
+
+std::string profile_taken_line(const std::string& path, const ProfileTaken& taken) {
+  std::string values;
+  for (const char* key : {"engine", "precision", "layout", "membind", "batch"}) {
+    const auto value = taken.values.find(key);
+    if (value == taken.values.end()) continue;
+    values += fmt::format("{}{} {}", values.empty() ? "" : ", ", key,
+                          value->is_string() ? value->get<std::string>() : value->dump());
+  }
+  if (values.empty()) values = "nothing taken (every setting was given)";
+  return fmt::format(
+      "profile {}: {}{}", path, values,
+      taken.within_noise ? "; its best two candidates were within noise (either would do)" : "");
+}
+
+bool ranking_within_noise(const nlohmann::json& ranking) {
+  if (!ranking.is_array() || ranking.size() < 2) return false;
+  const auto spread = [](const nlohmann::json& row, double& low, double& high) {
+    if (!row.is_object()) return false;
+    const auto min = row.find("min_ms_per_pixel"), max = row.find("max_ms_per_pixel");
+    if (min == row.end() || max == row.end() || !min->is_number() || !max->is_number())
+      return false;
+    low = min->get<double>();
+    high = max->get<double>();
+    return true;
+  };
+  double low0 = 0, high0 = 0, low1 = 0, high1 = 0;
+  if (!spread(ranking[0], low0, high0) || !spread(ranking[1], low1, high1)) return false;
+  return std::max(low0, low1) <= std::min(high0, high1);
 }
 
 std::string apply_profile(const std::string& path, BenchOptions& options,

@@ -86,10 +86,28 @@ struct ProfileTargets {
   std::string* engine = nullptr;
   std::string* precision = nullptr;
 };
-// Loads the profile; when it matches this machine, `model_path` and `device` fills the targets
-// and returns ""; otherwise fills nothing and returns the warning. Bad files throw.
+// What --profile gave a command: the values it filled, keyed by what they set ("engine",
+// "precision", "layout", "membind", "batch"), and whether the profile's ranking
+// was within noise (ranking_within_noise).
+struct ProfileTaken {
+  nlohmann::json values = nlohmann::json::object();
+  bool within_noise = false;
+};
+// Loads the profile; when it matches this machine, `model_path` and `device` fills the targets,
+// records them in `taken` (when given) and returns ""; otherwise fills nothing and returns the
+// warning. Bad files throw.
 std::string apply_profile(const std::string& path, const std::string& model_path,
-                          const std::string& device, const ProfileTargets& targets);
+                          const std::string& device, const ProfileTargets& targets,
+                          ProfileTaken* taken = nullptr);
+// One line for stderr: "profile P: engine native, precision bf16, layout core, membind local,
+// batch 256", then "; its best two candidates were within noise (either would do)" when they
+// were; "profile P: nothing taken (every setting was given)" when every flag was given.
+std::string profile_taken_line(const std::string& path, const ProfileTaken& taken);
+
+// The best two rows of a profile's ranking overlap: both have numbers "min_ms_per_pixel" and
+// "max_ms_per_pixel", and the two [min, max] ranges meet. False with fewer rows, or rows without
+// a spread (profiles written before spreads were recorded).
+bool ranking_within_noise(const nlohmann::json& ranking);
 // The same for bench: options.layouts (one layout), options.batch_sizes (one batch),
 // options.membind, options.engines and options.precisions (one each), each unless given; the
 // device checked is options.devices.front().
@@ -105,6 +123,7 @@ struct ProfileUse {
   bool applied = false;
   TunedPlan plan;
   std::string engine, precision;
+  bool within_noise = false;  // ranking_within_noise of the profile's ranking
   std::string warning;
 };
 // Bad files throw (as read_profile); mismatches only warn.

@@ -11,6 +11,7 @@
 #include "tessera/bench/bench.h"
 #include "tessera/bench/bench_case.h"
 #include "tessera/bench/machine.h"
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/engine/engine_spec.h"
 #include "tessera/topology/placement.h"
@@ -76,6 +77,16 @@ std::vector<EngineSpec> sweep_engines(const BenchOptions& options,
   return specs;
 }
 
+// "[2/8] cpu ort fp32 single:1 b=8: 0.0123 ms/px, 0.4 s": case i of `cases` measured as `row`.
+std::string case_done_line(size_t i, const std::vector<Case>& cases, const BenchRow& row,
+                           Clock::time_point start) {
+  const std::string what = row.status == RowStatus::kOk
+                               ? fmt::format("{:.4f} ms/px", row.ms_per_pixel)
+                               : row_status_name(row.status);
+  return fmt::format("[{}/{}] {}: {}, {:.1f} s", i + 1, cases.size(), cases[i].label(), what,
+                     seconds_since(start));
+}
+
 }  // namespace
 
 BenchResult run_bench(const BenchOptions& options) {
@@ -120,7 +131,9 @@ BenchResult run_bench(const BenchOptions& options) {
     if (options.progress) {
       options.progress(fmt::format("[{}/{}] {}", i + 1, cases.size(), cases[i].label()));
     }
+    const auto start = Clock::now();
     result.rows.push_back(run_case(options, machine, cases[i]));
+    if (options.done) options.done(case_done_line(i, cases, result.rows.back(), start));
   }
   const BenchRow& base = result.rows[options.baseline - 1];
   for (auto& row : result.rows) {

@@ -1,6 +1,7 @@
 #include "tessera/bench/tune.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -156,6 +157,217 @@ double confidence95(const std::vector<double>& samples) {
   return t * s.sd / std::sqrt(static_cast<double>(samples.size()));
 }
 
+namespace {
+
+// "ort fp32 core b=256": a candidate in progress lines.
+std::string candidate_label(const TuneCandidate& c) {
+  return fmt::format("{} b={}", c.group(), c.batch);
+}
+
+// "0.0123 ms/px ± 0.0004" or the failed status: a measurement in progress lines.
+std::string measured_label(const CandidateResult& r) {
+  if (!measured_ok(r.last)) return r.outcome;
+  return fmt::format("{:.4f} ms/px ± {:.4f}", r.mean, r.ci95);
+}
+
+// One successive-halving search (see tune.h): the candidates' results, those still in it, and
+// what every measurement so far cost (to predict the next one).
+class HalvingSearch {
+ public:
+  HalvingSearch(const std::vector<TuneCandidate>& candidates, const SearchOptions& options,
+                const MeasureFn& measure)
+      : candidates_(candidates), options_(options), measure_(measure) {
+    results_.resize(candidates.size());
+    for (size_t i = 0; i < candidates.size(); ++i) results_[i].candidate = candidates[i];
+    alive_.resize(candidates.size());
+    std::iota(alive_.begin(), alive_.end(), 0);
+  }
+
+  SearchResult run() {
+    int64_t work = options_.initial_work;
+    while (true) {
+      if (result_.rounds > 0) {
+        // The next round multiplies the work by `growth`, or by less if only that fits.
+        const int growth = next_growth(results_, alive_, options_, spent_s());
+        if (growth < 2) {
+          result_.budget_stop = true;
+          break;
+        }
+        work *= growth;
+      }
+      ++result_.rounds;
+      const bool cut = measure_round(work);
+      result_.final_work = work;
+      keep_measured();
+      if (cut) {
+        result_.cut_round = result_.rounds;
+        result_.budget_stop = alive_.size() > 1;
+        break;
+      }
+      if (alive_.size() == 1) break;
+      const size_t keep = (alive_.size() + 1) / 2;
+      for (size_t k = keep; k < alive_.size(); ++k)
+        results_[alive_[k]].outcome = fmt::format("out in round {}", result_.rounds);
+      alive_.resize(keep);
+      if (keep == 1) break;
+    }
+    result_.elapsed_s = spent_s();
+    rank();
+    return result_;
+  }
+
+ private:
+  // Seconds of the budget spent so far.
+  double spent_s() const { return options_.elapsed_s ? options_.elapsed_s() : result_.seconds; }
+
+  void say(const std::function<void(const std::string&)>& to, const std::string& line) const {
+    if (to) to(line);
+  }
+
+  // The candidates still in the search, one group after the other in candidate order, starting
+  // with the group measured last: a measure function that keeps a group's engines alive
+  // builds each at most once a round.
+  std::vector<int> round_order() const {
+    std::vector<int> order = alive_;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      const bool a_last = candidates_[a].group() == last_group_;
+      const bool b_last = candidates_[b].group() == last_group_;
+      if (a_last != b_last) return a_last;
+      return a < b;
+    });
+    return order;
+  }
+
+  // Measures the round's candidates at `work`, each unless it is predicted not to finish in the
+  // time left. Returns whether one was left out (the round was cut short).
+  bool measure_round(int64_t work) {
+    const std::vector<int> order = round_order();
+    bool cut = false;
+    int measured = 0;
+    for (size_t k = 0; k < order.size(); ++k) {
+      CandidateResult& r = results_[order[k]];
+      const std::string where = fmt::format("round {} {}/{}: {}", result_.rounds, k + 1,
+                                            order.size(), candidate_label(r.candidate));
+      const double predicted = predicted_measurement_s(r.candidate, work);
+      const double left = options_.budget_s - spent_s();
+      if (predicted >= 0 && predicted > left) {
+        cut = true;
+        if (r.rounds == 0) r.outcome = kNotMeasured;
+        say(options_.done, fmt::format("{}: not measured, {:.1f} s predicted, {:.1f} s left", where,
+                                       predicted, std::max(0.0, left)));
+        continue;
+      }
+      say(options_.progress, where);
+      measure_one(r, work);
+      ++measured;
+      say(options_.done,
+          fmt::format("{}: {}, {:.1f} s ({:.1f} s of {:.0f} s spent)", where, measured_label(r),
+                      r.last.seconds, spent_s(), options_.budget_s));
+    }
+    say(options_.done,
+        fmt::format(
+            "round {} done: {} of {} measured at {} px/job/rep, {:.1f} s of {:.0f} s spent{}",
+            result_.rounds, measured, order.size(), work, spent_s(), options_.budget_s,
+            cut ? ", cut short by the budget" : ""));
+    return cut;
+  }
+
+  void measure_one(CandidateResult& r, int64_t work) {
+    last_group_ = r.candidate.group();
+    const Measurement m = measure_(r.candidate, work);
+    set_measurement(r, m, work);
+    history_.push_back({r.candidate, work, m});
+    result_.seconds += m.seconds;
+    result_.session_s += m.session_s;
+    if (++result_.measurements == 1 && m.seconds > options_.budget_s)
+      result_.first_over_budget_s = m.seconds;
+    if (!measured_ok(m))
+      r.outcome = m.status == RowStatus::kOk ? "no samples" : row_status_name(m.status);
+  }
+
+  // What measuring `c` at `work` is predicted to cost, from the measurements so far: the timed
+  // part at the slowest rate per pixel of a worker that the same group measured (else any group:
+  // a worker with fewer threads than the one measured is taken as that much slower, one with
+  // more as no faster), plus an engine build as long as the slowest so far when the group's
+  // engines are not the ones alive (else as the group's cheapest). Negative before any
+  // measurement ran ok.
+  double predicted_measurement_s(const TuneCandidate& c, int64_t work) const {
+    const bool group_seen = std::any_of(history_.begin(), history_.end(), [&](const Done& d) {
+      return d.candidate.group() == c.group() && measured_ok(d.m);
+    });
+    double rate = -1, build = -1, same_group_build = -1;
+    for (const Done& d : history_) {
+      const bool same = d.candidate.group() == c.group();
+      build = std::max(build, d.m.session_s);
+      if (same) {
+        same_group_build =
+            same_group_build < 0 ? d.m.session_s : std::min(same_group_build, d.m.session_s);
+      }
+      if (!measured_ok(d.m) || (group_seen && !same)) continue;
+      const double pixels = batches_for(static_cast<double>(d.work), d.candidate.batch) *
+                            static_cast<double>(d.candidate.batch);
+      const double fewer_threads = static_cast<double>(std::max(1, d.candidate.threads)) /
+                                   static_cast<double>(std::max(1, c.threads));
+      rate = std::max(
+          rate, std::max(0.0, d.m.seconds - d.m.session_s) / pixels * std::max(1.0, fewer_threads));
+    }
+    if (rate < 0) return -1;
+    const double timed =
+        rate * batches_for(static_cast<double>(work), c.batch) * static_cast<double>(c.batch);
+    return timed + (c.group() == last_group_ && same_group_build >= 0 ? same_group_build : build);
+  }
+
+  // Drops the candidates that failed or were never measured, and sorts the rest by mean.
+  void keep_measured() {
+    std::erase_if(alive_, [&](int i) { return !measured_ok(results_[i].last); });
+    if (alive_.empty()) {
+      const Measurement& first = history_.front().m;
+      const TuneCandidate& c = history_.front().candidate;
+      throw Error(
+          fmt::format("tune: every candidate failed ({} at layout {} batch {}{})",
+                      row_status_name(first.status), c.layout, c.batch,
+                      first.status == RowStatus::kError ? ": " + first.error : std::string()));
+    }
+    std::stable_sort(alive_.begin(), alive_.end(),
+                     [&](int a, int b) { return results_[a].mean < results_[b].mean; });
+  }
+
+  // The ranking: the winner; then by rounds survived (desc), mean (asc); failed ones, then
+  // those never measured, last.
+  void rank() {
+    for (size_t k = 1; k < alive_.size(); ++k) results_[alive_[k]].outcome = "left at budget";
+    results_[alive_[0]].outcome = "winner";
+    const int winner = alive_[0];
+    std::vector<int> order(results_.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      const bool ok_a = measured_ok(results_[a].last), ok_b = measured_ok(results_[b].last);
+      if ((a == winner) != (b == winner)) return a == winner;
+      if (ok_a != ok_b) return ok_a;
+      if (results_[a].rounds != results_[b].rounds) return results_[a].rounds > results_[b].rounds;
+      return results_[a].mean < results_[b].mean;
+    });
+    for (int i : order) result_.ranking.push_back(results_[i]);
+  }
+
+  struct Done {
+    TuneCandidate candidate;
+    int64_t work = 0;
+    Measurement m;
+  };
+
+  const std::vector<TuneCandidate>& candidates_;
+  const SearchOptions& options_;
+  const MeasureFn& measure_;
+  SearchResult result_;
+  std::vector<CandidateResult> results_;
+  std::vector<int> alive_;     // indices into results_, by mean after each round
+  std::vector<Done> history_;  // every measurement, in order
+  std::string last_group_;     // of the last measurement
+};
+
+}  // namespace
+
 SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
                                 const SearchOptions& options, const MeasureFn& measure) {
   if (candidates.empty()) throw UsageError("tune has no candidates to measure");
@@ -166,83 +378,7 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
     throw UsageError(fmt::format("--growth must be at least 2 (got {})", options.growth));
   if (!(options.budget_s > 0))
     throw UsageError(fmt::format("--budget must be positive (got {})", options.budget_s));
-
-  SearchResult result;
-  std::vector<CandidateResult> results(candidates.size());
-  for (size_t i = 0; i < candidates.size(); ++i) results[i].candidate = candidates[i];
-  std::vector<int> alive(candidates.size());
-  std::iota(alive.begin(), alive.end(), 0);
-  int64_t work = options.initial_work;
-  auto by_mean = [&](int a, int b) { return results[a].mean < results[b].mean; };
-  std::string last_layout;
-
-  while (true) {
-    if (result.rounds > 0) {
-      // The next round multiplies the work by `growth`, or by less if only that fits.
-      const int growth = next_growth(results, alive, options, result.seconds);
-      if (growth < 2) {
-        result.budget_stop = true;
-        break;
-      }
-      work *= growth;
-    }
-    ++result.rounds;
-    // One layout after the other, in candidate order, starting with the layout measured last:
-    // a measure function that keeps a layout's sessions alive builds each at most once a round.
-    std::vector<int> order = alive;
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-      const bool a_last = candidates[a].group() == last_layout;
-      const bool b_last = candidates[b].group() == last_layout;
-      if (a_last != b_last) return a_last;
-      return a < b;
-    });
-    for (size_t k = 0; k < order.size(); ++k) {
-      CandidateResult& r = results[order[k]];
-      last_layout = r.candidate.group();
-      if (options.progress) {
-        options.progress(fmt::format("round {}: {} b={} ({}/{})", result.rounds,
-                                     r.candidate.group(), r.candidate.batch, k + 1, alive.size()));
-      }
-      const Measurement m = measure(r.candidate, work);
-      set_measurement(r, m, work);
-      result.seconds += m.seconds;
-      result.session_s += m.session_s;
-      ++result.measurements;
-      if (!measured_ok(m))
-        r.outcome = m.status == RowStatus::kOk ? "no samples" : row_status_name(m.status);
-    }
-    result.final_work = work;
-    std::erase_if(alive, [&](int i) { return !measured_ok(results[i].last); });
-    if (alive.empty()) {
-      const Measurement& first = results[0].last;
-      throw Error(fmt::format(
-          "tune: every candidate failed ({} at layout {} batch {}{})",
-          row_status_name(first.status), results[0].candidate.layout, results[0].candidate.batch,
-          first.status == RowStatus::kError ? ": " + first.error : std::string()));
-    }
-    std::stable_sort(alive.begin(), alive.end(), by_mean);
-    if (alive.size() == 1) break;
-    const size_t keep = (alive.size() + 1) / 2;
-    for (size_t k = keep; k < alive.size(); ++k)
-      results[alive[k]].outcome = fmt::format("out in round {}", result.rounds);
-    alive.resize(keep);
-    if (keep == 1) break;
-  }
-
-  for (size_t k = 1; k < alive.size(); ++k) results[alive[k]].outcome = "left at budget";
-  results[alive[0]].outcome = "winner";
-  const int winner = alive[0];
-  std::vector<int> order(results.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    const bool ok_a = measured_ok(results[a].last), ok_b = measured_ok(results[b].last);
-    if ((a == winner) != (b == winner)) return a == winner;
-    if (ok_a != ok_b) return ok_a;
-    if (results[a].rounds != results[b].rounds) return results[a].rounds > results[b].rounds;
-    return results[a].mean < results[b].mean;
-  });
-  for (int i : order) result.ranking.push_back(results[i]);
-  return result;
+  return HalvingSearch(candidates, options, measure).run();
 }
 
 std::vector<std::string> candidate_layouts(const MachineInfo& machine) {
@@ -416,14 +552,15 @@ Profile winner_profile(const TuneOptions& options, const MachineInfo& machine,
   p.precision = winner.candidate.precision;
   p.plan = {winner.candidate.layout, winner.candidate.batch, winner.candidate.workers,
             winner.candidate.threads, options.membind};
-  p.ranking = ranking_table(search.ranking).to_json();
-  p.search = {{"rounds", search.rounds},
-              {"measurements", search.measurements},
-              {"seconds", search.seconds},
-              {"session_s", search.session_s},
-              {"budget_s", options.budget_s},
-              {"reps", options.reps},
-              {"final_pixels_per_job", search.final_work}};
+  p.ranking = ranking_json(search.ranking);
+  nlohmann::json not_measured = nlohmann::json::array();
+  for (const auto& r : search.ranking)
+    if (r.outcome == kNotMeasured) not_measured.push_back(candidate_label(r.candidate));
+  p.search = {{"rounds", search.rounds},       {"measurements", search.measurements},
+              {"seconds", search.seconds},     {"elapsed_s", search.elapsed_s},
+              {"session_s", search.session_s}, {"budget_s", options.budget_s},
+              {"reps", options.reps},          {"final_pixels_per_job", search.final_work},
+              {"cut_round", search.cut_round}, {"not_measured", not_measured}};
   return p;
 }
 
@@ -445,6 +582,10 @@ void verify_by_sweep(const std::vector<TuneCandidate>& candidates, const TuneOpt
                     result.search.final_work);
     r.outcome = measured_ok(r.last) ? "ok" : row_status_name(r.last.status);
     sweep.seconds += r.last.seconds;
+    if (options.done) {
+      options.done(fmt::format("verify sweep {}/{}: {}: {}, {:.1f} s", i + 1, candidates.size(),
+                               candidate_label(r.candidate), measured_label(r), r.last.seconds));
+    }
     sweep.rows.push_back(r);
   }
   for (size_t i = 0; i < sweep.rows.size(); ++i) {
@@ -466,6 +607,7 @@ void verify_by_sweep(const std::vector<TuneCandidate>& candidates, const TuneOpt
 }  // namespace
 
 TuneResult tune(const TuneOptions& options) {
+  const auto start = Clock::now();  // the budget counts from here
   if (options.reps < 2)
     throw UsageError(fmt::format("--reps must be at least 2 (got {})", options.reps));
   const MachineInfo machine = Topology::this_machine().info();
@@ -527,12 +669,16 @@ TuneResult tune(const TuneOptions& options) {
           ? options.initial_work
           : 2 * *std::min_element(options.batch_sizes.begin(), options.batch_sizes.end());
   search.budget_s = options.budget_s;
+  search.elapsed_s = [start] { return seconds_since(start); };
   search.growth = options.growth;
   search.progress = options.progress;
+  search.done = options.done;
 
   result.search = successive_halving(candidates, search, measure);
   pool.reset();
   result.profile = winner_profile(options, machine, model, result.search);
+  result.within_noise = ranking_within_noise(result.profile.ranking);
+  result.profile.search["within_noise"] = result.within_noise;
   if (options.verify) verify_by_sweep(candidates, options, measure_as_bench, result);
   return result;
 }
@@ -544,6 +690,27 @@ std::vector<CandidateResult> fastest_first(std::vector<CandidateResult> rows) {
                      if (a_ok != b_ok) return a_ok;
                      return a_ok && a.mean < b.mean;
                    });
+  return rows;
+}
+
+nlohmann::json ranking_json(const std::vector<CandidateResult>& ranking) {
+  nlohmann::json rows = ranking_table(ranking).to_json();
+  for (size_t i = 0; i < ranking.size(); ++i) {
+    const std::vector<double>& samples = ranking[i].last.ms_per_pixel;
+    nlohmann::json& row = rows[i];
+    row["samples_ms_per_pixel"] = measured_ok(ranking[i].last) ? samples : std::vector<double>{};
+    if (!measured_ok(ranking[i].last)) {
+      for (const char* key :
+           {"median_ms_per_pixel", "min_ms_per_pixel", "max_ms_per_pixel", "sd_ms_per_pixel"})
+        row[key] = nullptr;
+      continue;
+    }
+    const SampleStats s = summarize(samples);
+    row["median_ms_per_pixel"] = s.median;
+    row["min_ms_per_pixel"] = s.min;
+    row["max_ms_per_pixel"] = s.max;
+    row["sd_ms_per_pixel"] = s.sd;
+  }
   return rows;
 }
 
@@ -576,6 +743,46 @@ Table ranking_table(const std::vector<CandidateResult>& ranking) {
   return table;
 }
 
+namespace {
+
+// "within noise: ..." when the best two candidates' ranges overlap, else "".
+std::string noise_line(const TuneResult& result) {
+  const auto& ranking = result.search.ranking;
+  if (!result.within_noise || ranking.size() < 2) return "";
+  const auto range = [](const CandidateResult& r) {
+    const SampleStats s = summarize(r.last.ms_per_pixel);
+    return fmt::format("{} {:.4f}-{:.4f}", candidate_label(r.candidate), s.min, s.max);
+  };
+  return fmt::format(
+      "within noise: the best two overlap (ms/pixel per repetition: {} and {}); either would "
+      "do, a longer --budget or more --reps can separate them\n",
+      range(ranking[0]), range(ranking[1]));
+}
+
+// What the budget cut: the first measurement alone over it, and the candidates never measured.
+std::string budget_lines(const SearchResult& s, double budget_s) {
+  std::string out;
+  if (s.first_over_budget_s > 0) {
+    out += fmt::format(
+        "budget: the first measurement alone took {:.1f} s, more than the {:.0f} s budget (a "
+        "larger --budget, or a smaller --start-pixels or batch, measures more)\n",
+        s.first_over_budget_s, budget_s);
+  }
+  std::vector<std::string> left_out;
+  for (const auto& r : s.ranking)
+    if (r.outcome == kNotMeasured) left_out.push_back(candidate_label(r.candidate));
+  if (s.cut_round > 0) {
+    out += fmt::format("budget: round {} cut short", s.cut_round);
+    if (!left_out.empty())
+      out += fmt::format("; {} of {} candidates not measured: {}", left_out.size(),
+                         s.ranking.size(), fmt::join(left_out, ", "));
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string tune_summary(const TuneResult& result, double budget_s) {
   const SearchResult& s = result.search;
   const CandidateResult& w = s.ranking.front();
@@ -584,11 +791,13 @@ std::string tune_summary(const TuneResult& result, double budget_s) {
       "{:.0f} px/s\n",
       w.candidate.engine_label(), w.candidate.layout, w.candidate.workers, w.candidate.threads,
       w.candidate.batch, w.mean, w.ci95, 1e3 / w.mean);
+  out += noise_line(result);
   out += fmt::format(
-      "search: {} round(s), {} measurements, {:.1f} s of a {:.0f} s budget (session creation "
-      "{:.1f} s){}\n",
-      s.rounds, s.measurements, s.seconds, budget_s, s.session_s,
+      "search: {} round(s), {} measurements, {:.1f} s of a {:.0f} s budget (measuring {:.1f} s, "
+      "engine builds {:.1f} s){}\n",
+      s.rounds, s.measurements, s.elapsed_s, budget_s, s.seconds, s.session_s,
       s.budget_stop ? "; stopped by the budget with several candidates left" : "");
+  out += budget_lines(s, budget_s);
   if (result.verified && result.sweep.best >= 0) {
     const CandidateResult& b = result.sweep.rows[result.sweep.best];
     const std::string choice =

@@ -6,6 +6,12 @@
 // each round the cost of all remaining rounds is predicted, and the last round (where the two
 // best meet) keeps its full growth while the rounds before it shrink first.
 //
+// The budget bounds the search's wall-clock time, round 1 and engine builds included: no
+// measurement starts that is predicted not to finish in the time left (predicted from the
+// measurements so far; the first one has no prediction and always runs). A round with such a
+// measurement is cut short: the candidates measured are ranked, and those that round 1 never
+// measured are ranked last as "not measured (budget)".
+//
 // The search (successive_halving) only sees a MeasureFn, so its selection logic runs without
 // ONNX Runtime in tests; tune() binds it to a BenchPool per layout.
 //
@@ -57,9 +63,15 @@ using MeasureFn = std::function<Measurement(const TuneCandidate&, int64_t work)>
 struct SearchOptions {
   int64_t initial_work = 1024;  // pixels per worker and repetition in round 1
   int growth = 4;               // work multiplier from one round to the next (>= 2)
-  double budget_s = 120;        // no round starts that is predicted to end past it
+  double budget_s = 120;  // no round, and no measurement, starts that is predicted to end past it
+  // Seconds of the budget spent so far (tune: the wall clock since it started). Empty: the sum
+  // of the measurements' seconds (a fake MeasureFn in tests).
+  std::function<double()> elapsed_s;
   // Called before each measurement with a one-line status (for a TTY progress line).
   std::function<void(const std::string&)> progress;
+  // Called with one line after each measurement, each candidate left out for the budget and
+  // each round.
+  std::function<void(const std::string&)> done;
 };
 
 struct CandidateResult {
@@ -71,9 +83,13 @@ struct CandidateResult {
   double ci95 = 0;     // half-width of the 95% confidence interval of the mean (Student t)
   double seconds = 0;  // all its measurements together
   // "winner", "out in round K", "left at budget" (measured in the last round, not the
-  // fastest, search stopped by the budget) or the failed status ("oom").
+  // fastest, search stopped by the budget), "not measured (budget)" (round 1 was cut short
+  // before it) or the failed status ("oom").
   std::string outcome;
 };
+
+// The outcome of a candidate that round 1 left out for the budget.
+inline constexpr const char* kNotMeasured = "not measured (budget)";
 
 struct SearchResult {
   // Winner first; then the rest by rounds survived (desc), mean (asc); failed ones last.
@@ -83,7 +99,11 @@ struct SearchResult {
   int64_t final_work = 0;    // work of the last round
   double seconds = 0;        // sum of Measurement::seconds
   double session_s = 0;      // sum of Measurement::session_s
+  double elapsed_s = 0;      // of the budget, at the end (SearchOptions::elapsed_s)
   bool budget_stop = false;  // stopped with more than one candidate left
+  int cut_round = 0;         // the round the budget cut short (0: none)
+  // The first measurement's seconds when it alone took more than the budget (else 0).
+  double first_over_budget_s = 0;
 };
 
 // Throws Error when every candidate fails; UsageError for an empty candidate list or bad
@@ -93,6 +113,11 @@ SearchResult successive_halving(const std::vector<TuneCandidate>& candidates,
 
 // Half-width of the 95% confidence interval of the mean of `samples` (0 for fewer than 2).
 double confidence95(const std::vector<double>& samples);
+
+// The ranking as the profile records it: ranking_table's rows, each with its spread: the
+// per-repetition samples ("samples_ms_per_pixel") and their median, min, max and sd (null for a
+// candidate without samples).
+nlohmann::json ranking_json(const std::vector<CandidateResult>& ranking);
 
 // The layouts worth trying on `machine`: single, core, numa, numa:K (K dividing the nodes of a
 // package), l3 (when known) and JxT (J*T = cores), with plan-identical ones removed (the first
@@ -127,8 +152,11 @@ struct TuneOptions {
   int growth = 8;
   std::string membind = "local";
   bool spinning = true;
-  bool verify = false;  // also run the exhaustive sweep at the last round's work
-  std::function<void(const std::string&)> progress;
+  // Also run the exhaustive sweep at the last round's work, after the search: its time comes on
+  // top of the budget.
+  bool verify = false;
+  std::function<void(const std::string&)> progress;  // SearchOptions::progress
+  std::function<void(const std::string&)> done;      // SearchOptions::done
 };
 
 struct SweepResult {
@@ -141,6 +169,9 @@ struct TuneResult {
   // "<engine> <precision>: <why>" for each combination of --engine and --precision left out.
   std::vector<std::string> skipped;
   SearchResult search;
+  // The best two candidates' per-repetition ms/pixel ranges overlap (ranking_within_noise):
+  // their order is noise.
+  bool within_noise = false;
   Profile profile;  // the winner's plan with this machine's and model's fingerprints
   bool verified = false;
   SweepResult sweep;
@@ -158,7 +189,8 @@ Table ranking_table(const std::vector<CandidateResult>& ranking);
 
 // The sweep's rows fastest first, failed ones last (the sweep measures in candidate order).
 std::vector<CandidateResult> fastest_first(std::vector<CandidateResult> rows);
-// The lines under the ranking: winner, search cost and, with --verify, the comparison.
+// The lines under the ranking: winner, whether it is within noise of the next, search cost,
+// what the budget cut and, with --verify, the comparison.
 std::string tune_summary(const TuneResult& result, double budget_s);
 
 }  // namespace tessera

@@ -30,7 +30,7 @@ struct BenchArgs {
   std::string membind = "local", spawn = "thread";
   TableOutput output;
   double gpu_baseline = 0;
-  bool no_spin = false, no_pin = false;
+  bool no_spin = false, no_pin = false, quiet = false;
   uint64_t seed = 1;
   std::string profile;
   std::string steps;
@@ -87,8 +87,9 @@ void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
                        .precision = cmd.count("--precision") > 0});
     if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
   }
-  const StatusLine status;
+  const StatusLine status("tessera bench", args.quiet);
   options.progress = status.callback();
+  options.done = status.done_callback();
   const BenchResult result = run_bench(options);
   status.clear();
   switch (format) {
@@ -161,6 +162,9 @@ void add_bench_command(CLI::App& root) {
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
   cmd->add_flag("--no-pin", args->no_pin,
                 "Leave workers and ORT's threads unbound (a plain ORT program), to compare");
+  cmd->add_flag("-q,--quiet", args->quiet,
+                "No progress on stderr (by default one line per finished case, timestamped "
+                "when stderr is no terminal)");
   cmd->add_option("--steps", args->steps,
                   "Steps per run, N or S2/S1, for models with symbolic step axes (v1.0 early, "
                   "v1.1, v2: 1..256; default 40). v1.1 pixels average about 68 valid S2 steps");

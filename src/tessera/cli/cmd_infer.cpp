@@ -8,6 +8,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <memory>
 
@@ -112,6 +113,34 @@ void say_how_to_resume_when_interrupted() {
   for (const int signal : {SIGINT, SIGTERM}) ::sigaction(signal, &action, nullptr);
 }
 
+// --profile: fills the defaults the user did not give from the profile, and says what it took
+// in one stderr line and in the summary's "profile" (or, for a profile of another machine, model
+// or device, one warning line).
+std::function<void(InferJobOptions&)> defaults_from_profile(const std::string& profile,
+                                                            const CLI::App* cmd) {
+  return [profile, cmd](InferJobOptions& job) {
+    InferOptions& options = job.infer;
+    ProfileTaken taken;
+    const std::string warning =
+        apply_profile(profile, options.model_path, options.device,
+                      {cmd->count("--layout") ? nullptr : &job.layout,
+                       cmd->count("--batch") ? nullptr : &options.batch,
+                       cmd->count("--membind") ? nullptr : &job.membind,
+                       cmd->count("--engine") ? nullptr : &options.engine,
+                       cmd->count("--precision") ? nullptr : &options.precision},
+                      &taken);
+    job.summary_profile = {{"path", profile}, {"applied", warning.empty()}};
+    if (!warning.empty()) {
+      std::cerr << "tessera: warning: " << warning << "\n";
+      job.summary_profile["warning"] = warning;
+      return;
+    }
+    std::cerr << "tessera: " << profile_taken_line(profile, taken) << "\n";
+    job.summary_profile["taken"] = taken.values;
+    job.summary_profile["within_noise"] = taken.within_noise;
+  };
+}
+
 }  // namespace
 
 void add_infer_command(CLI::App& root) {
@@ -169,7 +198,7 @@ void add_infer_command(CLI::App& root) {
                   "an existing file only with --force)");
   cmd->add_option("--profile", args->profile,
                   "Take layout, batch, membind, engine and precision defaults from a "
-                  "`tessera tune` profile");
+                  "`tessera tune` profile (what it took is said on stderr and in --summary)");
 
   cmd->callback([args, cmd, output, old_output] {
     // Old spelling (table_output.h): --out was infer's long form; any value is a path.
@@ -181,18 +210,7 @@ void add_infer_command(CLI::App& root) {
     job.infer.model_path = args->model;  // "": the built-in model, made by the job
     if (!args->profile.empty()) {
       job.inputs.push_back(args->profile);
-      const std::string profile = args->profile;
-      job.fill_defaults = [profile, cmd](InferJobOptions& job) {
-        InferOptions& options = job.infer;
-        const std::string warning =
-            apply_profile(profile, options.model_path, options.device,
-                          {cmd->count("--layout") ? nullptr : &job.layout,
-                           cmd->count("--batch") ? nullptr : &options.batch,
-                           cmd->count("--membind") ? nullptr : &job.membind,
-                           cmd->count("--engine") ? nullptr : &options.engine,
-                           cmd->count("--precision") ? nullptr : &options.precision});
-        if (!warning.empty()) std::cerr << "tessera: warning: " << warning << "\n";
-      };
+      job.fill_defaults = defaults_from_profile(args->profile, cmd);
     }
     job.progress = make_progress;
     job.terminal = isatty(STDERR_FILENO);

@@ -56,7 +56,7 @@ void add_tune_command(CLI::App& root) {
     int reps = 3;
     int64_t start_pixels = 0;
     int growth = 8;
-    bool verify = false, no_spin = false, force = false;
+    bool verify = false, no_spin = false, force = false, quiet = false;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("-m,--model", args->model,
@@ -69,7 +69,8 @@ void add_tune_command(CLI::App& root) {
                   "Precisions to search, comma separated (only these: a precision changes the "
                   "numbers); default: each engine's own (fp32 on CPUs)")
       ->delimiter(',');
-  cmd->add_option("--budget", args->budget, "Time budget for the search: 120, 120s, 2m, 1h")
+  cmd->add_option("--budget", args->budget,
+                  "Wall-clock budget for the search, engine builds included: 120, 120s, 2m, 1h")
       ->capture_default_str();
   auto* output = cmd->add_option("-o,--output", args->profile,
                                  "Write the chosen plan as a profile (JSON) here");
@@ -99,6 +100,9 @@ void add_tune_command(CLI::App& root) {
                 "Also run the exhaustive sweep and compare its best with tune's choice");
   cmd->add_option("--format", args->format, "Ranking format: md, csv or json")
       ->capture_default_str();
+  cmd->add_flag("-q,--quiet", args->quiet,
+                "No progress on stderr (by default one line per finished measurement and round, "
+                "timestamped when stderr is no terminal)");
 
   cmd->callback([args, output, old_output, batch, old_batch] {
     // Old spellings (table_output.h): -o was always a path here, so any value is one.
@@ -125,8 +129,9 @@ void add_tune_command(CLI::App& root) {
     options.membind = args->membind;
     options.spinning = !args->no_spin;
     options.verify = args->verify;
-    const StatusLine status;
+    const StatusLine status("tessera tune", args->quiet);
     options.progress = status.callback();
+    options.done = status.done_callback();
     const TuneResult result = tune(options);
     status.clear();
     if (!args->profile.empty()) write_profile(result.profile, args->profile);

@@ -276,6 +276,7 @@ nlohmann::json summary_json(const MpiJob& job, const InferJobOptions& options, c
       {"seconds", seconds},
       {"ms_per_pixel", valid > 0 ? 1e3 * seconds / static_cast<double>(valid) : 0.0},
       {"tiles", tiles_json}};
+  if (!options.summary_profile.is_null()) summary["profile"] = options.summary_profile;
   if (job.active()) summary.update(rank_summary_json(result));  // "ranks" and "total"
   return summary;
 }

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <iosfwd>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,8 @@ struct InferJobOptions {
   // Called on every rank once its CPUs and the model are settled, before the plan: fills the
   // defaults the user did not give (the CLI's --profile). May be empty.
   std::function<void(InferJobOptions&)> fill_defaults;
+  // The summary's "profile": what fill_defaults took from a profile (null: no such key).
+  nlohmann::json summary_profile;
   // Makes one tile's progress callback from its label ("[rank 1] [3/120] grid") and whether it
   // may redraw one line in place. May be empty (no progress).
   std::function<ProgressCallback(const std::string& label, bool in_place)> progress;
