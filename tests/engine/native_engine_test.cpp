@@ -214,6 +214,20 @@ TEST(NativeEngine, ReadsFloatDataAndFindsHeadsWithoutMetadata) {
   EXPECT_EQ(outputs_of(engine, 4, 2), native_outputs(tiny_model(), "fp32", 4, 2));
 }
 
+// Metadata is not what ONNX Runtime runs: a head count edited in the metadata (4, which still
+// divides d_model 32) against the graph's 2 is refused rather than computed with.
+TEST(NativeEngine, RefusesAHeadCountInMetadataThatTheGraphDoesNotHave) {
+  testing::ProcessTestDir dir("native_heads");
+  const std::string path = edited_model(dir.path(), [](onnx::ModelProto& model) {
+    for (auto& entry : *model.mutable_metadata_props())
+      if (entry.key() == "tessera.heads") entry.set_value("4");
+  });
+  EXPECT_EQ(error_of([&] { NativeEngine(path, NativeEngineOptions{}); }),
+            path +
+                ": metadata tessera.heads = 4 disagrees with the graph, whose attention has 2 "
+                "heads");
+}
+
 TEST(NativeEngine, RejectsAnUnknownPrecision) {
   NativeEngineOptions options;
   options.precision = "fp16";

@@ -179,6 +179,7 @@ std::string OrtEngine::name() const {
 
 void OrtEngine::check_model_io(const std::string& model_path) {
   shape_ = read_model_shape(model_path);
+  check_finite_weights(model_path);
   if (shape_.batch >= 0 && shape_.batch != options_.max_batch) {
     throw Error(fmt::format("{}: takes batches of exactly {} pixels, not {}", model_path,
                             shape_.batch, options_.max_batch));

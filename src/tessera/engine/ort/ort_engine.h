@@ -83,6 +83,8 @@ class OrtEngine : public Engine {
   double build_seconds() const override { return session_seconds_; }
 
  private:
+  // Reads the model's inputs and output (a fixed batch must be max_batch) and checks its weights
+  // are finite (check_finite_weights). Throws Error naming the file.
   void check_model_io(const std::string& model_path);
 
   OrtEngineOptions options_;
