@@ -1,4 +1,5 @@
-// The two engines fail the same way on the same bad model or input.
+// The two engines fail the same way on the same bad model or input, and a run's memory follows
+// the work (the tile's pixels), not -b.
 
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "run_cli.h"
 #include "test_support.h"
@@ -94,6 +96,59 @@ TEST(EngineTrustCli, ANonFiniteOutputIsTheSameOneLineOnBothEngines) {
                                ") produced a non-finite output (nan in element 0)\n";
   EXPECT_EQ(infer_error(tile, model, "ort"), expected);
   EXPECT_EQ(infer_error(tile, model, "native"), expected);
+}
+
+// -b far beyond a 32 x 32 tile: the engines hold no more pixels than the tile has, so the peak
+// memory stays that of -b 1024, and the results are byte-identical (the same batches).
+TEST(EngineMemoryCli, PeakMemoryFollowsTheTileNotTheBatchSize) {
+  const std::string tile = kDir + "/tiles/grid_5.05_6.05";
+  fs::remove_all(tile);
+  ASSERT_EQ(
+      run_cli("synth -o " + tile + " --size 32x32 --s2-steps 20 --s1-steps 6/6 --seed 3").exit_code,
+      0);
+  for (const std::string engine : {"native", "ort"}) {
+    int64_t peak[2] = {0, 0};
+    std::string rows[2];
+    for (int i = 0; i < 2; ++i) {
+      const std::string b = i == 0 ? "1024" : "100000";
+      const std::string out = kDir + "/out_mem_" + engine + "_" + b;
+      fs::remove_all(out);
+      const auto r = run_cli("infer " + tile + " -o " + out + " -m " + v2_model() + " --engine " +
+                             engine + " --layout 1x1 -b " + b + " --summary " + out + "/s.json");
+      ASSERT_EQ(r.exit_code, 0) << engine << " -b " << b << ": " << r.err;
+      std::ifstream summary(out + "/s.json");
+      peak[i] = nlohmann::json::parse(summary)["tiles"][0]["peak_rss_anon_bytes"].get<int64_t>();
+      rows[i] = slurp(out + "/grid_5.05_6.05.npy") + slurp(out + "/grid_5.05_6.05_scales.npy");
+    }
+    EXPECT_GT(peak[0], 0) << engine;
+    EXPECT_LE(peak[1], peak[0] * 3 / 2)
+        << engine << ": -b 100000 peaked at " << peak[1] << " bytes, -b 1024 at " << peak[0];
+    EXPECT_FALSE(rows[0].empty()) << engine;
+    EXPECT_EQ(rows[0], rows[1]) << engine;
+  }
+}
+
+// Two tiles, the smaller first: infer reads both tiles' H x W before either runs, so the engine
+// built for the first already holds the second's batches and is kept (not built again).
+TEST(EngineMemoryCli, TheEngineIsSizedForTheLargestTileBeforeTheFirstRuns) {
+  const std::string small = kDir + "/tiles/grid_7.05_8.05", large = kDir + "/tiles/grid_9.05_0.05";
+  for (const auto& [tile, size] : {std::pair{small, "4x4"}, std::pair{large, "12x10"}}) {
+    fs::remove_all(tile);
+    ASSERT_EQ(
+        run_cli("synth -o " + tile + " --size " + size + " --s2-steps 12 --s1-steps 4/4").exit_code,
+        0);
+  }
+  const std::string out = kDir + "/out_two_tiles";
+  fs::remove_all(out);
+  const auto r = run_cli("infer " + small + " " + large + " -o " + out + " -m " +
+                         tessera::testing::make_small_model(kDir) +
+                         " --engine native --layout 1x1 -b 64 --summary " + out + "/s.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream summary(out + "/s.json");
+  const auto tiles = nlohmann::json::parse(summary)["tiles"];
+  ASSERT_EQ(tiles.size(), 2u);
+  EXPECT_EQ(tiles[0]["engines_built"].get<int>(), 1);
+  EXPECT_EQ(tiles[1]["engines_built"].get<int>(), 0);
 }
 
 }  // namespace
