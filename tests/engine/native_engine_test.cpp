@@ -214,6 +214,59 @@ TEST(NativeEngine, ReadsFloatDataAndFindsHeadsWithoutMetadata) {
   EXPECT_EQ(outputs_of(engine, 4, 2), native_outputs(tiny_model(), "fp32", 4, 2));
 }
 
+// Metadata is not what ONNX Runtime runs: a head count edited in the metadata (4, which still
+// divides d_model 32) against the graph's 2 is refused rather than computed with.
+TEST(NativeEngine, RefusesAHeadCountInMetadataThatTheGraphDoesNotHave) {
+  testing::ProcessTestDir dir("native_heads");
+  const std::string path = edited_model(dir.path(), [](onnx::ModelProto& model) {
+    for (auto& entry : *model.mutable_metadata_props())
+      if (entry.key() == "tessera.heads") entry.set_value("4");
+  });
+  EXPECT_EQ(error_of([&] { NativeEngine(path, NativeEngineOptions{}); }),
+            path +
+                ": metadata tessera.heads = 4 disagrees with the graph, whose attention has 2 "
+                "heads");
+}
+
+// A max_batch far beyond what a run needs: the activation buffers stop at the budget (whole
+// pixels of the fixed 12 steps), the rest is inputs, outputs and pooled rows of max_batch.
+TEST(NativeEngine, ActivationMemoryStopsAtTheBudgetWhateverTheBatch) {
+  const int64_t per_pixel_bytes = (12 * 11 + 9 * 3 + 128 + 2 * 32) * 4;  // in, out, pooled
+  NativeEngineOptions options;
+  options.max_batch = 8;
+  NativeEngine small(tiny_model(), options);
+  EXPECT_EQ(small.activation_rows(), 8 * 12);
+  const std::vector<float> expected = outputs_of(small, 8, 5);
+  int64_t budget_rows = 0;
+  for (const int64_t batch : {100'000, 200'000}) {
+    options.max_batch = batch;
+    NativeEngine large(tiny_model(), options);
+    EXPECT_LT(large.activation_rows(), batch * 12);
+    EXPECT_EQ(large.activation_rows() % 12, 0);
+    if (budget_rows > 0) {
+      EXPECT_EQ(large.activation_rows(), budget_rows);  // both at the budget
+    }
+    budget_rows = large.activation_rows();
+    EXPECT_LT(large.buffer_bytes(), batch * per_pixel_bytes + kActivationBudgetBytes);
+    // A batch in chunks of the budget computes what one piece computes.
+    std::vector<float> out(8 * 128);
+    large.run_from(small.s2_input(), small.s1_input(), 8, out.data());
+    EXPECT_LT(relative_error(out, expected), 1e-5);
+  }
+}
+
+// A max_batch whose buffers cannot fit in this machine's memory is one line before anything is
+// allocated.
+TEST(NativeEngine, RefusesABatchWhoseBuffersCannotFit) {
+  NativeEngineOptions options;
+  options.max_batch = int64_t{1} << 36;
+  const std::string error = error_of([&] { NativeEngine(tiny_model(), options); });
+  const std::string start = tiny_model() + ": batches of 68719476736 pixels need about ";
+  EXPECT_EQ(error.substr(0, start.size()), start) << error;
+  EXPECT_NE(error.find(" GiB of native engine buffers, more than the "), std::string::npos);
+  EXPECT_TRUE(error.ends_with(" GiB of memory available (use a smaller -b)")) << error;
+}
+
 TEST(NativeEngine, RejectsAnUnknownPrecision) {
   NativeEngineOptions options;
   options.precision = "fp16";

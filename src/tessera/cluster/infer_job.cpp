@@ -144,6 +144,19 @@ void check_before_running(const std::vector<std::string>& tiles, const InferJobO
   if (!options.summary.empty()) check_summary_path(tiles, options);
 }
 
+// H x W of the largest of `tiles`, from their .npy headers (mapped, not read); a tile that cannot
+// be opened counts for nothing here (its own error comes when it runs). 0 when none opens.
+int64_t largest_tile_pixels(const std::vector<std::string>& tiles) {
+  int64_t largest = 0;
+  for (const std::string& tile : tiles) {
+    try {
+      largest = std::max(largest, open_tile(tile).pixels());
+    } catch (const Error&) {
+    }
+  }
+  return largest;
+}
+
 // Ranks that a launcher bound to the same CPUs of one host (mpirun --bind-to none, or to a
 // package shared by several ranks) would each plan workers on all of them, two or more per
 // core. They split those CPUs by cores instead, and say so; with fewer cores than ranks, or
@@ -332,6 +345,7 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
   // Before the defaults and the plan, which must see this rank's CPUs.
   const std::vector<int> shared_cpus = split_cpus_shared_on_host(job, err);
   InferJobOptions options = given;
+  options.infer.largest_tile_pixels = largest_tile_pixels(tiles);
   const bool built_in_model = options.infer.model_path.empty();
   if (built_in_model) options.infer.model_path = ensure_default_model(true);
   if (options.fill_defaults) options.fill_defaults(options);

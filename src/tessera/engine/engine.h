@@ -8,6 +8,8 @@
 // NUMA node). Callers write inputs straight into s2_input()/s1_input(), call run(batch), and
 // read output(). One Engine is used by one thread at a time.
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -15,6 +17,7 @@
 #include <string>
 
 #include "tessera/common/error.h"
+#include "tessera/common/memory.h"
 #include "tessera/model/model_info.h"
 
 namespace tessera {
@@ -26,6 +29,22 @@ class OutOfMemoryError : public Error {
  public:
   using Error::Error;
 };
+
+// Throws OutOfMemoryError, before anything is allocated, when an engine's `bytes` of buffers for
+// batches of `max_batch` pixels exceed available_memory_bytes() (common/memory.h):
+//   "<model>: batches of <max_batch> pixels need about <X> GiB of <engine> buffers, more than
+//    the <Y> GiB of memory available (use a smaller -b)"
+inline void require_buffer_memory(const std::string& model_path, const std::string& engine,
+                                  int64_t max_batch, int64_t bytes) {
+  const int64_t available = available_memory_bytes();
+  if (available < 0 || bytes <= available) return;
+  constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+  throw OutOfMemoryError(fmt::format(
+      "{}: batches of {} pixels need about {:.1f} GiB of {} buffers, more than the {:.1f} GiB of "
+      "memory available (use a smaller -b)",
+      model_path, max_batch, static_cast<double>(bytes) / kGiB, engine,
+      static_cast<double>(available) / kGiB));
+}
 
 // Abilities an engine declares, so that callers need not know which backend they hold.
 struct EngineCaps {
@@ -54,6 +73,9 @@ class Engine {
   virtual double busy_seconds() const { return 0; }
   // Seconds the engine took to build (model load, graph optimisation, weight packing).
   virtual double build_seconds() const { return 0; }
+  // Bytes of the host buffers the engine allocated for its runs (inputs, outputs, activations;
+  // not the weights); 0 where the backend does not track them.
+  virtual int64_t buffer_bytes() const { return 0; }
 
   // Input buffers of max_batch() pixels, row-major [pixel][step][feature].
   virtual float* s2_input() = 0;

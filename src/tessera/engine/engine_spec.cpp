@@ -147,7 +147,8 @@ EngineSpec parse_engine_spec(const std::string& backend, const std::string& devi
 
 void check_engine_can_run(const EngineSpec& spec, const std::string& model_path) {
   if (spec.backend == "ort") return ort_check_can_run(spec, model_path);
-  read_model_shape(model_path);  // the model's inputs and output (weights: at construction)
+  read_model_shape(model_path);      // the model's inputs and output (the rest: at construction)
+  check_finite_weights(model_path);  // from the same parse
   require_native_precision(spec.precision);
 }
 

@@ -2,6 +2,9 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -66,8 +69,7 @@ std::vector<int64_t> batched_dims(const std::string& path, const onnx::ValueInfo
 }
 
 // The graph's inputs and output as read_model_shape describes them, from the file itself.
-ModelShape shape_of_file(const std::string& path) {
-  const onnx::ModelProto model = parse_model(path);
+ModelShape shape_of_file(const onnx::ModelProto& model, const std::string& path) {
   const auto& graph = model.graph();
   // Initializers may be listed as inputs too (older exporters): they are not the model's inputs.
   std::vector<const onnx::ValueInfoProto*> inputs;
@@ -107,24 +109,140 @@ ModelShape shape_of_file(const std::string& path) {
   return shape;
 }
 
+// The index of the first of `count` values (raw IEEE bits of type U, unaligned at `data`) whose
+// exponent bits are all set (NaN or infinity), or -1. Blocks of values are or-reduced first, a
+// loop the compiler vectorises; only a block with a hit is searched element by element.
+template <typename U>
+int64_t first_non_finite(const void* data, int64_t count, U exponent) {
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  const auto at = [&](int64_t i) {
+    U v;
+    std::memcpy(&v, bytes + i * static_cast<int64_t>(sizeof(U)), sizeof(U));
+    return v;
+  };
+  constexpr int64_t kBlock = 4096;
+  for (int64_t start = 0; start < count; start += kBlock) {
+    const int64_t end = std::min(count, start + kBlock);
+    U hits = 0;  // a count the compiler vectorises (a bool or-reduction it does not)
+    for (int64_t i = start; i < end; ++i) hits += (at(i) & exponent) == exponent ? 1 : 0;
+    if (hits == 0) continue;
+    for (int64_t i = start; i < end; ++i)
+      if ((at(i) & exponent) == exponent) return i;
+  }
+  return -1;
+}
+
+// The bit layout of one floating-point ONNX type: exponent and mantissa masks.
+template <typename U>
+struct FloatBits {
+  U exponent, mantissa;
+};
+
+// Throws for the first non-finite value of `tensor`, whose values are U-sized IEEE numbers in
+// raw_data or, without it, in `typed` (a repeated field holding one value per element).
+template <typename U, typename Typed>
+void check_finite_values(const onnx::TensorProto& tensor, const Typed& typed, FloatBits<U> bits,
+                         const std::string& path) {
+  const bool raw = tensor.has_raw_data();
+  const int64_t count = raw ? static_cast<int64_t>(tensor.raw_data().size() / sizeof(U))
+                            : static_cast<int64_t>(typed.size());
+  const void* data = raw ? static_cast<const void*>(tensor.raw_data().data())
+                         : static_cast<const void*>(typed.data());
+  int64_t i = -1;
+  U value = 0;
+  if (raw || sizeof(typename Typed::value_type) == sizeof(U)) {
+    i = first_non_finite<U>(data, count, bits.exponent);
+    if (i >= 0)
+      std::memcpy(&value, static_cast<const unsigned char*>(data) + i * sizeof(U), sizeof(U));
+  } else {  // float16 and bfloat16 in int32_data: one 16-bit value per int32
+    i = first_non_finite<uint32_t>(data, count, bits.exponent);
+    if (i >= 0) value = static_cast<U>(typed.Get(static_cast<int>(i)));
+  }
+  if (i < 0) return;
+  throw Error(path + ": weight " + tensor.name() + " holds " +
+              ((value & bits.mantissa) != 0 ? "NaN" : "infinity") + " (element " +
+              std::to_string(i) + ")");
+}
+
 }  // namespace
 
-// The shape shape_of_file reads, kept per (path, size, modification time): every
-// engine a run builds asks for it, and parsing the full model once per worker would hold one
-// copy of the weights per worker at a time. Thread-safe.
-ModelShape read_model_shape(const std::string& path) {
+void check_finite_weights(const onnx::ModelProto& model, const std::string& path) {
+  for (const auto& tensor : model.graph().initializer()) {
+    switch (tensor.data_type()) {
+      case onnx::TensorProto::FLOAT:
+        check_finite_values<uint32_t>(tensor, tensor.float_data(), {0x7f800000u, 0x007fffffu},
+                                      path);
+        break;
+      case onnx::TensorProto::DOUBLE:
+        check_finite_values<uint64_t>(tensor, tensor.double_data(),
+                                      {0x7ff0000000000000u, 0x000fffffffffffffu}, path);
+        break;
+      case onnx::TensorProto::FLOAT16:
+        check_finite_values<uint16_t>(tensor, tensor.int32_data(), {0x7c00, 0x03ff}, path);
+        break;
+      case onnx::TensorProto::BFLOAT16:
+        check_finite_values<uint16_t>(tensor, tensor.int32_data(), {0x7f80, 0x007f}, path);
+        break;
+      default:
+        break;  // integers, strings, booleans: always finite
+    }
+  }
+}
+
+namespace {
+
+// What one parse of a model file tells: its shape, or the error reading it, and the first weight
+// that is not finite ("" when every one is).
+struct FileFacts {
+  ModelShape shape;
+  std::string shape_error, weight_error;
+};
+
+FileFacts facts_of_file(const std::string& path) {
+  const onnx::ModelProto model = parse_model(path);
+  FileFacts facts;
+  try {
+    facts.shape = shape_of_file(model, path);
+  } catch (const Error& e) {
+    facts.shape_error = e.what();
+  }
+  try {
+    check_finite_weights(model, path);
+  } catch (const Error& e) {
+    facts.weight_error = e.what();
+  }
+  return facts;
+}
+
+// The facts of `path`, kept per (path, size, modification time): every engine a run builds
+// asks for them, and parsing the full model once per worker would hold one copy of the weights
+// per worker at a time (and cost a second or so each). Thread-safe.
+FileFacts file_facts(const std::string& path) {
   static std::mutex mutex;
-  static std::map<std::string, ModelShape> known;
+  static std::map<std::string, FileFacts> known;
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   const auto time = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
   const std::string key = path + "\n" + std::to_string(size) + "\n" + std::to_string(time);
   std::lock_guard lock(mutex);
-  if (ec) return shape_of_file(path);  // missing or unreadable: its own error, never cached
+  if (ec) return facts_of_file(path);  // missing or unreadable: its own error, never cached
   if (const auto found = known.find(key); found != known.end()) return found->second;
-  const ModelShape shape = shape_of_file(path);
-  known.emplace(key, shape);
-  return shape;
+  const FileFacts facts = facts_of_file(path);
+  known.emplace(key, facts);
+  return facts;
+}
+
+}  // namespace
+
+void check_finite_weights(const std::string& path) {
+  const FileFacts facts = file_facts(path);
+  if (!facts.weight_error.empty()) throw Error(facts.weight_error);
+}
+
+ModelShape read_model_shape(const std::string& path) {
+  const FileFacts facts = file_facts(path);
+  if (!facts.shape_error.empty()) throw Error(facts.shape_error);
+  return facts.shape;
 }
 
 ModelFileInfo read_model_info(const std::string& path) {

@@ -4,6 +4,10 @@
 #include <cstdint>
 #include <string>
 
+namespace onnx {
+class ModelProto;
+}
+
 namespace tessera {
 
 // The most time steps a run of a model with symbolic step axes takes: the largest length
@@ -42,5 +46,17 @@ ModelFileInfo read_model_info(const std::string& path);
 // dimension but B fixed. Throws Error naming the file and the first tensor that differs, its
 // shape printed with symbolic dimensions by name ("[batch, steps, 11]").
 ModelShape read_model_shape(const std::string& path);
+
+// Every engine checks its model's weights before it computes with them (a NaN or an infinity
+// would be hidden by a ReLU on one backend and surface on another). Scans every float
+// initializer (float32, float64, float16, bfloat16; raw or typed data) once, in order, and
+// throws Error with one line for the first value that is not finite:
+//   "<path>: weight <name> holds NaN (element <i>)"  or  "... holds infinity (element <i>)"
+// with <i> the flat index into the initializer. About 20 ms for the 45.8 M-parameter v1.0 model.
+void check_finite_weights(const onnx::ModelProto& model, const std::string& path);
+// The same for the file at `path`, from the one parse read_model_shape makes of it (kept per
+// path, size and modification time: the next engine does not read the file again). Throws Error
+// naming the file when it cannot be read or parsed.
+void check_finite_weights(const std::string& path);
 
 }  // namespace tessera

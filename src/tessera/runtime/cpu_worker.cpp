@@ -11,23 +11,33 @@
 namespace tessera {
 namespace {
 
+// Builds the worker's engine unless the kept one holds this tile's largest batch. Its capacity:
+// -b, but never more pixels than the job's largest tile (or this one) has.
+void build_engine(const TileJob& job, const EngineFactory& factory, const EngineSpec& cpu_spec,
+                  const WorkerPlan& worker, std::unique_ptr<Engine>& kept,
+                  std::atomic<int>& engines_built) {
+  const InferOptions& options = job.options;
+  const int64_t needed = std::min(options.batch, job.tile.pixels());
+  if (kept && kept->max_batch() >= needed) return;
+  kept.reset();  // free the smaller one's buffers first
+  EngineSpec spec = cpu_spec;
+  spec.threads = worker.threads;
+  spec.cpus = worker.cpus;
+  spec.spinning = options.spinning;
+  spec.max_batch = std::min(options.batch, std::max(options.largest_tile_pixels, needed));
+  kept = factory(options.model_path, spec);
+  ++engines_built;
+}
+
 void run_batches(const TileJob& job, const EngineFactory& factory, const EngineSpec& cpu_spec,
                  const WorkerPlan& worker, std::unique_ptr<Engine>& kept,
                  std::atomic<int>& engines_built) {
   const InferOptions& options = job.options;
-  if (!kept) {
-    EngineSpec spec = cpu_spec;
-    spec.threads = worker.threads;
-    spec.cpus = worker.cpus;
-    spec.spinning = options.spinning;
-    spec.max_batch = options.batch;
-    kept = factory(options.model_path, spec);
-    ++engines_built;
-  }
+  build_engine(job, factory, cpu_spec, worker, kept, engines_built);
   Engine& engine = *kept;
   const int64_t latent = job.latent();
   const std::unique_ptr<InputPreparer> preparer = make_input_preparer(job.tile, job.pipeline);
-  std::vector<float> mean(options.repeat > 1 ? options.batch * latent : 0);
+  std::vector<float> mean(options.repeat > 1 ? engine.max_batch() * latent : 0);
   double batch_seconds = 0;  // this worker's last batch
   while (!job.abort && !job.streams_finish_first(batch_seconds)) {
     const auto batch_start = Clock::now();

@@ -47,6 +47,11 @@ struct InferOptions {
   std::string device = "cpu";  // a device list (device_list.h), e.g. "cpu,cuda:0"
   std::string engine = "ort";  // the backend of every worker (engine_spec.h)
   int64_t batch = 256;
+  // H x W of the largest tile the caller will run (infer reads every listed tile's .npy headers
+  // first), 0 when unknown. A CPU worker's engine holds min(batch, this or the running tile's
+  // H x W) pixels: a batch never holds more pixels than its tile, so a -b far above the tiles
+  // costs no memory.
+  int64_t largest_tile_pixels = 0;
   // Pixels per run on a streaming (GPU) worker: it claims max(1, gpu_batch / batch)
   // consecutive batches at once. Halved while the GPU runs out of memory.
   int64_t gpu_batch = 8192;

@@ -84,7 +84,8 @@ size_t bytes_of(NativeType type) {
 }
 
 // Rows (pixels x steps) of activation buffers per pixel of max_batch for a model with symbolic
-// steps: runs of up to 64 steps go through in one piece, longer ones in chunks of pixels.
+// steps: runs of up to 64 steps go through in one piece, longer ones in chunks of pixels (all
+// within kActivationBudgetBytes).
 constexpr int64_t kSymbolicRowsPerPixel = 64;
 // Attention scores (floats) a symbolic-step model keeps at most: 32 MiB of float32 (more when
 // one pixel of kMaxModelSteps needs it).
@@ -165,6 +166,8 @@ struct NativeEngine::State {
   int64_t max_batch = 0;
   int64_t rows_capacity = 0;   // rows of every [rows, width] activation buffer
   int64_t score_capacity = 0;  // elements of scores and probabilities
+  // Pixels of the per-pixel work buffers (GRU state, fusion hidden): min(max_batch, rows).
+  int64_t pixel_capacity = 0;
   // Run shapes whose primitives exist and fit the scratchpad: (batch, s2 steps, s1 steps).
   std::set<std::tuple<int64_t, int64_t, int64_t>> prepared;
   NativeBuffer scratchpad;
@@ -185,7 +188,13 @@ struct NativeEngine::State {
   NativeOperand hidden_operand() const;
   NativeOperand h_operand() const;
   NativeOperand rh_operand() const;
+  // Bytes of activation buffers per row of rows_capacity (the per-pixel work buffers counted
+  // per row too: a chunk has at least one row per pixel).
+  int64_t activation_bytes_per_row() const;
   void plan_capacity();
+  // What allocate() will take, about, once plan_capacity() has run (the scratchpad aside).
+  int64_t planned_bytes() const;
+  size_t buffer_bytes() const;
   void load_branch(NativeModel& model, const std::string& b, Branch& branch);
   void load_layers(NativeModel& model, const std::string& b, Branch& branch);
   void load_pooling(NativeModel& model, const std::string& b, Branch& branch);
@@ -209,18 +218,43 @@ struct NativeEngine::State {
                           int64_t rows, const NativeOperand& out);
 };
 
-// Fixed steps: one chunk of max_batch pixels, as many scores as it needs. Symbolic steps: see
-// kSymbolicRowsPerPixel and kSymbolicScoreFloats.
+int64_t NativeEngine::State::activation_bytes_per_row() const {
+  const int64_t d = dims.d_model;
+  const auto low = [](NativeType type) {
+    return type == NativeType::f32 ? int64_t{0} : static_cast<int64_t>(bytes_of(type));
+  };
+  // bands, x, qkv, context, delta and three row scales in float32, and their low copies.
+  int64_t bytes = 4 * (std::max(dims.s2.bands, dims.s1.bands) + 6 * d + 3);
+  bytes += d * (low(plan.light) + 2 * low(plan.encoder) + 3 * low(plan.attention));
+  bytes += dims.ffn * (static_cast<int64_t>(bytes_of(ffn1_output_type())) +
+                       (plan.hidden == NativeType::u8 ? 1 : 0));
+  // Per pixel: h, z, gh, gn in float32, h_low and rh_low, the fusion's hidden row.
+  bytes += 4 * 6 * d + d * (low(plan.light) + static_cast<int64_t>(bytes_of(plan.light)));
+  bytes += 4 * dims.fusion_hidden;
+  if (!dims.symbolic_steps) {  // each row's scores: heads x steps, float32 and probabilities
+    const int64_t longest = std::max(dims.s2.steps, dims.s1.steps);
+    bytes += dims.heads * longest * (4 + low(plan.attention));
+  }
+  return bytes;
+}
+
+// max_batch pixels in one chunk (fixed steps) or max_batch x kSymbolicRowsPerPixel rows
+// (symbolic steps), but never more rows than kActivationBudgetBytes holds, and never fewer than
+// one pixel at the longest steps. Fixed steps: as many scores as a chunk needs. Symbolic steps:
+// see kSymbolicScoreFloats.
 void NativeEngine::State::plan_capacity() {
   const int64_t longest = std::max(dims.s2.steps, dims.s1.steps);
+  const int64_t wanted = max_batch * (dims.symbolic_steps ? kSymbolicRowsPerPixel : longest);
+  const int64_t budget_rows = kActivationBudgetBytes / activation_bytes_per_row();
+  rows_capacity = std::max(longest, std::min(wanted, budget_rows));
   if (!dims.symbolic_steps) {
-    rows_capacity = max_batch * longest;
+    rows_capacity = rows_capacity / longest * longest;  // whole pixels
     score_capacity = rows_capacity * dims.heads * longest;
-    return;
+  } else {
+    score_capacity = std::max(dims.heads * longest * longest,
+                              std::min(rows_capacity * dims.heads * longest, kSymbolicScoreFloats));
   }
-  rows_capacity = std::max(max_batch * kSymbolicRowsPerPixel, longest);
-  score_capacity = std::max(dims.heads * longest * longest,
-                            std::min(rows_capacity * dims.heads * longest, kSymbolicScoreFloats));
+  pixel_capacity = std::min(max_batch, rows_capacity);
 }
 
 void NativeEngine::State::load_branch(NativeModel& model, const std::string& b, Branch& branch) {
@@ -283,8 +317,9 @@ void NativeEngine::State::load_pooling(NativeModel& model, const std::string& b,
     branch.gru_input =
         make({d, 3 * d, plan.encoder, NativeType::f32, false}, model.tensor(r + "weight_ih"),
              model.tensor(r + "bias_ih"), rows_capacity);
-    branch.gru_hidden = make({d, 3 * d, plan.light, NativeType::f32, false},
-                             model.tensor(r + "weight_hh"), model.tensor(r + "bias_hh"), max_batch);
+    branch.gru_hidden =
+        make({d, 3 * d, plan.light, NativeType::f32, false}, model.tensor(r + "weight_hh"),
+             model.tensor(r + "bias_hh"), pixel_capacity);
   } else if (dims.pooling == NativePooling::kCustomGru) {
     const std::string g = b + ".pool.gru.";
     const std::vector<float> input_w = side_by_side(model, {g + "W_ir", g + "W_iz", g + "W_ih"}, d);
@@ -296,10 +331,10 @@ void NativeEngine::State::load_pooling(NativeModel& model, const std::string& b,
     branch.gru_input = make({d, 3 * d, plan.encoder, NativeType::f32, false}, input_w.data(),
                             input_b.data(), rows_capacity);
     const std::vector<float> reset_w = side_by_side(model, {g + "W_hr", g + "W_hz"}, d);
-    branch.gru_reset =
-        make({d, 2 * d, plan.light, NativeType::f32, false}, reset_w.data(), nullptr, max_batch);
+    branch.gru_reset = make({d, 2 * d, plan.light, NativeType::f32, false}, reset_w.data(), nullptr,
+                            pixel_capacity);
     branch.gru_hidden = make({d, d, plan.light, NativeType::f32, false}, model.tensor(g + "W_hh"),
-                             nullptr, max_batch);
+                             nullptr, pixel_capacity);
     branch.pool_gamma = copy_of(model, b + ".pool.norm.weight", d);
     branch.pool_beta = copy_of(model, b + ".pool.norm.bias", d);
   }
@@ -311,21 +346,21 @@ void NativeEngine::State::load_fusion(NativeModel& model) {
   if (dims.fusion_hidden == 0) {
     fusion.first = std::make_unique<NativeLinear>(engine, NativeLinearSpec{in, latent, f32, f32},
                                                   model.tensor("fusion.weight"),
-                                                  model.tensor("fusion.bias"), max_batch);
+                                                  model.tensor("fusion.bias"), pixel_capacity);
     return;
   }
   const int64_t hidden = dims.fusion_hidden;
-  fusion.first = std::make_unique<NativeLinear>(engine, NativeLinearSpec{in, hidden, f32, f32},
-                                                model.tensor("fusion.linear1.weight"),
-                                                model.tensor("fusion.linear1.bias"), max_batch);
+  fusion.first = std::make_unique<NativeLinear>(
+      engine, NativeLinearSpec{in, hidden, f32, f32}, model.tensor("fusion.linear1.weight"),
+      model.tensor("fusion.linear1.bias"), pixel_capacity);
   fusion.norm_gamma = copy_of(model, "fusion.norm.weight", hidden);
   fusion.norm_beta = copy_of(model, "fusion.norm.bias", hidden);
   // Only the kept outputs are computed: columns are independent.
   const std::vector<float> second_w =
       first_columns(model, "fusion.linear2.weight", hidden, dims.fusion_width, latent);
-  fusion.second = std::make_unique<NativeLinear>(engine, NativeLinearSpec{hidden, latent, f32, f32},
-                                                 second_w.data(),
-                                                 model.tensor("fusion.linear2.bias"), max_batch);
+  fusion.second = std::make_unique<NativeLinear>(
+      engine, NativeLinearSpec{hidden, latent, f32, f32}, second_w.data(),
+      model.tensor("fusion.linear2.bias"), pixel_capacity);
   fusion.final_norm = dims.final_norm;
 }
 
@@ -357,14 +392,55 @@ void NativeEngine::State::allocate() {
   hidden_low = plan.hidden == NativeType::u8 ? NativeBuffer(static_cast<size_t>(rows * dims.ffn))
                                              : NativeBuffer();
   hidden_scales = f32(rows);
-  h = f32(max_batch * d);
-  h_low = low(plan.light, max_batch * d);
-  z = f32(max_batch * d);
-  gh = f32(max_batch * 3 * d);
-  gn = f32(max_batch * d);
-  rh_low = NativeBuffer(static_cast<size_t>(max_batch * d) * bytes_of(plan.light));
+  h = f32(pixel_capacity * d);
+  h_low = low(plan.light, pixel_capacity * d);
+  z = f32(pixel_capacity * d);
+  gh = f32(pixel_capacity * 3 * d);
+  gn = f32(pixel_capacity * d);
+  rh_low = NativeBuffer(static_cast<size_t>(pixel_capacity * d) * bytes_of(plan.light));
   pooled = f32(max_batch * 2 * d);
-  fusion_hidden = f32(max_batch * dims.fusion_hidden);
+  fusion_hidden = f32(pixel_capacity * dims.fusion_hidden);
+}
+
+int64_t NativeEngine::State::planned_bytes() const {
+  const int64_t pixel_floats = dims.s2.steps * (dims.s2.bands + 1) +
+                               dims.s1.steps * (dims.s1.bands + 1) + dims.latent + 2 * dims.d_model;
+  const int64_t scores = dims.symbolic_steps ? score_capacity * (4 + 2) : 0;  // else per row
+  return max_batch * pixel_floats * 4 + rows_capacity * activation_bytes_per_row() + scores;
+}
+
+// Bytes of every buffer allocate() makes (the scratchpad and the weights aside).
+size_t NativeEngine::State::buffer_bytes() const {
+  size_t bytes = 0;
+  for (const NativeBuffer* b : {&s2_in,
+                                &s1_in,
+                                &out,
+                                &bands,
+                                &embedded,
+                                &x,
+                                &x_low,
+                                &x_scales,
+                                &qkv,
+                                &qkv_low,
+                                &scores,
+                                &probabilities,
+                                &context,
+                                &context_low,
+                                &context_scales,
+                                &delta,
+                                &hidden,
+                                &hidden_low,
+                                &hidden_scales,
+                                &h,
+                                &h_low,
+                                &z,
+                                &gh,
+                                &gn,
+                                &rh_low,
+                                &pooled,
+                                &fusion_hidden})
+    bytes += b->bytes();
+  return bytes;
 }
 
 NativeOperand NativeEngine::State::x_operand() const {
@@ -442,8 +518,12 @@ void NativeEngine::State::prepare(int64_t batch, int64_t s2_steps, int64_t s1_st
   const std::tuple<int64_t, int64_t, int64_t> shape{batch, s2_steps, s1_steps};
   if (prepared.count(shape)) return;
   if (prepared.size() >= kMaxPreparedShapes) forget_shapes();
-  size_t bytes = fusion.first->prepare(batch);
-  if (fusion.second) bytes = std::max(bytes, fusion.second->prepare(batch));
+  size_t bytes = 0;
+  const int64_t fusion_chunk = even_part(batch, std::min(batch, pixel_capacity));
+  for (const int64_t rows : {fusion_chunk, batch - (batch - 1) / fusion_chunk * fusion_chunk}) {
+    bytes = std::max(bytes, fusion.first->prepare(rows));
+    if (fusion.second) bytes = std::max(bytes, fusion.second->prepare(rows));
+  }
   for (auto [branch, steps] : {std::pair{&s2, s2_steps}, std::pair{&s1, s1_steps}}) {
     const int64_t chunk = chunk_pixels(batch, steps);
     const int64_t last = batch - (batch - 1) / chunk * chunk;
@@ -617,19 +697,24 @@ void NativeEngine::State::run_branch(const Branch& branch, const float* input, i
   }
 }
 
-// pooled [batch, 2d] -> out [batch, latent].
+// pooled [batch, 2d] -> out [batch, latent], in chunks of at most pixel_capacity pixels.
 void NativeEngine::State::run_fusion(int64_t batch) {
   void* scratch = scratchpad.as<void>();
-  if (!fusion.second) {
-    fusion.first->run(stream, batch, pooled.as<void>(), out.as<void>(), scratch);
-    return;
+  const int64_t chunk = even_part(batch, std::min(batch, pixel_capacity));
+  for (int64_t first = 0; first < batch; first += chunk) {
+    const int64_t n = std::min(chunk, batch - first);
+    const float* in = pooled.as<float>() + first * 2 * dims.d_model;
+    float* result = out.as<float>() + first * dims.latent;
+    if (!fusion.second) {
+      fusion.first->run(stream, n, in, result, scratch);
+      continue;
+    }
+    fusion.first->run(stream, n, in, fusion_hidden.as<void>(), scratch);
+    normalize_rows(fusion_hidden.as<float>(), n, dims.fusion_hidden, fusion.norm_gamma.data(),
+                   fusion.norm_beta.data(), true);
+    fusion.second->run(stream, n, fusion_hidden.as<void>(), result, scratch);
+    if (fusion.final_norm) normalize_rows(result, n, dims.latent, nullptr, nullptr, false);
   }
-  fusion.first->run(stream, batch, pooled.as<void>(), fusion_hidden.as<void>(), scratch);
-  normalize_rows(fusion_hidden.as<float>(), batch, dims.fusion_hidden, fusion.norm_gamma.data(),
-                 fusion.norm_beta.data(), true);
-  fusion.second->run(stream, batch, fusion_hidden.as<void>(), out.as<void>(), scratch);
-  if (fusion.final_norm)
-    normalize_rows(out.as<float>(), batch, dims.latent, nullptr, nullptr, false);
 }
 
 NativeEngine::NativeEngine(const std::string& model_path, const NativeEngineOptions& options)
@@ -651,6 +736,7 @@ NativeEngine::NativeEngine(const std::string& model_path, const NativeEngineOpti
   shape_.output_dim = s.dims.latent;
   shape_.symbolic_steps = s.dims.symbolic_steps;
   s.plan_capacity();
+  require_buffer_memory(model_path, "native engine", options.max_batch, s.planned_bytes());
   s.load_branch(model, "s2", s.s2);
   s.load_branch(model, "s1", s.s1);
   s.load_fusion(model);
@@ -659,6 +745,14 @@ NativeEngine::NativeEngine(const std::string& model_path, const NativeEngineOpti
 }
 
 NativeEngine::~NativeEngine() = default;
+
+int64_t NativeEngine::buffer_bytes() const {
+  return static_cast<int64_t>(state_->buffer_bytes());
+}
+
+int64_t NativeEngine::activation_rows() const {
+  return state_->rows_capacity;
+}
 
 float* NativeEngine::s2_input() {
   return state_->s2_in.as<float>();

@@ -7,13 +7,20 @@
 // thread.
 //
 // Steps: a model with fixed steps runs those; one with symbolic steps (shape().symbolic_steps)
-// runs any count from 1 to kMaxModelSteps per branch, set per run with Engine::set_steps. The
-// input buffers hold max_batch pixels at the largest step counts. The activation buffers hold
-// a fixed number of rows (pixels x steps): max_batch x the fixed steps, or max_batch x 64 (at
-// least one pixel of kMaxModelSteps) for symbolic steps. A run with more rows goes through each
-// branch in chunks of whole pixels (equal chunks but the last), and the attention core in groups
-// of pixels whose scores fit a fixed budget; every pixel is computed exactly as in one piece.
-// Primitives are created per (rows) shape on first use and kept.
+// runs any count from 1 to kMaxModelSteps per branch, set per run with Engine::set_steps.
+//
+// Memory: the input and output buffers, and the pooled branch outputs (2 d floats per pixel),
+// hold max_batch pixels at the largest step counts. The activation buffers hold a fixed number
+// of rows (pixels x steps): max_batch x the fixed steps, or max_batch x 64 for symbolic steps,
+// but never more than fit kActivationBudgetBytes (and at least one pixel at the longest steps),
+// so that activation memory stops growing with max_batch beyond the budget. A run with more
+// rows goes through each branch in chunks of whole pixels (equal chunks but the last), the
+// fusion in chunks too, and the attention core in groups of pixels whose scores fit a fixed
+// budget; every pixel is computed as in one piece (up to float rounding of another row count).
+// Primitives are created per (rows) shape on first use and kept. Before any buffer is
+// allocated, their bytes are compared with the memory this process may still use (MemAvailable
+// and the cgroup's limit): a max_batch whose buffers cannot fit is refused with one line
+// (OutOfMemoryError), never left to the kernel's OOM killer.
 //
 // Precisions (accumulation, LayerNorm, RMSNorm, softmax, GRU state and pooling are float32 in
 // all):
@@ -39,6 +46,12 @@
 #include "tessera/engine/engine.h"
 
 namespace tessera {
+
+// Activation bytes one native engine holds at most (the rows of its activation buffers, the
+// per-pixel work buffers of a chunk and, for fixed steps, the attention scores), whatever its
+// max_batch: 512 MiB, where chunks of the full v1.0 model are ~300 pixels of 40 steps (matmuls
+// of ~12,000 rows, long past where larger ones stop paying).
+constexpr int64_t kActivationBudgetBytes = int64_t{512} << 20;
 
 struct NativeEngineOptions {
   std::string precision = "fp32";  // fp32 | bf16 | int8
@@ -69,6 +82,9 @@ class NativeEngine : public Engine {
   void run(int64_t batch) override;
   void interrupt() override { interrupted_ = true; }
   void allow_runs() override { interrupted_ = false; }
+  int64_t buffer_bytes() const override;
+  // Rows (pixels x steps) of the activation buffers: what one chunk of a run computes.
+  int64_t activation_rows() const;
 
  private:
   struct State;  // weights, primitives and buffers (native_engine.cpp)

@@ -94,27 +94,32 @@ std::vector<int64_t> constant_values(const onnx::GraphProto& graph, const std::s
   return {};
 }
 
-// Attention heads: metadata `tessera.heads`, else the Reshape to [0, 0, heads, d / heads].
+// Attention heads, from the graph itself: every Reshape to [0, 0, heads, d / heads] (the heads
+// split of q, k and v) must agree. Metadata `tessera.heads`, when present, must say the same: a
+// file whose metadata disagrees with the graph ONNX Runtime runs is refused.
 int64_t attention_heads(const onnx::ModelProto& model, const Metadata& metadata,
                         const std::string& path, int64_t d) {
-  const auto it = metadata.find("tessera.heads");
-  if (it != metadata.end()) {
-    char* end = nullptr;
-    const int64_t heads = std::strtoll(it->second.c_str(), &end, 10);
-    if (*end != '\0' || heads <= 0 || d % heads != 0) {
-      throw Error(path + ": metadata tessera.heads = " + it->second + " does not divide d_model " +
-                  std::to_string(d));
-    }
-    return heads;
-  }
+  int64_t heads = 0;
   for (const auto& node : model.graph().node()) {
     if (node.op_type() != "Reshape" || node.input_size() != 2) continue;
     const std::vector<int64_t> shape = constant_values(model.graph(), node.input(1));
-    if (shape.size() == 4 && shape[2] > 0 && shape[2] * shape[3] == d) return shape[2];
+    if (shape.size() != 4 || shape[2] <= 0 || shape[2] * shape[3] != d) continue;
+    if (heads != 0 && shape[2] != heads) {
+      throw Error(path + ": the attention Reshapes split d_model " + std::to_string(d) + " into " +
+                  std::to_string(heads) + " and " + std::to_string(shape[2]) + " heads");
+    }
+    heads = shape[2];
   }
-  throw Error(path +
-              ": cannot find the number of attention heads (no tessera.heads metadata "
-              "and no Reshape to [0, 0, heads, d_model / heads])");
+  if (heads == 0) {
+    throw Error(path + ": cannot find the number of attention heads (no Reshape to [0, 0, heads, " +
+                "d_model / heads])");
+  }
+  const auto it = metadata.find("tessera.heads");
+  if (it != metadata.end() && it->second != std::to_string(heads)) {
+    throw Error(path + ": metadata tessera.heads = " + it->second + " disagrees with the graph, " +
+                "whose attention has " + std::to_string(heads) + " heads");
+  }
+  return heads;
 }
 
 // The value of metadata `key`, which must be one of `allowed` (the first when absent).
@@ -235,6 +240,7 @@ NativeModel::NativeModel(const std::string& path) : path_(path) {
   onnx::ModelProto model;
   if (!model.ParseFromIstream(&in))
     throw Error(path + ": not an ONNX model (protobuf parse failed)");
+  check_finite_weights(model, path);
   TensorIndex index;
   for (const auto& tensor : model.graph().initializer()) index[tensor.name()] = &tensor;
   Metadata metadata;

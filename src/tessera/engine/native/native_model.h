@@ -10,7 +10,8 @@
 //
 // Invariants after construction: every tensor an engine asks for by name exists with the shape
 // the dimensions imply; dims() agrees with the graph's inputs (steps, bands), its output width
-// and its attention heads (metadata `tessera.heads`, or the Reshape that splits the heads). A
+// and its attention heads (read from the graph's Reshapes that split q, k and v into heads;
+// metadata `tessera.heads`, when present, must agree). A
 // file that breaks them throws tessera::Error with one line naming the file and the problem.
 
 #include <cstdint>

@@ -114,6 +114,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   // Reads and checks the model's inputs and output (same checks and messages as the CPU
   // engine) from the file.
   shape_ = read_model_shape(model_path);
+  check_finite_weights(model_path);
   if (shape_.symbolic_steps && path_ == CudaPath::kCudaGraph) {
     throw UsageError(options_.device + ": " + model_path +
                      " has symbolic step axes (length buckets), and a CUDA graph takes one input "

@@ -165,6 +165,10 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
   session_seconds_ = seconds_since(start);
 
   check_model_io(model_path);
+  const int64_t pixel_floats =
+      shape_.s2_pixel_floats() + shape_.s1_pixel_floats() + shape_.output_dim;
+  require_buffer_memory(model_path, "ort engine", options_.max_batch,
+                        options_.max_batch * pixel_floats * static_cast<int64_t>(sizeof(float)));
   // Allocated (and zero-filled, so first-touched) by the constructing thread.
   s2_.assign(options_.max_batch * shape_.s2_pixel_floats(), 0.0f);
   s1_.assign(options_.max_batch * shape_.s1_pixel_floats(), 0.0f);
@@ -179,6 +183,7 @@ std::string OrtEngine::name() const {
 
 void OrtEngine::check_model_io(const std::string& model_path) {
   shape_ = read_model_shape(model_path);
+  check_finite_weights(model_path);
   if (shape_.batch >= 0 && shape_.batch != options_.max_batch) {
     throw Error(fmt::format("{}: takes batches of exactly {} pixels, not {}", model_path,
                             shape_.batch, options_.max_batch));

@@ -81,8 +81,15 @@ class OrtEngine : public Engine {
   // Seconds spent creating the session (graph load + optimisation), for benchmarks.
   double session_seconds() const { return session_seconds_; }
   double build_seconds() const override { return session_seconds_; }
+  // The input and output buffers (ONNX Runtime's own arena, which grows with the largest run,
+  // is not counted).
+  int64_t buffer_bytes() const override {
+    return static_cast<int64_t>((s2_.size() + s1_.size() + out_.size()) * sizeof(float));
+  }
 
  private:
+  // Reads the model's inputs and output (a fixed batch must be max_batch) and checks its weights
+  // are finite (check_finite_weights). Throws Error naming the file.
   void check_model_io(const std::string& model_path);
 
   OrtEngineOptions options_;
