@@ -56,8 +56,8 @@ TEST(ProjectCli, OutputAsAFormatIsDeprecatedButStillWorks) {
   r = run_cli("project --ms-per-pixel 0.5 -o jsonl");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err,
-            "tessera project: '-o jsonl' is deprecated, use '--format jsonl'\n"
-            "tessera: unknown output format 'jsonl' (expected md, csv or json)\n");
+            "tessera: project: jsonl is not a format of tessera; use --format json (one JSON "
+            "document with every row)\n");
   r = run_cli("project --ms-per-pixel 0.5 --format yaml");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.err, "tessera: unknown output format 'yaml' (expected md, csv or json)\n");

@@ -46,8 +46,14 @@ void add_table_output_options(CLI::App& cmd, TableOutput& out, const std::string
 OutputFormat resolve_table_output(const std::string& command, TableOutput& out,
                                   const std::vector<std::string>& inputs) {
   const std::string& value = out.path;
-  if (value == "md" || value == "markdown" || value == "csv" || value == "json" ||
-      value == "jsonl") {
+  // JSON lines were never written: an old '-o jsonl' is one clear error, not a deprecation line
+  // followed by an unknown format.
+  if (value == "jsonl" || out.format == "jsonl") {
+    throw UsageError(command +
+                     ": jsonl is not a format of tessera; use --format json (one JSON document "
+                     "with every row)");
+  }
+  if (value == "md" || value == "markdown" || value == "csv" || value == "json") {
     if (!out.format.empty()) {
       throw UsageError(command + ": '-o " + value + "' (a format, deprecated) and '--format " +
                        out.format + "' given together; use --format only");
