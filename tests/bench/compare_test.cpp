@@ -101,5 +101,58 @@ TEST(CompareCli, RequireMakesItExitOne) {
   EXPECT_NE(r.out.find("\"equal_percent\": 100.0"), std::string::npos) << r.out;
 }
 
+// NaN meets no requirement (it compares false both ways): it is a miss that says so.
+TEST(Compare, NaNMissesEveryRequirement) {
+  EmbeddingAgreement all;
+  all.cosine_mean = std::nan("");
+  all.max_scale_relative = std::nan("");
+  const auto required = parse_requirements("cosine-mean=0.99,scale-rel=0.01");
+  EXPECT_EQ(missed_requirements(all, required),
+            (std::vector<std::string>{"cosine-mean is NaN (need >= 0.99)",
+                                      "scale-rel is NaN (need <= 0.01)"}));
+}
+
+TEST(CompareCli, ANaNCosineFailsTheRequirement) {
+  write_output(kDir + "/nan_a", "g", {10, 20, 30, 40, 1, 1, 1, 1, 1, 2, 3, 4}, {0.1f, 1, 1});
+  write_output(kDir + "/nan_b", "g", {10, 20, 30, 40, 1, 1, 1, 1, 1, 2, 3, 4},
+               {std::nanf(""), 1, 1});
+  const auto r =
+      run_cli("compare " + kDir + "/nan_a " + kDir + "/nan_b --require cosine-mean=0.99");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: compare: requirements missed: cosine-mean is NaN (need >= 0.99)\n");
+}
+
+// Two directories of one tile each pair tiles by grid name like any others: different grids
+// are refused naming both. Two <grid>.npy files named by the user are compared whatever their
+// names.
+TEST(Compare, TwoDirectoriesOfDifferentGridsAreRefused) {
+  write_output(kDir + "/one_a", "grid_1_1", std::vector<int8_t>(12, 1), {1, 1, 1});
+  write_output(kDir + "/one_b", "grid_2_2", std::vector<int8_t>(12, 1), {1, 1, 1});
+  EXPECT_EQ(error_of([] { compare_outputs(kDir + "/one_a", kDir + "/one_b"); }),
+            kDir + "/one_a and " + kDir +
+                "/one_b: their tiles are different grids (grid_1_1 and grid_2_2); name the two "
+                "<grid>.npy files to compare them anyway");
+  const auto rows = compare_outputs(kDir + "/one_a/grid_1_1.npy", kDir + "/one_b/grid_2_2.npy");
+  EXPECT_DOUBLE_EQ(rows.back().equal_percent, 100.0);
+}
+
+// 8 values of 524,288 differ: the Markdown table says 99.998, never 100.00, which it keeps for
+// all values equal. Cosines short of 1 never print as 1.0000000 either.
+TEST(Compare, AShareShortOfAllNeverPrintsAsAll) {
+  EmbeddingAgreement almost;
+  almost.tile = "g";
+  almost.values = 524288;
+  almost.equal_percent = 100.0 * (524288 - 8) / 524288;
+  almost.within_one_percent = 100;
+  almost.cosine_mean = almost.cosine_q001 = almost.cosine_min = 0.99999999;
+  EmbeddingAgreement all;
+  all.tile = "all";
+  all.equal_percent = all.within_one_percent = 100;
+  const std::string md = agreement_table({almost, all}).to_markdown();
+  EXPECT_NE(md.find("| g    |      0 |  99.998 |    100.000 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("0.99999999"), std::string::npos) << md;
+  EXPECT_NE(md.find("| all  |      0 |  100.00 |    100.000 |"), std::string::npos) << md;
+}
+
 }  // namespace
 }  // namespace tessera

@@ -135,9 +135,19 @@ TEST(BenchCli, StepsOfASymbolicModel) {
                        " takes 8 + 6 fixed steps; other step counts need a model with symbolic "
                        "step axes (v1.0 early, v1.1, v2)\n");
   r = run_cli("bench -m " + model + " --steps 257 -b 2");
-  EXPECT_EQ(r.err, "tessera: --steps: need 1..256 per branch\n");
+  EXPECT_EQ(r.err, "tessera: --steps: need 1..256 per branch, got '257'\n");
   r = run_cli("bench -m " + model + " --steps 8/x -b 2");
   EXPECT_EQ(r.err, "tessera: --steps: need N or S2/S1 (e.g. 68 or 68/60), got '8/x'\n");
+}
+
+// Zero steps are no step count: refused naming the value, never the default of 40 instead.
+TEST(BenchCli, ZeroStepsAreAUsageError) {
+  for (const std::string steps : {"0", "8/0", "0/0"}) {
+    const auto r = run_cli("bench -m " + small_model() + " --steps " + steps + " -b 2");
+    EXPECT_EQ(r.exit_code, 2) << steps;
+    EXPECT_EQ(r.err, "tessera: --steps: need 1..256 per branch, got '" + steps + "'\n");
+    EXPECT_EQ(r.out, "");
+  }
 }
 
 TEST(BenchCli, JsonParsesAndCarriesMachineAndRows) {
@@ -388,15 +398,19 @@ TEST(BenchCli, CudaWithoutAGpuIsOneClearLine) {
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
 }
 
-TEST(ConvertModelCli, WritesAFloat16ModelThatRuns) {
+TEST(ConvertModelCli, WritesAFloat16ModelThatOnlyFp16Runs) {
   const std::string out = kDir + "/small_fp16.onnx";
   std::filesystem::remove(out);
   auto r = run_cli("convert-model -m " + small_model() + " -o " + out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.rfind("wrote " + out + ": " + small_model() + " in float16 (", 0), 0u) << r.out;
   EXPECT_LT(std::filesystem::file_size(out), std::filesystem::file_size(small_model()));
+  // It computes in float16: on the CPU (fp32) it is refused rather than benchmarked as fp32.
   r = run_cli("bench -m " + out + " -t 1 -b 4 --batches 1 -r 1 --warmup 0 --format csv");
-  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + out +
+                       ": a float16 model (as tessera convert-model writes); ort fp32 on cpu needs "
+                       "the float32 model\n");
 
   r = run_cli("convert-model -m " + small_model() + " -o " + out);
   EXPECT_EQ(r.exit_code, 1);

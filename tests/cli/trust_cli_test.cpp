@@ -9,6 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "run_cli.h"
 #include "test_support.h"
@@ -144,6 +146,126 @@ TEST(TrustCli, AFullDiskKeepsTheJournalAndTheNextRunResumes) {
   for (const std::string name : {"grid_7.05_8.05.npy", "grid_7.05_8.05_scales.npy"}) {
     EXPECT_EQ(slurp(dir + "/" + name), slurp(dir + "/reference/" + name)) << name;
   }
+}
+
+// Writes float32 inputs of shape [b, t, f] with numpy: values from a fixed seed, then
+// `poison` (Python on the array `a`, e.g. "a[1, 2, 3] = np.nan").
+void write_input(const std::string& path, int b, int t, int f, const std::string& poison = "") {
+  const std::string script = "import numpy as np; a = np.random.default_rng(3).random((" +
+                             std::to_string(b) + ", " + std::to_string(t) + ", " +
+                             std::to_string(f) + "), dtype=np.float32); " +
+                             (poison.empty() ? "" : poison + "; ") + "np.save('" + path + "', a)";
+  ASSERT_EQ(std::system((std::string(TESSERA_PYTHON3) + " -c \"" + script + "\"").c_str()), 0);
+}
+
+// run-model of a model with symbolic steps sets the steps on the engine: it writes no temporary
+// model (none appears in its TMPDIR), and a link planted at the name the temporary model once
+// had (TMPDIR/tessera-run-model-<pid>.onnx.tmp.<pid>) is neither followed nor removed.
+TEST(TrustCli, RunModelWritesNoTemporaryModel) {
+  const std::string dir = kDir + "/run_model_tmp";
+  fs::remove_all(dir);
+  fs::create_directories(dir + "/tmp");
+  const std::string model = dir + "/v2.onnx";
+  ASSERT_EQ(run_cli("make-model --arch v2 --latent 4 --layers 1 --heads 2 --ffn 16 -o " + model)
+                .exit_code,
+            0);
+  write_input(dir + "/s2.npy", 3, 5, 11);
+  write_input(dir + "/s1.npy", 3, 2, 3);
+  std::ofstream(dir + "/precious.txt") << "precious";
+  // exec keeps the shell's pid, so $$ is the pid run-model has.
+  const std::string command =
+      "cd '" + dir + "' && TMPDIR='" + dir +
+      "/tmp' sh -c 'ln -s ../precious.txt \"$TMPDIR/tessera-run-model-$$.onnx.tmp.$$\" && exec " +
+      TESSERA_BIN + " run-model -m v2.onnx --s2 s2.npy --s1 s1.npy -o out.npy' 2>" + dir +
+      "/err.txt";
+  const int status = std::system(command.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(dir + "/err.txt");
+  EXPECT_EQ(slurp(dir + "/precious.txt"), "precious");
+  // Libraries leave logs of their own there (mat-debug-<pid>.log); tessera leaves nothing.
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir + "/tmp")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find("tessera") != std::string::npos || name.find(".onnx") != std::string::npos)
+      left.push_back(name);
+  }
+  ASSERT_EQ(left.size(), 1u);  // the planted link, and nothing else
+  EXPECT_TRUE(fs::is_symlink(dir + "/tmp/" + left[0]));
+  EXPECT_EQ(left[0].rfind("tessera-run-model-", 0), 0u) << left[0];
+  EXPECT_EQ(fs::file_size(dir + "/out.npy"), 128u + 3 * 128 * 4);  // header + 3 x 128 floats
+}
+
+// A NaN or infinite input is one line naming the file and the element, on both engines, and
+// no output is written (ORT gave NaN outputs, the native engine finite numbers).
+TEST(TrustCli, RunModelRefusesNonFiniteInputs) {
+  const std::string dir = kDir + "/run_model_nan";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  write_input(dir + "/s2.npy", 2, 40, 11, "a[1, 2, 3] = np.nan");
+  write_input(dir + "/s1.npy", 2, 40, 3);
+  write_input(dir + "/s2_ok.npy", 2, 40, 11);
+  write_input(dir + "/s1_inf.npy", 2, 40, 3, "a[0, 5, 2] = -np.inf");
+  for (const std::string engine : {"ort", "native"}) {
+    const std::string run = "run-model --engine " + engine + " -m " + small_model() + " -o " + dir +
+                            "/out.npy --s2 " + dir;
+    auto r = run_cli(run + "/s2.npy --s1 " + dir + "/s1.npy");
+    EXPECT_EQ(r.exit_code, 1) << engine;
+    EXPECT_EQ(r.err,
+              "tessera: " + dir + "/s2.npy: element [1, 2, 3] is NaN; inputs must be finite\n")
+        << engine;
+    r = run_cli(run + "/s2_ok.npy --s1 " + dir + "/s1_inf.npy");
+    EXPECT_EQ(r.exit_code, 1) << engine;
+    EXPECT_EQ(r.err,
+              "tessera: " + dir + "/s1_inf.npy: element [0, 5, 2] is -Inf; inputs must be finite\n")
+        << engine;
+    EXPECT_FALSE(fs::exists(dir + "/out.npy")) << engine;
+  }
+}
+
+// One tile's outputs never land on another listed tile's inputs: a flat tile tB holds
+// masks.npy, which is where a tile named "masks" writes its embeddings with -o tB. Refused
+// before any tile runs, naming both tiles; tB is left as it was.
+TEST(TrustCli, OneTilesOutputNeverReplacesAnotherTilesInput) {
+  const std::string masks = make_tile("masks");
+  const std::string flat = kDir + "/flat/tB";
+  fs::remove_all(flat);
+  ASSERT_EQ(run_cli("synth -o " + flat + " --size 6x5 --s2-steps 12 --s1-steps 4/4 --layout flat")
+                .exit_code,
+            0);
+  const std::string before = slurp(flat + "/masks.npy");
+  const auto r = run_cli("infer " + masks + " " + flat + " -o " + flat + " -m " + small_model() +
+                         " --layout 1x1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + masks + ": the output " + flat + "/masks.npy would replace tile " +
+                       flat + "'s input file\n");
+  EXPECT_EQ(slurp(flat + "/masks.npy"), before);
+  EXPECT_FALSE(fs::exists(flat + "/masks_scales.npy"));
+  EXPECT_FALSE(fs::exists(flat + "/tB.npy"));  // no tile ran
+}
+
+// A float16 model (convert-model) computes in float16 whatever precision is asked for: on the
+// CPU it is refused with one line, never run and recorded as fp32.
+TEST(TrustCli, AFloat16ModelIsRefusedOnTheCpu) {
+  const std::string fp16 = kDir + "/small_fp16.onnx";
+  fs::remove(fp16);
+  ASSERT_EQ(run_cli("convert-model -m " + small_model() + " -o " + fp16).exit_code, 0);
+  const std::string tile = make_tile("grid_9.05_9.05");
+  const std::string out = kDir + "/out_fp16";
+  fs::remove_all(out);
+  auto r = run_cli("infer " + tile + " -o " + out + " -m " + fp16 + " --layout 1x1 --summary " +
+                   kDir + "/fp16_summary.json --force");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + fp16 +
+                       ": a float16 model (as tessera convert-model writes); ort fp32 on cpu needs "
+                       "the float32 model\n");
+  EXPECT_FALSE(fs::exists(out + "/grid_9.05_9.05.npy"));
+  write_input(kDir + "/fp16_s2.npy", 1, 40, 11);
+  write_input(kDir + "/fp16_s1.npy", 1, 40, 3);
+  r = run_cli("run-model --engine native -m " + fp16 + " --s2 " + kDir + "/fp16_s2.npy --s1 " +
+              kDir + "/fp16_s1.npy -o " + kDir + "/fp16_out.npy");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + fp16 +
+                       ": a float16 model (as tessera convert-model writes); native fp32 on cpu "
+                       "needs the float32 model\n");
 }
 
 }  // namespace

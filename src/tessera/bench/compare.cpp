@@ -145,7 +145,17 @@ EmbeddingAgreement compare_tile(const std::string& grid, const std::string& a,
 
 std::vector<EmbeddingAgreement> compare_outputs(const std::string& a, const std::string& b) {
   const auto left = embedding_outputs(a), right = embedding_outputs(b);
-  const bool single = left.size() == 1 && right.size() == 1;  // two tiles, names may differ
+  // Two <grid>.npy files named by the user are paired whatever their grids; two directories
+  // pair tiles by grid name only, so that one tile each of different grids is refused.
+  std::error_code ec;
+  const bool single = !fs::is_directory(a, ec) && !fs::is_directory(b, ec);
+  if (left.size() == 1 && right.size() == 1 && !single &&
+      left.begin()->first != right.begin()->first) {
+    throw Error(fmt::format(
+        "{} and {}: their tiles are different grids ({} and {}); name the two <grid>.npy files "
+        "to compare them anyway",
+        a, b, left.begin()->first, right.begin()->first));
+  }
   std::vector<EmbeddingAgreement> rows;
   Tally all;
   for (const auto& [grid, prefix] : left) {
@@ -192,13 +202,24 @@ std::map<std::string, double> parse_requirements(const std::string& text) {
 std::vector<std::string> missed_requirements(const EmbeddingAgreement& all,
                                              const std::map<std::string, double>& required) {
   std::vector<std::string> missed;
+  // NaN meets no requirement: it compares false both ways, so it is caught first.
   const auto at_least = [&](const char* key, double value, const char* unit) {
-    if (auto r = required.find(key); r != required.end() && value < r->second)
+    const auto r = required.find(key);
+    if (r == required.end()) return;
+    if (std::isnan(value)) {
+      missed.push_back(fmt::format("{} is NaN (need >= {:.6g}{})", key, r->second, unit));
+    } else if (value < r->second) {
       missed.push_back(fmt::format("{} {:.6g}{} < {:.6g}{}", key, value, unit, r->second, unit));
+    }
   };
   const auto at_most = [&](const char* key, double value) {
-    if (auto r = required.find(key); r != required.end() && value > r->second)
+    const auto r = required.find(key);
+    if (r == required.end()) return;
+    if (std::isnan(value)) {
+      missed.push_back(fmt::format("{} is NaN (need <= {:.6g})", key, r->second));
+    } else if (value > r->second) {
       missed.push_back(fmt::format("{} {:.6g} > {:.6g}", key, value, r->second));
+    }
   };
   at_least("equal", all.equal_percent, " %");
   at_least("within1", all.within_one_percent, " %");
@@ -211,15 +232,16 @@ std::vector<std::string> missed_requirements(const EmbeddingAgreement& all,
 }
 
 Table agreement_table(const std::vector<EmbeddingAgreement>& rows) {
+  // Shares and cosines short of 100 % and 1 never print as 100.00 or 1.0000000.
   Table table({{"tile", "tile", -1, false},
                {"pixels", "pixels"},
-               {"equal_percent", "equal %", 2},
-               {"within_one_percent", "within 1 %", 3},
+               {"equal_percent", "equal %", 2, true, true},
+               {"within_one_percent", "within 1 %", 3, true, true},
                {"max_difference", "max diff"},
                {"max_scale_relative", "scale rel. diff", 6},
-               {"cosine_mean", "cosine mean", 7},
-               {"cosine_q001", "cosine 0.1 %", 7},
-               {"cosine_min", "cosine min", 7}});
+               {"cosine_mean", "cosine mean", 7, true, true},
+               {"cosine_q001", "cosine 0.1 %", 7, true, true},
+               {"cosine_min", "cosine min", 7, true, true}});
   for (const auto& r : rows) {
     table.add_row({r.tile, r.pixels, r.equal_percent, r.within_one_percent, r.max_difference,
                    r.max_scale_relative, r.cosine_mean, r.cosine_q001, r.cosine_min});

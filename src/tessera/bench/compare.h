@@ -38,8 +38,10 @@ std::map<std::string, std::string> embedding_outputs(const std::string& path);
 EmbeddingAgreement compare_tile(const std::string& grid, const std::string& a,
                                 const std::string& b);
 
-// Compares every tile of `a` with the same tile of `b`: one row per tile, then "all".
-// Throws Error naming a tile that only one side has.
+// Compares every tile of `a` with the same tile of `b`: one row per tile, then "all". Two
+// <grid>.npy files are compared whatever their grid names; a directory's tiles are paired by
+// grid name. Throws Error naming a tile that only one side has, or, for two directories of one
+// tile each, both grids when they differ.
 std::vector<EmbeddingAgreement> compare_outputs(const std::string& a, const std::string& b);
 
 // Thresholds from "equal=99.5,within1=100,max-diff=1,cosine-mean=0.9999,cosine-q001=0.999,

@@ -1,5 +1,7 @@
 // tessera bench: the study's benchmark (thread / batch / layout / device sweeps) in one command.
 
+#include <fmt/format.h>
+
 #include <cstdlib>
 #include <iostream>
 
@@ -11,6 +13,7 @@
 #include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
+#include "tessera/model/model_info.h"
 #include "tessera/topology/placement.h"
 
 namespace tessera::cli {
@@ -36,9 +39,11 @@ struct BenchArgs {
   std::string steps;
 };
 
-// "--steps N" (both branches) or "N/M" (S2/S1) into options; "0/0" is the model's own. Throws
-// UsageError for anything else.
-void parse_bench_steps(const std::string& text, BenchOptions& options) {
+// "--steps N" (both branches) or "N/M" (S2/S1) into options, each 1..kMaxModelSteps; "0/0",
+// the model's own, only where `model_own_allowed` (the internal bench-worker). Throws
+// UsageError naming the value for anything else.
+void parse_bench_steps(const std::string& text, BenchOptions& options,
+                       bool model_own_allowed = false) {
   const size_t slash = text.find('/');
   const auto number = [&](const std::string& part) {
     const bool digits = !part.empty() && part.size() <= 4 &&
@@ -49,6 +54,12 @@ void parse_bench_steps(const std::string& text, BenchOptions& options) {
   };
   options.s2_steps = number(text.substr(0, slash));
   options.s1_steps = slash == std::string::npos ? options.s2_steps : number(text.substr(slash + 1));
+  const bool model_own = options.s2_steps == 0 && options.s1_steps == 0;
+  const auto in_range = [](int64_t steps) { return steps >= 1 && steps <= kMaxModelSteps; };
+  if (!(model_own && model_own_allowed) &&
+      !(in_range(options.s2_steps) && in_range(options.s1_steps))) {
+    throw UsageError(fmt::format("--steps: need 1..{} per branch, got '{}'", kMaxModelSteps, text));
+  }
 }
 
 // The callback of `tessera bench`: options from the flags (and --profile), the sweep, the
@@ -208,7 +219,7 @@ void add_bench_worker_command(CLI::App& root) {
   cmd->callback([args] {
     args->options.spinning = !args->no_spin;
     args->options.pin = !args->no_pin;
-    parse_bench_steps(args->steps, args->options);
+    parse_bench_steps(args->steps, args->options, true);
     WorkerPlan worker;
     worker.index = args->index;
     worker.cpus = parse_cpu_list(args->cpus);

@@ -1,15 +1,16 @@
 // tessera run-model: runs a model once on inputs given as .npy files and writes the output as
 // .npy (float32). A plumbing command for checks against reference implementations. A model
-// with symbolic step axes (v1.0 early, v1.1, v2) runs at the inputs' step counts: the engine
-// gets a temporary copy with those counts fixed, removed afterwards.
+// with symbolic step axes (v1.0 early, v1.1, v2) runs at the inputs' step counts, set on the
+// engine built from the model file itself (Engine::set_steps): nothing is written but the
+// output. Inputs must be finite.
 
-#include <unistd.h>
+#include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
+#include <cmath>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tessera/cli/commands.h"
@@ -18,7 +19,7 @@
 #include "tessera/common/error.h"
 #include "tessera/engine/engine_spec.h"
 #include "tessera/io/npy.h"
-#include "tessera/model/model_family.h"
+#include "tessera/model/model_info.h"
 
 namespace tessera::cli {
 namespace {
@@ -35,27 +36,35 @@ int64_t check_input(const NpyArray& array, int64_t batch, int64_t steps, int64_t
   return array.dim(0);
 }
 
-// A temporary copy of a symbolic-step model with the inputs' step counts fixed; removed with it.
-class FixedStepsModel {
- public:
-  FixedStepsModel(const std::string& model, const NpyArray& s2, const NpyArray& s1) {
-    if (!read_model_family(model).symbolic_steps) return;
-    if (s2.ndim() != 3 || s1.ndim() != 3) return;  // check_input names the bad shape
-    const char* dir = std::getenv("TMPDIR");
-    path_ = std::string(dir != nullptr && *dir != '\0' ? dir : "/tmp") + "/tessera-run-model-" +
-            std::to_string(::getpid()) + ".onnx";
-    write_with_fixed_steps(model, s2.dim(1), s1.dim(1), path_);
+// The step counts a run of the model on these inputs takes: the inputs' own for a model with
+// symbolic step axes (1..shape's capacity; Engine::set_steps), else the model's fixed ones.
+std::pair<int64_t, int64_t> run_steps(const ModelShape& shape, const NpyArray& s2,
+                                      const NpyArray& s1) {
+  if (!shape.symbolic_steps || s2.ndim() != 3 || s1.ndim() != 3) {
+    return {shape.s2_steps, shape.s1_steps};  // check_input names a bad shape
   }
-  ~FixedStepsModel() {
-    if (!path_.empty()) std::remove(path_.c_str());
+  for (const auto& [array, most] : {std::pair{&s2, shape.s2_steps}, {&s1, shape.s1_steps}}) {
+    if (array->dim(1) < 1 || array->dim(1) > most) {
+      throw Error(
+          fmt::format("{}: {} steps, the model takes 1..{}", array->path(), array->dim(1), most));
+    }
   }
-  FixedStepsModel(const FixedStepsModel&) = delete;
-  FixedStepsModel& operator=(const FixedStepsModel&) = delete;
-  const std::string& path(const std::string& model) const { return path_.empty() ? model : path_; }
+  return {s2.dim(1), s1.dim(1)};
+}
 
- private:
-  std::string path_;
-};
+// Reads all of `array` (shape [B, T, F]) as float into `out`; a NaN or infinite element is an
+// Error naming the file and the element's index, since the engines give no usable output for
+// it (NaN from one, finite numbers from another).
+void read_finite(const NpyArray& array, float* out) {
+  array.read_as_float(0, array.size(), out);
+  const float* bad =
+      std::find_if(out, out + array.size(), [](float v) { return !std::isfinite(v); });
+  if (bad == out + array.size()) return;
+  const int64_t index = bad - out, steps = array.dim(1), features = array.dim(2);
+  throw Error(fmt::format("{}: element [{}, {}, {}] is {}; inputs must be finite", array.path(),
+                          index / (steps * features), index / features % steps, index % features,
+                          std::isnan(*bad) ? "NaN" : (*bad > 0 ? "+Inf" : "-Inf")));
+}
 
 }  // namespace
 
@@ -88,17 +97,17 @@ void add_run_model_command(CLI::App& root) {
     EngineSpec spec = parse_engine_spec(args->engine, args->device, args->precision);
     spec.threads = args->threads;
     spec.max_batch = std::max<int64_t>(1, s2.ndim() > 0 ? s2.dim(0) : 1);
-    const FixedStepsModel fixed(args->model, s2, s1);
-    const std::string& model = fixed.path(args->model);
-    check_engine_can_run(spec, model);
-    const std::unique_ptr<Engine> built = make_engine(model, spec);
+    check_engine_can_run(spec, args->model);
+    const std::unique_ptr<Engine> built = make_engine(args->model, spec);
     Engine& engine = *built;
     const ModelShape& shape = engine.shape();
-    const int64_t batch = check_input(s2, -1, shape.s2_steps, shape.s2_features);
+    const auto [s2_steps, s1_steps] = run_steps(shape, s2, s1);
+    const int64_t batch = check_input(s2, -1, s2_steps, shape.s2_features);
     if (batch < 1) throw Error(args->s2 + ": no pixels (batch 0)");
-    check_input(s1, batch, shape.s1_steps, shape.s1_features);
-    s2.read_as_float(0, s2.size(), engine.s2_input());
-    s1.read_as_float(0, s1.size(), engine.s1_input());
+    check_input(s1, batch, s1_steps, shape.s1_features);
+    engine.set_steps(s2_steps, s1_steps);
+    read_finite(s2, engine.s2_input());
+    read_finite(s1, engine.s1_input());
     engine.run(batch);
     write_npy(args->output, DType::kFloat32, {batch, shape.output_dim}, engine.output());
   });

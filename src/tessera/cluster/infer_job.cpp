@@ -2,6 +2,7 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <optional>
 #include <ostream>
 #include <set>
+#include <utility>
 
 #include "tessera/cluster/tile_dispatch.h"
 #include "tessera/cluster/tile_source.h"
@@ -64,6 +66,45 @@ bool same_path(const std::string& a, const std::string& b) {
   return fs::weakly_canonical(fs::absolute(a), ec) == fs::weakly_canonical(fs::absolute(b), ec);
 }
 
+// The files a run writes for a tile, as suffixes of its grid name in the output directory.
+constexpr const char* kTileOutputSuffixes[] = {
+    ".npy",          "_scales.npy",          ".journal",         ".lock",
+    ".npy.partial",  "_scales.npy.partial",  ".journal.partial", ".lock.partial",
+    ".tessera.json", ".tessera.json.partial"};
+
+// No tile's outputs (final or partial, journal, lock) land on an input file of any listed tile,
+// its own or another's (a flat tile holds masks.npy: the outputs of a tile named "masks"
+// written into it would replace that). Inputs exist, so only an output that exists can be one;
+// files are told apart by device and inode (any name, any link). Throws Error "<tile>: the
+// output <file> would replace tile <other>'s input file" (or "this tile's").
+void check_outputs_spare_every_input(const std::vector<std::string>& tiles,
+                                     const std::string& out) {
+  const auto identity = [](const std::string& path) -> std::optional<std::pair<dev_t, ino_t>> {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return std::pair{st.st_dev, st.st_ino};
+  };
+  std::map<std::pair<dev_t, ino_t>, std::string> owner_of;  // input file -> its tile
+  for (const std::string& tile : tiles) {
+    for (const std::string& file : tile_input_paths(tile)) {
+      if (const auto id = identity(file)) owner_of.emplace(*id, tile);
+    }
+  }
+  for (const std::string& tile : tiles) {
+    const std::string grid = tile_grid_name(tile);
+    for (const char* suffix : kTileOutputSuffixes) {
+      const std::string output = (fs::path(out) / (grid + suffix)).string();
+      const auto id = identity(output);
+      const auto owner = id ? owner_of.find(*id) : owner_of.end();
+      if (owner == owner_of.end()) continue;
+      const std::string whose =
+          owner->second == tile ? "this tile's" : "tile " + owner->second + "'s";
+      throw Error(
+          fmt::format("{}: the output {} would replace {} input file", tile, output, whose));
+    }
+  }
+}
+
 // The summary never replaces an input (a tile's file, the model, the tile list, a profile) or
 // another file of the run (any listed tile's outputs, partial outputs, journal or lock), not even
 // with --force; it replaces an existing file only with --force. It must be writable, or be inside
@@ -73,8 +114,7 @@ void check_summary_path(const std::vector<std::string>& tiles, const InferJobOpt
   const std::string& out = options.infer.out_dir;
   for (const std::string& tile : tiles) {
     const std::string grid = tile_grid_name(tile);
-    for (const char* suffix : {".npy", "_scales.npy", ".journal", ".lock", ".npy.partial",
-                               "_scales.npy.partial", ".tessera.json"}) {
+    for (const char* suffix : kTileOutputSuffixes) {
       const std::string output = (fs::path(out) / (grid + suffix)).string();
       if (same_path(summary, output))
         throw Error(fmt::format("{}: is also an output of this run ({})", summary, output));
@@ -124,8 +164,8 @@ void refuse_directory_of_tiles(const std::string& dir) {
 }
 
 // Checks made before the first tile runs (by rank 0 alone in an MPI job): every tile exists, no
-// two directories share a grid name (their outputs would collide), and the summary's path
-// (check_summary_path).
+// two directories share a grid name (their outputs would collide), no output lands on a listed
+// tile's input (check_outputs_spare_every_input), and the summary's path (check_summary_path).
 void check_before_running(const std::vector<std::string>& tiles, const InferJobOptions& options) {
   std::map<std::string, std::string> tile_of_grid;
   for (const std::string& tile : tiles) {
@@ -141,6 +181,7 @@ void check_before_running(const std::vector<std::string>& tiles, const InferJobO
     throw UsageError(fmt::format("tiles {} and {} are both named {}: their outputs would collide",
                                  other->second, tile, other->first));
   }
+  check_outputs_spare_every_input(tiles, options.infer.out_dir);
   if (!options.summary.empty()) check_summary_path(tiles, options);
 }
 

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 
 #include "tessera/common/error.h"
@@ -31,11 +33,25 @@ std::string format_number(double value, int decimals) {
 
 namespace {
 
-std::string cell_text(const nlohmann::json& cell, int decimals) {
+// `value` with `decimals`, or more (up to 9) when that rounds a number that is not whole to a
+// whole one.
+std::string format_never_whole(double value, int decimals) {
+  std::string text = format_number(value, decimals);
+  if (!std::isfinite(value) || value == std::round(value)) return text;
+  for (int more = decimals; more <= 9; ++more) {
+    text = format_number(value, more);
+    if (std::strtod(text.c_str(), nullptr) != std::round(value)) return text;
+  }
+  return text;
+}
+
+std::string cell_text(const nlohmann::json& cell, int decimals, bool never_whole = false) {
   if (cell.is_null()) return "";
   if (cell.is_string()) return cell.get<std::string>();
   if (cell.is_boolean()) return cell.get<bool>() ? "yes" : "no";
   if (cell.is_number_integer()) return std::to_string(cell.get<long long>());
+  if (cell.is_number() && never_whole && decimals >= 0)
+    return format_never_whole(cell.get<double>(), decimals);
   if (cell.is_number()) return format_number(cell.get<double>(), decimals);
   return cell.dump();
 }
@@ -76,7 +92,9 @@ std::string Table::to_markdown() const {
   for (const auto& row : rows_) {
     std::vector<std::string> line;
     for (size_t c = 0; c < columns_.size(); ++c) {
-      line.push_back(markdown_cell(cell_text(row[c], columns_[c].decimals)));
+      const Column& column = columns_[c];
+      line.push_back(
+          markdown_cell(cell_text(row[c], column.decimals, column.never_rounded_to_whole)));
       width[c] = std::max(width[c], line.back().size());
     }
     text.push_back(std::move(line));

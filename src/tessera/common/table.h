@@ -22,6 +22,9 @@ struct Column {
   std::string title;  // Markdown header
   int decimals = -1;  // Markdown rounding for numbers; -1 = as is
   bool right_align = true;
+  // Markdown: a number that is not whole never prints as one; rounding that would make it whole
+  // ("100.00" for 99.998, "1.0000000" for 0.99999999) takes more decimals, up to 9, instead.
+  bool never_rounded_to_whole = false;
 };
 
 class Table {

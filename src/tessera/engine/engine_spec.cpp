@@ -145,7 +145,28 @@ EngineSpec parse_engine_spec(const std::string& backend, const std::string& devi
   return spec;
 }
 
+namespace {
+
+// A float16 model computes in float16 whatever precision the engine is asked for, so a run
+// recorded as "fp32" (or bf16, int8, tf32) would not be one: only fp16 (a GPU) takes it.
+void refuse_float16_model_unless_fp16(const EngineSpec& spec, const std::string& model_path) {
+  if (spec.precision == "fp16") return;
+  ModelFileInfo info;
+  try {
+    info = read_model_info(model_path);
+  } catch (const Error&) {
+    return;  // the checks below name what is wrong with the file
+  }
+  if (!info.has_float16) return;
+  throw Error(fmt::format(
+      "{}: a float16 model (as tessera convert-model writes); {} on {} needs the float32 model",
+      model_path, spec.label(), spec.device()));
+}
+
+}  // namespace
+
 void check_engine_can_run(const EngineSpec& spec, const std::string& model_path) {
+  refuse_float16_model_unless_fp16(spec, model_path);
   if (spec.backend == "ort") return ort_check_can_run(spec, model_path);
   read_model_shape(model_path);      // the model's inputs and output (the rest: at construction)
   check_finite_weights(model_path);  // from the same parse

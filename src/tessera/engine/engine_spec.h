@@ -65,7 +65,9 @@ std::string engine_cannot_run(const std::string& backend, const std::string& dev
 
 // Checks what this machine and `model_path` allow a spec, before any engine is built: the CUDA
 // provider for a GPU, the CPU's instructions for bf16/int8, models ORT's CUDA provider cannot
-// run. Throws Error with one line naming the device, the model or what the CPU lacks.
+// run, and a float16 model (tessera convert-model) for any precision but fp16: it would compute
+// in float16 under another precision's name. Throws Error with one line naming the device, the
+// model or what the CPU lacks.
 void check_engine_can_run(const EngineSpec& spec, const std::string& model_path);
 
 // Builds the engine a spec asks for on the calling thread (its buffers are first-touched

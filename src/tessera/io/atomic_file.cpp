@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "tessera/common/error.h"
+#include "tessera/common/output_location.h"
 #include "tessera/io/safe_file.h"
 
 namespace tessera {
@@ -114,6 +115,7 @@ void AtomicFile::commit() {
     throw Error(final_path_ + ": close failed: " + errno_text(err));
   }
   fd_ = -1;
+  require_regular_or_absent(final_path_);  // a device or FIFO there is never replaced
   if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
     const int err = errno;
     throw Error(final_path_ + ": cannot rename " + temp_path_ + " into place: " + errno_text(err));
@@ -135,14 +137,14 @@ AtomicDirectory::AtomicDirectory(std::string final_path, bool replace_existing, 
     throw Error(final_path_ + ": name the directory itself, not . or ..");
   }
   if (fs::exists(final_path_, ec)) {
-    if (!replace_existing_) {
-      temp_path_.clear();
-      throw Error(final_path_ + ": already exists (use --force to overwrite)");
-    }
     if (!fs::is_directory(final_path_, ec)) {
       temp_path_.clear();
       throw Error(final_path_ +
                   ": exists and is not a directory (--force replaces directories only)");
+    }
+    if (!replace_existing_) {
+      temp_path_.clear();
+      throw Error(final_path_ + ": already exists (use --force to overwrite)");
     }
     const std::string why = deletable_ ? deletable_(final_path_) : "";
     if (!why.empty()) {

@@ -41,16 +41,6 @@ void require_own(int fd, const std::string& path) {
 
 }  // namespace
 
-std::string file_kind(mode_t mode) {
-  if (S_ISLNK(mode)) return "a symbolic link";
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
-  if (S_ISREG(mode)) return "a regular file";
-  return "an unknown kind of file";
-}
-
 int open_own_file(const std::string& path, int flags) {
   // O_NONBLOCK: opening a FIFO planted here must not wait for a writer.
   const int fd = ::open(path.c_str(), flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);

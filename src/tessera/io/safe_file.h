@@ -11,11 +11,9 @@
 #include <cstddef>
 #include <string>
 
-namespace tessera {
+#include "tessera/common/output_location.h"  // file_kind
 
-// "a symbolic link", "a directory", "a FIFO", ... : what a file of this st_mode is, for
-// messages.
-std::string file_kind(mode_t mode);
+namespace tessera {
 
 // Opens the existing file `path` with `flags` (O_RDWR, O_APPEND, ...; O_NOFOLLOW and O_CLOEXEC
 // are added). Returns -1 when nothing is there. Anything that is not a regular file with one

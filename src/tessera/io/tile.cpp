@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <utility>
 #include <vector>
 
 #include "tessera/common/error.h"
@@ -34,6 +35,15 @@ bool member_exists(const fs::path& path) {
   if (err == ENOENT || err == ENOTDIR) return false;
   throw Error(path.string() + ": cannot access: " + errno_text(err));
 }
+
+// The seven members of a tile: their subdirectory (nested layout) and file name.
+constexpr std::pair<const char*, const char*> kTileMembers[] = {{"s2", "bands.npy"},
+                                                                {"s2", "masks.npy"},
+                                                                {"s2", "doys.npy"},
+                                                                {"s1", "sar_ascending.npy"},
+                                                                {"s1", "sar_ascending_doy.npy"},
+                                                                {"s1", "sar_descending.npy"},
+                                                                {"s1", "sar_descending_doy.npy"}};
 
 // Opens `sub/name` (nested) or `name` (flat) in `dir`; reports which layout it found.
 NpyArray open_member(const std::string& dir, const std::string& sub, const std::string& name,
@@ -79,6 +89,24 @@ std::string tile_grid_name(const std::string& dir) {
 std::vector<const NpyArray*> tile_files(const Tile& t) {
   return {&t.s2_bands,    &t.s2_masks, &t.s2_doys,     &t.s1_asc,
           &t.s1_asc_doys, &t.s1_desc,  &t.s1_desc_doys};
+}
+
+std::vector<std::string> tile_input_paths(const std::string& dir) {
+  const auto regular = [](const fs::path& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+  };
+  std::vector<std::string> paths;
+  for (const auto& [sub, name] : kTileMembers) {
+    const fs::path nested_path = fs::path(dir) / sub / name;
+    const fs::path flat_path = fs::path(dir) / name;
+    if (regular(nested_path)) {
+      paths.push_back(nested_path.string());
+    } else if (regular(flat_path)) {
+      paths.push_back(flat_path.string());
+    }
+  }
+  return paths;
 }
 
 void require_tile_directory(const std::string& dir) {

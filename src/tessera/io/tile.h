@@ -51,4 +51,8 @@ Tile open_tile(const std::string& dir);
 // The tile's seven input arrays.
 std::vector<const NpyArray*> tile_files(const Tile& tile);
 
+// The input files open_tile(dir) would read (each member nested first, then flat), those of them
+// that are regular files; never throws. For checks made before any tile is opened.
+std::vector<std::string> tile_input_paths(const std::string& dir);
+
 }  // namespace tessera

@@ -252,10 +252,16 @@ ModelFileInfo read_model_info(const std::string& path) {
     int64_t elements = 1;
     for (int64_t d : tensor.dims()) elements *= d;
     info.parameters += elements;
+    if (tensor.data_type() == onnx::TensorProto::FLOAT16) info.has_float16 = true;
   }
   info.nodes = model.graph().node_size();
   for (const auto& node : model.graph().node()) {
     if (node.op_type() == "ScatterND") info.has_scatter_nd = true;
+    if (node.op_type() != "Cast") continue;
+    for (const auto& attribute : node.attribute()) {
+      if (attribute.name() == "to" && attribute.i() == onnx::TensorProto::FLOAT16)
+        info.has_float16 = true;
+    }
   }
   for (const auto& opset : model.opset_import()) {
     if (opset.domain().empty() || opset.domain() == "ai.onnx") info.opset = opset.version();

@@ -36,6 +36,9 @@ struct ModelFileInfo {
   int64_t nodes = 0;       // nodes of the main graph
   int64_t opset = 0;       // default-domain opset
   bool has_scatter_nd = false;
+  // A float16 initializer or a Cast to float16: a model that computes in float16 (as
+  // `tessera convert-model` writes them), whatever precision an engine is asked for.
+  bool has_float16 = false;
 };
 
 // Throws tessera::Error naming the file if it cannot be read or parsed as an ONNX model.

@@ -18,6 +18,7 @@
 
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
+#include "tessera/common/output_location.h"
 #include "tessera/common/threads.h"
 #include "tessera/common/version.h"
 #include "tessera/io/file_identity.h"
@@ -184,11 +185,14 @@ class ProgressMonitor {
 };
 
 // Refuses outputs that would land on one of the tile's own files (a flat tile written into
-// itself), under their final or their .partial names.
+// itself), under their final or their .partial names, and outputs whose names hold anything but
+// a regular file (a device, a FIFO, a socket: require_regular_or_absent).
 void check_outputs_spare_inputs(const Tile& tile, const std::string& tile_dir,
                                 const std::vector<std::string>& outputs) {
   std::error_code ec;
   for (const std::string& output : outputs) {
+    require_regular_or_absent(output);
+    require_regular_or_absent(output + ".partial");
     for (const NpyArray* input : tile_files(tile)) {
       for (const std::string& path : {output, output + ".partial"}) {
         if (fs::equivalent(path, input->path(), ec)) {
