@@ -544,6 +544,30 @@ TEST(TileRunner, ATileWithNothingToComputeBuildsNoEngine) {
   EXPECT_EQ(runner.run(tile_dir(), nullptr).engines_built, 2);
 }
 
+// An engine is checked, once built, to come from the bytes the run identified: a model made
+// again with the same bytes while it was read is accepted, one rewritten with other weights fails
+// the tile before any batch is computed with it.
+TEST(TileRunner, AnEngineBuiltFromAChangedModelFileIsRefused) {
+  ModelConfig config = testing::tiny_model_config();
+  InferOptions options = infer_options("cpu", kDir + "/changed_model", 1, 24);
+  options.model_path = testing::write_test_model(kDir, "changing.onnx", config);
+  const auto rewrite_while_building = [&](uint64_t seed) {
+    return [&config, seed](const std::string& path, const EngineSpec& spec) {
+      ModelConfig made = config;
+      made.seed = seed;
+      testing::write_test_model(kDir, "changing.onnx", made);  // a new file, renamed over
+      return make_engine(path, spec);
+    };
+  };
+  TileRunner same(options, one_worker_plan(), rewrite_while_building(config.seed));
+  EXPECT_EQ(same.run(tile_dir(), nullptr).status, TileStatus::kDone);
+  TileRunner other(options, one_worker_plan(), rewrite_while_building(config.seed + 1));
+  EXPECT_EQ(error_of([&] { other.run(tile_dir(), nullptr); }),
+            options.model_path +
+                ": the model file changed while this run was using it; run again with the model "
+                "as it is now");
+}
+
 TEST(TileRunner, AWorkerThatFailsDropsEveryEngine) {
   // A model that fails on batches that are not a multiple of 4: with batches of 4 pixels, a
   // tile of 143 valid pixels fails on its last batch, one of 132 runs through.

@@ -18,6 +18,7 @@
 #include "tessera/cli/table_output.h"
 #include "tessera/cli/validators.h"
 #include "tessera/cluster/infer_job.h"
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 
 namespace tessera::cli {
@@ -54,12 +55,6 @@ struct ProgressRate {
   }
 };
 
-// "2026-12-05T18:32:22Z": piped progress lines carry the time they were written.
-std::string utc_now() {
-  return fmt::format("{:%FT%TZ}",
-                     std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()));
-}
-
 // What the tile is doing, for a progress line: "building engines" before any pixel is done (the
 // first tile of a run), else its speed and time left.
 std::string progress_state(int64_t done, int64_t total, double rate) {
@@ -85,9 +80,9 @@ ProgressCallback make_progress(const std::string& grid, bool tty) {
                    100 * fraction, state.c_str());
     } else if (seconds - *last_line >= 10.0) {
       *last_line = seconds;
-      std::fprintf(stderr, "%s %s: %lld/%lld px (%.1f%%), %s\n", utc_now().c_str(), grid.c_str(),
-                   static_cast<long long>(done), static_cast<long long>(total), 100 * fraction,
-                   state.c_str());
+      std::fprintf(stderr, "%s %s: %lld/%lld px (%.1f%%), %s\n", utc_timestamp().c_str(),
+                   grid.c_str(), static_cast<long long>(done), static_cast<long long>(total),
+                   100 * fraction, state.c_str());
     }
   };
 }

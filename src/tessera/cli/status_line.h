@@ -8,10 +8,11 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <ctime>
 #include <functional>
 #include <string>
 #include <utility>
+
+#include "tessera/common/clock.h"
 
 namespace tessera::cli {
 
@@ -33,23 +34,13 @@ class StatusLine {
     if (quiet_) return nullptr;
     if (tty_) return callback();
     return [command = command_](const std::string& line) {
-      std::fprintf(stderr, "%s %s: %s\n", utc_now().c_str(), command.c_str(), line.c_str());
+      std::fprintf(stderr, "%s %s: %s\n", utc_timestamp().c_str(), command.c_str(), line.c_str());
       std::fflush(stderr);
     };
   }
   // Erases the line once the command's output is about to follow.
   void clear() const {
     if (tty_ && !quiet_) std::fprintf(stderr, "\r\033[K");
-  }
-
-  // "2026-12-05T18:02:11Z".
-  static std::string utc_now() {
-    const std::time_t now = std::time(nullptr);
-    std::tm utc{};
-    gmtime_r(&now, &utc);
-    char text[32];
-    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-    return text;
   }
 
  private:

@@ -14,6 +14,7 @@
 
 #include "tessera/cluster/tile_dispatch.h"
 #include "tessera/cluster/tile_source.h"
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/common/output_location.h"
 #include "tessera/common/version.h"
@@ -318,8 +319,7 @@ nlohmann::json summary_json(const MpiJob& job, const InferJobOptions& options, c
       {"model_sha256", result.tiles.empty() ? "" : result.tiles.front().value("model_sha256", "")},
       {"weights", describe_weights(read_model_family(infer.model_path))},
       {"tessera", kVersion},
-      {"finished", fmt::format("{:%FT%TZ}", std::chrono::floor<std::chrono::seconds>(
-                                                std::chrono::system_clock::now()))},
+      {"finished", utc_timestamp()},
       {"layout", options.layout},
       {"workers", plan.workers.size()},
       {"threads_per_worker", plan.workers.empty() ? 0 : plan.workers.front().threads},

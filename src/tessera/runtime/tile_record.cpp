@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
 
@@ -41,8 +42,7 @@ std::optional<TileRecord> read_tile_record(const std::string& path) {
 }
 
 void write_tile_record(const std::string& path, TileRecord record) {
-  record.created = fmt::format(
-      "{:%FT%TZ}", std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()));
+  record.created = utc_timestamp();
   const nlohmann::json j = {{"tessera", record.tessera_version},
                             {"model", record.model},
                             {"model_sha256", record.model_sha256},

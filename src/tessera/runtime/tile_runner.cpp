@@ -315,12 +315,13 @@ void add_stream_stats(const std::vector<StreamStats>& stream_stats, TileSummary&
 }
 
 // Wraps `factory` so that every engine it builds is checked to come from the identified model:
-// an engine built while the file was rewritten or replaced would compute with other weights
-// than the journal keys name, so it is refused before it runs a batch.
+// an engine built while the file was rewritten or replaced by other bytes would compute with
+// other weights than the journal keys name, so it is refused before it runs a batch. A file
+// replaced by the same bytes (a model made again) is read again and accepted.
 EngineFactory build_from_identified_model(EngineFactory factory, const FileIdentity& model) {
   return [factory = std::move(factory), &model](const std::string& path, const EngineSpec& spec) {
     std::unique_ptr<Engine> engine = factory(path, spec);
-    if (!file_unchanged(model)) {
+    if (!file_unchanged(model) && identify_file(path).sha256 != model.sha256) {
       throw Error(path +
                   ": the model file changed while this run was using it; run again with the "
                   "model as it is now");
