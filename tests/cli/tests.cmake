@@ -8,3 +8,10 @@ add_test(NAME cli_install_relocatable
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/install_test.sh ${CMAKE_BINARY_DIR}
                  ${CMAKE_SOURCE_DIR} ${TESSERA_TEST_TMP}/install_test)
 set_tests_properties(cli_install_relocatable PROPERTIES LABELS cli TIMEOUT 120)
+# Every command in README.md and docs/*.md runs as written, at small sizes (or is listed with the
+# reason it cannot run here and the test that covers it instead).
+add_test(NAME doc_commands
+         COMMAND ${SYSTEM_PYTHON3} "${CMAKE_CURRENT_SOURCE_DIR}/cli/doc_commands_test.py"
+                 --tessera "${TESSERA_BIN}" --source "${CMAKE_SOURCE_DIR}"
+                 --workdir "${TESSERA_TEST_TMP}/doc_commands")
+set_tests_properties(doc_commands PROPERTIES LABELS cli TIMEOUT 900)
