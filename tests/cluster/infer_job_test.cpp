@@ -79,6 +79,10 @@ TEST(InferJob, SummaryNamesEnginesAndEveryTile) {
   run_infer_job(options, out, err);
   EXPECT_EQ(count_lines(out.str()), 2) << out.str();
   EXPECT_EQ(out.str().rfind("[1/2] grid_0.25_2.25: ", 0), 0u) << out.str();
+  // From the second tile on, the line says when the job should end.
+  const std::string second = out.str().substr(out.str().find('\n') + 1);
+  EXPECT_EQ(second.rfind("[2/2, job ETA ", 0), 0u) << second;
+  EXPECT_NE(second.find(" s] grid_0.35_2.25: "), std::string::npos) << second;
   std::ifstream file(options.summary);
   const nlohmann::json summary = nlohmann::json::parse(file);
   EXPECT_EQ(summary["tool"], "tessera infer");
@@ -89,6 +93,11 @@ TEST(InferJob, SummaryNamesEnginesAndEveryTile) {
   EXPECT_EQ(summary["tiles"].size(), 2u);
   EXPECT_EQ(summary["pixels_valid"], 60);
   EXPECT_FALSE(summary.contains("ranks"));  // a job of one
+  // What made the outputs, and when.
+  EXPECT_EQ(summary["weights"], "random (seed 42), for benchmarking");
+  EXPECT_EQ(summary["model_sha256"].get<std::string>().size(), 64u);
+  EXPECT_EQ(summary["tessera"], "0.1.0");
+  EXPECT_EQ(summary["finished"].get<std::string>().size(), 20u);  // 2026-12-05T18:32:22Z
 }
 
 TEST(InferJob, FillDefaultsRunsBeforeThePlan) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/common/duration.h"  // human_duration, used with projections
 #include "tessera/common/table.h"
 
 namespace tessera {
@@ -43,10 +44,6 @@ struct Projection {
 
 // Throws UsageError if ms_per_pixel <= 0 (or not finite), machines < 1, or a negative price.
 Projection project(const ProjectionInput& input, const ProjectionOptions& options);
-
-// "42 s", "12.5 min", "14.4 h", "18.9 d", "3.1 y": one decimal, the largest unit that keeps
-// the number >= 1 (minutes from 60 s, hours from 90 min, days from 48 h, years from 365 d).
-std::string human_duration(double seconds);
 
 // Markdown: label, ms/pixel and human durations (+ costs). CSV/JSON (`raw` = true): the same
 // plus raw seconds and the machine count, so programs never parse "14.4 h".

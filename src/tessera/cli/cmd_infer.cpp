@@ -19,6 +19,7 @@
 #include "tessera/cli/validators.h"
 #include "tessera/cluster/infer_job.h"
 #include "tessera/common/clock.h"
+#include "tessera/common/duration.h"
 #include "tessera/common/error.h"
 
 namespace tessera::cli {

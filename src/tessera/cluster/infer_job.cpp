@@ -15,6 +15,7 @@
 #include "tessera/cluster/tile_dispatch.h"
 #include "tessera/cluster/tile_source.h"
 #include "tessera/common/clock.h"
+#include "tessera/common/duration.h"
 #include "tessera/common/error.h"
 #include "tessera/common/output_location.h"
 #include "tessera/common/version.h"
@@ -366,6 +367,15 @@ void say_when_weights_are_random(const std::string& model_path, std::ostream& er
       << std::flush;
 }
 
+// ", job ETA 2.1 h": the tiles left at the mean time of the tiles this process has finished
+// (tiles skipped as done count too, so a resumed job's first estimates are low); "" before the
+// first.
+std::string job_eta(Clock::time_point start, size_t finished, size_t tiles) {
+  if (finished == 0) return "";
+  const double per_tile = seconds_since(start) / static_cast<double>(finished);
+  return ", job ETA " + human_duration(per_tile * static_cast<double>(tiles - finished));
+}
+
 }  // namespace
 
 void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream& err) {
@@ -397,18 +407,23 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
   // One runner for every tile of this process, so its engines are built once. Made by the
   // first tile, so its errors reach the dispatcher like any tile's.
   std::optional<TileRunner> runner;
+  const auto job_start = Clock::now();
+  size_t tiles_finished = 0;  // by this process (work runs one tile at a time)
   const auto work = [&](size_t index) {
     const std::string& tile = tiles[index];
     const std::string grid = fs::path(tile).filename().string();
-    // "[3/120] " before each line of a run of several tiles.
+    // "[3/120] " before each line of a run of several tiles; "[3/120, job ETA 2.1 h] " once a
+    // tile is done (one process: ranks share the tiles, so theirs would not add up).
+    const std::string eta = job.active() ? "" : job_eta(job_start, tiles_finished, tiles.size());
     const std::string prefix =
-        rank_prefix +
-        (tiles.size() > 1 ? fmt::format("[{}/{}] ", index + 1, tiles.size()) : std::string());
+        rank_prefix + (tiles.size() > 1 ? fmt::format("[{}/{}{}] ", index + 1, tiles.size(), eta)
+                                        : std::string());
     if (!runner) runner.emplace(options.infer, plan);
     const TileSummary s = runner->run(
         tile, options.progress ? options.progress(prefix + grid, in_place) : ProgressCallback());
     if (in_place) err << "\r\033[K" << std::flush;
     out << tile_line(prefix, s, options.infer.out_dir) << std::flush;
+    ++tiles_finished;
     return s;
   };
   const DispatchResult result =
