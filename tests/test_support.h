@@ -2,6 +2,7 @@
 // Helpers shared by the C++ tests: catching a tessera::Error's message, a file's bytes, and a
 // temporary directory of the test process's own.
 
+#include <regex.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -22,6 +23,17 @@ inline std::string error_of(const std::function<void()>& f) {
     return e.what();
   }
   return "(no error)";
+}
+
+// Whether all of `text` matches the POSIX extended regular expression `pattern` (regex.h: GCC 12's
+// <regex> trips -Wmaybe-uninitialized in the sanitizer builds).
+inline bool matches_whole(const std::string& text, const std::string& pattern) {
+  regex_t compiled;
+  if (::regcomp(&compiled, ("^(" + pattern + ")$").c_str(), REG_EXTENDED | REG_NOSUB) != 0)
+    return false;
+  const bool matched = ::regexec(&compiled, text.c_str(), 0, nullptr, 0) == 0;
+  ::regfree(&compiled);
+  return matched;
 }
 
 // The whole content of the file at `path` ("" when it cannot be read).
