@@ -43,7 +43,10 @@ inline float smaller(float a, float b) {
 // e^x to about 2 ulp for x in [-87, 88] (clamped outside): 2^n * p(r), r = x - n ln 2.
 inline float fast_exp(float x) {
   x = smaller(88.0f, larger(-87.0f, x));
-  const float n = static_cast<float>(static_cast<int32_t>(x * 1.44269504f + 128.5f) - 128);
+  // A NaN x (a NaN input or weight) stays NaN through r below; its step count must still be a
+  // number, since converting NaN to an integer is undefined.
+  const float steps = x * 1.44269504f + 128.5f;
+  const float n = static_cast<float>(static_cast<int32_t>(steps == steps ? steps : 128.5f) - 128);
   const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;
   float p = 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
