@@ -32,9 +32,14 @@ for lib in libonnxruntime.so libonnxruntime.so.1 libonnxruntime_providers_shared
 done
 [ -f "$prefix/share/tessera/read_checkpoint.py" ] || fail "no read_checkpoint.py"
 
-# A plain environment: no LD_LIBRARY_PATH, a home of its own (the model cache).
+# A plain environment: no LD_LIBRARY_PATH, a home of its own (the model cache). The sanitizer
+# builds' settings (scripts/test.sh) pass through: they say how to run, not where libraries are.
 run() {
-  env -i PATH=/usr/bin:/bin HOME="$work/home" "$tessera" "$@"
+  local keep=()
+  for name in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS HWLOC_PLUGINS_BLACKLIST; do
+    [ -n "${!name:-}" ] && keep+=("$name=${!name}")
+  done
+  env -i PATH=/usr/bin:/bin HOME="$work/home" "${keep[@]}" "$tessera" "$@"
 }
 
 ldd "$tessera" >"$work/ldd.txt" 2>&1 || fail "ldd failed: $(cat "$work/ldd.txt")"
