@@ -22,6 +22,10 @@ set_target_properties(DNNL::dnnl PROPERTIES
   INTERFACE_INCLUDE_DIRECTORIES "${DNNL_INCLUDE_DIR}")
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc>=2.0)
+# Geospatial outputs: GDAL (libgdal-dev) reads roi.tiff, transforms CRSs and writes GeoTIFFs;
+# c-blosc (libblosc-dev, with zstd) compresses the chunks of Zarr stores.
+find_package(GDAL 3.4 REQUIRED)
+pkg_check_modules(BLOSC REQUIRED IMPORTED_TARGET blosc>=1.21)
 
 # A build directory configured again with another ONNXRUNTIME_ROOT looks there, not in the
 # cached paths of the previous one.

@@ -40,7 +40,8 @@ DEBIAN_PACKAGES=(
   libopenmpi-dev openmpi-bin
   nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev
   libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev libssl-dev
-  python3-numpy python3-onnx
+  libgdal-dev gdal-bin libblosc-dev
+  python3-numpy python3-onnx python3-gdal
 )
 # Installed where the distribution has them; the tests that use them skip without them (Ubuntu,
 # for one, ships chromium only as a snap).
