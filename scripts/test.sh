@@ -5,7 +5,7 @@
 # Then, unless TESSERA_SANITIZERS=0 (CI runs them all):
 #   1. build-asan/: AddressSanitizer + UndefinedBehaviorSanitizer, every test but the MPI ones
 #      (mpirun and OpenMPI's own leaks; they run under TSan below);
-#   2. build-tsan/: ThreadSanitizer, the runtime and cluster tests (the threaded code);
+#   2. build-tsan/: ThreadSanitizer, the runtime and infer tests (the threaded code);
 #   3. the .npy header fuzzer (libFuzzer, clang only) for TESSERA_FUZZ_SECONDS (default 60),
 #      starting from tests/fuzz/corpus/npy/.
 # Suppressions (tests/sanitizers/) cover only the prebuilt libraries (ONNX Runtime, hwloc,
@@ -52,10 +52,10 @@ step "ASan+UBSan tests" env HWLOC_PLUGINS_BLACKLIST=hwloc_pci \
   -E '^mpi_infer_' "$@"
 
 step "TSan build" sanitizer_build build-tsan "-fsanitize=thread" \
-  --target tessera test_runtime test_cluster
+  --target tessera test_runtime test_infer
 step "TSan tests" env \
   TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1" \
-  ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" -L '^(runtime|cluster)$' "$@"
+  ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" -L '^(runtime|infer)$' "$@"
 
 if command -v clang++ >/dev/null 2>&1; then
   fuzz() {
