@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds tessera (scripts/build.sh) and runs the whole test suite: unit tests, CLI tests and
-# the numpy oracles. Extra arguments go to ctest (e.g. -R model -V).
+# Installs what the tests need and builds every target (scripts/build.sh --for test), then runs
+# the whole test suite: unit tests, CLI tests and the numpy oracles. Extra arguments go to ctest
+# (e.g. -R model -V).
 #
 # Then, unless TESSERA_SANITIZERS=0 (CI runs them all):
 #   1. build-asan/: AddressSanitizer + UndefinedBehaviorSanitizer, every test but the MPI ones
@@ -13,7 +14,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash scripts/build.sh
+bash scripts/build.sh --for test
 step() {  # step NAME COMMAND...: runs it and prints how long it took
   local name=$1 start=$SECONDS
   shift
@@ -69,5 +70,5 @@ if command -v clang++ >/dev/null 2>&1; then
   }
   step "npy header fuzzer" fuzz
 else
-  echo "test.sh: no clang++ (scripts/setup.sh installs it where Debian has it): fuzzer skipped"
+  echo "test.sh: no clang++ (scripts/setup.sh --for test installs it where Debian has it): fuzzer skipped"
 fi
