@@ -37,14 +37,14 @@ std::string family_model(const std::string& name, ArchConfig config) {
   return path;
 }
 
-ArchConfig small_config(ModelArch arch, uint64_t seed) {
+ArchConfig small_config(ModelVersion arch, uint64_t seed) {
   ArchConfig a = default_arch_config(arch);
   a.shape.d_model = 32;
   a.shape.layers = 2;
   a.shape.heads = 4;
   a.shape.ffn = 48;
   a.shape.seed = seed;
-  if (arch == ModelArch::kV1_1) {
+  if (arch == ModelVersion::kV1_1) {
     a.fusion_hidden = 96;
     a.fusion_width = 24;
     a.shape.latent = 16;  // the output keeps the first 16 of the MLP's 24
@@ -59,8 +59,8 @@ const std::vector<std::string>& family_models() {
     ArchConfig v2_qk = v2_arch_config(8, 2, 4, 40, true);
     v2_qk.shape.seed = 8;
     return std::vector<std::string>{
-        family_model("v1_0_early", small_config(ModelArch::kV1_0Early, 5)),
-        family_model("v1_1", small_config(ModelArch::kV1_1, 6)), family_model("v2", v2),
+        family_model("v1_0_early", small_config(ModelVersion::kV1_0Early, 5)),
+        family_model("v1_1", small_config(ModelVersion::kV1_1, 6)), family_model("v2", v2),
         family_model("v2_qk_norm", v2_qk)};
   }();
   return paths;
@@ -206,9 +206,7 @@ TEST(NativeFamily, NamesAnUnknownPooling) {
       if (entry.key() == "tessera.pooling") entry.set_value("lstm");
   });
   EXPECT_EQ(error_of([&] { NativeEngine(path, NativeEngineOptions{}); }),
-            path +
-                ": metadata tessera.pooling = 'lstm' is not one the native engine runs "
-                "(custom_gru, gru, attention)");
+            path + ": metadata tessera.pooling = 'lstm' is not one of custom_gru, gru, attention");
 }
 
 }  // namespace

@@ -193,7 +193,7 @@ TEST(OrtEngine, CudaWithoutTheProviderIsOneClearLine) {
 // A model with symbolic step axes runs at the steps set before each run, exactly as a copy of it
 // with those steps fixed; steps outside 1..256, or other than a fixed model's own, are refused.
 TEST(OrtEngine, SymbolicStepsRunAtTheStepsSet) {
-  ArchConfig arch = default_arch_config(ModelArch::kV1_1);
+  ArchConfig arch = default_arch_config(ModelVersion::kV1_1);
   arch.shape.d_model = 16;
   arch.shape.layers = 1;
   arch.shape.heads = 2;

@@ -15,7 +15,7 @@ namespace tessera {
 namespace {
 
 ArchConfig small_v1_0() {
-  ArchConfig a = default_arch_config(ModelArch::kV1_0);
+  ArchConfig a = default_arch_config(ModelVersion::kV1_0);
   a.shape.d_model = 16;
   a.shape.layers = 2;
   a.shape.heads = 4;
@@ -76,7 +76,7 @@ TEST(CheckpointImport, DetectsV1AndTransposesLinearWeights) {
   const ArchConfig want = small_v1_0();
   const Checkpoint c = tiny_v1_checkpoint(want);
   const ArchConfig a = detect_architecture(c, "", 0);
-  EXPECT_EQ(a.arch, ModelArch::kV1_0);
+  EXPECT_EQ(a.version, ModelVersion::kV1_0);
   EXPECT_EQ(a.shape.d_model, 16);
   EXPECT_EQ(a.shape.layers, 2);
   EXPECT_EQ(a.shape.ffn, 32);

@@ -27,8 +27,8 @@ std::string test_dir(const std::string& name) {
   return dir.string();
 }
 
-ArchConfig small(ModelArch arch) {
-  if (arch == ModelArch::kV2) return v2_arch_config(4, 2, 2, 32, true);
+ArchConfig small(ModelVersion arch) {
+  if (arch == ModelVersion::kV2) return v2_arch_config(4, 2, 2, 32, true);
   ArchConfig a = default_arch_config(arch);
   a.shape.d_model = 16;
   a.shape.layers = 2;
@@ -37,7 +37,7 @@ ArchConfig small(ModelArch arch) {
   a.shape.s2_steps = 5;
   a.shape.s1_steps = 3;
   a.shape.latent = 4;
-  if (arch == ModelArch::kV1_1) {
+  if (arch == ModelVersion::kV1_1) {
     a.fusion_hidden = 64;
     a.fusion_width = 8;
   }
@@ -45,20 +45,20 @@ ArchConfig small(ModelArch arch) {
 }
 
 TEST(ModelFamily, ReleasedParameterCounts) {
-  EXPECT_EQ(count_model(default_arch_config(ModelArch::kV1_0Early)).parameters, 87'841'922);
-  EXPECT_EQ(count_model(default_arch_config(ModelArch::kV1_0)).parameters, 45'828'226);
-  EXPECT_EQ(count_model(default_arch_config(ModelArch::kV1_1)).parameters, 57'708'738);
-  EXPECT_EQ(count_model(default_arch_config(ModelArch::kV2)).parameters, 7'112'322);
+  EXPECT_EQ(count_model(default_arch_config(ModelVersion::kV1_0Early)).parameters, 87'841'922);
+  EXPECT_EQ(count_model(default_arch_config(ModelVersion::kV1_0)).parameters, 45'828'226);
+  EXPECT_EQ(count_model(default_arch_config(ModelVersion::kV1_1)).parameters, 57'708'738);
+  EXPECT_EQ(count_model(default_arch_config(ModelVersion::kV2)).parameters, 7'112'322);
   EXPECT_EQ(count_model(v2_arch_config(160, 4, 4, 2560, false)).parameters, 43'831'170);
 }
 
 TEST(ModelFamily, ArchNamesRoundTrip) {
-  for (const ModelArch arch :
-       {ModelArch::kV1_0Early, ModelArch::kV1_0, ModelArch::kV1_1, ModelArch::kV2}) {
-    EXPECT_EQ(parse_arch(arch_name(arch)), arch);
+  for (const ModelVersion arch :
+       {ModelVersion::kV1_0Early, ModelVersion::kV1_0, ModelVersion::kV1_1, ModelVersion::kV2}) {
+    EXPECT_EQ(parse_version(version_name(arch)), arch);
   }
   try {
-    parse_arch("v3");
+    parse_version("v3");
     FAIL() << "expected an error";
   } catch (const UsageError& e) {
     EXPECT_STREQ(e.what(), "unknown architecture 'v3' (v1.0-early, v1.0, v1.1, v2)");
@@ -67,25 +67,25 @@ TEST(ModelFamily, ArchNamesRoundTrip) {
 
 TEST(ModelFamily, EachArchitectureWritesItsCountedParametersAndMetadata) {
   const std::string dir = test_dir("write");
-  for (const ModelArch arch :
-       {ModelArch::kV1_0Early, ModelArch::kV1_0, ModelArch::kV1_1, ModelArch::kV2}) {
-    const std::string path = dir + "/" + arch_name(arch) + ".onnx";
+  for (const ModelVersion arch :
+       {ModelVersion::kV1_0Early, ModelVersion::kV1_0, ModelVersion::kV1_1, ModelVersion::kV2}) {
+    const std::string path = dir + "/" + version_name(arch) + ".onnx";
     const ModelStats stats = write_model(small(arch), path);
-    EXPECT_EQ(stats.parameters, count_model(small(arch)).parameters) << arch_name(arch);
-    EXPECT_EQ(read_model_info(path).parameters, stats.parameters) << arch_name(arch);
+    EXPECT_EQ(stats.parameters, count_model(small(arch)).parameters) << version_name(arch);
+    EXPECT_EQ(read_model_info(path).parameters, stats.parameters) << version_name(arch);
     EXPECT_FALSE(read_model_info(path).has_scatter_nd);
-    const ModelFamilyInfo family = read_model_family(path);
-    EXPECT_EQ(family.version, arch_name(arch));
-    EXPECT_EQ(family.symbolic_steps, arch != ModelArch::kV1_0) << arch_name(arch);
+    const ModelDescription model = read_model(path);
+    EXPECT_EQ(model.version, arch);
+    EXPECT_EQ(model.io().symbolic_steps, arch != ModelVersion::kV1_0) << version_name(arch);
   }
-  EXPECT_EQ(read_model_family(dir + "/v1.0-early.onnx").stats, "v1.0");
-  EXPECT_EQ(read_model_family(dir + "/v2.onnx").stats, "v2");
+  EXPECT_EQ(read_model(dir + "/v1.0-early.onnx").stats, "v1.0");
+  EXPECT_EQ(read_model(dir + "/v2.onnx").stats, "v2");
   fs::remove_all(dir);
 }
 
 TEST(ModelFamily, FixedStepsCopyHasTheEngineShape) {
   const std::string dir = test_dir("fixed");
-  write_model(small(ModelArch::kV1_1), dir + "/m.onnx");
+  write_model(small(ModelVersion::kV1_1), dir + "/m.onnx");
   const ModelShape symbolic = read_model_shape(dir + "/m.onnx");
   EXPECT_TRUE(symbolic.symbolic_steps);
   EXPECT_EQ(symbolic.s2_steps, kMaxModelSteps);  // the input buffers' capacity

@@ -1,3 +1,9 @@
+# test_model reads the metadata of the files it writes with python3's onnx too (a reader tessera
+# did not write).
+if(TARGET test_model)
+  target_compile_definitions(test_model PRIVATE TESSERA_PYTHON3="${SYSTEM_PYTHON3}")
+endif()
+
 # make-model against an independent numpy forward pass (tests/reference/model_oracle.py):
 # ORT's output through `tessera run-model` vs float64 numpy, parameter and node counts, no
 # ScatterND. Builds the default 45.8 M-parameter model once (~183 MB in TESSERA_TEST_TMP).

@@ -21,6 +21,17 @@ namespace {
 
 using V = std::vector<int64_t>;
 
+// The description of a file "m.onnx" of `version` with statistics set `stats`, symbolic step
+// axes and 128 outputs, as read_model gives it.
+ModelDescription model_of(ModelVersion version, const std::string& stats) {
+  ModelDescription model;
+  model.path = "m.onnx";
+  model.version = version;
+  model.stats = stats;
+  model.shape.symbolic_steps = version != ModelVersion::kV1_0;
+  return model;
+}
+
 V resampled(Resampling r, int64_t n, int64_t b) {
   V out(static_cast<std::size_t>(b));
   resample_indices(r, n, b, out.data());
@@ -78,8 +89,8 @@ TEST(Buckets, LengthsAndEmptyModalities) {
   EXPECT_EQ(bucket_length(9), 16);
   EXPECT_EQ(bucket_length(255), 256);
   EXPECT_EQ(bucket_length(300), 256);
-  const TilePipeline v11 = tile_pipeline("m.onnx", "v1.1", "mpc", 128, 0);
-  const TilePipeline v2 = tile_pipeline("m.onnx", "v2", "v2", 128, 0);
+  const TilePipeline v11 = tile_pipeline(model_of(ModelVersion::kV1_1, "mpc"), 0);
+  const TilePipeline v2 = tile_pipeline(model_of(ModelVersion::kV2, "v2"), 0);
   EXPECT_EQ(bucket_steps(v11, 0, 0), (StepCounts{8, 8}));  // every v1.1 pixel runs
   EXPECT_EQ(bucket_steps(v11, 9, 0), (StepCounts{16, 8}));
   EXPECT_EQ(bucket_steps(v2, 0, 0), (StepCounts{0, 0}));  // skipped
@@ -89,7 +100,7 @@ TEST(Buckets, LengthsAndEmptyModalities) {
 
 // Groups of one shape, longest first, each in pixel order and cut at the batch size.
 TEST(Buckets, PlanGroupsPixelsByShape) {
-  const TilePipeline v2 = tile_pipeline("m.onnx", "v2", "v2", 128, 0);
+  const TilePipeline v2 = tile_pipeline(model_of(ModelVersion::kV2, "v2"), 0);
   ObservationCounts counts;
   counts.s2 = {9, 1, 12, 0, 3, 16, 0};
   counts.s1 = {1, 1, 1, 1, 2, 8, 0};
@@ -125,20 +136,29 @@ TEST(QuantiserV2, CodesWithin127AndTheAbsmaxFloor) {
 }
 
 TEST(TilePipelines, ChosenByVersionWithExactErrors) {
-  const TilePipeline v10 = tile_pipeline("m.onnx", "v1.0", "", 128, 0);
+  const TilePipeline v10 = tile_pipeline(model_of(ModelVersion::kV1_0, ""), 0);
   EXPECT_FALSE(v10.bucketed);
-  const TilePipeline v2 = tile_pipeline("m.onnx", "v2", "v2", 128, 32);
+  const TilePipeline v2 = tile_pipeline(model_of(ModelVersion::kV2, "v2"), 32);
   EXPECT_EQ(v2.output_dim, 32);
   EXPECT_EQ(v2.quant, QuantRule::kV2);
-  EXPECT_EQ(testing::error_of([] { tile_pipeline("m.onnx", "v1.1", "mpc", 128, 64); }),
+  EXPECT_EQ(testing::error_of([] { tile_pipeline(model_of(ModelVersion::kV1_1, "mpc"), 64); }),
             "--dim applies to v2 models (Matryoshka prefixes); m.onnx is a v1.1 model");
-  EXPECT_EQ(testing::error_of([] { tile_pipeline("m.onnx", "v2", "v2", 128, 48); }),
+  EXPECT_EQ(testing::error_of([] { tile_pipeline(model_of(ModelVersion::kV2, "v2"), 48); }),
             "--dim must be 16, 32, 64 or 128 (at most the model's 128), not 48");
-  EXPECT_EQ(testing::error_of([] { tile_pipeline("m.onnx", "v1.1", "", 128, 0); }),
+  EXPECT_EQ(testing::error_of([] { tile_pipeline(model_of(ModelVersion::kV1_1, ""), 0); }),
             "m.onnx: a v1.1 model needs its statistics set (tessera.stats mpc or aws; import or "
             "make it with --stats mpc|aws), this one has ''");
-  EXPECT_EQ(testing::error_of([] { tile_pipeline("m.onnx", "v3", "", 128, 0); }),
-            "m.onnx: unknown model version 'v3'");
+  ModelDescription fixed = model_of(ModelVersion::kV2, "v2");
+  fixed.shape.symbolic_steps = false;
+  EXPECT_EQ(testing::error_of([&] { tile_pipeline(fixed, 0); }),
+            "m.onnx: a v2 model needs symbolic step axes (length buckets of 1 to 256 steps), this "
+            "file takes exactly 40 + 40 steps (a fixed-step copy from run-model?)");
+  ModelDescription unreadable = model_of(ModelVersion::kV1_0, "");
+  unreadable.shape_error = "m.onnx: expected one output named output, found (none)";
+  EXPECT_EQ(testing::error_of([&] { tile_pipeline(unreadable, 0); }), unreadable.shape_error);
+  ModelDescription v10_fixed = model_of(ModelVersion::kV1_0, "");
+  v10_fixed.shape.s2_steps = 24;
+  EXPECT_EQ(tile_pipeline(v10_fixed, 0).sampled_steps, (StepCounts{24, 40}));
 }
 
 // A pixel's sequences from a real tile file, checked value by value.
@@ -150,9 +170,9 @@ TEST(BucketPreparer, BuildsTheSequencesOfMODEL_FAMILY) {
   spec.td = 2;
   testing::write_test_tile(dir, spec);
   const Tile tile = open_tile(dir);
-  for (const std::string version : {"v1.1", "v2"}) {
+  for (const ModelVersion version : {ModelVersion::kV1_1, ModelVersion::kV2}) {
     const TilePipeline pipeline =
-        tile_pipeline("m.onnx", version, version == "v2" ? "v2" : "aws", 128, 0);
+        tile_pipeline(model_of(version, version == ModelVersion::kV2 ? "v2" : "aws"), 0);
     const InputStats& stats = input_stats(pipeline.stats);
     const ObservationCounts counts = count_observations(tile);
     BucketPreparer preparer(tile, pipeline);
@@ -199,7 +219,8 @@ TEST(BucketPreparer, BuildsTheSequencesOfMODEL_FAMILY) {
       }
       const V idx = resampled(pipeline.resampling, static_cast<int64_t>(rows.size()), steps.s1);
       for (int64_t k = 0; k < steps.s1; ++k) {
-        EXPECT_EQ(s1[k * 3], rows[idx[k]].first) << version << " pixel " << p << " step " << k;
+        EXPECT_EQ(s1[k * 3], rows[idx[k]].first)
+            << version_name(version) << " pixel " << p << " step " << k;
         EXPECT_EQ(s1[k * 3 + 2], rows[idx[k]].second);
       }
     }

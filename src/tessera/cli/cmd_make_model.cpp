@@ -40,9 +40,9 @@ bool is_default_config(const ModelConfig& c) {
 
 // The architecture's released shape with the options the user set on top.
 ArchConfig arch_config(const MakeModelOptions& o) {
-  const ModelArch arch = parse_arch(o.arch);
+  const ModelVersion arch = parse_version(o.arch);
   auto set = [&](const char* name) { return o.given.at(name)->count() > 0; };
-  if (arch == ModelArch::kV1_0) {
+  if (arch == ModelVersion::kV1_0) {
     if (set("qk-norm") || set("stats"))
       throw UsageError("make-model: --qk-norm and --stats do not apply to --arch v1.0");
     ArchConfig a;
@@ -52,21 +52,21 @@ ArchConfig arch_config(const MakeModelOptions& o) {
   if (set("s2-steps") || set("s1-steps"))
     throw UsageError("make-model: --arch " + o.arch + " takes any step count; --s2-steps and " +
                      "--s1-steps apply to v1.0 only");
-  if (arch != ModelArch::kV2 && set("qk-norm"))
+  if (arch != ModelVersion::kV2 && set("qk-norm"))
     throw UsageError("make-model: --qk-norm applies to --arch v2 only");
-  if (arch != ModelArch::kV1_1 && set("stats"))
+  if (arch != ModelVersion::kV1_1 && set("stats"))
     throw UsageError("make-model: --stats applies to --arch v1.1 only (mpc or aws)");
   if (!o.stats.empty() && o.stats != "mpc" && o.stats != "aws")
     throw UsageError("make-model: --stats must be mpc or aws, not '" + o.stats + "'");
   // infer standardises a v1.1 model's tiles with its statistics set: a file without one could
   // be written but never run.
-  if (arch == ModelArch::kV1_1 && o.stats.empty()) {
+  if (arch == ModelVersion::kV1_1 && o.stats.empty()) {
     throw UsageError(
         "make-model: --arch v1.1 needs --stats mpc or aws (the statistics set its tiles are "
         "standardised with)");
   }
   ArchConfig a = default_arch_config(arch);
-  if (arch == ModelArch::kV2) {
+  if (arch == ModelVersion::kV2) {
     if (set("d-model"))
       throw UsageError(
           "make-model: --arch v2 takes --latent (d_model = 4 x latent), not --d-model");
@@ -79,7 +79,7 @@ ArchConfig arch_config(const MakeModelOptions& o) {
     if (set("heads")) a.shape.heads = o.config.heads;
     if (set("ffn")) a.shape.ffn = o.config.ffn;
     if (set("latent")) a.shape.latent = o.config.latent;
-    if (arch == ModelArch::kV1_1) {  // MLP 2d -> 4d -> d/4, the first min(128, d/4) kept
+    if (arch == ModelVersion::kV1_1) {  // MLP 2d -> 4d -> d/4, the first min(128, d/4) kept
       a.fusion_hidden = 4 * a.shape.d_model;
       a.fusion_width = a.shape.d_model / 4;
       if (!set("latent")) a.shape.latent = std::min(128, a.fusion_width);
@@ -94,7 +94,7 @@ void run_make_model(const MakeModelOptions& options) {
   const ArchConfig config = arch_config(options);
   std::string path = options.output;
   if (path.empty()) {
-    if (config.arch != ModelArch::kV1_0 || !is_default_config(options.config)) {
+    if (config.version != ModelVersion::kV1_0 || !is_default_config(options.config)) {
       throw UsageError("make-model: a model other than the built-in one needs -o PATH");
     }
     path = default_model_path();
@@ -106,7 +106,7 @@ void run_make_model(const MakeModelOptions& options) {
   check_new_output(path, options.force);
   const ModelStats stats = write_model(config, path);
   const std::string arch =
-      config.arch == ModelArch::kV1_0 ? std::string() : arch_name(config.arch) + ", ";
+      config.version == ModelVersion::kV1_0 ? std::string() : version_name(config.version) + ", ";
   std::printf("wrote %s: %s%s\n", path.c_str(), arch.c_str(), format_model_stats(stats).c_str());
 }
 

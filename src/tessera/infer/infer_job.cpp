@@ -23,6 +23,7 @@
 #include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
 #include "tessera/model/default_model.h"
+#include "tessera/model/model_description.h"
 #include "tessera/model/model_family.h"
 #include "tessera/topology/binding.h"
 #include "tessera/topology/topology.h"
@@ -318,7 +319,7 @@ nlohmann::json summary_json(const MpiJob& job, const InferJobOptions& options, c
       {"device", infer.device},
       {"model", infer.model_path},
       {"model_sha256", result.tiles.empty() ? "" : result.tiles.front().value("model_sha256", "")},
-      {"weights", describe_weights(read_model_family(infer.model_path))},
+      {"weights", describe_weights(read_model(infer.model_path))},
       {"tessera", kVersion},
       {"finished", utc_timestamp()},
       {"layout", options.layout},
@@ -359,9 +360,9 @@ void throw_if_tiles_locked(const DispatchResult& result) {
 // One line on stderr when the built-in model is used: its weights are make-model's seeded random
 // numbers, and its embeddings are for measuring speed only.
 void say_when_weights_are_random(const std::string& model_path, std::ostream& err) {
-  const ModelFamilyInfo family = read_model_family(model_path);
-  if (family.weights_seed.empty()) return;
-  err << "tessera: " << model_path << ": weights are " << describe_weights(family)
+  const ModelDescription model = read_model(model_path);
+  if (model.weights_seed.empty()) return;
+  err << "tessera: " << model_path << ": weights are " << describe_weights(model)
       << " (the built-in model): its embeddings mean nothing; for real ones import a released "
          "checkpoint (docs/CHECKPOINTS.md) and pass it with -m\n"
       << std::flush;

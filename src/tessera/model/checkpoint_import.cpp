@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "tessera/common/error.h"
+#include "tessera/model/model_metadata.h"
 
 namespace tessera {
 namespace {
@@ -146,11 +147,11 @@ void decide_v1_widths(const Tensors& t, ArchConfig& a) {
 
 ArchConfig detect_v1(const Checkpoint& c, const Tensors& t, int heads) {
   const std::string pool = "s2_backbone.attn_pool.temporal_context.";
-  ModelArch arch = ModelArch::kV1_0;
+  ModelVersion arch = ModelVersion::kV1_0;
   if (t.count(pool + "weight_ih_l0")) {
-    arch = ModelArch::kV1_0Early;
+    arch = ModelVersion::kV1_0Early;
   } else if (t.count(pool + "gru_cell.W_ir.weight")) {
-    arch = t.count("dim_reducer.4.weight") ? ModelArch::kV1_1 : ModelArch::kV1_0;
+    arch = t.count("dim_reducer.4.weight") ? ModelVersion::kV1_1 : ModelVersion::kV1_0;
   }
   ArchConfig a = default_arch_config(arch);
   a.shape.layers = count_layers(t, "s2_backbone.transformer_encoder.layers.");
@@ -162,7 +163,7 @@ ArchConfig detect_v1(const Checkpoint& c, const Tensors& t, int heads) {
                 shape_text({d, d}) + " (v1.0, v1.1); not a Tessera v1.x state dict");
   }
   if (heads > 0) a.shape.heads = heads;
-  if (arch == ModelArch::kV1_1) {
+  if (arch == ModelVersion::kV1_1) {
     a.fusion_hidden = static_cast<int>(decide(t,
                                               {{"dim_reducer.0.weight", {0, 2 * d}, 0},
                                                {"dim_reducer.0.bias", {0}, 0},
@@ -228,13 +229,13 @@ void add_pool(std::vector<Entry>& e, const ArchConfig& a, const std::string& nam
   const int64_t d = a.shape.d_model;
   const std::string tp = name + ".pool";
   const std::string kp = kb + "attn_pool.";
-  if (a.arch == ModelArch::kV1_0Early) {
+  if (a.version == ModelVersion::kV1_0Early) {
     const std::string k = kp + "temporal_context.";
     e.push_back({tp + ".rnn.weight_ih", {d, 3 * d}, {k + "weight_ih_l0"}, true});
     e.push_back({tp + ".rnn.weight_hh", {d, 3 * d}, {k + "weight_hh_l0"}, true});
     e.push_back({tp + ".rnn.bias_ih", {3 * d}, {k + "bias_ih_l0"}, false});
     e.push_back({tp + ".rnn.bias_hh", {3 * d}, {k + "bias_hh_l0"}, false});
-  } else if (a.arch != ModelArch::kV2) {
+  } else if (a.version != ModelVersion::kV2) {
     const std::string k = kp + "temporal_context.gru_cell.";
     for (const char* w : {"W_ir", "W_iz", "W_ih", "W_hr", "W_hz", "W_hh"}) {
       e.push_back({tp + ".gru." + w, {d, d}, {k + w + ".weight"}, true});
@@ -290,7 +291,7 @@ void check_keys(const Checkpoint& c, const Tensors& t, const ArchConfig& a,
   for (const auto& [key, tensor] : t) {
     if (!expected.count(key))
       throw Error(c.path + ": unexpected key " + key + " " + shape_text(tensor->shape) +
-                  " (not in the " + arch_name(a.arch) + " layout)");
+                  " (not in the " + version_name(a.version) + " layout)");
   }
   for (const auto& [key, shape] : expected) {
     if (t.at(key)->shape != shape)
@@ -315,14 +316,14 @@ ArchConfig detect_architecture(const Checkpoint& c, const std::string& stats, in
   ArchConfig a = c.layout == "model" ? detect_v2(c, t) : detect_v1(c, t, heads);
   if (c.layout == "model" && heads > 0)
     throw Error(c.path + ": a v2 checkpoint records its heads in args; --heads is for v1.x");
-  if (a.arch == ModelArch::kV1_1) {
+  if (a.version == ModelVersion::kV1_1) {
     if (stats != "mpc" && stats != "aws")
       throw Error(c.path + ": a v1.1 checkpoint needs --stats mpc or --stats aws (the input " +
                   "statistics it was trained with)");
     a.stats = stats;
   } else if (!stats.empty()) {
     throw Error(c.path + ": --stats applies to v1.1 checkpoints only (this one is " +
-                arch_name(a.arch) + ")");
+                version_name(a.version) + ")");
   }
   check_keys(c, t, a, expected_entries(a));
   return a;
@@ -370,10 +371,10 @@ ModelStats import_checkpoint(const Checkpoint& c, const std::string& stats, int 
   CheckpointWeights weights(c, config);
   if (weights.parameters() != count_model(config).parameters)
     throw Error("import: the checkpoint mapping gives " + std::to_string(weights.parameters()) +
-                " parameters, the " + arch_name(config.arch) + " graph has " +
+                " parameters, the " + version_name(config.version) + " graph has " +
                 std::to_string(count_model(config).parameters));
   const std::string name = std::filesystem::path(c.path).filename().string();
-  return write_model(config, weights, {"checkpoint", name}, output);
+  return write_model(config, weights, {metadata_key::kCheckpoint, name}, output);
 }
 
 }  // namespace tessera

@@ -16,6 +16,7 @@
 #include "tessera/common/error.h"
 #include "tessera/common/version.h"
 #include "tessera/model/model_graph.h"
+#include "tessera/model/model_metadata.h"
 
 namespace tessera {
 namespace {
@@ -69,17 +70,17 @@ Counts count_branch(const ArchConfig& a, double steps, double bands) {
       c.layers * (3.0 * d * d + 3.0 * d + d * d + d + 2.0 * d * ffn + ffn + d + 4.0 * d);
   if (a.qk_norm) n.parameters += c.layers * 2.0 * d / c.heads;
   n.flops += c.layers * (2.0 * t * (3.0 * d * d + d * d + 2.0 * d * ffn) + 2.0 * 2.0 * t * t * d);
-  switch (a.arch) {
-    case ModelArch::kV1_0:
-    case ModelArch::kV1_1:  // six GRU matrices + three biases, LayerNorm, Linear(d -> 1)
+  switch (a.version) {
+    case ModelVersion::kV1_0:
+    case ModelVersion::kV1_1:  // six GRU matrices + three biases, LayerNorm, Linear(d -> 1)
       n.parameters += 6.0 * d * d + 3.0 * d + 2.0 * d + d + 1.0;
       n.flops += 2.0 * t * 6.0 * d * d + 2.0 * t * d + 2.0 * t * d;
       break;
-    case ModelArch::kV1_0Early:  // nn.GRU: two [3d, d] matrices, two [3d] biases; Linear(d -> 1)
+    case ModelVersion::kV1_0Early:  // nn.GRU: two [3d, d] matrices, two [3d] biases; Linear(d -> 1)
       n.parameters += 6.0 * d * d + 6.0 * d + d + 1.0;
       n.flops += 2.0 * t * 6.0 * d * d + 2.0 * t * d + 2.0 * t * d;
       break;
-    case ModelArch::kV2:  // Linear(d -> 1) on the encoder outputs
+    case ModelVersion::kV2:  // Linear(d -> 1) on the encoder outputs
       n.parameters += d + 1.0;
       n.flops += 2.0 * t * d + 2.0 * t * d;
       break;
@@ -115,7 +116,8 @@ BackboneShape backbone_shape(const ArchConfig& a, int bands) {
   s.ffn = a.shape.ffn;
   s.bands = bands;
   s.qk_norm = a.qk_norm;
-  s.frequencies = a.arch == ModelArch::kV1_0 ? DoyFrequencies::kDouble : DoyFrequencies::kFloat32;
+  s.frequencies =
+      a.version == ModelVersion::kV1_0 ? DoyFrequencies::kDouble : DoyFrequencies::kFloat32;
   return s;
 }
 
@@ -200,49 +202,52 @@ void add_io(onnx::ValueInfoProto* info, const std::string& name, int64_t steps,
 
 void add_metadata(onnx::ModelProto& model, const std::string& key, const std::string& value) {
   onnx::StringStringEntryProto* entry = model.add_metadata_props();
-  entry->set_key("tessera." + key);
+  entry->set_key(key);
   entry->set_value(value);
 }
 
 void add_family_metadata(onnx::ModelProto& model, const ArchConfig& a) {
-  add_metadata(model, "version", arch_name(a.arch));
-  add_metadata(model, "stats", a.stats);
-  add_metadata(model, "output_dim", std::to_string(a.shape.latent));
-  const char* pooling = a.arch == ModelArch::kV1_0Early ? "gru"
-                        : a.arch == ModelArch::kV2      ? "attention"
-                                                        : "custom_gru";
-  add_metadata(model, "pooling", pooling);
-  add_metadata(model, "fusion", a.fusion_hidden > 0 ? "mlp" : "linear");
-  add_metadata(model, "fusion_hidden", std::to_string(a.fusion_hidden));
-  add_metadata(model, "fusion_width", std::to_string(a.fusion_width));
-  add_metadata(model, "final_norm", a.arch == ModelArch::kV2 ? "1" : "0");
-  add_metadata(model, "qk_norm", a.qk_norm ? "1" : "0");
+  namespace key = metadata_key;
+  add_metadata(model, key::kVersion, version_name(a.version));
+  add_metadata(model, key::kStats, a.stats);
+  add_metadata(model, key::kOutputDim, std::to_string(a.shape.latent));
+  const char* pooling = a.version == ModelVersion::kV1_0Early ? "gru"
+                        : a.version == ModelVersion::kV2      ? "attention"
+                                                              : "custom_gru";
+  add_metadata(model, key::kPooling, pooling);
+  add_metadata(model, key::kFusion, a.fusion_hidden > 0 ? "mlp" : "linear");
+  add_metadata(model, key::kFusionHidden, std::to_string(a.fusion_hidden));
+  add_metadata(model, key::kFusionWidth, std::to_string(a.fusion_width));
+  add_metadata(model, key::kFinalNorm, a.version == ModelVersion::kV2 ? "1" : "0");
+  add_metadata(model, key::kQkNorm, a.qk_norm ? "1" : "0");
 }
 
 void build_model(const ArchConfig& a, WeightSource& weights,
                  const std::pair<std::string, std::string>& provenance, onnx::ModelProto& model) {
   const ModelConfig& c = a.shape;
-  const bool fixed = a.arch == ModelArch::kV1_0;
+  const bool fixed = a.version == ModelVersion::kV1_0;
   model.set_ir_version(kIrVersion);
   model.set_producer_name("tessera");
   model.set_producer_version(kVersion);
-  const std::string what = fixed ? "Tessera-architecture model" : "Tessera " + arch_name(a.arch);
-  model.set_doc_string(provenance.first == "seed"
+  const std::string what =
+      fixed ? "Tessera-architecture model" : "Tessera " + version_name(a.version);
+  model.set_doc_string(provenance.first == metadata_key::kSeed
                            ? what + " with seeded random weights (tessera make-model)"
                            : what + " imported from " + provenance.second + " (tessera import)");
   onnx::OperatorSetIdProto* opset = model.add_opset_import();
   opset->set_domain("");
   opset->set_version(kOpset);
-  const std::pair<const char*, int> shape[] = {{"d_model", c.d_model},
-                                               {"layers", c.layers},
-                                               {"heads", c.heads},
-                                               {"ffn", c.ffn},
-                                               {"s2_steps", fixed ? c.s2_steps : 0},
-                                               {"s1_steps", fixed ? c.s1_steps : 0},
-                                               {"s2_bands", c.s2_bands},
-                                               {"s1_bands", c.s1_bands},
-                                               {"latent", c.latent}};
-  for (const auto& [key, value] : shape) add_metadata(model, key, std::to_string(value));
+  namespace key = metadata_key;
+  const std::pair<const char*, int> shape[] = {{key::kDModel, c.d_model},
+                                               {key::kLayers, c.layers},
+                                               {key::kHeads, c.heads},
+                                               {key::kFfn, c.ffn},
+                                               {key::kS2Steps, fixed ? c.s2_steps : 0},
+                                               {key::kS1Steps, fixed ? c.s1_steps : 0},
+                                               {key::kS2Bands, c.s2_bands},
+                                               {key::kS1Bands, c.s1_bands},
+                                               {key::kLatent, c.latent}};
+  for (const auto& [name, value] : shape) add_metadata(model, name, std::to_string(value));
   add_metadata(model, provenance.first, provenance.second);
   if (!fixed) add_family_metadata(model, a);
 
@@ -253,14 +258,14 @@ void build_model(const ArchConfig& a, WeightSource& weights,
   add_io(graph->add_output(), "output", 0, "", c.latent);
 
   GraphBuilder g(graph, &weights);
-  switch (a.arch) {
-    case ModelArch::kV1_0Early:
+  switch (a.version) {
+    case ModelVersion::kV1_0Early:
       return build_v1_0_early(g, a);
-    case ModelArch::kV1_0:
+    case ModelVersion::kV1_0:
       return build_v1_0(g, a);
-    case ModelArch::kV1_1:
+    case ModelVersion::kV1_1:
       return build_v1_1(g, a);
-    case ModelArch::kV2:
+    case ModelVersion::kV2:
       return build_v2(g, a);
   }
 }
@@ -294,46 +299,24 @@ ArchConfig as_v1_0(const ModelConfig& config) {
 
 }  // namespace
 
-std::string arch_name(ModelArch arch) {
-  switch (arch) {
-    case ModelArch::kV1_0Early:
-      return "v1.0-early";
-    case ModelArch::kV1_0:
-      return "v1.0";
-    case ModelArch::kV1_1:
-      return "v1.1";
-    case ModelArch::kV2:
-      return "v2";
-  }
-  return "?";
-}
-
-ModelArch parse_arch(const std::string& name) {
-  for (const ModelArch arch :
-       {ModelArch::kV1_0Early, ModelArch::kV1_0, ModelArch::kV1_1, ModelArch::kV2}) {
-    if (arch_name(arch) == name) return arch;
-  }
-  throw UsageError("unknown architecture '" + name + "' (v1.0-early, v1.0, v1.1, v2)");
-}
-
-ArchConfig default_arch_config(ModelArch arch) {
+ArchConfig default_arch_config(ModelVersion arch) {
   ArchConfig a;
-  a.arch = arch;
+  a.version = arch;
   switch (arch) {
-    case ModelArch::kV1_0:
+    case ModelVersion::kV1_0:
       break;
-    case ModelArch::kV1_0Early:
+    case ModelVersion::kV1_0Early:
       a.shape.heads = 8;
       a.shape.layers = 8;
       a.stats = "v1.0";
       break;
-    case ModelArch::kV1_1:
+    case ModelVersion::kV1_1:
       a.shape.d_model = 768;
       a.shape.ffn = 2048;
       a.fusion_hidden = 3072;
       a.fusion_width = 192;
       break;
-    case ModelArch::kV2:
+    case ModelVersion::kV2:
       return v2_arch_config(64, 4, 4, 1024, false);
   }
   return a;
@@ -341,7 +324,7 @@ ArchConfig default_arch_config(ModelArch arch) {
 
 ArchConfig v2_arch_config(int latent_dim, int layers, int heads, int ffn, bool qk_norm) {
   ArchConfig a;
-  a.arch = ModelArch::kV2;
+  a.version = ModelVersion::kV2;
   a.shape.d_model = 4 * latent_dim;
   a.shape.layers = layers;
   a.shape.heads = heads;
@@ -368,16 +351,16 @@ void RandomWeights::fill(const std::string& name, const std::vector<int64_t>& di
 void validate_arch_config(const ArchConfig& a) {
   validate_fields(a.shape);
   if (a.fusion_hidden < 0 || a.fusion_width < 0 ||
-      (a.arch != ModelArch::kV1_0 && a.arch != ModelArch::kV1_0Early &&
+      (a.version != ModelVersion::kV1_0 && a.version != ModelVersion::kV1_0Early &&
        (a.fusion_hidden == 0 || a.fusion_width == 0))) {
-    throw UsageError("model config: " + arch_name(a.arch) +
+    throw UsageError("model config: " + version_name(a.version) +
                      " needs positive fusion_hidden and fusion_width");
   }
   if (a.fusion_width > 0 && a.shape.latent > a.fusion_width) {
     throw UsageError("model config: latent (" + std::to_string(a.shape.latent) +
                      ") exceeds the fusion width (" + std::to_string(a.fusion_width) + ")");
   }
-  if (a.arch == ModelArch::kV2 && a.shape.latent != a.fusion_width) {
+  if (a.version == ModelVersion::kV2 && a.shape.latent != a.fusion_width) {
     throw UsageError("model config: v2's output is the whole fusion width (" +
                      std::to_string(a.fusion_width) + "), not " + std::to_string(a.shape.latent));
   }
@@ -437,7 +420,8 @@ ModelStats write_model(const ArchConfig& config, WeightSource& weights,
 
 ModelStats write_model(const ArchConfig& config, const std::string& path) {
   RandomWeights weights(config.shape.seed);
-  return write_model(config, weights, {"seed", std::to_string(config.shape.seed)}, path);
+  return write_model(config, weights, {metadata_key::kSeed, std::to_string(config.shape.seed)},
+                     path);
 }
 
 ModelStats write_model(const ModelConfig& config, const std::string& path) {

@@ -14,15 +14,16 @@
 // parameters (shapes, axes, the encoding frequencies, the ones of a non-affine LayerNorm) are
 // Constant nodes, so the graph initializers are exactly the parameters.
 //
-// Metadata (metadata_props): every file has tessera.d_model, layers, heads, ffn, s2_steps,
-// s1_steps, s2_bands, s1_bands, latent (the output width) and tessera.seed (random weights) or
-// tessera.checkpoint (imported: the checkpoint's file name). Every version but v1.0 also has
-// tessera.version ("v1.0-early", "v1.1", "v2"; a file without it is v1.0), tessera.stats (the
-// input statistics set: "v1.0", "mpc", "aws", "v2", or "" when none was named), tessera.output_dim,
-// tessera.pooling ("gru" nn.GRU, "custom_gru", "attention"), tessera.fusion ("linear", "mlp"),
-// tessera.fusion_hidden and tessera.fusion_width (the MLP's widths; the output keeps the first
-// output_dim of fusion_width), tessera.final_norm (1: non-affine LayerNorm on the output) and
-// tessera.qk_norm (0/1). s2_steps/s1_steps are 0 when symbolic.
+// Metadata (metadata_props; keys in model_metadata.h, read by read_model): every file has
+// tessera.d_model, layers, heads, ffn, s2_steps, s1_steps, s2_bands, s1_bands, latent (the output
+// width) and tessera.seed (random weights) or tessera.checkpoint (imported: the checkpoint's file
+// name). Every version but v1.0 also has tessera.version ("v1.0-early", "v1.1", "v2"; a file
+// without it is v1.0), tessera.stats (the input statistics set: "v1.0", "mpc", "aws", "v2", or ""
+// when none was named), tessera.output_dim, tessera.pooling ("gru" nn.GRU, "custom_gru",
+// "attention"), tessera.fusion ("linear", "mlp"), tessera.fusion_hidden and tessera.fusion_width
+// (the MLP's widths; the output keeps the first output_dim of fusion_width), tessera.final_norm (1:
+// non-affine LayerNorm on the output) and tessera.qk_norm (0/1). s2_steps/s1_steps are 0 when
+// symbolic.
 //
 // Initializer names and layouts. Every Linear weight is stored [in, out] (y = x @ W + b), so
 // a PyTorch weight is its transpose. <b> is "s2" or "s1", <l> is 0 .. layers-1:
@@ -69,22 +70,15 @@
 #include <vector>
 
 #include "tessera/model/model_config.h"
+#include "tessera/model/model_description.h"
 
 namespace tessera {
-
-// The four architectures.
-enum class ModelArch { kV1_0Early, kV1_0, kV1_1, kV2 };
-
-// "v1.0-early", "v1.0", "v1.1", "v2".
-std::string arch_name(ModelArch arch);
-// The inverse of arch_name; throws UsageError "unknown architecture 'X' (v1.0-early, v1.0, ...)".
-ModelArch parse_arch(const std::string& name);
 
 // One model of the family. `shape` holds the widths (d_model, layers, heads, ffn, bands), the
 // output width (latent), the seed of random weights and, for v1.0 only, the fixed step counts
 // (the other versions take any count; their FLOPs are counted at shape.s2_steps/s1_steps).
 struct ArchConfig {
-  ModelArch arch = ModelArch::kV1_0;
+  ModelVersion version = ModelVersion::kV1_0;
   ModelConfig shape;
   int fusion_hidden = 0;  // MLP fusion hidden width (v1.1, v2); 0 for a Linear fusion
   int fusion_width = 0;   // MLP fusion output width (v1.1: 192, v2: 128); output keeps `latent`
@@ -93,7 +87,7 @@ struct ArchConfig {
 };
 
 // The released shape of each architecture (MODEL_FAMILY.md's table; v2: Small).
-ArchConfig default_arch_config(ModelArch arch);
+ArchConfig default_arch_config(ModelVersion arch);
 // A v2 student: d_model = 4 * latent_dim, fusion hidden 4d, output 128.
 ArchConfig v2_arch_config(int latent_dim, int layers, int heads, int ffn, bool qk_norm);
 
@@ -139,9 +133,9 @@ ModelStats count_model(const ModelConfig& config);
 ModelStats write_model(const ModelConfig& config, const std::string& path);
 
 // The same for any architecture. The ArchConfig overloads of write_model take the parameters
-// from `weights` and record `provenance` as metadata tessera.seed (random) or
-// tessera.checkpoint; validate_arch_config adds to validate_model_config: fusion widths
-// positive for MLP fusions and latent <= fusion_width.
+// from `weights` and record `provenance` as metadata {key, value}: {metadata_key::kSeed, seed}
+// (random) or {metadata_key::kCheckpoint, file name}; validate_arch_config adds to
+// validate_model_config: fusion widths positive for MLP fusions and latent <= fusion_width.
 void validate_arch_config(const ArchConfig& config);
 ModelStats count_model(const ArchConfig& config);
 ModelStats write_model(const ArchConfig& config, const std::string& path);

@@ -35,26 +35,10 @@ onnx::TensorShapeProto::Dimension* step_dim(onnx::ModelProto& model, const std::
 
 }  // namespace
 
-ModelFamilyInfo read_model_family(const std::string& path) {
-  onnx::ModelProto model = parse(path);
-  ModelFamilyInfo info;
-  for (const auto& entry : model.metadata_props()) {
-    if (entry.key() == "tessera.version") info.version = entry.value();
-    if (entry.key() == "tessera.stats") info.stats = entry.value();
-    if (entry.key() == "tessera.seed") info.weights_seed = entry.value();
-    if (entry.key() == "tessera.checkpoint") info.checkpoint = entry.value();
-  }
-  const auto* s2 = step_dim(model, "s2_input");
-  const auto* s1 = step_dim(model, "s1_input");
-  info.symbolic_steps =
-      s2 != nullptr && s1 != nullptr && !s2->has_dim_value() && !s1->has_dim_value();
-  return info;
-}
-
-std::string describe_weights(const ModelFamilyInfo& info) {
-  if (!info.weights_seed.empty())
-    return "random (seed " + info.weights_seed + "), for benchmarking";
-  if (!info.checkpoint.empty()) return "imported from " + info.checkpoint;
+std::string describe_weights(const ModelDescription& model) {
+  if (!model.weights_seed.empty())
+    return "random (seed " + model.weights_seed + "), for benchmarking";
+  if (!model.checkpoint.empty()) return "imported from " + model.checkpoint;
   return "not recorded in the model file";
 }
 

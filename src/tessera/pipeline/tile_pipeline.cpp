@@ -100,34 +100,40 @@ const InputStats& input_stats(const std::string& name) {
   throw Error("unknown statistics set '" + name + "' (v1.0, mpc, aws or v2)");
 }
 
-TilePipeline tile_pipeline(const std::string& model_path, const std::string& version,
-                           const std::string& stats, int64_t model_output_dim, int dim) {
+TilePipeline tile_pipeline(const ModelDescription& model, int dim) {
+  const ModelShape& shape = model.io();
   TilePipeline p;
-  p.version = version;
-  p.output_dim = model_output_dim;
-  const bool v2 = version == "v2";
+  p.version = model.version;
+  p.output_dim = shape.output_dim;
+  const std::string version = version_name(model.version);
+  const bool v2 = model.version == ModelVersion::kV2;
   if (dim != 0 && !v2) {
     throw UsageError(fmt::format(
-        "--dim applies to v2 models (Matryoshka prefixes); {} is a {} model", model_path, version));
+        "--dim applies to v2 models (Matryoshka prefixes); {} is a {} model", model.path, version));
   }
-  if (dim != 0 && ((dim != 16 && dim != 32 && dim != 64 && dim != 128) || dim > model_output_dim)) {
+  if (dim != 0 && ((dim != 16 && dim != 32 && dim != 64 && dim != 128) || dim > shape.output_dim)) {
     throw UsageError(fmt::format("--dim must be 16, 32, 64 or 128 (at most the model's {}), not {}",
-                                 model_output_dim, dim));
+                                 shape.output_dim, dim));
   }
-  if (version == "v1.0" || version == "v1.0-early") return p;
-  if (version == "v1.1") {
-    if (stats != "mpc" && stats != "aws") {
-      throw Error(model_path +
+  if (!shape.symbolic_steps) p.sampled_steps = {shape.s2_steps, shape.s1_steps};
+  if (model.version == ModelVersion::kV1_0 || model.version == ModelVersion::kV1_0Early) return p;
+  if (!shape.symbolic_steps) {
+    throw Error(fmt::format(
+        "{}: a {} model needs symbolic step axes (length buckets of 1 to 256 steps), this file "
+        "takes exactly {} + {} steps (a fixed-step copy from run-model?)",
+        model.path, version, shape.s2_steps, shape.s1_steps));
+  }
+  p.bucketed = true;
+  if (!v2) {  // v1.1
+    if (model.stats != "mpc" && model.stats != "aws") {
+      throw Error(model.path +
                   ": a v1.1 model needs its statistics set (tessera.stats mpc or aws; "
                   "import or make it with --stats mpc|aws), this one has '" +
-                  stats + "'");
+                  model.stats + "'");
     }
-    p.bucketed = true;
-    p.stats = stats;
+    p.stats = model.stats;
     return p;
   }
-  if (!v2) throw Error(model_path + ": unknown model version '" + version + "'");
-  p.bucketed = true;
   p.resampling = Resampling::kPad;
   p.stats = "v2";
   p.empty_modality_is_one_step = true;

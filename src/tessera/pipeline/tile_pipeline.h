@@ -1,7 +1,8 @@
 #pragma once
 // What a model's version asks of the tile pipeline (docs/PIPELINE.md, MODEL_FAMILY.md): which
 // pixels run, how their sequences are built, with which statistics, and how the outputs are
-// quantised. Chosen from the model file's metadata (tessera.version, tessera.stats).
+// quantised. Chosen from the model's description (read_model: its version, statistics set and
+// shape).
 //
 //   v1.0, v1.0 early  40 + 40 steps (a fixed-step v1.0 file: its own) by stratified
 //                     deterministic sampling, pooled S1 statistics,
@@ -17,6 +18,7 @@
 #include <string>
 
 #include "tessera/io/tile.h"
+#include "tessera/model/model_description.h"
 #include "tessera/pipeline/input_preparer.h"
 
 namespace tessera {
@@ -55,7 +57,7 @@ constexpr int64_t kMinBucket = 8;      // bucket lengths: 8, 16, ..., 256
 constexpr int64_t kMaxBucket = 256;
 
 struct TilePipeline {
-  std::string version = "v1.0";
+  ModelVersion version = ModelVersion::kV1_0;
   bool bucketed = false;  // v1.1, v2
   Resampling resampling = Resampling::kSpread;
   std::string stats = "v1.0";
@@ -69,12 +71,12 @@ struct TilePipeline {
   StepCounts sampled_steps{kSampledSteps, kSampledSteps};
 };
 
-// The pipeline of a model of `version` whose metadata names statistics set `stats` and whose
-// output is `model_output_dim` wide; `dim` is infer's --dim (0: the model's width). Throws
-// UsageError for --dim on a v1.x model or outside 16/32/64/128 (or above the model's width), and
-// Error naming `model_path` for an unknown version or a v1.1 model without mpc/aws statistics.
-TilePipeline tile_pipeline(const std::string& model_path, const std::string& version,
-                           const std::string& stats, int64_t model_output_dim, int dim);
+// The pipeline of `model` (its version, statistics set, output width and step axes); `dim` is
+// infer's --dim (0: the model's width). Throws UsageError for --dim on a v1.x model or outside
+// 16/32/64/128 (or above the model's width), and Error naming the model's file for a v1.1 model
+// without mpc/aws statistics, a v1.1 or v2 file with fixed step axes, or inputs and output that
+// are not a Tessera model's (ModelDescription::io).
+TilePipeline tile_pipeline(const ModelDescription& model, int dim);
 
 // The bucket length of n valid observations: the smallest multiple of 8 >= n, at most 256; 0
 // for n = 0 (callers apply their version's rule for empty modalities).

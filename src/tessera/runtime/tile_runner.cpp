@@ -25,6 +25,7 @@
 #include "tessera/io/npy.h"
 #include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
+#include "tessera/model/model_description.h"
 #include "tessera/model/model_family.h"
 #include "tessera/pipeline/preparer.h"
 #include "tessera/pipeline/quantiser.h"
@@ -63,7 +64,7 @@ std::string journal_key(const Tile& tile, const InferOptions& options, const std
   return fmt::format(
       "tessera-journal v5 grid={} hw={}x{} valid={} pipeline={}/{} latent={} batch={} repeat={} "
       "engines={} model_sha256={} inputs={:016x}",
-      tile.grid, tile.height, tile.width, valid, pipeline.version, pipeline.stats,
+      tile.grid, tile.height, tile.width, valid, version_name(pipeline.version), pipeline.stats,
       pipeline.output_dim, options.batch, options.repeat, engines, model_sha256,
       std::hash<std::string>{}(inputs));
 }
@@ -256,25 +257,15 @@ struct TileOutputs {
   }
 };
 
-// What the pipeline of `options`' model is (its metadata, its output width, --dim), checked
-// before any tile: a bad --dim or --repeat is one error, not one per tile.
-TilePipeline pipeline_of_model(const InferOptions& options) {
-  const ModelFamilyInfo family = read_model_family(options.model_path);
-  const ModelShape shape = read_model_shape(options.model_path);
-  TilePipeline pipeline = tile_pipeline(options.model_path, family.version, family.stats,
-                                        shape.output_dim, options.dim);
-  if (!shape.symbolic_steps) pipeline.sampled_steps = {shape.s2_steps, shape.s1_steps};
-  if (pipeline.bucketed && !shape.symbolic_steps) {
-    throw Error(fmt::format(
-        "{}: a {} model needs symbolic step axes (length buckets of 1 to 256 steps), this file "
-        "takes exactly {} + {} steps (a fixed-step copy from run-model?)",
-        options.model_path, pipeline.version, shape.s2_steps, shape.s1_steps));
-  }
+// What the pipeline of `model` is (its description, --dim), checked before any tile: a bad
+// --dim or --repeat is one error, not one per tile.
+TilePipeline pipeline_of_model(const ModelDescription& model, const InferOptions& options) {
+  TilePipeline pipeline = tile_pipeline(model, options.dim);
   if (pipeline.bucketed && options.repeat > 1) {
     throw UsageError(fmt::format(
         "--repeat applies to v1.0 models, whose steps are sampled; a {} model uses every valid "
         "observation, so every pass would be the same",
-        pipeline.version));
+        version_name(pipeline.version)));
   }
   return pipeline;
 }
@@ -291,7 +282,7 @@ TilePlan plan_tile(const Tile& tile, const TilePipeline& pipeline, int64_t batch
     throw Error(tile.dir +
                 ": holds no valid observation (every S2 mask and every S1 value is 0): "
                 "nothing for a " +
-                pipeline.version + " model to embed");
+                version_name(pipeline.version) + " model to embed");
   }
   return bucket_batches(counts, pipeline, batch);
 }
@@ -369,9 +360,10 @@ TileRunner::TileRunner(const InferOptions& options, const Plan& plan, EngineFact
   kept_->devices = parse_device_list(options.device);
   plan_engines(options, *kept_);
   kept_->model = identify_file(options.model_path);
-  kept_->weights = describe_weights(read_model_family(options.model_path));
+  const ModelDescription model = read_model(options.model_path);
+  kept_->weights = describe_weights(model);
   kept_->factory = build_from_identified_model(std::move(factory), kept_->model);
-  kept_->pipeline = pipeline_of_model(options);
+  kept_->pipeline = pipeline_of_model(model, options);
   if (options.gpu_batch < 1 || options.gpu_batch > kMaxInferBatch) {
     throw UsageError(
         fmt::format("GPU batch must be 1 to {} (got {})", kMaxInferBatch, options.gpu_batch));
@@ -416,7 +408,7 @@ TileRecord TileRunner::record_of_run(const TileSummary& summary) const {
   record.model = options_.model_path;
   record.model_sha256 = kept_->model.sha256;
   record.weights = kept_->weights;
-  record.version = kept_->pipeline.version;
+  record.version = version_name(kept_->pipeline.version);
   record.engine = summary.engine;
   record.precision = summary.precision;
   record.output_dim = kept_->pipeline.output_dim;

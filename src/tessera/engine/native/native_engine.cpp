@@ -160,7 +160,8 @@ struct NativeEngine::State {
   dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream{engine};
   PrecisionPlan plan;
-  NativeModelDims dims;
+  ModelDescription arch;  // the file's version, pooling, fusion, norms and shape
+  NativeModelDims dims;   // its widths
   Branch s2, s1;
   Fusion fusion;
   int64_t max_batch = 0;
@@ -231,7 +232,7 @@ int64_t NativeEngine::State::activation_bytes_per_row() const {
   // Per pixel: h, z, gh, gn in float32, h_low and rh_low, the fusion's hidden row.
   bytes += 4 * 6 * d + d * (low(plan.light) + static_cast<int64_t>(bytes_of(plan.light)));
   bytes += 4 * dims.fusion_hidden;
-  if (!dims.symbolic_steps) {  // each row's scores: heads x steps, float32 and probabilities
+  if (!arch.shape.symbolic_steps) {  // each row's scores: heads x steps, float32 and probabilities
     const int64_t longest = std::max(dims.s2.steps, dims.s1.steps);
     bytes += dims.heads * longest * (4 + low(plan.attention));
   }
@@ -244,10 +245,10 @@ int64_t NativeEngine::State::activation_bytes_per_row() const {
 // see kSymbolicScoreFloats.
 void NativeEngine::State::plan_capacity() {
   const int64_t longest = std::max(dims.s2.steps, dims.s1.steps);
-  const int64_t wanted = max_batch * (dims.symbolic_steps ? kSymbolicRowsPerPixel : longest);
+  const int64_t wanted = max_batch * (arch.shape.symbolic_steps ? kSymbolicRowsPerPixel : longest);
   const int64_t budget_rows = kActivationBudgetBytes / activation_bytes_per_row();
   rows_capacity = std::max(longest, std::min(wanted, budget_rows));
-  if (!dims.symbolic_steps) {
+  if (!arch.shape.symbolic_steps) {
     rows_capacity = rows_capacity / longest * longest;  // whole pixels
     score_capacity = rows_capacity * dims.heads * longest;
   } else {
@@ -259,7 +260,7 @@ void NativeEngine::State::plan_capacity() {
 
 void NativeEngine::State::load_branch(NativeModel& model, const std::string& b, Branch& branch) {
   const int64_t d = dims.d_model;
-  branch.doy_frequencies = day_of_year_frequencies(d, dims.float32_frequencies);
+  branch.doy_frequencies = day_of_year_frequencies(d, arch.float32_frequencies());
   auto linear = [&](const std::string& name, NativeLinearSpec spec) {
     auto made = std::make_unique<NativeLinear>(engine, spec, model.tensor(name + ".weight"),
                                                model.tensor(name + ".bias"), rows_capacity);
@@ -290,7 +291,7 @@ void NativeEngine::State::load_layers(NativeModel& model, const std::string& b, 
     EncoderLayer layer;
     // int8 outputs go through an epilogue (row scales, bias): bf16 halves their memory traffic.
     // With QK norm q and k are normalised in float32 before they take the attention's type.
-    const NativeType qkv_dst = dims.qk_norm ? NativeType::f32 : plan.attention;
+    const NativeType qkv_dst = arch.qk_norm ? NativeType::f32 : plan.attention;
     layer.qkv = linear(p + ".attn.in_proj", {d, 3 * d, plan.encoder, qkv_dst, false});
     layer.out = linear(p + ".attn.out_proj", {d, d, plan.encoder, NativeType::f32, false});
     layer.ffn1 = linear(p + ".ffn.linear1", {d, dims.ffn, plan.encoder, ffn1_output_type(), true});
@@ -299,7 +300,7 @@ void NativeEngine::State::load_layers(NativeModel& model, const std::string& b, 
     layer.norm1_beta = copy_of(model, p + ".norm1.bias", d);
     layer.norm2_gamma = copy_of(model, p + ".norm2.weight", d);
     layer.norm2_beta = copy_of(model, p + ".norm2.bias", d);
-    if (dims.qk_norm) {
+    if (arch.qk_norm) {
       layer.q_gain = copy_of(model, p + ".attn.q_norm.weight", d / dims.heads);
       layer.k_gain = copy_of(model, p + ".attn.k_norm.weight", d / dims.heads);
     }
@@ -312,7 +313,7 @@ void NativeEngine::State::load_pooling(NativeModel& model, const std::string& b,
   const auto make = [&](NativeLinearSpec spec, const float* w, const float* bias, int64_t rows) {
     return std::make_unique<NativeLinear>(engine, spec, w, bias, rows);
   };
-  if (dims.pooling == NativePooling::kTorchGru) {
+  if (arch.pooling == Pooling::kTorchGru) {
     const std::string r = b + ".pool.rnn.";
     branch.gru_input =
         make({d, 3 * d, plan.encoder, NativeType::f32, false}, model.tensor(r + "weight_ih"),
@@ -320,7 +321,7 @@ void NativeEngine::State::load_pooling(NativeModel& model, const std::string& b,
     branch.gru_hidden =
         make({d, 3 * d, plan.light, NativeType::f32, false}, model.tensor(r + "weight_hh"),
              model.tensor(r + "bias_hh"), pixel_capacity);
-  } else if (dims.pooling == NativePooling::kCustomGru) {
+  } else if (arch.pooling == Pooling::kCustomGru) {
     const std::string g = b + ".pool.gru.";
     const std::vector<float> input_w = side_by_side(model, {g + "W_ir", g + "W_iz", g + "W_ih"}, d);
     std::vector<float> input_b;
@@ -361,7 +362,7 @@ void NativeEngine::State::load_fusion(NativeModel& model) {
   fusion.second = std::make_unique<NativeLinear>(
       engine, NativeLinearSpec{hidden, latent, f32, f32}, second_w.data(),
       model.tensor("fusion.linear2.bias"), pixel_capacity);
-  fusion.final_norm = dims.final_norm;
+  fusion.final_norm = arch.final_norm;
 }
 
 void NativeEngine::State::allocate() {
@@ -405,7 +406,7 @@ void NativeEngine::State::allocate() {
 int64_t NativeEngine::State::planned_bytes() const {
   const int64_t pixel_floats = dims.s2.steps * (dims.s2.bands + 1) +
                                dims.s1.steps * (dims.s1.bands + 1) + dims.latent + 2 * dims.d_model;
-  const int64_t scores = dims.symbolic_steps ? score_capacity * (4 + 2) : 0;  // else per row
+  const int64_t scores = arch.shape.symbolic_steps ? score_capacity * (4 + 2) : 0;  // else per row
   return max_batch * pixel_floats * 4 + rows_capacity * activation_bytes_per_row() + scores;
 }
 
@@ -671,8 +672,8 @@ void NativeEngine::State::run_chunk(const Branch& branch, const float* input, in
   }
   check();
   const float* states = x.as<float>();  // attention pooling scores x itself
-  if (dims.pooling != NativePooling::kAttention) {
-    if (dims.pooling == NativePooling::kCustomGru) {
+  if (arch.pooling != Pooling::kAttention) {
+    if (arch.pooling == Pooling::kCustomGru) {
       run_custom_gru(branch, batch, steps);
     } else {
       run_torch_gru(branch, batch, steps);
@@ -724,7 +725,8 @@ NativeEngine::NativeEngine(const std::string& model_path, const NativeEngineOpti
   omp_set_num_threads(options.threads);
   State& s = *state_;
   s.plan = plan_precision(options.precision);
-  NativeModel model(model_path);
+  NativeModel model(read_model(model_path));
+  s.arch = model.description();
   s.dims = model.dims();
   s.s2.dims = s.dims.s2;
   s.s1.dims = s.dims.s1;
@@ -734,14 +736,14 @@ NativeEngine::NativeEngine(const std::string& model_path, const NativeEngineOpti
   shape_.s1_steps = s.dims.s1.steps;
   shape_.s1_features = s.dims.s1.bands + 1;
   shape_.output_dim = s.dims.latent;
-  shape_.symbolic_steps = s.dims.symbolic_steps;
+  shape_.symbolic_steps = s.arch.shape.symbolic_steps;
   s.plan_capacity();
   require_buffer_memory(model_path, "native engine", options.max_batch, s.planned_bytes());
   s.load_branch(model, "s2", s.s2);
   s.load_branch(model, "s1", s.s1);
   s.load_fusion(model);
   s.allocate();
-  if (!s.dims.symbolic_steps) s.prepare(options.max_batch, s.dims.s2.steps, s.dims.s1.steps);
+  if (!s.arch.shape.symbolic_steps) s.prepare(options.max_batch, s.dims.s2.steps, s.dims.s1.steps);
 }
 
 NativeEngine::~NativeEngine() = default;

@@ -27,8 +27,6 @@ std::vector<int64_t> dims_of(const onnx::TensorProto& tensor) {
   return {tensor.dims().begin(), tensor.dims().end()};
 }
 
-using Metadata = std::unordered_map<std::string, std::string>;
-
 const onnx::TensorProto& find_tensor(const TensorIndex& index, const std::string& path,
                                      const std::string& version, const std::string& name) {
   const auto it = index.find(name);
@@ -50,33 +48,6 @@ int64_t leading_dim(const TensorIndex& index, const std::string& path, const std
   return tensor.dims(0);
 }
 
-// [batch, steps, bands + 1] of graph input `name`; a symbolic step axis gives kMaxModelSteps
-// steps (the capacity of a run) and sets *symbolic.
-NativeBranchDims input_dims(const onnx::GraphProto& graph, const std::string& path,
-                            const std::string& name, bool* symbolic) {
-  for (const auto& input : graph.input()) {
-    if (input.name() != name) continue;
-    const auto& shape = input.type().tensor_type().shape();
-    if (shape.dim_size() != 3 || shape.dim(2).dim_value() < 2 ||
-        (shape.dim(1).has_dim_value() && shape.dim(1).dim_value() <= 0)) {
-      throw Error(path + ": input '" + name + "' is not [batch, steps, bands + 1]");
-    }
-    *symbolic = !shape.dim(1).has_dim_value();
-    return {*symbolic ? kMaxModelSteps : shape.dim(1).dim_value(), shape.dim(2).dim_value() - 1};
-  }
-  throw Error(path + ": input '" + name + "' is missing (not a Tessera model?)");
-}
-
-// The width of graph output `output` [batch, width] (0 when the file does not state it).
-int64_t output_width(const onnx::GraphProto& graph) {
-  for (const auto& output : graph.output()) {
-    const auto& shape = output.type().tensor_type().shape();
-    if (output.name() == "output" && shape.dim_size() == 2 && shape.dim(1).has_dim_value())
-      return shape.dim(1).dim_value();
-  }
-  return 0;
-}
-
 // The int64 values of the Constant node that produces `name` (empty when there is none).
 std::vector<int64_t> constant_values(const onnx::GraphProto& graph, const std::string& name) {
   for (const auto& node : graph.node()) {
@@ -95,10 +66,10 @@ std::vector<int64_t> constant_values(const onnx::GraphProto& graph, const std::s
 }
 
 // Attention heads, from the graph itself: every Reshape to [0, 0, heads, d / heads] (the heads
-// split of q, k and v) must agree. Metadata `tessera.heads`, when present, must say the same: a
-// file whose metadata disagrees with the graph ONNX Runtime runs is refused.
-int64_t attention_heads(const onnx::ModelProto& model, const Metadata& metadata,
-                        const std::string& path, int64_t d) {
+// split of q, k and v) must agree. Metadata `tessera.heads` (`stated`; 0 when absent) must say
+// the same: a file whose metadata disagrees with the graph ONNX Runtime runs is refused.
+int64_t attention_heads(const onnx::ModelProto& model, int64_t stated, const std::string& path,
+                        int64_t d) {
   int64_t heads = 0;
   for (const auto& node : model.graph().node()) {
     if (node.op_type() != "Reshape" || node.input_size() != 2) continue;
@@ -114,53 +85,21 @@ int64_t attention_heads(const onnx::ModelProto& model, const Metadata& metadata,
     throw Error(path + ": cannot find the number of attention heads (no Reshape to [0, 0, heads, " +
                 "d_model / heads])");
   }
-  const auto it = metadata.find("tessera.heads");
-  if (it != metadata.end() && it->second != std::to_string(heads)) {
-    throw Error(path + ": metadata tessera.heads = " + it->second + " disagrees with the graph, " +
-                "whose attention has " + std::to_string(heads) + " heads");
+  if (stated != 0 && stated != heads) {
+    throw Error(path + ": metadata tessera.heads = " + std::to_string(stated) +
+                " disagrees with the graph, whose attention has " + std::to_string(heads) +
+                " heads");
   }
   return heads;
 }
 
-// The value of metadata `key`, which must be one of `allowed` (the first when absent).
-std::string choice(const Metadata& metadata, const std::string& path, const std::string& key,
-                   const std::vector<std::string>& allowed) {
-  const auto it = metadata.find(key);
-  if (it == metadata.end()) return allowed.front();
-  if (std::find(allowed.begin(), allowed.end(), it->second) != allowed.end()) return it->second;
-  std::string expected;
-  for (const auto& a : allowed) expected += (expected.empty() ? "" : ", ") + a;
-  throw Error(path + ": metadata " + key + " = '" + it->second +
-              "' is not one the native engine runs (" + expected + ")");
-}
-
-// The architecture the metadata states (model_builder.h, "Metadata"); v1.0 without it. Returns
-// whether the fusion is an MLP (its widths come from the tensors).
-bool read_architecture(const Metadata& metadata, const std::string& path, NativeModelDims& dims) {
-  dims.version = choice(metadata, path, "tessera.version", {"v1.0", "v1.0-early", "v1.1", "v2"});
-  if (dims.version == "v1.0") {
-    dims.pooling = NativePooling::kCustomGru;
-    return false;
-  }
-  dims.float32_frequencies = true;
-  const std::string pooling =
-      choice(metadata, path, "tessera.pooling", {"custom_gru", "gru", "attention"});
-  dims.pooling = pooling == "gru"         ? NativePooling::kTorchGru
-                 : pooling == "attention" ? NativePooling::kAttention
-                                          : NativePooling::kCustomGru;
-  dims.final_norm = choice(metadata, path, "tessera.final_norm", {"0", "1"}) == "1";
-  dims.qk_norm = choice(metadata, path, "tessera.qk_norm", {"0", "1"}) == "1";
-  return choice(metadata, path, "tessera.fusion", {"linear", "mlp"}) == "mlp";
-}
-
-void append_pooling_shapes(ExpectedShapes& out, const std::string& b, const NativeModelDims& m) {
-  const int64_t d = m.d_model;
-  if (m.pooling == NativePooling::kTorchGru) {
+void append_pooling_shapes(ExpectedShapes& out, const std::string& b, Pooling pooling, int64_t d) {
+  if (pooling == Pooling::kTorchGru) {
     out.push_back({b + ".pool.rnn.weight_ih", {d, 3 * d}});
     out.push_back({b + ".pool.rnn.weight_hh", {d, 3 * d}});
     out.push_back({b + ".pool.rnn.bias_ih", {3 * d}});
     out.push_back({b + ".pool.rnn.bias_hh", {3 * d}});
-  } else if (m.pooling == NativePooling::kCustomGru) {
+  } else if (pooling == Pooling::kCustomGru) {
     for (const char* w : {"W_ir", "W_iz", "W_ih", "W_hr", "W_hz", "W_hh"})
       out.push_back({b + ".pool.gru." + w, {d, d}});
     for (const char* bias : {"b_r", "b_z", "b_h"}) out.push_back({b + ".pool.gru." + bias, {d}});
@@ -171,8 +110,8 @@ void append_pooling_shapes(ExpectedShapes& out, const std::string& b, const Nati
   out.push_back({b + ".pool.score.bias", {1}});
 }
 
-void append_branch_shapes(ExpectedShapes& out, const std::string& b, const NativeModelDims& m,
-                          const NativeBranchDims& branch) {
+void append_branch_shapes(ExpectedShapes& out, const std::string& b, const ModelDescription& model,
+                          const NativeModelDims& m, const NativeBranchDims& branch) {
   const int64_t d = m.d_model;
   out.push_back({b + ".embed.0.weight", {branch.bands, d}});
   out.push_back({b + ".embed.0.bias", {d}});
@@ -182,7 +121,7 @@ void append_branch_shapes(ExpectedShapes& out, const std::string& b, const Nativ
     const std::string p = b + ".layers." + std::to_string(l);
     out.push_back({p + ".attn.in_proj.weight", {d, 3 * d}});
     out.push_back({p + ".attn.in_proj.bias", {3 * d}});
-    if (m.qk_norm) {
+    if (model.qk_norm) {
       out.push_back({p + ".attn.q_norm.weight", {d / m.heads}});
       out.push_back({p + ".attn.k_norm.weight", {d / m.heads}});
     }
@@ -197,7 +136,7 @@ void append_branch_shapes(ExpectedShapes& out, const std::string& b, const Nativ
     out.push_back({p + ".norm2.weight", {d}});
     out.push_back({p + ".norm2.bias", {d}});
   }
-  append_pooling_shapes(out, b, m);
+  append_pooling_shapes(out, b, model.pooling, d);
 }
 
 void append_fusion_shapes(ExpectedShapes& out, const NativeModelDims& m) {
@@ -232,55 +171,55 @@ std::vector<float> float_data(const onnx::TensorProto& tensor, const std::string
   return values;
 }
 
+// The widths: steps and bands from the inputs, the output width from the output, the rest from
+// the initializers' shapes and the attention Reshapes.
+NativeModelDims read_widths(const onnx::ModelProto& proto, const TensorIndex& index,
+                            const ModelDescription& model, const ModelShape& shape) {
+  const std::string& path = model.path;
+  const std::string version = version_name(model.version);
+  NativeModelDims dims;
+  dims.s2 = {shape.s2_steps, shape.s2_features - 1};
+  dims.s1 = {shape.s1_steps, shape.s1_features - 1};
+  dims.latent = shape.output_dim;
+  dims.d_model = leading_dim(index, path, version, "s2.embed.0.bias");
+  dims.ffn = leading_dim(index, path, version, "s2.layers.0.ffn.linear1.bias");
+  if (model.mlp_fusion) {
+    dims.fusion_hidden = leading_dim(index, path, version, "fusion.linear1.bias");
+    dims.fusion_width = leading_dim(index, path, version, "fusion.linear2.bias");
+  }
+  if (dims.fusion_hidden > 0 &&
+      (dims.latent > dims.fusion_width || (model.final_norm && dims.latent != dims.fusion_width)))
+    throw Error(path + ": output width " + std::to_string(dims.latent) +
+                " does not fit the fusion width " + std::to_string(dims.fusion_width));
+  while (index.count("s2.layers." + std::to_string(dims.layers) + ".norm1.weight")) ++dims.layers;
+  dims.heads = attention_heads(proto, model.heads, path, dims.d_model);
+  return dims;
+}
+
 }  // namespace
 
-NativeModel::NativeModel(const std::string& path) : path_(path) {
+NativeModel::NativeModel(const ModelDescription& model) : path_(model.path), description_(model) {
+  const std::string& path = path_;
+  const ModelShape& shape = model.io();
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path + ": cannot be read");
-  onnx::ModelProto model;
-  if (!model.ParseFromIstream(&in))
+  onnx::ModelProto proto;
+  if (!proto.ParseFromIstream(&in))
     throw Error(path + ": not an ONNX model (protobuf parse failed)");
-  check_finite_weights(model, path);
+  check_finite_weights(proto, path);
   TensorIndex index;
-  for (const auto& tensor : model.graph().initializer()) index[tensor.name()] = &tensor;
-  Metadata metadata;
-  for (const auto& entry : model.metadata_props()) metadata[entry.key()] = entry.value();
-
-  const bool mlp_fusion = read_architecture(metadata, path, dims_);
-  const std::string& version = dims_.version;
-  bool s2_symbolic = false, s1_symbolic = false;
-  dims_.s2 = input_dims(model.graph(), path, "s2_input", &s2_symbolic);
-  dims_.s1 = input_dims(model.graph(), path, "s1_input", &s1_symbolic);
-  if (s2_symbolic != s1_symbolic)
-    throw Error(path + ": one input has a symbolic step axis and the other a fixed one");
-  dims_.symbolic_steps = s2_symbolic;
-  dims_.d_model = leading_dim(index, path, version, "s2.embed.0.bias");
-  dims_.ffn = leading_dim(index, path, version, "s2.layers.0.ffn.linear1.bias");
-  if (mlp_fusion) {
-    dims_.fusion_hidden = leading_dim(index, path, version, "fusion.linear1.bias");
-    dims_.fusion_width = leading_dim(index, path, version, "fusion.linear2.bias");
-  }
-  dims_.latent = output_width(model.graph());
-  if (dims_.latent == 0) {
-    dims_.latent = dims_.fusion_hidden > 0 ? dims_.fusion_width
-                                           : leading_dim(index, path, version, "fusion.bias");
-  }
-  if (dims_.fusion_hidden > 0 && (dims_.latent > dims_.fusion_width ||
-                                  (dims_.final_norm && dims_.latent != dims_.fusion_width)))
-    throw Error(path + ": output width " + std::to_string(dims_.latent) +
-                " does not fit the fusion width " + std::to_string(dims_.fusion_width));
-  while (index.count("s2.layers." + std::to_string(dims_.layers) + ".norm1.weight")) ++dims_.layers;
-  dims_.heads = attention_heads(model, metadata, path, dims_.d_model);
-
+  for (const auto& tensor : proto.graph().initializer()) index[tensor.name()] = &tensor;
+  dims_ = read_widths(proto, index, model, shape);
   ExpectedShapes expected;
-  append_branch_shapes(expected, "s2", dims_, dims_.s2);
-  append_branch_shapes(expected, "s1", dims_, dims_.s1);
+  append_branch_shapes(expected, "s2", model, dims_, dims_.s2);
+  append_branch_shapes(expected, "s1", model, dims_, dims_.s1);
   append_fusion_shapes(expected, dims_);
-  for (const auto& [name, shape] : expected) {
+  const std::string version = version_name(model.version);
+  for (const auto& [name, wanted] : expected) {
     const onnx::TensorProto& tensor = find_tensor(index, path, version, name);
-    if (dims_of(tensor) != shape) {
+    if (dims_of(tensor) != wanted) {
       throw Error(path + ": initializer '" + name + "' has shape " + dims_string(dims_of(tensor)) +
-                  ", expected " + dims_string(shape));
+                  ", expected " + dims_string(wanted));
     }
     if (tensor.data_type() != onnx::TensorProto::FLOAT) {
       throw Error(path + ": initializer '" + name + "' has ONNX data type " +

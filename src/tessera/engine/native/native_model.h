@@ -1,12 +1,12 @@
 #pragma once
 // NativeModel: the parameters of a Tessera model file of any version (v1.0 early, v1.0, v1.1,
-// v2; docs MODEL_FAMILY.md), read with protobuf by the initializer names and [in, out] layouts
+// v2; docs/MODEL_FAMILY.md), read with protobuf by the initializer names and [in, out] layouts
 // of model/model_builder.h, checked, and held as float32 while an engine builds its own working
 // copies from them.
 //
-// The architecture comes from the metadata model_builder.h writes (tessera.version,
-// tessera.pooling, tessera.fusion, tessera.final_norm, tessera.qk_norm; a file without
-// tessera.version is v1.0), the widths from the initializer shapes.
+// The architecture (version, pooling, fusion, norms) and the inputs and output come from the
+// file's description (read_model, model/model_description.h); the widths from the initializer
+// shapes.
 //
 // Invariants after construction: every tensor an engine asks for by name exists with the shape
 // the dimensions imply; dims() agrees with the graph's inputs (steps, bands), its output width
@@ -19,6 +19,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tessera/model/model_description.h"
+
 namespace tessera {
 
 struct NativeBranchDims {
@@ -26,35 +28,24 @@ struct NativeBranchDims {
   int64_t bands = 0;  // input bands (the input has one more column: the day of year)
 };
 
-// How a branch pools its encoder output x [T, d] over time into one [d] vector.
-enum class NativePooling {
-  kTorchGru,   // v1.0 early: nn.GRU states scored without LayerNorm, weights on x
-  kCustomGru,  // v1.0, v1.1: custom GRU states, LayerNorm, scored, weights on x
-  kAttention,  // v2: x itself scored, weights on x
-};
-
+// The widths of a model, read from its initializers and inputs.
 struct NativeModelDims {
-  std::string version;  // "v1.0-early", "v1.0", "v1.1", "v2"
   int64_t d_model = 0;
   int64_t layers = 0;
   int64_t heads = 0;
   int64_t ffn = 0;
   int64_t latent = 0;  // output width
   NativeBranchDims s2, s1;
-  bool symbolic_steps = false;  // steps of both branches are kMaxModelSteps (the capacity)
-  NativePooling pooling = NativePooling::kCustomGru;
-  bool qk_norm = false;              // RMSNorm of q and k per head (v2)
-  int64_t fusion_hidden = 0;         // 0: Linear fusion [2d, latent]; else the MLP's hidden width
-  int64_t fusion_width = 0;          // the MLP's output width; the output keeps its first `latent`
-  bool final_norm = false;           // LayerNorm without parameters on the output (v2)
-  bool float32_frequencies = false;  // day-of-year frequencies in float32 (all but v1.0)
+  int64_t fusion_hidden = 0;  // 0: Linear fusion [2d, latent]; else the MLP's hidden width
+  int64_t fusion_width = 0;   // the MLP's output width; the output keeps its first `latent`
 };
 
 class NativeModel {
  public:
-  // Reads and checks `path`. Throws Error.
-  explicit NativeModel(const std::string& path);
+  // Reads and checks the weights of the file `model` describes. Throws Error.
+  explicit NativeModel(const ModelDescription& model);
 
+  const ModelDescription& description() const { return description_; }
   const NativeModelDims& dims() const { return dims_; }
   // The float32 data of initializer `name` (checked at construction; throws Error if absent).
   const float* tensor(const std::string& name) const;
@@ -63,6 +54,7 @@ class NativeModel {
 
  private:
   std::string path_;
+  ModelDescription description_;
   NativeModelDims dims_;
   std::unordered_map<std::string, std::vector<float>> tensors_;
 };
