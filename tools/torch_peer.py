@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """PyTorch peer of `tessera bench`: the same Tessera model, the same weights, run by PyTorch.
 
-Reads a Tessera-architecture ONNX model (written by `tessera make-model`, layouts documented in
-src/tessera/model/model_builder.h), rebuilds it as a torch.nn.Module with the initializers as
-weights, and either checks it against ONNX Runtime or times it.
+Reads a Tessera ONNX model of any version (written by `tessera make-model` or `tessera import`;
+layouts in src/tessera/model/model_builder.h), loads its initializers into the PyTorch module of
+that version in tessera_torch.py (beside this script), and either checks it against ONNX Runtime
+or times it.
 
   torch_peer.py check --model M.onnx --tessera BIN [--pixels 4]
       random inputs -> `BIN run-model` (ONNX Runtime) and torch fp32; prints the max abs error,
@@ -20,15 +21,16 @@ weights, and either checks it against ONNX Runtime or times it.
       Markdown table, and with -o writes the bench JSON schema (engine "torch") that
       `tessera report --from` reads.
 
-Sizes come from the initializer shapes (d_model, layers, ffn, bands, latent) and the step counts
-from the graph inputs (40 when symbolic). The head count cannot be seen in any shape: pass
---heads (default 4, the Tessera v1.0 value); a wrong value gives a large `check` error.
+The version, head count and QK-norm come from the file's metadata (a file without them is v1.0
+with 4 heads; --heads overrides), the widths from the initializer shapes, the step counts from
+the graph inputs (40 when symbolic). A wrong head count gives a large `check` error.
 
 Exit codes: 0 ok, 1 error (one line on stderr naming the file and the problem) or `check` above
 tolerance, 2 bad arguments, 3 PyTorch (or onnx/numpy) cannot be imported.
 """
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -65,11 +67,11 @@ def _import_or_exit(name):
 
 torch = _import_or_exit("torch")
 np = _import_or_exit("numpy")
-onnx = _import_or_exit("onnx")
-from onnx import numpy_helper  # noqa: E402  (after the import guard)
-from torch import nn  # noqa: E402
+_import_or_exit("onnx")  # tessera_torch.model_from_onnx reads the file with it
+from torch import nn  # noqa: E402  (after the import guard)
 
-BRANCHES = ("s2", "s1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # tessera_torch.py lies beside
+import tessera_torch  # noqa: E402
 
 
 class PeerError(Exception):
@@ -81,57 +83,7 @@ class PeerUsageError(PeerError):
 
 
 # ---------------------------------------------------------------------------------------------
-# The model
-
-
-class DoyEncoding(nn.Module):
-    """Sinusoidal encoding of the raw day of year: pe[..., 2i] = sin(doy * div_i),
-    pe[..., 2i+1] = cos(doy * div_i), div_i = exp(2i * -(ln 10000 / d)) rounded to float32
-    like the ONNX graph's constant."""
-
-    def __init__(self, d_model):
-        super().__init__()
-        i = torch.arange(d_model // 2, dtype=torch.float64)
-        div = torch.exp(2.0 * i * -(math.log(10000.0) / d_model)).to(torch.float32)
-        self.register_buffer("div", div, persistent=False)
-
-    def forward(self, doy):  # doy [B, T] -> [B, T, d]
-        angle = doy.unsqueeze(-1) * self.div
-        return torch.stack((torch.sin(angle), torch.cos(angle)), dim=-1).flatten(-2)
-
-
-class TemporalPooling(nn.Module):
-    """GRU-context attention pooling of MODEL.md step 4.
-
-    The gate of the candidate state is applied before the hidden matrix,
-    h^ = tanh(W_ih x_t + W_hh (r * h) + b_h), which is not nn.GRUCell's r * (W_hh h + b), so the
-    cell is written out. The three input matrices are packed into one Linear (r | z | h) and
-    applied to all steps at once; W_hr | W_hz are packed into another."""
-
-    def __init__(self, d_model):
-        super().__init__()
-        self.d_model = d_model
-        self.input_gates = nn.Linear(d_model, 3 * d_model)  # W_ir | W_iz | W_ih, b_r | b_z | b_h
-        self.hidden_rz = nn.Linear(d_model, 2 * d_model, bias=False)  # W_hr | W_hz
-        self.hidden_h = nn.Linear(d_model, d_model, bias=False)  # W_hh
-        self.norm = nn.LayerNorm(d_model, eps=1e-5)
-        self.score = nn.Linear(d_model, 1)
-
-    def forward(self, x):  # x [B, T, d] (encoder output) -> [B, d]
-        gates = self.input_gates(x)
-        h = torch.zeros(x.shape[0], self.d_model, dtype=x.dtype, device=x.device)
-        states = []
-        for t in range(x.shape[1]):
-            in_r, in_z, in_h = gates[:, t].chunk(3, dim=-1)
-            hid_r, hid_z = self.hidden_rz(h).chunk(2, dim=-1)
-            r = torch.sigmoid(in_r + hid_r)
-            z = torch.sigmoid(in_z + hid_z)
-            candidate = torch.tanh(in_h + self.hidden_h(r * h))
-            h = (1.0 - z) * h + z * candidate
-            states.append(h)
-        context = self.norm(torch.stack(states, dim=1))
-        weights = torch.softmax(self.score(context).squeeze(-1), dim=1)  # softmax over time
-        return (weights.unsqueeze(-1) * x).sum(dim=1)
+# The model: tessera_torch.py's module of the file's version, with the file's weights
 
 
 def _cpu_autocast_enabled():
@@ -141,13 +93,9 @@ def _cpu_autocast_enabled():
         return torch.is_autocast_cpu_enabled()
 
 
-def _encoder_layer(layer, x):
-    """layer(x), except under CPU autocast. There the fused fast paths of
-    nn.TransformerEncoderLayer and nn.MultiheadAttention mix dtypes (torch 1.13: "expected scalar
-    type BFloat16 but found Float"), so the same post-norm layer runs unfused on the layer's
-    own parameters: x = LN1(x + MHA(x)); x = LN2(x + W2 relu(W1 x + b1) + b2)."""
-    if not (x.device.type == "cpu" and _cpu_autocast_enabled()):
-        return layer(x)
+def _unfused_encoder_layer(layer, x):
+    """The post-norm nn.TransformerEncoderLayer on its own parameters, without the fused fast
+    path: x = LN1(x + MHA(x)); x = LN2(x + W2 relu(W1 x + b1) + b2)."""
     attn = layer.self_attn
     seq = x.transpose(0, 1)  # the functional form is sequence-first
     mixed = nn.functional.multi_head_attention_forward(
@@ -158,44 +106,25 @@ def _encoder_layer(layer, x):
     return layer.norm2(x + layer.linear2(torch.relu(layer.linear1(x))))
 
 
-class Branch(nn.Module):
-    """One sensor branch: embedding + day-of-year encoding, post-norm encoder, pooling."""
+def cpu_autocast_safe(model):
+    """Makes `model` run under CPU autocast, where torch 1.13 fails on mixed dtypes ("expected
+    scalar type BFloat16 but found Float"): every nn.TransformerEncoderLayer runs unfused (its
+    fused fast path mixes them) and every nn.LayerNorm normalises a float32 copy of a bfloat16
+    input (as CUDA autocast does). Elsewhere both run as they are. Layers are called unmasked."""
+    def patched(module, fallback):
+        def forward(x, *args, **kwargs):
+            if x.device.type == "cpu" and _cpu_autocast_enabled():
+                return fallback(module, x)
+            return original(x, *args, **kwargs)
+        original = module.forward
+        module.forward = forward
 
-    def __init__(self, bands, d_model, layers, heads, ffn):
-        super().__init__()
-        self.embed = nn.Sequential(nn.Linear(bands, d_model), nn.ReLU(),
-                                   nn.Linear(d_model, d_model))
-        self.doy = DoyEncoding(d_model)
-        self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ffn, dropout=0.0,
-                                       activation="relu", layer_norm_eps=1e-5, batch_first=True,
-                                       norm_first=False) for _ in range(layers))
-        self.pool = TemporalPooling(d_model)
-
-    def forward(self, inputs):  # [B, T, bands + 1], the day of year last
-        x = self.embed(inputs[:, :, :-1]) + self.doy(inputs[:, :, -1])
-        for layer in self.layers:
-            x = _encoder_layer(layer, x)
-        return self.pool(x)
-
-
-class TesseraModel(nn.Module):
-    """The Tessera v1.0 architecture (MODEL.md) for any sizes: two branches, fused to `latent`."""
-
-    def __init__(self, sizes):
-        super().__init__()
-        self.sizes = dict(sizes)
-        d, layers, heads, ffn = sizes["d_model"], sizes["layers"], sizes["heads"], sizes["ffn"]
-        self.s2 = Branch(sizes["s2_bands"], d, layers, heads, ffn)
-        self.s1 = Branch(sizes["s1_bands"], d, layers, heads, ffn)
-        self.fusion = nn.Linear(2 * d, sizes["latent"])
-
-    def forward(self, s2_input, s1_input):
-        return self.fusion(torch.cat((self.s2(s2_input), self.s1(s1_input)), dim=-1))
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the ONNX file
+    for module in model.modules():
+        if isinstance(module, nn.TransformerEncoderLayer):
+            patched(module, _unfused_encoder_layer)
+        elif isinstance(module, nn.LayerNorm):
+            patched(module, lambda norm, x: nn.LayerNorm.forward(norm, x.float()))
+    return model
 
 
 def _fixed_steps(graph, name, path):
@@ -208,115 +137,29 @@ def _fixed_steps(graph, name, path):
     raise PeerError(f"{path}: no graph input named {name}")
 
 
-def load_onnx(path, heads):
-    """Reads the initializers and sizes of a make-model file. Returns (sizes, weights, info)."""
+def load_model(path, heads):
+    """(model, sizes, info) of a tessera make-model / import file: tessera_torch's module of its
+    version holding its weights (eval mode, on the CPU; cpu_autocast_safe not yet applied: a
+    deep copy would keep calling the original's layers), the input sizes (bands; steps from the
+    graph inputs, DEFAULT_STEPS where symbolic) and the facts the bench JSON records."""
     if not os.path.isfile(path):
         raise PeerError(f"{path}: no such file" if not os.path.exists(path)
                         else f"{path}: not a regular file")
     try:
-        model = onnx.load(path)
-    except Exception as e:
-        raise PeerError(f"{path}: not a readable ONNX model ({_first_line(e)})")
-    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-
-    def shape(name):
-        if name not in weights:
-            raise PeerError(f"{path}: no initializer {name} (not a tessera make-model graph?)")
-        return weights[name].shape
-
-    d = shape("s2.embed.2.weight")[0]
-    layers = 0
-    while f"s2.layers.{layers}.norm1.weight" in weights:
-        layers += 1
-    if layers == 0:
-        raise PeerError(f"{path}: no initializer s2.layers.0.norm1.weight "
-                        "(not a tessera make-model graph?)")
-    if heads < 1 or d % heads:
-        raise PeerError(f"{path}: d_model {d} is not divisible by --heads {heads}")
-    sizes = {
-        "d_model": d,
-        "layers": layers,
-        "heads": heads,
-        "ffn": shape("s2.layers.0.ffn.linear1.weight")[1],
-        "s2_bands": shape("s2.embed.0.weight")[0],
-        "s1_bands": shape("s1.embed.0.weight")[0],
-        "latent": shape("fusion.weight")[1],
-        "s2_steps": _fixed_steps(model.graph, "s2_input", path),
-        "s1_steps": _fixed_steps(model.graph, "s1_input", path),
-    }
+        model, config, proto = tessera_torch.model_from_onnx(path, heads)
+    except ValueError as e:
+        raise PeerError(str(e))
+    sizes = {"version": config["arch"], "heads": config["heads"],
+             "s2_bands": config["s2_bands"], "s1_bands": config["s1_bands"],
+             "s2_steps": _fixed_steps(proto.graph, "s2_input", path),
+             "s1_steps": _fixed_steps(proto.graph, "s1_input", path)}
     info = {
         "path": path,
-        "parameters": int(sum(w.size for w in weights.values())),
-        "nodes": len(model.graph.node),
+        "parameters": int(sum(math.prod(t.dims) for t in proto.graph.initializer)),
+        "nodes": len(proto.graph.node),
         "bytes": os.path.getsize(path),
     }
-    return sizes, weights, info
-
-
-def state_dict_from_onnx(weights, sizes, path):
-    """Maps the [in, out] ONNX initializers onto TesseraModel's [out, in] parameters. Every
-    initializer must be used exactly once."""
-    used = set()
-
-    def get(name):
-        if name not in weights:
-            raise PeerError(f"{path}: no initializer {name}")
-        used.add(name)
-        return torch.tensor(weights[name], dtype=torch.float32)  # a copy: the arrays are read-only
-
-    def linear_t(name):  # [in, out] -> [out, in]
-        return get(name).t().contiguous()
-
-    state = {}
-    for b in BRANCHES:
-        for i in (0, 2):
-            state[f"{b}.embed.{i}.weight"] = linear_t(f"{b}.embed.{i}.weight")
-            state[f"{b}.embed.{i}.bias"] = get(f"{b}.embed.{i}.bias")
-        for layer in range(sizes["layers"]):
-            p = f"{b}.layers.{layer}"  # the same prefix in ONNX and in the module
-            # q | k | v columns with head h owning a contiguous slice of each third: the rows of
-            # nn.MultiheadAttention's packed in_proj_weight after the transpose.
-            state[f"{p}.self_attn.in_proj_weight"] = linear_t(f"{p}.attn.in_proj.weight")
-            state[f"{p}.self_attn.in_proj_bias"] = get(f"{p}.attn.in_proj.bias")
-            state[f"{p}.self_attn.out_proj.weight"] = linear_t(f"{p}.attn.out_proj.weight")
-            state[f"{p}.self_attn.out_proj.bias"] = get(f"{p}.attn.out_proj.bias")
-            state[f"{p}.linear1.weight"] = linear_t(f"{p}.ffn.linear1.weight")
-            state[f"{p}.linear1.bias"] = get(f"{p}.ffn.linear1.bias")
-            state[f"{p}.linear2.weight"] = linear_t(f"{p}.ffn.linear2.weight")
-            state[f"{p}.linear2.bias"] = get(f"{p}.ffn.linear2.bias")
-            for norm in ("norm1", "norm2"):
-                state[f"{p}.{norm}.weight"] = get(f"{p}.{norm}.weight")
-                state[f"{p}.{norm}.bias"] = get(f"{p}.{norm}.bias")
-        gru = f"{b}.pool.gru"
-        state[f"{b}.pool.input_gates.weight"] = torch.cat(
-            [linear_t(f"{gru}.{m}") for m in ("W_ir", "W_iz", "W_ih")], dim=0)
-        state[f"{b}.pool.input_gates.bias"] = torch.cat(
-            [get(f"{gru}.{v}") for v in ("b_r", "b_z", "b_h")], dim=0)
-        state[f"{b}.pool.hidden_rz.weight"] = torch.cat(
-            [linear_t(f"{gru}.{m}") for m in ("W_hr", "W_hz")], dim=0)
-        state[f"{b}.pool.hidden_h.weight"] = linear_t(f"{gru}.W_hh")
-        state[f"{b}.pool.norm.weight"] = get(f"{b}.pool.norm.weight")
-        state[f"{b}.pool.norm.bias"] = get(f"{b}.pool.norm.bias")
-        state[f"{b}.pool.score.weight"] = linear_t(f"{b}.pool.score.weight")
-        state[f"{b}.pool.score.bias"] = get(f"{b}.pool.score.bias")
-    state["fusion.weight"] = linear_t("fusion.weight")
-    state["fusion.bias"] = get("fusion.bias")
-    unused = sorted(set(weights) - used)
-    if unused:
-        raise PeerError(f"{path}: initializer {unused[0]} has no place in the model "
-                        f"({len(unused)} unused)")
-    return state
-
-
-def build_model(weights, sizes, path):
-    model = TesseraModel(sizes)
-    state = state_dict_from_onnx(weights, sizes, path)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:  # a shape that does not match the inferred sizes
-        detail = str(e).strip().splitlines()[-1].strip()  # the first mismatch torch names
-        raise PeerError(f"{path}: weights do not fit the inferred sizes ({detail})")
-    return model.eval()
+    return model, sizes, info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,9 +182,7 @@ def make_inputs(rng, pixels, steps, bands):
 def run_check(args):
     if args.pixels < 1:
         raise PeerUsageError(f"--pixels must be at least 1 (got {args.pixels})")
-    sizes, weights, _ = load_onnx(args.model, args.heads)
-    model = build_model(weights, sizes, args.model)
-    del weights
+    model, sizes, _ = load_model(args.model, args.heads)
     rng = np.random.default_rng(args.seed)
     s2 = make_inputs(rng, args.pixels, sizes["s2_steps"], sizes["s2_bands"])
     s1 = make_inputs(rng, args.pixels, sizes["s1_steps"], sizes["s1_bands"])
@@ -367,7 +208,7 @@ def run_check(args):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     device = torch.device(args.device)
-    model = model.to(device)
+    model = cpu_autocast_safe(model.to(device))
     with torch.inference_mode():
         ours = model(torch.from_numpy(s2).to(device), torch.from_numpy(s1).to(device))
     ours = ours.float().cpu().numpy()
@@ -425,9 +266,8 @@ def tessera_outputs(args, s2_path, s1_path, workdir, runs):
 
 
 def run_agree(args):
-    sizes, weights, _ = load_onnx(args.model, args.heads)
-    model = build_model(weights, sizes, args.model)
-    del weights
+    model, sizes, _ = load_model(args.model, args.heads)
+    model = cpu_autocast_safe(model)
     rng = np.random.default_rng(args.seed)
     s2 = make_inputs(rng, args.pixels, sizes["s2_steps"], sizes["s2_bands"])
     s1 = make_inputs(rng, args.pixels, sizes["s1_steps"], sizes["s1_bands"])
@@ -636,12 +476,12 @@ def run_bench(args):
     if args.warmup < 0:
         raise PeerUsageError(f"--warmup must be 0 or more (got {args.warmup})")
 
-    sizes, weights, model_info = load_onnx(args.model, args.heads)
+    loaded, sizes, model_info = load_model(args.model, args.heads)
     cases = [(d, p, t, b) for d in devices for p in precisions for t in threads for b in batches]
     rows = []
     for device in devices:
         start = time.perf_counter()
-        model = build_model(weights, sizes, args.model).to(torch.device(device))
+        model = cpu_autocast_safe(copy.deepcopy(loaded).to(torch.device(device)))
         if device.startswith("cuda"):
             torch.cuda.synchronize(torch.device(device))
         session_s = time.perf_counter() - start
@@ -690,8 +530,8 @@ def parse_args(argv):
 
     def common(p):
         p.add_argument("--model", "-m", required=True, help="ONNX model from tessera make-model")
-        p.add_argument("--heads", type=int, default=4,
-                       help="attention heads (not visible in the weights; default 4)")
+        p.add_argument("--heads", type=int,
+                       help="attention heads (default: the file's tessera.heads, else 4)")
         p.add_argument("--seed", type=int, default=1, help="seed of the random inputs")
 
     check = sub.add_parser("check", help="compare torch fp32 with ONNX Runtime (tessera run-model)")

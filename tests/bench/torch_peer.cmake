@@ -82,6 +82,30 @@ for row in "tessera native fp32 | tessera ort fp32 | 100.00 | 100.00 | 0 |" \
 done
 ]=])
 
+# Every version tessera_torch.py builds (v1.0 is torch_peer_check's): torch fp32 against ORT on
+# a small make-model file of each, and a bf16 autocast bench row on v2 with QK-norm (LayerNorms
+# after a bf16 Linear, as in v1.1's fusion; QK-norm attention).
+file(WRITE "${_torch_peer_dir}/family.sh" [=[
+tessera=$1 dir=$2 python=$3 peer=$4
+for case in "v1.0-early --d-model 32 --layers 2 --heads 8 --ffn 64 --latent 8" \
+            "v1.1 --d-model 32 --layers 2 --heads 4 --ffn 64 --latent 6 --stats mpc" \
+            "v2 --latent 8 --layers 2 --heads 4 --ffn 64" \
+            "v2 --latent 8 --layers 2 --heads 4 --ffn 64 --qk-norm"; do
+  "$tessera" make-model --arch $case --force -o "$dir/family.onnx" >/dev/null || exit 1
+  "$python" "$peer" check --model "$dir/family.onnx" --tessera "$tessera" --pixels 3 \
+    >"$dir/family.txt"
+  rc=$?
+  [ "$rc" -eq 3 ] && exit 77
+  [ "$rc" -eq 0 ] || { echo "check failed on --arch $case" >&2; cat "$dir/family.txt" >&2; exit 1; }
+  case "$case" in *--qk-norm)
+    "$python" "$peer" bench --model "$dir/family.onnx" -b 2 --batches 1 -r 1 --precision bf16 \
+      >"$dir/family.md" || { echo "bf16 bench failed on --arch $case" >&2; exit 1; }
+    grep -q "^| torch | cpu | bf16 | .* | ok |$" "$dir/family.md" ||
+      { echo "no ok bf16 row on --arch $case" >&2; cat "$dir/family.md" >&2; exit 1; } ;;
+  esac
+done
+]=])
+
 add_test(NAME torch_peer_check
          COMMAND sh ${_torch_peer_dir}/check.sh ${TESSERA_BIN} ${_torch_peer_dir}
                  ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
@@ -91,5 +115,9 @@ add_test(NAME torch_peer_report
 add_test(NAME torch_peer_agree
          COMMAND sh ${_torch_peer_dir}/agree.sh ${TESSERA_BIN} ${_torch_peer_dir}
                  ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
-set_tests_properties(torch_peer_check torch_peer_report torch_peer_agree
+add_test(NAME torch_peer_family
+         COMMAND sh ${_torch_peer_dir}/family.sh ${TESSERA_BIN} ${_torch_peer_dir}
+                 ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
+set_tests_properties(torch_peer_check torch_peer_report torch_peer_agree torch_peer_family
                      PROPERTIES LABELS bench TIMEOUT 120 SKIP_RETURN_CODE 77)
+set_tests_properties(torch_peer_family PROPERTIES TIMEOUT 300)  # five torch start-ups

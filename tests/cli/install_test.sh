@@ -2,7 +2,8 @@
 # cmake --install gives a tree that runs on its own: installed into one prefix, then moved to
 # another, bin/tessera runs --version, make-model, synth and infer there without
 # LD_LIBRARY_PATH; ldd resolves every library outside the source and build directories (ONNX
-# Runtime from the tree's own lib/); tessera import finds the installed read_checkpoint.py.
+# Runtime from the tree's own lib/); tessera import finds the installed read_checkpoint.py, and
+# the installed torch_peer.py its tessera_torch.py.
 #
 #   install_test.sh BUILD_DIR SOURCE_DIR WORK_DIR
 set -uo pipefail
@@ -31,16 +32,18 @@ for lib in libonnxruntime.so libonnxruntime.so.1 libonnxruntime_providers_shared
   [ -e "$prefix/lib/$lib" ] || fail "no $prefix/lib/$lib"
 done
 [ -f "$prefix/share/tessera/read_checkpoint.py" ] || fail "no read_checkpoint.py"
+for tool in torch_peer.py tessera_torch.py; do
+  [ -f "$prefix/share/tessera/$tool" ] || fail "no $tool"
+done
 
 # A plain environment: no LD_LIBRARY_PATH, a home of its own (the model cache). The sanitizer
 # builds' settings (scripts/test.sh) pass through: they say how to run, not where libraries are.
-run() {
-  local keep=()
-  for name in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS HWLOC_PLUGINS_BLACKLIST; do
-    [ -n "${!name:-}" ] && keep+=("$name=${!name}")
-  done
-  env -i PATH=/usr/bin:/bin HOME="$work/home" "${keep[@]}" "$tessera" "$@"
-}
+keep=()
+for name in ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS HWLOC_PLUGINS_BLACKLIST; do
+  [ -n "${!name:-}" ] && keep+=("$name=${!name}")
+done
+plain() { env -i PATH=/usr/bin:/bin HOME="$work/home" "${keep[@]}" "$@"; }
+run() { plain "$tessera" "$@"; }
 
 ldd "$tessera" >"$work/ldd.txt" 2>&1 || fail "ldd failed: $(cat "$work/ldd.txt")"
 if grep -q "not found" "$work/ldd.txt"; then fail "unresolved libraries: $(grep 'not found' "$work/ldd.txt")"; fi
@@ -69,4 +72,12 @@ chmod +x "$work/python"
 err=$(run import "$work/checkpoint.pt" -o "$work/imported.onnx" --python "$work/python" 2>&1)
 [ "$err" = "tessera: reader: $prefix/share/tessera/read_checkpoint.py" ] ||
   fail "import did not run the installed reader: $err"
+# The installed PyTorch peer imports the model module installed beside it (torch fp32 against
+# ORT through the installed binary); not run when the system Python cannot import torch.
+if /usr/bin/python3 -c "import numpy, onnx, torch" 2>/dev/null; then
+  plain /usr/bin/python3 "$prefix/share/tessera/torch_peer.py" check --model "$work/m.onnx" \
+    --tessera "$tessera" --pixels 2 >"$work/peer.txt" 2>&1 ||
+    fail "the installed torch_peer.py failed: $(tail -n 1 "$work/peer.txt")"
+  grep -q ": ok$" "$work/peer.txt" || fail "torch_peer.py check said: $(cat "$work/peer.txt")"
+fi
 echo "install_test: ok ($prefix)"

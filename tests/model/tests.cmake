@@ -13,7 +13,7 @@ add_test(NAME model_oracle
 set_tests_properties(model_oracle PROPERTIES LABELS model TIMEOUT 300)
 
 # The model family (make-model --arch, import) against independent PyTorch modules
-# (tests/reference/tessera_torch.py): ORT vs torch within 1e-4 relative at several step counts,
+# (tools/tessera_torch.py): ORT vs torch within 1e-4 relative at several step counts,
 # imported checkpoints, the bad cases of import, the released parameter counts. Exit 77 (skip)
 # when the system Python has no torch.
 add_test(NAME model_family_torch

@@ -40,6 +40,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 import pipeline_oracle  # noqa: E402
 
 # --- statistics (float32), MODEL_FAMILY.md §C and §D ------------------------------------------
@@ -289,33 +290,15 @@ class Model:
     version, stats and heads come from the metadata; widths from the initializer shapes."""
 
     def __init__(self, path):
-        import onnx
         import torch
-        import family_torch_test
         import tessera_torch
 
         meta = metadata(path)
         self.version = meta.get("tessera.version", "v1.0")
         self.stats = meta.get("tessera.stats", "v2" if self.version == "v2" else "v1.0")
-        qk = meta.get("tessera.qk_norm", "0") == "1"
-        shapes = {t.name: list(t.dims) for t in onnx.load(path).graph.initializer}
-        d = shapes["s2.embed.0.weight"][1]
-        layers = len({k.split(".")[2] for k in shapes if k.startswith("s2.layers.")})
-        ffn = shapes["s2.layers.0.ffn.linear1.weight"][1]
-        heads = int(meta["tessera.heads"])
-        config = dict(arch=self.version, d=d, layers=layers, heads=heads, ffn=ffn, qk_norm=qk)
-        if "fusion.weight" in shapes:
-            config["latent"] = shapes["fusion.weight"][1]
-        else:
-            config["hidden"] = shapes["fusion.linear1.weight"][1]
-            config["width"] = shapes["fusion.linear2.weight"][1]
-            config["latent"] = int(meta.get("tessera.output_dim", config["width"]))
-        self.config = config
-        self.width = config["latent"]
-        self.module = tessera_torch.TesseraModel(config)
-        state = family_torch_test.state_from_onnx(path, qk)
-        self.module.load_state_dict(state, strict=True)
-        self.module = self.module.double().eval()
+        module, self.config, _ = tessera_torch.model_from_onnx(path)
+        self.width = self.config["latent"]
+        self.module = module.double().eval()
         self._torch = torch
 
     def forward(self, s2, s1):

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""The Tessera model family against independent PyTorch modules (tessera_torch.py).
+"""The Tessera model family against independent PyTorch modules (tools/tessera_torch.py).
 
 make-model: small configs of each architecture (v1.0-early, v1.0, v1.1, v2, v2 with QK-norm)
 are built with `tessera make-model --arch`, their initializers loaded into the torch modules
-under the upstream key names (model_builder.h's layouts: Linear weights transposed), and ONNX
-Runtime's output through `tessera run-model --engine ort` compared with the torch forward pass in
-float64 on random inputs: rel = max|ort - torch| / max|torch| <= 1e-4, at T = 8 and 13 for the
+under the upstream key names (tessera_torch.state_from_initializers: model_builder.h's layouts,
+Linear weights transposed), and ONNX Runtime's output through `tessera run-model --engine ort`
+compared with the torch forward pass in float64 on random inputs: rel = max|ort - torch| / max|torch| <= 1e-4, at T = 8 and 13 for the
 symbolic-step versions (8/13 and 13/8 for s2/s1). Also: metadata, the initializer count against
 make-model's, and (unless --small-only) the parameter counts of the released shapes.
 
@@ -34,7 +34,7 @@ except ImportError as error:
     print(f"SKIP: {error.name} is not installed for {sys.executable}")
     sys.exit(77)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 import tessera_torch  # noqa: E402
 
 TOLERANCE = 1e-4
@@ -73,59 +73,9 @@ def run(cmd):
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
-def layer_key(b, layer, qk):
-    if qk:
-        return f"{b}_backbone.transformer_encoder.{layer}."
-    return f"{b}_backbone.transformer_encoder.layers.{layer}."
-
-
-def upstream_key(name, qk):
-    """tessera initializer name -> upstream state-dict key (model_builder.h vs MODEL_FAMILY.md)."""
-    parts = name.split(".")
-    if parts[0] == "fusion":
-        rest = ".".join(parts[1:])
-        index = {"linear1": "0", "norm": "1", "linear2": "4"}.get(parts[1])
-        return f"dim_reducer.{index}.{parts[2]}" if index else f"dim_reducer.0.{rest}"
-    b, block = parts[0], parts[1]
-    if block == "embed":
-        return f"{b}_backbone.embedding.{parts[2]}.{parts[3]}"
-    if block == "layers":
-        prefix = layer_key(b, parts[2], qk)
-        tail = parts[3:]
-        if tail[0] == "ffn":
-            return prefix + ".".join(tail[1:])
-        if tail[0] == "attn":
-            if tail[1] == "out_proj":
-                return prefix + ("" if qk else "self_attn.") + "out_proj." + tail[2]
-            if tail[1] in ("q_norm", "k_norm"):
-                return prefix + tail[1] + ".weight"
-            return prefix + "self_attn.in_proj_" + tail[2]  # in_proj (qk: split by the caller)
-        return prefix + ".".join(tail)
-    pool = f"{b}_backbone.attn_pool."
-    kind, leaf = parts[2], parts[3]
-    if kind == "gru":
-        if leaf.startswith("W_"):
-            return pool + f"temporal_context.gru_cell.{leaf}.weight"
-        return pool + f"temporal_context.gru_cell.{leaf}"
-    if kind == "rnn":
-        return pool + f"temporal_context.{leaf}_l0"
-    return pool + {"norm": "layer_norm", "score": "query"}[kind] + "." + leaf
-
-
 def state_from_onnx(path, qk):
-    state = {}
-    for t in onnx.load(path).graph.initializer:
-        value = torch.from_numpy(numpy_helper.to_array(t).copy())
-        key = upstream_key(t.name, qk)
-        if qk and ".attn.in_proj." in t.name:
-            prefix = key.rsplit("self_attn.", 1)[0]
-            leaf = "weight" if t.name.endswith("weight") else "bias"
-            for part, chunk in zip("qkv", value.chunk(3, dim=-1)):
-                state[f"{prefix}{part}_proj.{leaf}"] = chunk.t().contiguous() if chunk.dim() == 2 \
-                    else chunk.contiguous()
-            continue
-        state[key] = value.t().contiguous() if value.dim() == 2 else value
-    return state
+    initializers = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    return tessera_torch.state_from_initializers(initializers, qk)
 
 
 def inputs(rng, batch, t2, t1):

@@ -20,7 +20,7 @@ Each case is one ctest entry (tests/model/tests.cmake, `import_<case>`):
   legacy_format        the pre-1.6 non-zip format is refused (one line); --trust-pickle loads it
   namespace_args       a v2 checkpoint whose args are an argparse.Namespace, with numpy scalars
                        beside it, imports (read as plain values, no Namespace constructed)
-Checkpoints are small v1.0 models from tessera_torch.py saved with torch.save (torch 1.13 here).
+Checkpoints are small v1.0 models from tools/tessera_torch.py saved with torch.save (torch 1.13 here).
 
 Usage: import_safety_test.py --tessera BIN --workdir DIR --case NAME
 Exit 0 pass, 1 fail, 77 skip (no torch in this Python to write the checkpoints).
@@ -45,7 +45,7 @@ except ImportError as error:
     print(f"SKIP: {error.name} is not installed for {sys.executable}")
     sys.exit(77)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
 import tessera_torch  # noqa: E402
 
 READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
