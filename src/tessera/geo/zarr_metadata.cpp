@@ -129,20 +129,31 @@ json coordinate_array_json(const std::string& dimension, const std::string& dtyp
           {"dimension_names", {dimension}}};
 }
 
+namespace {
+
+// The first difference between `have` and `want` under `path`, descending into objects; the
+// first entry of a "shape" is skipped (the time axis grows).
+std::string first_difference(const std::string& path, const json& have, const json& want) {
+  if (have.is_object() && want.is_object()) {
+    for (const auto& [key, value] : want.items()) {
+      const std::string inner = path.empty() ? key : path + "." + key;
+      if (!have.contains(key)) return "it has no " + inner;
+      const std::string difference = first_difference(inner, have[key], value);
+      if (!difference.empty()) return difference;
+    }
+    return "";
+  }
+  const bool shape = path == "shape" && have.is_array() && want.is_array() &&
+                     have.size() == want.size() && !have.empty();
+  if (shape ? std::equal(have.begin() + 1, have.end(), want.begin() + 1) : have == want) return "";
+  return path + " is " + have.dump() + ", expected " + want.dump();
+}
+
+}  // namespace
+
 std::string layout_difference(const json& found, const json& expected) {
   if (!found.is_object()) return "it is not a JSON object";
-  for (const auto& [key, want] : expected.items()) {
-    if (!found.contains(key)) return "it has no \"" + key + "\"";
-    const json& have = found[key];
-    if (key == "shape" && have.is_array() && want.is_array() && have.size() == want.size() &&
-        !have.empty()) {
-      if (std::equal(have.begin() + 1, have.end(), want.begin() + 1)) continue;
-    } else if (have == want) {
-      continue;
-    }
-    return key + " is " + have.dump() + ", expected " + want.dump();
-  }
-  return "";
+  return first_difference("", found, expected);
 }
 
 }  // namespace tessera

@@ -55,9 +55,9 @@ nlohmann::json sharded_array_json(const ShardedArraySpec& spec, const ZoneGrid& 
 nlohmann::json coordinate_array_json(const std::string& dimension, const std::string& dtype,
                                      std::int64_t length, std::int64_t chunk, bool compressed);
 
-// "" when `found` (a zarr.json read from the store) is `expected` in everything but the first
-// entry of "shape" (the time axis, which grows); else a short description of the first
-// difference ("data_type is \"float32\", expected \"int8\"").
+// "" when `found` (a zarr.json read from the store) has every member of `expected` with the
+// same value, except the first entry of "shape" (the time axis, which grows); else the first
+// difference ("attributes.geoemb:dimensions is 64, expected 128").
 std::string layout_difference(const nlohmann::json& found, const nlohmann::json& expected);
 
 }  // namespace tessera
