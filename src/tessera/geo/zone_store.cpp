@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <vector>
 
 #include "tessera/common/error.h"
