@@ -81,16 +81,16 @@ TEST(GpuPaths, GraphRunsComputeTheWholeEngine) {
 }
 
 TEST(GpuPaths, DeviceStringsNameThePath) {
-  EXPECT_EQ(cuda_path("cpu"), CudaPath::kNone);
-  EXPECT_EQ(cuda_path("cuda"), CudaPath::kDefault);
-  EXPECT_EQ(cuda_path("cuda:1"), CudaPath::kDefault);
-  EXPECT_EQ(cuda_path("cuda:0+io"), CudaPath::kIoBinding);
-  EXPECT_EQ(cuda_path("cuda:2+graph"), CudaPath::kCudaGraph);
-  EXPECT_EQ(parse_device("cuda:3+graph"), 3);
-  EXPECT_EQ(parse_device("cuda:12+io"), 12);
-  EXPECT_EQ(error_of([] { cuda_path("cuda:0+fast"); }),
+  EXPECT_EQ(cuda_path(parse_device("cpu")), CudaPath::kNone);
+  EXPECT_EQ(cuda_path(parse_device("cuda")), CudaPath::kDefault);
+  EXPECT_EQ(cuda_path(parse_device("cuda:1")), CudaPath::kDefault);
+  EXPECT_EQ(cuda_path(parse_device("cuda:0+io")), CudaPath::kIoBinding);
+  EXPECT_EQ(cuda_path(parse_device("cuda:2+graph")), CudaPath::kCudaGraph);
+  EXPECT_EQ(parse_device("cuda:3+graph").cuda_index, 3);
+  EXPECT_EQ(parse_device("cuda:12+io").cuda_index, 12);
+  EXPECT_EQ(error_of([] { cuda_path(parse_device("cuda:0+fast")); }),
             "unknown device 'cuda:0+fast' (expected cpu or cuda:N[+io|+graph])");
-  EXPECT_EQ(error_of([] { cuda_path("cuda:+io"); }),
+  EXPECT_EQ(error_of([] { cuda_path(parse_device("cuda:+io")); }),
             "unknown device 'cuda:+io' (expected cpu or cuda:N[+io|+graph])");
 }
 
@@ -112,7 +112,7 @@ TEST(GpuPaths, OutOfMemoryWordings) {
 
 TEST(GpuPaths, OrtEngineLeavesTheIoPathsToOrtCudaEngine) {
   OrtEngineOptions options;
-  options.device = "cuda:0+graph";
+  options.device = parse_device("cuda:0+graph");
   EXPECT_EQ(error_of([&] { OrtEngine(small_model(), options); }),
             "cuda:0+graph: the IO-binding paths are run by OrtCudaEngine, not OrtEngine");
 }
@@ -129,11 +129,11 @@ TEST(GpuPaths, MakeEngineKeepsTheCpuEngine) {
 
 TEST(GpuPaths, BadOptionsBeforeAnyCudaWork) {
   OrtEngineOptions options;
-  options.device = "cuda:0+io";
-  options.precision = "bf16";
+  options.device = parse_device("cuda:0+io");
+  options.precision = Precision::bf16;
   EXPECT_EQ(error_of([&] { OrtCudaEngine(small_model(), options); }),
-            "unknown precision 'bf16' (expected fp32, tf32 or fp16)");
-  options.precision = "fp32";
+            "the ort engine computes fp32, tf32 or fp16, not bf16");
+  options.precision = Precision::fp32;
   options.max_batch = 0;
   EXPECT_EQ(error_of([&] { OrtCudaEngine(small_model(), options); }),
             "batch size must be at least 1 (got 0)");
@@ -149,7 +149,7 @@ TEST(GpuPaths, CudaEngineWithoutAGpuIsOneClearLine) {
   EXPECT_EQ(reason.find('\n'), std::string::npos);
   for (const std::string device : {"cuda:0+io", "cuda:0+graph"}) {
     OrtEngineOptions options;
-    options.device = device;
+    options.device = parse_device(device);
     const std::string message = error_of([&] { build_ort_engine(small_model(), options); });
     EXPECT_EQ(message.rfind(device + ": the CUDA execution provider is not available (", 0), 0u)
         << message;
@@ -170,8 +170,8 @@ TEST_P(GpuAgainstCpu, MatchesTheCpuEngine) {
   fill_dummy_inputs(cpu, 11);
   for (const std::string precision : {"fp32", "tf32", "fp16"}) {
     OrtEngineOptions gpu_options = cpu_options;
-    gpu_options.device = device;
-    gpu_options.precision = precision;
+    gpu_options.device = parse_device(device);
+    gpu_options.precision = parse_precision(precision);
     const auto gpu = build_ort_engine(small_model(), gpu_options);
     EXPECT_EQ(gpu->name(), "ort-" + device);
     // fp16: float16 weights and activations (on the CPU the converted model is within 4e-3).
@@ -201,7 +201,7 @@ TEST(GpuPaths, RunFromReadsAndWritesTheCallersBuffers) {
   REQUIRE_GPU();
   for (const std::string device : {"cuda:0+io", "cuda:0+graph"}) {
     OrtEngineOptions options;
-    options.device = device;
+    options.device = parse_device(device);
     options.max_batch = 64;
     const auto gpu = build_ort_engine(small_model(), options);
     const ModelShape& s = gpu->shape();
@@ -232,7 +232,7 @@ INSTANTIATE_TEST_SUITE_P(Paths, GpuAgainstCpu,
 TEST(GpuMemory, AbsurdBufferIsAnOutOfMemoryError) {
   REQUIRE_GPU();
   OrtEngineOptions options;
-  options.device = "cuda:0+io";
+  options.device = parse_device("cuda:0+io");
   options.max_batch = int64_t{1} << 34;  // 24 TB of s2 inputs
   const std::string message = error_of([&] { OrtCudaEngine(small_model(), options); });
   EXPECT_EQ(message.rfind("cuda:0+io: cudaMalloc: ", 0), 0u) << message;
@@ -243,7 +243,7 @@ TEST(GpuMemory, AbsurdBatchFailsThenSmallerBatchesRun) {
   REQUIRE_GPU();
   for (const std::string device : {"cuda:0", "cuda:0+io"}) {
     OrtEngineOptions options;
-    options.device = device;
+    options.device = parse_device(device);
     options.max_batch = int64_t{1} << 20;
     const auto gpu = build_ort_engine(wide_model(), options);
     fill_dummy_inputs(*gpu, 5);
@@ -264,7 +264,7 @@ TEST(GpuMemory, AbsurdBatchFailsThenSmallerBatchesRun) {
 TEST(GpuMemory, BusyTimeIsMeasured) {
   REQUIRE_GPU();
   OrtEngineOptions options;
-  options.device = "cuda:0+io";
+  options.device = parse_device("cuda:0+io");
   options.max_batch = 256;
   OrtCudaEngine gpu(small_model(), options);
   fill_dummy_inputs(gpu, 3);

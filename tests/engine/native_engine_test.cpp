@@ -56,7 +56,7 @@ std::vector<float> outputs_of(Engine& engine, int64_t batch, uint64_t seed) {
 std::vector<float> native_outputs(const std::string& model, const std::string& precision,
                                   int64_t batch, uint64_t seed) {
   NativeEngineOptions options;
-  options.precision = precision;
+  options.precision = parse_precision(precision);
   options.max_batch = batch;
   NativeEngine engine(model, options);
   return outputs_of(engine, batch, seed);
@@ -117,7 +117,7 @@ TEST(NativeEngine, TailBatchesAgreeWithFullBatches) {
     if (precision == "bf16" && !cpu_offers(dnnl::cpu_isa::avx512_core_bf16)) continue;
     if (precision == "int8" && !cpu_offers(dnnl::cpu_isa::avx512_core_vnni)) continue;
     NativeEngineOptions options;
-    options.precision = precision;
+    options.precision = parse_precision(precision);
     options.max_batch = 8;
     NativeEngine engine(small_model(), options);
     const std::vector<float> full = outputs_of(engine, 8, 21);
@@ -269,9 +269,9 @@ TEST(NativeEngine, RefusesABatchWhoseBuffersCannotFit) {
 
 TEST(NativeEngine, RejectsAnUnknownPrecision) {
   NativeEngineOptions options;
-  options.precision = "fp16";
+  options.precision = Precision::fp16;
   EXPECT_EQ(error_of([&] { NativeEngine(tiny_model(), options); }),
-            "unknown precision 'fp16' (expected fp32, bf16 or int8)");
+            "the native engine computes fp32, bf16 or int8, not fp16");
 }
 
 // Run by the ctest entry engine.native_isa_avx512_core with ONEDNN_MAX_CPU_ISA=AVX512_CORE
@@ -280,13 +280,13 @@ TEST(NativeEngineIsa, RefusesBf16AndInt8WithoutTheirInstructions) {
   const char* limit = std::getenv("ONEDNN_MAX_CPU_ISA");
   if (!limit || std::string(limit) != "AVX512_CORE") GTEST_SKIP() << "needs ONEDNN_MAX_CPU_ISA";
   NativeEngineOptions options;
-  options.precision = "bf16";
+  options.precision = Precision::bf16;
   EXPECT_EQ(error_of([&] { NativeEngine(tiny_model(), options); }),
             "--precision bf16 needs a CPU with AVX512_BF16 or AMX (this one offers avx512_core)");
-  options.precision = "int8";
+  options.precision = Precision::int8;
   EXPECT_EQ(error_of([&] { NativeEngine(tiny_model(), options); }),
             "--precision int8 needs a CPU with AVX512_VNNI or AMX (this one offers avx512_core)");
-  options.precision = "fp32";
+  options.precision = Precision::fp32;
   options.max_batch = 3;
   NativeEngine fp32(tiny_model(), options);
   EXPECT_LT(relative_error(outputs_of(fp32, 3, 4), ort_outputs(tiny_model(), 3, 4)), 1e-4);

@@ -76,7 +76,7 @@ std::vector<float> outputs_at(Engine& engine, int64_t batch, StepPair steps, uin
 std::unique_ptr<Engine> native_engine(const std::string& model, const std::string& precision,
                                       int64_t max_batch) {
   NativeEngineOptions options;
-  options.precision = precision;
+  options.precision = parse_precision(precision);
   options.max_batch = max_batch;
   return std::make_unique<NativeEngine>(model, options);
 }

@@ -89,7 +89,7 @@ TEST(NativeSpeed, DISABLED_AgainstOnnxRuntime) {
   names.push_back("ort fp32");
   for (const auto& precision : split_commas(env_or("TESSERA_SPEED_PRECISIONS", "fp32,bf16,int8"))) {
     NativeEngineOptions options;
-    options.precision = precision;
+    options.precision = parse_precision(precision);
     options.max_batch = capacity;
     options.threads = threads;
     engines.push_back(std::make_unique<NativeEngine>(model, options));
@@ -182,7 +182,7 @@ TEST(NativeSpeed, DISABLED_AccuracyAgainstFp32) {
   std::vector<std::vector<float>> outputs;
   for (const std::string precision : {"fp32", "bf16", "int8"}) {
     NativeEngineOptions options;
-    options.precision = precision;
+    options.precision = parse_precision(precision);
     options.max_batch = pixels;
     NativeEngine engine(model, options);
     set_speed_steps(engine);

@@ -131,7 +131,7 @@ TEST(OrtEngine, CudaRefusesScatterNDModels) {
   model.SerializeToOstream(&out);
   out.close();
   OrtEngineOptions options;
-  options.device = "cuda:0";
+  options.device = parse_device("cuda:0");
   EXPECT_EQ(
       error_of([&] { OrtEngine(path, options); }),
       path +
@@ -173,9 +173,7 @@ TEST(OrtEngine, MemoryPatternFromTheEnvironment) {
 }
 
 TEST(OrtEngine, UnknownDevice) {
-  OrtEngineOptions options;
-  options.device = "tpu";
-  EXPECT_EQ(error_of([&] { OrtEngine(small_model(), options); }),
+  EXPECT_EQ(error_of([&] { parse_device("tpu"); }),
             "unknown device 'tpu' (expected cpu or cuda:N[+io|+graph])");
 }
 
@@ -183,7 +181,7 @@ TEST(OrtEngine, CudaWithoutTheProviderIsOneClearLine) {
   if (std::filesystem::exists("/dev/nvidia0"))
     GTEST_SKIP() << "a GPU is present: see the GPU tests";
   OrtEngineOptions options;
-  options.device = "cuda:0";
+  options.device = parse_device("cuda:0");
   const std::string message = error_of([&] { OrtEngine(small_model(), options); });
   EXPECT_EQ(message.rfind("cuda:0: the CUDA execution provider is not available (", 0), 0u)
       << message;

@@ -440,9 +440,10 @@ TEST(Fp16Model, RefusesSubgraphsAndRandomNumbers) {
 }
 
 TEST(Fp16Model, PrecisionNames) {
-  for (const char* ok : {"fp32", "tf32", "fp16"}) EXPECT_NO_THROW(check_ort_precision(ok));
-  EXPECT_EQ(error_of([] { check_ort_precision("bf16"); }),
-            "unknown precision 'bf16' (expected fp32, tf32 or fp16)");
+  for (const Precision ok : {Precision::fp32, Precision::tf32, Precision::fp16})
+    EXPECT_NO_THROW(check_ort_precision(ok));
+  EXPECT_EQ(error_of([] { check_ort_precision(Precision::bf16); }),
+            "the ort engine computes fp32, tf32 or fp16, not bf16");
 }
 
 }  // namespace

@@ -38,24 +38,32 @@ const std::string& kDir = kTestDir.path();
 
 using testing::error_of;
 
+// The streaming entries of `list` as given.
+std::vector<std::string> entries(const DeviceList& list) {
+  std::vector<std::string> out;
+  for (const StreamDevice& stream : list.streams) out.push_back(stream.entry);
+  return out;
+}
+
 TEST(DeviceList, Parses) {
   DeviceList list = parse_device_list("cpu");
   EXPECT_TRUE(list.cpu);
   EXPECT_TRUE(list.streams.empty());
   list = parse_device_list("cpu,cuda:0");
   EXPECT_TRUE(list.cpu);
-  EXPECT_EQ(list.streams, std::vector<std::string>({"cuda:0"}));
+  EXPECT_EQ(entries(list), std::vector<std::string>({"cuda:0"}));
   list = parse_device_list("cuda:1+graph,cuda:0+io");
   EXPECT_FALSE(list.cpu);
-  EXPECT_EQ(list.streams, std::vector<std::string>({"cuda:1+graph", "cuda:0+io"}));
+  EXPECT_EQ(entries(list), std::vector<std::string>({"cuda:1+graph", "cuda:0+io"}));
+  EXPECT_EQ(list.streams[0].device, (Device{1, GpuPath::graph}));
+  EXPECT_EQ(list.streams[1].device, (Device{0, GpuPath::io}));
   EXPECT_TRUE(list.any_cuda());
   list = parse_device_list("cpu+stream,cpu");
   EXPECT_TRUE(list.cpu);
-  EXPECT_EQ(list.streams, std::vector<std::string>({"cpu+stream"}));
+  EXPECT_EQ(entries(list), std::vector<std::string>({"cpu+stream"}));
+  EXPECT_TRUE(list.streams[0].device.on_cpu());  // its engine runs on the CPU
   EXPECT_FALSE(list.any_cuda());
   EXPECT_FALSE(parse_device_list("cpu").any_cuda());
-  EXPECT_EQ(stream_engine_device("cpu+stream"), "cpu");
-  EXPECT_EQ(stream_engine_device("cuda:1+io"), "cuda:1+io");
 }
 
 TEST(DeviceList, RejectsBadLists) {
@@ -609,7 +617,7 @@ TEST(EngineSeam, AWholeTileRunsOnTheNativeEngine) {
   const TileSummary ort = infer("cpu", kDir + "/seam_ort", 1, 24);
   for (const std::string device : {"cpu", "cpu,cpu+stream"}) {
     InferOptions options = infer_options(device, kDir + "/seam_native", 1, 24);
-    options.engine = "native";
+    options.engine = kNativeBackend;
     std::vector<EngineSpec> built;
     std::mutex mutex;
     const EngineFactory factory = [&](const std::string& model, const EngineSpec& spec) {
@@ -624,8 +632,8 @@ TEST(EngineSeam, AWholeTileRunsOnTheNativeEngine) {
     ASSERT_EQ(built.size(), device == "cpu" ? 1u : 2u) << device;
     for (const EngineSpec& spec : built) {
       EXPECT_EQ(spec.backend, "native");
-      EXPECT_EQ(spec.device(), "cpu");
-      EXPECT_EQ(spec.precision, "fp32");
+      EXPECT_TRUE(spec.device.on_cpu());
+      EXPECT_EQ(spec.precision, Precision::fp32);
     }
     // The CPU worker's engine knows the worker's CPUs (a streaming worker's binds its thread).
     EXPECT_TRUE(std::any_of(built.begin(), built.end(), [](const EngineSpec& spec) {
@@ -642,11 +650,11 @@ TEST(EngineSeam, ASpecIsCheckedBeforeAnyTile) {
   EXPECT_EQ(error_of([&] { TileRunner(options, one_worker_plan()); }),
             "cuda:0: the native engine runs on the cpu only");
   options.device = "cpu";
-  options.precision = "fp16";
+  options.precision = Precision::fp16;
   EXPECT_EQ(error_of([&] { TileRunner(options, one_worker_plan()); }),
             "cpu: the native engine computes fp32, bf16, int8 on cpu, not fp16");
   options.engine = "ort";
-  options.precision = "bf16";
+  options.precision = Precision::bf16;
   EXPECT_EQ(error_of([&] { TileRunner(options, one_worker_plan()); }),
             "cpu: the ort engine computes fp32 on cpu, not bf16 (--engine native does)");
 }

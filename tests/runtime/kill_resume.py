@@ -22,8 +22,10 @@ Usage: kill_resume.py --tessera BIN --workdir DIR [--engine E --precision P]
 """
 
 import argparse
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -87,6 +89,7 @@ def main():
     out = os.path.join(a.workdir, "out")
     finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
     done = kill_mid_tile(infer + ["-o", out], os.path.join(out, GRID + ".journal"), finals)
+    check_journal_key(os.path.join(out, GRID + ".journal"), a, model)
     summary = os.path.join(a.workdir, "summary.json")
     resumed, total = rerun(infer + ["-o", out], summary, finals, reference)
     if resumed < done or resumed >= total:
@@ -164,6 +167,19 @@ def other_precision(a, infer, infer_other, summary):
             fail("%s differs from a fresh run at %s" % (path, a.other_precision))
     print("kill_resume: a %s journal was not resumed at %s, outputs identical to a fresh run"
           % (a.precision, a.other_precision))
+
+
+def check_journal_key(journal, a, model):
+    """The journal's key is byte for byte the form earlier releases wrote (so that their journals
+    resume): the fields in this order, the engines as <device>:<engine>:<precision>, the model as
+    the SHA-256 of its file (computed here)."""
+    key = read(journal).split(b"\n", 1)[0].decode()
+    sha256 = hashlib.sha256(read(model)).hexdigest()
+    pattern = (r"tessera-journal v5 grid=%s hw=64x64 valid=\d+ pipeline=v[0-9.]+/\S* latent=\d+ "
+               r"batch=16 repeat=1 engines=cpu:%s:%s model_sha256=%s inputs=[0-9a-f]{16}"
+               % (re.escape(GRID), a.engine, a.precision, sha256))
+    if not re.fullmatch(pattern, key):
+        fail("journal key %r is not of the form %r" % (key, pattern))
 
 
 def kill_mid_tile(command, journal, finals):

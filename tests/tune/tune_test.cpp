@@ -406,8 +406,8 @@ TEST(Tune, ParseBudget) {
 
 Profile sample_profile() {
   Profile p;
-  p.machine =
-      machine_fingerprint(Topology::from_synthetic("pack:1 numa:1 core:2 pu:1").info(), "1.29.0");
+  p.machine = machine_fingerprint(Topology::from_synthetic("pack:1 numa:1 core:2 pu:1").info(),
+                                  "ort", "1.29.0");
   p.model = {"/models/m.onnx", 1234, "fnv1a64:0123456789abcdef"};
   p.device = "cpu";
   p.plan = {"core", 256, 2, 1, "local"};
@@ -428,6 +428,39 @@ TEST(Profile, RoundTripThroughAFile) {
   EXPECT_EQ(q.plan.batch, 256);
   EXPECT_EQ(q.machine.fingerprint, machine_fingerprint_hash(q.machine));
   EXPECT_EQ(profile_mismatch(q, path, p.machine, p.model, "cpu"), "");
+}
+
+// A profile fingerprints the library its engine computed with: oneDNN's for a native one, which
+// an ONNX Runtime of another version leaves valid; one written before the engine's own version
+// was recorded holds ORT's ("ort_version") and is checked against ORT's.
+TEST(Profile, FingerprintsTheLibraryOfItsEngine) {
+  std::filesystem::create_directories(kDir);
+  const MachineInfo machine = Topology::this_machine().info();
+  Profile p = sample_profile();
+  p.engine = kNativeBackend;
+  p.machine = machine_fingerprint(machine, kNativeBackend, backend_version(kNativeBackend));
+  const std::string path = kDir + "/native_profile.json";
+  write_profile(p, path);
+  const nlohmann::json written = profile_json(read_profile(path));
+  EXPECT_EQ(written["machine"]["engine_version"], backend_version(kNativeBackend));
+  EXPECT_FALSE(written["machine"].contains("ort_version"));
+  EXPECT_EQ(read_profile(path).machine.version_of, "native");
+  EXPECT_EQ(profile_mismatch(p, path, this_machine_fingerprint(kNativeBackend), p.model, "cpu"),
+            "");
+  const MachineFingerprint other_ort = machine_fingerprint(machine, kOrtBackend, "0.0.1");
+  EXPECT_NE(profile_mismatch(p, path, other_ort, p.model, "cpu"), "");
+  // The earlier form: "ort_version" whatever the engine.
+  nlohmann::json old = written;
+  old["machine"].erase("engine_version");
+  old["machine"]["ort_version"] = backend_version(kOrtBackend);
+  old["machine"]["fingerprint"] =
+      machine_fingerprint(machine, kOrtBackend, backend_version(kOrtBackend)).fingerprint;
+  std::ofstream(kDir + "/old_profile.json") << old.dump();
+  const Profile q = read_profile(kDir + "/old_profile.json");
+  EXPECT_EQ(q.machine.version_of, "ort");
+  EXPECT_EQ(q.machine.engine_version, backend_version(kOrtBackend));
+  EXPECT_EQ(profile_mismatch(q, "old.json", this_machine_fingerprint(kOrtBackend), p.model, "cpu"),
+            "");
 }
 
 // infer --profile's line: what it took, in a fixed order, and the noise note.
@@ -470,8 +503,8 @@ TEST(Profile, MismatchesWarnWithOneLine) {
   other.cores = 64;
   other.fingerprint = machine_fingerprint_hash(other);
   EXPECT_EQ(profile_mismatch(p, "p.json", other, p.model, "cpu"),
-            "p.json: tuned on another machine (unknown, 2 cores, ONNX Runtime 1.29.0; this one: "
-            "Other CPU, 64 cores, ONNX Runtime 1.29.0); not using it");
+            "p.json: tuned on another machine (unknown, 2 cores, ort 1.29.0; this one: "
+            "Other CPU, 64 cores, ort 1.29.0); not using it");
   ModelFingerprint model = p.model;
   model.path = "/models/other.onnx";
   model.hash = "fnv1a64:fedcba9876543210";

@@ -10,8 +10,10 @@
 #include <atomic>
 #include <barrier>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,11 +25,11 @@ namespace tessera {
 
 struct BenchOptions {
   std::string model_path;
-  std::vector<std::string> devices{"cpu"};
-  std::vector<std::string> engines{"ort"};  // backends (engine_spec.h)
-  // Precisions (engine_spec.h); "" is each engine's default on its device. A combination an
-  // engine cannot run is skipped (BenchResult::skipped), not a failed row.
-  std::vector<std::string> precisions{""};
+  std::vector<Device> devices{Device{}};
+  std::vector<std::string> engines{kOrtBackend};  // backends (engine_spec.h's table)
+  // Precisions; nullopt is each engine's default on its device. A combination an engine cannot
+  // run is skipped (BenchResult::skipped), not a failed row.
+  std::vector<std::optional<Precision>> precisions{std::nullopt};
   // Placement layouts (topology/placement.h). Empty: "single:T" for each entry of `threads`.
   std::vector<std::string> layouts;
   std::vector<int> threads{1};
@@ -46,7 +48,9 @@ struct BenchOptions {
   // false: workers float and ORT's pool threads are unpinned, as a plain ORT program runs.
   bool pin = true;
   bool spinning = true;
-  int optimization_level = 99;           // ORT's graph optimisation (ort engines only)
+  // Backend options given (engine_spec.h: Backend::options), by key; each is set on the engines
+  // whose backend takes it, the others run without it.
+  std::map<std::string, std::string> backend_options;
   double gpu_baseline_ms_per_pixel = 0;  // > 0: adds a "vs GPU" column
   uint64_t seed = 1;
   // Steps per branch of every run. 0: the model's own (fixed-step files), or 40 + 40 for a model
@@ -66,7 +70,7 @@ std::string row_status_name(RowStatus status);
 RowStatus parse_row_status(const std::string& name);
 
 struct BenchRow {
-  std::string engine = "ort";
+  std::string engine = kOrtBackend;
   std::string device;
   std::string precision;
   std::string layout;

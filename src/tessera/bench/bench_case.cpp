@@ -22,8 +22,8 @@ std::unique_ptr<Engine> build_worker_engine(const BenchOptions& options, const E
   spec.spinning = options.spinning;
   spec.max_batch = max_batch;
   if (spec.on_cpu() && options.pin) spec.cpus = worker.cpus;
-  if (spec.backend == "ort")
-    spec.backend_options["optimization_level"] = std::to_string(options.optimization_level);
+  for (const auto& [key, value] : options.backend_options)
+    if (backend_takes_option(spec.backend, key)) spec.backend_options[key] = value;
   std::unique_ptr<Engine> built = make_engine(options.model_path, spec);
   if (session_s) *session_s = built->build_seconds();
   const StepCounts steps = bench_steps(options, built->shape());
@@ -73,8 +73,8 @@ BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
                   const CaseError& first_error, const std::vector<WorkerTimes>& times) {
   BenchRow row;
   row.engine = c.engine.backend;
-  row.device = c.engine.device();
-  row.precision = c.engine.precision;
+  row.device = c.engine.device.name();
+  row.precision = precision_name(c.engine.precision);
   row.layout = c.layout;
   row.spawn = options.spawn;
   row.pinned = options.pin;
@@ -153,12 +153,8 @@ void validate(const BenchOptions& options) {
     throw UsageError(fmt::format("-r must be at least 1 (got {})", options.reps));
   if (options.warmup < 0)
     throw UsageError(fmt::format("--warmup must be 0 or more (got {})", options.warmup));
-  for (const auto& d : options.devices) {
-    for (const auto& e : options.engines) {
-      for (const auto& p : options.precisions) engine_cannot_run(e, d, p);  // grammar: throws
-    }
-  }
-  check_backend_option("ort", "optimization_level", std::to_string(options.optimization_level));
+  for (const auto& e : options.engines) find_backend(e);  // UsageError for an unknown one
+  for (const auto& [key, value] : options.backend_options) check_option_of_any_backend(key, value);
   if (options.spawn != "thread" && options.spawn != "process") {
     throw UsageError("unknown --spawn '" + options.spawn + "' (expected thread or process)");
   }

@@ -35,7 +35,7 @@ struct Case {
   int64_t batch;
 
   std::string label() const {
-    return fmt::format("{} {} {} b={}", engine.device(), engine.label(), layout, batch);
+    return fmt::format("{} {} {} b={}", engine.device.name(), engine.label(), layout, batch);
   }
 };
 

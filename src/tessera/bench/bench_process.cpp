@@ -38,20 +38,23 @@ CaseError measure_in_processes(const BenchOptions& options, const Case& c, const
     std::vector<std::string> argv = {
         exe,           "bench-worker",
         "--model",     options.model_path,
-        "--device",    c.engine.device(),
+        "--device",    c.engine.device.name(),
         "--engine",    c.engine.backend,
-        "--precision", c.engine.precision,
+        "--precision", precision_name(c.engine.precision),
         "--batch",     std::to_string(c.batch),
         "--batches",   std::to_string(options.batches),
         "--reps",      std::to_string(options.reps),
         "--warmup",    std::to_string(options.warmup),
         "--seed",      std::to_string(options.seed),
         "--steps",     fmt::format("{}/{}", options.s2_steps, options.s1_steps),
-        "--opt-level", std::to_string(options.optimization_level),
         "--membind",   memory_policy_name(plan.policy),
         "--index",     std::to_string(worker.index),
         "--cpus",      cpu_list_string(worker.cpus),
         "--nodes",     cpu_list_string(worker.memory_nodes)};
+    for (const auto& [key, value] : options.backend_options) {
+      argv.push_back(backend_option(key).flag);
+      argv.push_back(value);
+    }
     if (!options.spinning) argv.push_back("--no-spin");
     if (!options.pin) argv.push_back("--no-pin");
     children.push_back(std::make_unique<ChildProcess>(argv));

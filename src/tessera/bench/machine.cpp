@@ -18,7 +18,7 @@ nlohmann::json describe_machine(const MachineInfo& machine) {
           {"cores", machine.cores},
           {"pus", machine.pus},
           {"gpus", machine.gpus},
-          {"ort_version", backend_version("ort")},
+          {"ort_version", backend_version(kOrtBackend)},
           {"hostname", host}};
 }
 

@@ -47,7 +47,7 @@ BenchRow run_case(const BenchOptions& options, const MachineInfo& machine, const
 void check_sweep(const BenchOptions& options, const std::vector<Case>& cases) {
   std::set<std::string> checked;  // each engine once: checking may load the model
   for (const Case& c : cases) {
-    if (checked.insert(c.engine.device() + " " + c.engine.label()).second)
+    if (checked.insert(c.engine.device.name() + " " + c.engine.label()).second)
       check_engine_can_run(c.engine, options.model_path);
   }
 }
@@ -62,13 +62,13 @@ std::vector<EngineSpec> sweep_engines(const BenchOptions& options,
       for (const auto& precision : options.precisions) {
         const std::string why = engine_cannot_run(engine, device, precision);
         if (!why.empty()) {
-          skipped.push_back(fmt::format("{} {} {}: {}", device, engine,
-                                        precision.empty() ? "(default)" : precision, why));
+          skipped.push_back(fmt::format("{} {} {}: {}", device.name(), engine,
+                                        precision ? precision_name(*precision) : "(default)", why));
           continue;
         }
-        const EngineSpec spec = parse_engine_spec(engine, device, precision);
+        const EngineSpec spec = resolve_engine_spec(engine, device, precision);
         const bool seen = std::any_of(specs.begin(), specs.end(), [&](const EngineSpec& s) {
-          return s.device() == spec.device() && s.label() == spec.label();
+          return s.device == spec.device && s.label() == spec.label();
         });
         if (!seen) specs.push_back(spec);
       }

@@ -7,10 +7,12 @@
 
 #include "tessera/bench/bench.h"
 #include "tessera/cli/commands.h"
+#include "tessera/cli/engine_flags.h"
 #include "tessera/cli/status_line.h"
 #include "tessera/cli/table_output.h"
 #include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/model/default_model.h"
 #include "tessera/model/model_info.h"
 #include "tessera/topology/placement.h"
@@ -24,12 +26,13 @@ namespace {
 struct BenchArgs {
   std::string model;
   std::vector<std::string> devices{"cpu"};
-  std::vector<std::string> engines{"ort"};
+  std::vector<std::string> engines{kOrtBackend};
   std::vector<std::string> precisions;
   std::vector<std::string> layouts;
   std::vector<int> threads;
   std::vector<int64_t> batch_sizes{256};
-  int batches = 10, reps = 3, warmup = 2, baseline = 1, optimization_level = 99;
+  int batches = 10, reps = 3, warmup = 2, baseline = 1;
+  std::map<std::string, std::string> backend_options;  // engine_flags.h
   std::string membind = "local", spawn = "thread";
   TableOutput output;
   double gpu_baseline = 0;
@@ -69,7 +72,8 @@ void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
       resolve_table_output("bench", args.output, {args.model, args.profile});
   BenchOptions options;
   options.model_path = args.model.empty() ? ensure_default_model(true) : args.model;
-  options.devices = args.devices;
+  options.devices.clear();
+  for (const auto& device : args.devices) options.devices.push_back(parse_device(device));
   options.layouts = args.layouts;
   options.threads = args.threads;
   if (options.threads.empty()) options.threads = {default_thread_count()};
@@ -82,8 +86,8 @@ void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
   options.spawn = args.spawn;
   options.gpu_baseline_ms_per_pixel = args.gpu_baseline;
   options.engines = args.engines;
-  if (!args.precisions.empty()) options.precisions = args.precisions;
-  options.optimization_level = args.optimization_level;
+  if (!args.precisions.empty()) options.precisions = parse_precisions(args.precisions);
+  options.backend_options = args.backend_options;
   options.spinning = !args.no_spin;
   options.pin = !args.no_pin;
   options.seed = args.seed;
@@ -134,7 +138,7 @@ void add_bench_command(CLI::App& root) {
                   "ONNX model (default: the built-in Tessera model, made if missing)");
   cmd->add_option("--device", args->devices, "Devices, comma separated: cpu, cuda:N[+io|+graph]")
       ->delimiter(',');
-  cmd->add_option("--engine", args->engines, "Engines, comma separated: ort, native")
+  cmd->add_option("--engine", args->engines, "Engines, comma separated: " + backend_choices())
       ->delimiter(',')
       ->capture_default_str();
   auto* layouts =
@@ -164,12 +168,10 @@ void add_bench_command(CLI::App& root) {
                   "GPU ms/pixel to compare against (adds a vs GPU column)")
       ->check(positive_finite());
   cmd->add_option("--precision", args->precisions,
-                  "Precisions, comma separated: fp32, tf32, fp16 (GPU), bf16, int8 (native "
-                  "CPU); default: each engine's own (fp32 on CPUs, tf32 on GPUs)")
+                  "Precisions, comma separated: " + precision_choices_by_device() +
+                      "; default: each engine's own (fp32 on CPUs, tf32 on GPUs)")
       ->delimiter(',');
-  cmd->add_option("--opt-level", args->optimization_level,
-                  "ORT graph optimisation level: 0, 1, 2, 99")
-      ->capture_default_str();
+  add_backend_option_flags(*cmd, args->backend_options);
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
   cmd->add_flag("--no-pin", args->no_pin,
                 "Leave workers and ORT's threads unbound (a plain ORT program), to compare");
@@ -193,7 +195,7 @@ void add_bench_worker_command(CLI::App& root) {
   auto* cmd = root.add_subcommand("bench-worker", "")->group("");
   struct Args {
     BenchOptions options;
-    std::string device = "cpu", engine = "ort", precision, cpus, nodes, steps = "0/0";
+    std::string device = "cpu", engine = kOrtBackend, precision, cpus, nodes, steps = "0/0";
     int64_t batch = 1;
     int index = 0;
     bool no_spin = false, no_pin = false;
@@ -207,7 +209,7 @@ void add_bench_worker_command(CLI::App& root) {
   cmd->add_option("--warmup", args->options.warmup);
   cmd->add_option("--seed", args->options.seed);
   cmd->add_option("--steps", args->steps);
-  cmd->add_option("--opt-level", args->options.optimization_level);
+  add_backend_option_flags(*cmd, args->options.backend_options);
   cmd->add_option("--engine", args->engine);
   cmd->add_option("--precision", args->precision);
   cmd->add_option("--membind", args->options.membind);

@@ -18,6 +18,7 @@
 #include "tessera/common/clock.h"
 #include "tessera/common/duration.h"
 #include "tessera/common/error.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/infer/infer_job.h"
 #include "tessera/tune/profile.h"
 
@@ -116,14 +117,15 @@ std::function<void(InferJobOptions&)> defaults_from_profile(const std::string& p
   return [profile, cmd](InferJobOptions& job) {
     InferOptions& options = job.infer;
     ProfileTaken taken;
-    const std::string warning =
-        apply_profile(profile, options.model_path, options.device,
-                      {cmd->count("--layout") ? nullptr : &job.layout,
-                       cmd->count("--batch") ? nullptr : &options.batch,
-                       cmd->count("--membind") ? nullptr : &job.membind,
-                       cmd->count("--engine") ? nullptr : &options.engine,
-                       cmd->count("--precision") ? nullptr : &options.precision},
-                      &taken);
+    std::string precision;  // the profile's, when it gives one
+    const std::string warning = apply_profile(profile, options.model_path, options.device,
+                                              {cmd->count("--layout") ? nullptr : &job.layout,
+                                               cmd->count("--batch") ? nullptr : &options.batch,
+                                               cmd->count("--membind") ? nullptr : &job.membind,
+                                               cmd->count("--engine") ? nullptr : &options.engine,
+                                               cmd->count("--precision") ? nullptr : &precision},
+                                              &taken);
+    if (!precision.empty()) options.precision = parse_precision(precision);
     job.summary_profile = {{"path", profile}, {"applied", warning.empty()}};
     if (!warning.empty()) {
       std::cerr << "tessera: warning: " << warning << "\n";
@@ -142,7 +144,7 @@ void add_infer_command(CLI::App& root) {
   auto* cmd = root.add_subcommand("infer", "Turn dpixel tiles into int8 embeddings and scales");
   struct Args {
     InferJobOptions job;
-    std::string model, profile;
+    std::string model, profile, precision;
     bool no_resume = false, no_spin = false;
   };
   auto args = std::make_shared<Args>();
@@ -168,11 +170,11 @@ void add_infer_command(CLI::App& root) {
   cmd->add_option("--gpu-batch", options.gpu_batch,
                   "Pixels per run on each GPU (whole batches; halved on out of memory)")
       ->capture_default_str();
-  cmd->add_option("--engine", options.engine, "ort or native (the CPU workers' engine)")
+  cmd->add_option("--engine", options.engine, backend_choices() + " (the CPU workers' engine)")
       ->capture_default_str();
-  cmd->add_option("--precision", options.precision,
-                  "fp32, tf32, fp16 (GPU), bf16, int8 (native CPU); default: each engine's own "
-                  "(fp32 on CPUs, tf32 on GPUs)");
+  cmd->add_option(
+      "--precision", args->precision,
+      precision_choices_by_device() + "; default: each engine's own (fp32 on CPUs, tf32 on GPUs)");
   cmd->add_option("-b,--batch", options.batch, "Pixels per batch and worker")
       ->capture_default_str();
   cmd->add_option("--dim", options.dim,
@@ -203,6 +205,7 @@ void add_infer_command(CLI::App& root) {
     job.infer.resume = !args->no_resume;
     job.infer.spinning = !args->no_spin;
     job.infer.model_path = args->model;  // "": the built-in model, made by the job
+    job.infer.precision = parse_optional_precision(args->precision);
     if (!args->profile.empty()) {
       job.inputs.push_back(args->profile);
       job.fill_defaults = defaults_from_profile(args->profile, cmd);

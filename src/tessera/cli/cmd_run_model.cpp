@@ -70,7 +70,7 @@ void read_finite(const NpyArray& array, float* out) {
 
 void add_run_model_command(CLI::App& root) {
   struct Args {
-    std::string model, s2, s1, output, device = "cpu", engine = "ort", precision;
+    std::string model, s2, s1, output, device = "cpu", engine = kOrtBackend, precision;
     int threads = 1;
     bool force = false;
   };
@@ -82,9 +82,9 @@ void add_run_model_command(CLI::App& root) {
   cmd->add_option("--s1", args->s1, "S1 input .npy [B, T1, F1]")->required();
   cmd->add_option("-o,--output", args->output, "Output .npy, float32 [B, D]")->required();
   cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
-  cmd->add_option("--engine", args->engine, "ort or native")->capture_default_str();
+  cmd->add_option("--engine", args->engine, backend_choices())->capture_default_str();
   cmd->add_option("--precision", args->precision,
-                  "fp32, tf32, fp16 (GPU), bf16, int8 (native CPU); default: the engine's own");
+                  precision_choices_by_device() + "; default: the engine's own");
   cmd->add_option("--threads", args->threads, "The engine's threads")
       ->check(whole_number_in(1, kMaxIntraOpThreads))
       ->capture_default_str();

@@ -3,11 +3,13 @@
 #include <iostream>
 
 #include "tessera/cli/commands.h"
+#include "tessera/cli/engine_flags.h"
 #include "tessera/cli/output_checks.h"
 #include "tessera/cli/status_line.h"
 #include "tessera/cli/table_output.h"
 #include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
+#include "tessera/engine/engine_spec.h"
 #include "tessera/model/default_model.h"
 #include "tessera/tune/tune.h"
 
@@ -51,7 +53,7 @@ void add_tune_command(CLI::App& root) {
       "tune", "Find the fastest engine x layout x batch size for this machine and write a profile");
   struct Args {
     std::string model, device = "cpu", budget = "120s", profile, format = "md", membind = "local";
-    std::vector<std::string> layouts, engines{"ort"}, precisions{""};
+    std::vector<std::string> layouts, engines{kOrtBackend}, precisions{""};
     std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
     int reps = 3;
     int64_t start_pixels = 0;
@@ -62,12 +64,14 @@ void add_tune_command(CLI::App& root) {
   cmd->add_option("-m,--model", args->model,
                   "ONNX model (default: the built-in Tessera model, made if missing)");
   cmd->add_option("--device", args->device, "cpu or cuda:N")->capture_default_str();
-  cmd->add_option("--engine", args->engines, "Engines to search, comma separated: ort, native")
+  cmd->add_option("--engine", args->engines,
+                  "Engines to search, comma separated: " + backend_choices())
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--precision", args->precisions,
-                  "Precisions to search, comma separated (only these: a precision changes the "
-                  "numbers); default: each engine's own (fp32 on CPUs)")
+                  "Precisions to search, comma separated: " + precision_choices_by_device() +
+                      " (only these: a precision changes the numbers); default: each engine's "
+                      "own (fp32 on CPUs)")
       ->delimiter(',');
   cmd->add_option("--budget", args->budget,
                   "Wall-clock budget for the search, engine builds included: 120, 120s, 2m, 1h")
@@ -117,9 +121,9 @@ void add_tune_command(CLI::App& root) {
     }
     TuneOptions options;
     options.model_path = args->model.empty() ? ensure_default_model(true) : args->model;
-    options.device = args->device;
+    options.device = parse_device(args->device);
     options.engines = args->engines;
-    options.precisions = args->precisions;
+    options.precisions = parse_precisions(args->precisions);
     options.budget_s = parse_budget(args->budget);
     options.layouts = args->layouts;
     options.batch_sizes = args->batch_sizes;

@@ -41,8 +41,8 @@ std::string version_text() {
   std::string text = std::string("tessera ") + tessera::kVersion +
                      "\nbuilt: " + TESSERA_BUILD_TYPE + ", " + TESSERA_COMPILER +
                      ", C++20\nengines:";
-  for (const std::string& backend : tessera::engine_backends())
-    text += " " + backend + " " + tessera::backend_version(backend) + ",";
+  for (const tessera::Backend& backend : tessera::engine_backends())
+    text += " " + backend.name + " " + backend.version() + ",";
   text.pop_back();
   return text;
 }

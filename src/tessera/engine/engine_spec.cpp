@@ -1,148 +1,149 @@
 #include "tessera/engine/engine_spec.h"
 
 #include <fmt/format.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <new>
 
 #include "tessera/common/error.h"
-#include "tessera/engine/native/native_engine.h"
+#include "tessera/engine/native/native_backend.h"
 #include "tessera/engine/ort/ort_backend.h"
 #include "tessera/model/model_info.h"
-#include "tessera/topology/binding.h"
 
 namespace tessera {
 namespace {
 
-struct Device {
-  int index = -1;
-  std::string gpu_path;
-};
-
-// "cpu" | "cuda" | "cuda:N" with an optional "+io" / "+graph". Throws UsageError.
-Device parse_device_text(const std::string& text) {
-  const std::string expected = "(expected cpu or cuda:N[+io|+graph])";
-  if (text == "cpu") return {};
-  Device device;
-  std::string id = text;
-  for (const char* path : {"io", "graph"}) {
-    const std::string suffix = std::string("+") + path;
-    if (id.size() > suffix.size() && id.ends_with(suffix)) {
-      id.resize(id.size() - suffix.size());
-      device.gpu_path = path;
-    }
-  }
-  if (id == "cuda") id = "cuda:0";
-  if (id.rfind("cuda:", 0) == 0) {
-    const std::string n = id.substr(5);
-    if (!n.empty() && n.size() < 4 && n.find_first_not_of("0123456789") == std::string::npos) {
-      device.index = std::stoi(n);
-      return device;
-    }
-  }
-  throw UsageError("unknown device '" + text + "' " + expected);
-}
-
-bool known_precision(const std::string& p) {
-  return p == "fp32" || p == "tf32" || p == "fp16" || p == "bf16" || p == "int8";
-}
-
-// The precisions `backend` computes on a CPU (cpu) or a GPU, its default first.
-std::vector<std::string> precisions_of(const std::string& backend, bool cpu) {
-  if (backend == "native")
-    return cpu ? std::vector<std::string>{"fp32", "bf16", "int8"} : std::vector<std::string>{};
-  return cpu ? std::vector<std::string>{"fp32"} : std::vector<std::string>{"tf32", "fp32", "fp16"};
-}
-
-std::string join(const std::vector<std::string>& items) {
+template <typename T, typename Name>
+std::string join(const std::vector<T>& items, Name name) {
   std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + name(item);
   return out;
 }
 
-// The precision a spec computes at: "" is the default; tf32 (a GPU matmul mode) is fp32 on a CPU.
-// Returns "" when the backend cannot run `precision` there; *why says why.
-std::string resolve_precision(const std::string& backend, const Device& device,
-                              const std::string& precision, std::string* why) {
-  const bool cpu = device.index < 0;
-  const std::vector<std::string> offered = precisions_of(backend, cpu);
-  const std::string where = cpu ? "cpu" : "cuda";
+std::string names_of(const std::vector<Precision>& precisions) {
+  return join(precisions, precision_name);
+}
+
+// The precision a spec computes at: nullopt is the default; tf32 (a GPU matmul mode) is fp32 on
+// a CPU. Returns nullopt when the backend cannot run `precision` on `device`; *why says why.
+std::optional<Precision> resolve_precision(const Backend& backend, const Device& device,
+                                           std::optional<Precision> precision, std::string* why) {
+  const bool cpu = device.on_cpu();
+  const std::vector<Precision>& offered = cpu ? backend.cpu_precisions : backend.gpu_precisions;
   if (offered.empty()) {
-    *why = fmt::format("the {} engine runs on the cpu only", backend);
-    return "";
+    *why = fmt::format("the {} engine runs on the {} only", backend.name, cpu ? "cuda" : "cpu");
+    return std::nullopt;
   }
-  if (precision.empty()) return offered.front();
-  if (cpu && precision == "tf32") return "fp32";
-  if (std::find(offered.begin(), offered.end(), precision) != offered.end()) return precision;
-  *why = fmt::format("the {} engine computes {} on {}, not {}", backend, join(offered), where,
-                     precision);
-  if (backend == "ort" && cpu && (precision == "bf16" || precision == "int8"))
-    *why += " (--engine native does)";
-  return "";
-}
-
-void check_grammar(const std::string& backend, const std::string& precision) {
-  const auto& all = engine_backends();
-  if (std::find(all.begin(), all.end(), backend) == all.end())
-    throw UsageError(fmt::format("unknown engine '{}' (expected {})", backend, join(all)));
-  if (!precision.empty() && !known_precision(precision)) {
-    throw UsageError("unknown precision '" + precision +
-                     "' (expected fp32, tf32, fp16, bf16 or int8)");
+  if (!precision) return offered.front();
+  if (cpu && *precision == Precision::tf32) return Precision::fp32;
+  if (std::find(offered.begin(), offered.end(), *precision) != offered.end()) return *precision;
+  *why = fmt::format("the {} engine computes {} on {}, not {}", backend.name, names_of(offered),
+                     cpu ? "cpu" : "cuda", precision_name(*precision));
+  for (const Backend& other : engine_backends()) {  // one that does, e.g. bf16 on the cpu
+    const auto& its = cpu ? other.cpu_precisions : other.gpu_precisions;
+    if (&other != &backend && std::find(its.begin(), its.end(), *precision) != its.end()) {
+      *why += " (--engine " + other.name + " does)";
+      break;
+    }
   }
-}
-
-// A native engine of several threads on a worker pinned to its first CPU (bind_worker_thread):
-// OpenMP starts the engine's team from the calling thread and the team's threads keep the
-// affinity they start with, so the team is started here with the thread widened to all of the
-// worker's CPUs (else every thread of the team would share the one CPU), then the calling
-// thread is narrowed again. The team stays with this thread for the engine's runs.
-std::unique_ptr<Engine> make_native_engine(const std::string& model_path, const EngineSpec& spec) {
-  const NativeEngineOptions options{spec.precision, spec.threads, spec.max_batch};
-  if (spec.threads < 2 || spec.cpus.size() < 2)
-    return std::make_unique<NativeEngine>(model_path, options);
-  const std::vector<int> pinned = current_thread_cpus();
-  set_current_thread_cpus(spec.cpus);
-  try {
-    omp_set_num_threads(spec.threads);
-#pragma omp parallel
-    {}
-    auto engine = std::make_unique<NativeEngine>(model_path, options);
-    set_current_thread_cpus(pinned);
-    return engine;
-  } catch (...) {
-    set_current_thread_cpus(pinned);
-    throw;
-  }
+  return std::nullopt;
 }
 
 }  // namespace
 
-const std::vector<std::string>& engine_backends() {
-  static const std::vector<std::string> backends = {"ort", "native"};
+const std::vector<Backend>& engine_backends() {
+  static const std::vector<Backend> backends = {
+      {.name = kOrtBackend,
+       .cpu_precisions = {Precision::fp32},
+       .gpu_precisions = {Precision::tf32, Precision::fp32, Precision::fp16},
+       .options = {{.key = "optimization_level",
+                    .flag = "--opt-level",
+                    .help = "ORT graph optimisation level: 0, 1, 2, 99",
+                    .default_value = "99"}},
+       .check_option = ort_check_option,
+       .check_can_run = ort_check_can_run,
+       .make = make_ort_engine,
+       .version = ort_version,
+       .check_environment = ort_check_environment},
+      {.name = kNativeBackend,
+       .cpu_precisions = {Precision::fp32, Precision::bf16, Precision::int8},
+       .gpu_precisions = {},
+       .options = {},
+       .check_option = nullptr,
+       .check_can_run = native_check_can_run,
+       .make = make_native_engine,
+       .version = native_backend_version,
+       .check_environment = nullptr},
+  };
   return backends;
 }
 
-std::string engine_cannot_run(const std::string& backend, const std::string& device,
-                              const std::string& precision) {
-  check_grammar(backend, precision);
+const Backend& find_backend(const std::string& name) {
+  const auto& all = engine_backends();
+  const auto it =
+      std::find_if(all.begin(), all.end(), [&](const Backend& b) { return b.name == name; });
+  if (it == all.end()) {
+    throw UsageError(fmt::format("unknown engine '{}' (expected {})", name,
+                                 join(all, [](const Backend& b) { return b.name; })));
+  }
+  return *it;
+}
+
+std::string backend_choices() {
+  const auto& all = engine_backends();
+  std::string out;
+  for (size_t i = 0; i < all.size(); ++i)
+    out += (i == 0 ? "" : i + 1 == all.size() ? " or " : ", ") + all[i].name;
+  return out;
+}
+
+namespace {
+
+// "" when every backend runs `p` on CPUs, "(GPU)" when only GPUs do, "(native CPU)" when only
+// that backend's CPU engine does.
+std::string where_it_runs(Precision p) {
+  const auto runs = [p](const std::vector<Precision>& list) {
+    return std::find(list.begin(), list.end(), p) != list.end();
+  };
+  std::vector<std::string> cpu_backends;
+  for (const Backend& b : engine_backends())
+    if (runs(b.cpu_precisions)) cpu_backends.push_back(b.name);
+  if (cpu_backends.size() == engine_backends().size()) return "";
+  if (cpu_backends.empty()) return " (GPU)";
+  return " (" + join(cpu_backends, [](const std::string& n) { return n; }) + " CPU)";
+}
+
+}  // namespace
+
+std::string precision_choices_by_device() {
+  return join(all_precisions(), [](Precision p) { return precision_name(p) + where_it_runs(p); });
+}
+
+EngineSpec resolve_engine_spec(const std::string& backend, const Device& device,
+                               std::optional<Precision> precision) {
+  const Backend& row = find_backend(backend);
+  EngineSpec spec;
+  spec.backend = row.name;
+  spec.device = device;
   std::string why;
-  resolve_precision(backend, parse_device_text(device), precision, &why);
-  return why;
+  const std::optional<Precision> resolved = resolve_precision(row, device, precision, &why);
+  if (!resolved) throw UsageError(device.name() + ": " + why);
+  spec.precision = *resolved;
+  return spec;
 }
 
 EngineSpec parse_engine_spec(const std::string& backend, const std::string& device,
                              const std::string& precision) {
-  check_grammar(backend, precision);
-  const Device parsed = parse_device_text(device);
+  find_backend(backend);
+  const std::optional<Precision> parsed = parse_optional_precision(precision);
+  return resolve_engine_spec(backend, parse_device(device), parsed);
+}
+
+std::string engine_cannot_run(const std::string& backend, const Device& device,
+                              std::optional<Precision> precision) {
   std::string why;
-  EngineSpec spec;
-  spec.backend = backend;
-  spec.device_index = parsed.index;
-  spec.gpu_path = parsed.gpu_path;
-  spec.precision = resolve_precision(backend, parsed, precision, &why);
-  if (spec.precision.empty()) throw UsageError(device + ": " + why);
-  return spec;
+  resolve_precision(find_backend(backend), device, precision, &why);
+  return why;
 }
 
 namespace {
@@ -150,7 +151,7 @@ namespace {
 // A float16 model computes in float16 whatever precision the engine is asked for, so a run
 // recorded as "fp32" (or bf16, int8, tf32) would not be one: only fp16 (a GPU) takes it.
 void refuse_float16_model_unless_fp16(const EngineSpec& spec, const std::string& model_path) {
-  if (spec.precision == "fp16") return;
+  if (spec.precision == Precision::fp16) return;
   ModelFileInfo info;
   try {
     info = read_model_info(model_path);
@@ -160,17 +161,14 @@ void refuse_float16_model_unless_fp16(const EngineSpec& spec, const std::string&
   if (!info.has_float16) return;
   throw Error(fmt::format(
       "{}: a float16 model (as tessera convert-model writes); {} on {} needs the float32 model",
-      model_path, spec.label(), spec.device()));
+      model_path, spec.label(), spec.device.name()));
 }
 
 }  // namespace
 
 void check_engine_can_run(const EngineSpec& spec, const std::string& model_path) {
   refuse_float16_model_unless_fp16(spec, model_path);
-  if (spec.backend == "ort") return ort_check_can_run(spec, model_path);
-  read_model_shape(model_path);      // the model's inputs and output (the rest: at construction)
-  check_finite_weights(model_path);  // from the same parse
-  require_native_precision(spec.precision);
+  find_backend(spec.backend).check_can_run(spec, model_path);
 }
 
 std::unique_ptr<Engine> make_engine(const std::string& model_path, const EngineSpec& spec) {
@@ -178,34 +176,59 @@ std::unique_ptr<Engine> make_engine(const std::string& model_path, const EngineS
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", spec.max_batch));
   if (spec.threads < 1)
     throw UsageError(fmt::format("thread count must be at least 1 (got {})", spec.threads));
+  const Backend& backend = find_backend(spec.backend);
+  for (const auto& [key, value] : spec.backend_options)
+    check_backend_option(spec.backend, key, value);
   try {
-    if (spec.backend == "native") {
-      if (!spec.backend_options.empty())
-        throw UsageError("the native engine has no option '" + spec.backend_options.begin()->first +
-                         "'");
-      return make_native_engine(model_path, spec);
-    }
-    return make_ort_engine(model_path, spec);
+    return backend.make(model_path, spec);
   } catch (const std::bad_alloc&) {
     throw OutOfMemoryError(fmt::format("{}: out of memory building an engine for {} pixels",
-                                       spec.device(), spec.max_batch));
+                                       spec.device.name(), spec.max_batch));
   }
 }
 
 void check_backend_option(const std::string& backend, const std::string& key,
                           const std::string& value) {
-  if (backend == "ort") return ort_check_option(key, value);
-  throw UsageError(fmt::format("the {} engine has no option '{}'", backend, key));
+  const Backend& row = find_backend(backend);
+  if (!backend_takes_option(backend, key))
+    throw UsageError(fmt::format("the {} engine has no option '{}'", row.name, key));
+  row.check_option(key, value);
+}
+
+bool backend_takes_option(const std::string& backend, const std::string& key) {
+  const auto& options = find_backend(backend).options;
+  return std::any_of(options.begin(), options.end(),
+                     [&](const BackendOption& o) { return o.key == key; });
+}
+
+std::vector<BackendOption> all_backend_options() {
+  std::vector<BackendOption> out;
+  for (const Backend& backend : engine_backends())
+    out.insert(out.end(), backend.options.begin(), backend.options.end());
+  return out;
+}
+
+const BackendOption& backend_option(const std::string& key) {
+  for (const Backend& backend : engine_backends())
+    for (const BackendOption& option : backend.options)
+      if (option.key == key) return option;
+  throw UsageError(fmt::format("no engine has an option '{}'", key));
+}
+
+void check_option_of_any_backend(const std::string& key, const std::string& value) {
+  for (const Backend& backend : engine_backends())
+    if (backend_takes_option(backend.name, key))
+      return check_backend_option(backend.name, key, value);
+  throw UsageError(fmt::format("no engine has an option '{}'", key));
 }
 
 void check_engine_environment() {
-  ort_check_environment();
+  for (const Backend& backend : engine_backends())
+    if (backend.check_environment) backend.check_environment();
 }
 
 std::string backend_version(const std::string& backend) {
-  if (backend == "ort") return ort_version();
-  if (backend == "native") return native_library_version();
-  throw UsageError("unknown engine '" + backend + "'");
+  return find_backend(backend).version();
 }
 
 }  // namespace tessera

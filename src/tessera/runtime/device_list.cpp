@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "tessera/common/error.h"
-#include "tessera/engine/engine_spec.h"
 
 namespace tessera {
 
@@ -24,23 +23,17 @@ DeviceList parse_device_list(const std::string& text) {
     if (entry == "cpu") {
       list.cpu = true;
     } else if (entry == "cpu+stream") {
-      list.streams.push_back(entry);
+      list.streams.push_back({entry, Device{}});
     } else {
-      parse_engine_spec("ort", entry);  // throws UsageError for anything else
-      list.streams.push_back(entry);
+      list.streams.push_back({entry, parse_device(entry)});  // UsageError for anything else
     }
   }
   return list;
 }
 
-std::string stream_engine_device(const std::string& stream) {
-  return stream == "cpu+stream" ? "cpu" : stream;
-}
-
 bool DeviceList::any_cuda() const {
-  return std::any_of(streams.begin(), streams.end(), [](const std::string& stream) {
-    return !parse_engine_spec("ort", stream_engine_device(stream)).on_cpu();
-  });
+  return std::any_of(streams.begin(), streams.end(),
+                     [](const StreamDevice& stream) { return !stream.device.on_cpu(); });
 }
 
 }  // namespace tessera

@@ -12,18 +12,24 @@
 #include <string>
 #include <vector>
 
+#include "tessera/engine/choice/engine_choice.h"
+
 namespace tessera {
 
+// A streaming worker: the entry as given (journal keys and summaries print it) and the device
+// its engine runs on (the CPU for cpu+stream).
+struct StreamDevice {
+  std::string entry;
+  Device device;
+};
+
 struct DeviceList {
-  bool cpu = false;                  // run the CPU plan's workers
-  std::vector<std::string> streams;  // streaming workers, in the order given
+  bool cpu = false;                   // run the CPU plan's workers
+  std::vector<StreamDevice> streams;  // streaming workers, in the order given
 
   // True when a streaming worker runs on a CUDA device.
   bool any_cuda() const;
 };
-
-// The engine device of a streaming worker: "cpu" for cpu+stream, the entry itself otherwise.
-std::string stream_engine_device(const std::string& stream);
 
 // Throws UsageError naming the bad entry.
 DeviceList parse_device_list(const std::string& text);

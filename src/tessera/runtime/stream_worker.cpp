@@ -59,7 +59,7 @@ class StreamWorker {
         helper_cpus_(helper_cpus),
         policy_(policy),
         engines_built_(engines_built),
-        device_(spec.device()),
+        device_(spec.device.name()),
         valid_(static_cast<int64_t>(job.plan.pixels.size())) {}
 
   StreamStats run(const std::function<void()>& engine_ready);

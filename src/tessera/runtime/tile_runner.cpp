@@ -103,11 +103,14 @@ void say_when_journal_differs(const std::string& tile_dir, const std::string& pa
              tile_dir, before, now);
 }
 
-// "cpu:ort:fp32,cuda:0+io:ort:tf32": each device's engine and precision (journal keys).
+// "cpu:ort:fp32,cuda:0+io:ort:tf32": each device's entry as given, engine and precision
+// (journal keys: a journal of an earlier run resumes only when these bytes are equal).
 std::string engines_key(const std::vector<std::pair<std::string, EngineSpec>>& workers) {
   std::string out;
-  for (const auto& [device, spec] : workers)
-    out += (out.empty() ? "" : ",") + device + ":" + spec.backend + ":" + spec.precision;
+  for (const auto& [device, spec] : workers) {
+    out += (out.empty() ? "" : ",") + device + ":" + spec.backend + ":" +
+           precision_name(spec.precision);
+  }
   return out;
 }
 
@@ -116,10 +119,10 @@ std::vector<std::pair<std::string, EngineSpec>> device_engine_specs(const InferO
                                                                     const DeviceList& devices) {
   std::vector<std::pair<std::string, EngineSpec>> specs;
   if (devices.cpu)
-    specs.emplace_back("cpu", parse_engine_spec(options.engine, "cpu", options.precision));
+    specs.emplace_back("cpu", resolve_engine_spec(options.engine, Device{}, options.precision));
   for (const auto& stream : devices.streams) {
-    specs.emplace_back(
-        stream, parse_engine_spec(options.engine, stream_engine_device(stream), options.precision));
+    specs.emplace_back(stream.entry,
+                       resolve_engine_spec(options.engine, stream.device, options.precision));
   }
   return specs;
 }
@@ -129,7 +132,7 @@ void describe_engines(const std::vector<std::pair<std::string, EngineSpec>>& spe
                       TileSummary& summary) {
   if (specs.empty()) return;
   summary.engine = specs.front().second.backend;
-  summary.precision = specs.front().second.precision;
+  summary.precision = precision_name(specs.front().second.precision);
   for (const auto& [device, spec] : specs)
     summary.engines += (summary.engines.empty() ? "" : ", ") + device + " " + spec.label();
 }

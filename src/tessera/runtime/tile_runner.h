@@ -44,8 +44,8 @@ constexpr int64_t kMaxInferBatch = int64_t{1} << 22;
 struct InferOptions {
   std::string model_path;
   std::string out_dir;
-  std::string device = "cpu";  // a device list (device_list.h), e.g. "cpu,cuda:0"
-  std::string engine = "ort";  // the backend of every worker (engine_spec.h)
+  std::string device = "cpu";        // a device list (device_list.h), e.g. "cpu,cuda:0"
+  std::string engine = kOrtBackend;  // the backend of every worker (engine_spec.h's table)
   int64_t batch = 256;
   // H x W of the largest tile the caller will run (infer reads every listed tile's .npy headers
   // first), 0 when unknown. A CPU worker's engine holds min(batch, this or the running tile's
@@ -55,9 +55,9 @@ struct InferOptions {
   // Pixels per run on a streaming (GPU) worker: it claims max(1, gpu_batch / batch)
   // consecutive batches at once. Halved while the GPU runs out of memory.
   int64_t gpu_batch = 8192;
-  // engine_spec.h's precisions; "" is the engine's default on each device (fp32 on the CPU,
-  // tf32 on a GPU).
-  std::string precision;
+  // What the engines compute at; nullopt is each engine's default on its device (fp32 on the
+  // CPU, tf32 on a GPU).
+  std::optional<Precision> precision;
   int repeat = 1;      // passes with offsets 0..repeat-1, averaged (v1.0 models only)
   int dim = 0;         // v2: embedding values written per pixel (16, 32, 64, 128); 0: all
   bool force = false;  // recompute tiles whose outputs exist

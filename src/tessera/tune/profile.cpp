@@ -51,24 +51,26 @@ std::string fnv1a64_hex(const void* data, std::size_t bytes) {
 
 std::string machine_fingerprint_hash(const MachineFingerprint& m) {
   const std::string text = fmt::format("{}|{}|{}|{}|{}|{}", m.cpu_model, m.cores, m.pus,
-                                       m.numa_nodes, m.packages, m.ort_version);
+                                       m.numa_nodes, m.packages, m.engine_version);
   return fnv1a64_hex(text.data(), text.size());
 }
 
-MachineFingerprint machine_fingerprint(const MachineInfo& machine, const std::string& ort_version) {
+MachineFingerprint machine_fingerprint(const MachineInfo& machine, const std::string& backend,
+                                       const std::string& version) {
   MachineFingerprint m;
   m.cpu_model = machine.cpu_model;
   m.cores = machine.cores;
   m.pus = machine.pus;
   m.numa_nodes = static_cast<int>(machine.numa_nodes.size());
   m.packages = machine.packages;
-  m.ort_version = ort_version;
+  m.version_of = backend;
+  m.engine_version = version;
   m.fingerprint = machine_fingerprint_hash(m);
   return m;
 }
 
-MachineFingerprint this_machine_fingerprint() {
-  return machine_fingerprint(Topology::this_machine().info(), backend_version("ort"));
+MachineFingerprint this_machine_fingerprint(const std::string& backend) {
+  return machine_fingerprint(Topology::this_machine().info(), backend, backend_version(backend));
 }
 
 ModelFingerprint model_fingerprint(const std::string& model_path) {
@@ -100,7 +102,7 @@ nlohmann::json profile_json(const Profile& p) {
             {"pus", p.machine.pus},
             {"numa_nodes", p.machine.numa_nodes},
             {"packages", p.machine.packages},
-            {"ort_version", p.machine.ort_version},
+            {"engine_version", p.machine.engine_version},
             {"fingerprint", p.machine.fingerprint}}},
           {"model", {{"path", p.model.path}, {"bytes", p.model.bytes}, {"hash", p.model.hash}}},
           {"device", p.device},
@@ -127,7 +129,12 @@ Profile profile_from_json(const nlohmann::json& doc, const std::string& path) {
   p.machine.pus = field<int>(m, "pus", "machine.", path);
   p.machine.numa_nodes = field<int>(m, "numa_nodes", "machine.", path);
   p.machine.packages = field<int>(m, "packages", "machine.", path);
-  p.machine.ort_version = field<std::string>(m, "ort_version", "machine.", path);
+  if (m.is_object() && m.contains("ort_version") && !m.contains("engine_version")) {
+    p.machine.engine_version = field<std::string>(m, "ort_version", "machine.", path);
+  } else {
+    p.machine.engine_version = field<std::string>(m, "engine_version", "machine.", path);
+    p.machine.version_of = "";  // the profile's engine, once read below
+  }
   p.machine.fingerprint = field<std::string>(m, "fingerprint", "machine.", path);
   const auto& model = doc.contains("model") ? doc["model"] : nlohmann::json();
   p.model.path = field<std::string>(model, "path", "model.", path);
@@ -136,6 +143,7 @@ Profile profile_from_json(const nlohmann::json& doc, const std::string& path) {
   p.device = field<std::string>(doc, "device", "", path);
   if (doc.contains("engine")) p.engine = field<std::string>(doc, "engine", "", path);
   if (doc.contains("precision")) p.precision = field<std::string>(doc, "precision", "", path);
+  if (p.machine.version_of.empty()) p.machine.version_of = p.engine;
   const auto& plan = doc.contains("plan") ? doc["plan"] : nlohmann::json();
   p.plan.layout = field<std::string>(plan, "layout", "plan.", path);
   p.plan.batch = field<int64_t>(plan, "batch", "plan.", path);
@@ -188,10 +196,11 @@ std::string profile_mismatch(const Profile& profile, const std::string& path,
                              const std::string& device) {
   if (profile.machine.fingerprint != machine.fingerprint) {
     return fmt::format(
-        "{}: tuned on another machine ({}, {} cores, ONNX Runtime {}; this one: {}, {} cores, "
-        "ONNX Runtime {}); not using it",
-        path, profile.machine.cpu_model, profile.machine.cores, profile.machine.ort_version,
-        machine.cpu_model, machine.cores, machine.ort_version);
+        "{}: tuned on another machine ({}, {} cores, {} {}; this one: {}, {} cores, {} {}); not "
+        "using it",
+        path, profile.machine.cpu_model, profile.machine.cores, profile.machine.version_of,
+        profile.machine.engine_version, machine.cpu_model, machine.cores, machine.version_of,
+        machine.engine_version);
   }
   if (profile.model.hash != model.hash || profile.model.bytes != model.bytes) {
     return fmt::format("{}: tuned for another model ({}, {}; this one: {}, {}); not using it", path,
@@ -208,8 +217,9 @@ ProfileUse use_profile(const std::string& profile_path, const std::string& model
                        const std::string& device) {
   const Profile profile = read_profile(profile_path);
   ProfileUse use;
-  use.warning = profile_mismatch(profile, profile_path, this_machine_fingerprint(),
-                                 model_fingerprint(model_path), device);
+  use.warning =
+      profile_mismatch(profile, profile_path, this_machine_fingerprint(profile.machine.version_of),
+                       model_fingerprint(model_path), device);
   use.applied = use.warning.empty();
   if (use.applied) {
     use.plan = profile.plan;
@@ -271,14 +281,14 @@ std::string apply_profile(const std::string& path, BenchOptions& options,
   std::string layout, engine, precision;
   int64_t batch = 0;
   const std::string warning = apply_profile(
-      path, options.model_path, options.devices.empty() ? "" : options.devices.front(),
+      path, options.model_path, options.devices.empty() ? "" : options.devices.front().name(),
       {given.layout ? nullptr : &layout, given.batch ? nullptr : &batch,
        given.membind ? nullptr : &options.membind, given.engine ? nullptr : &engine,
        given.precision ? nullptr : &precision});
   if (!layout.empty()) options.layouts = {layout};
   if (batch > 0) options.batch_sizes = {batch};
   if (!engine.empty()) options.engines = {engine};
-  if (!precision.empty()) options.precisions = {precision};
+  if (!precision.empty()) options.precisions = {parse_precision(precision)};
   return warning;
 }
 

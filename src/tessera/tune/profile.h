@@ -22,7 +22,12 @@ struct MachineFingerprint {
   int pus = 0;
   int numa_nodes = 0;
   int packages = 0;
-  std::string ort_version;
+  // The backend whose library the profile's engine computed with, and that library's version
+  // (engine_spec.h: backend_version): ONNX Runtime's for ort, oneDNN's for native. Profiles
+  // written before the engine's own was recorded hold ORT's version ("ort_version") whatever
+  // their engine: they read as version_of "ort".
+  std::string version_of = kOrtBackend;
+  std::string engine_version;
   std::string fingerprint;  // 16 hex digits
 };
 
@@ -46,7 +51,7 @@ struct Profile {
   std::string device = "cpu";
   // What the plan was measured with (engine_spec.h); profiles written before these were
   // recorded read as "ort" and "fp32".
-  std::string engine = "ort";
+  std::string engine = kOrtBackend;
   std::string precision = "fp32";
   TunedPlan plan;
   nlohmann::json ranking = nlohmann::json::array();  // the tune ranking rows, as Table JSON
@@ -57,9 +62,11 @@ struct Profile {
 std::string fnv1a64_hex(const void* data, std::size_t bytes);
 std::string machine_fingerprint_hash(const MachineFingerprint& machine);
 
-MachineFingerprint machine_fingerprint(const MachineInfo& machine, const std::string& ort_version);
-// The running machine with the linked ONNX Runtime.
-MachineFingerprint this_machine_fingerprint();
+// `machine` with `backend` and `version`, the version of its library.
+MachineFingerprint machine_fingerprint(const MachineInfo& machine, const std::string& backend,
+                                       const std::string& version);
+// The running machine with `backend`'s library as linked.
+MachineFingerprint this_machine_fingerprint(const std::string& backend);
 // Reads the whole file; throws Error "<path>: cannot read the model" when it cannot.
 ModelFingerprint model_fingerprint(const std::string& model_path);
 

@@ -498,8 +498,8 @@ Measurement to_measurement(const BenchRow& row, double seconds, double session_s
 }
 
 // The engine a candidate runs on `device`.
-EngineSpec candidate_engine(const TuneCandidate& c, const std::string& device) {
-  return parse_engine_spec(c.engine, device, c.precision);
+EngineSpec candidate_engine(const TuneCandidate& c, const Device& device) {
+  return resolve_engine_spec(c.engine, device, c.precision);
 }
 
 // The engines of the search (engines x precisions on the device, each checked against this
@@ -511,11 +511,11 @@ std::vector<EngineSpec> search_engines(const TuneOptions& options,
     for (const auto& precision : options.precisions) {
       const std::string why = engine_cannot_run(engine, options.device, precision);
       if (!why.empty()) {
-        skipped.push_back(
-            fmt::format("{} {}: {}", engine, precision.empty() ? "(default)" : precision, why));
+        skipped.push_back(fmt::format("{} {}: {}", engine,
+                                      precision ? precision_name(*precision) : "(default)", why));
         continue;
       }
-      EngineSpec spec = parse_engine_spec(engine, options.device, precision);
+      EngineSpec spec = resolve_engine_spec(engine, options.device, precision);
       check_engine_can_run(spec, options.model_path);
       const bool seen = std::any_of(specs.begin(), specs.end(),
                                     [&](const EngineSpec& s) { return s.label() == spec.label(); });
@@ -545,11 +545,12 @@ Profile winner_profile(const TuneOptions& options, const MachineInfo& machine,
                        const ModelFingerprint& model, const SearchResult& search) {
   const CandidateResult& winner = search.ranking.front();
   Profile p;
-  p.machine = machine_fingerprint(machine, backend_version("ort"));
+  p.machine = machine_fingerprint(machine, winner.candidate.engine,
+                                  backend_version(winner.candidate.engine));
   p.model = model;
-  p.device = candidate_engine(winner.candidate, options.device).device();
+  p.device = candidate_engine(winner.candidate, options.device).device.name();
   p.engine = winner.candidate.engine;
-  p.precision = winner.candidate.precision;
+  p.precision = precision_name(winner.candidate.precision);
   p.plan = {winner.candidate.layout, winner.candidate.batch, winner.candidate.workers,
             winner.candidate.threads, options.membind};
   p.ranking = ranking_json(search.ranking);

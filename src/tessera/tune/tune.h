@@ -39,11 +39,11 @@ struct TuneCandidate {
   int workers = 1;
   int threads = 1;  // intra-op threads per worker
   int64_t batch = 0;
-  std::string engine = "ort";      // the backend (engine_spec.h)
-  std::string precision = "fp32";  // resolved, as EngineSpec::precision
+  std::string engine = kOrtBackend;       // the backend (engine_spec.h's table)
+  Precision precision = Precision::fp32;  // resolved, as EngineSpec::precision
 
   // "native bf16": the engine and precision it runs at.
-  std::string engine_label() const { return engine + " " + precision; }
+  std::string engine_label() const { return engine + " " + precision_name(precision); }
   // Candidates of one group share their workers and engines while they are measured: the
   // same engine, precision and layout.
   std::string group() const { return engine_label() + " " + layout; }
@@ -135,12 +135,12 @@ double parse_budget(const std::string& text);
 
 struct TuneOptions {
   std::string model_path;
-  std::string device = "cpu";
-  std::vector<std::string> engines{"ort"};  // engine_spec.h
-  // A precision changes the numbers, so it is chosen, never searched beyond what is given: ""
-  // is each engine's default on the device (fp32 on a CPU). Combinations an engine cannot run
-  // are left out (TuneResult::skipped).
-  std::vector<std::string> precisions{""};
+  Device device;
+  std::vector<std::string> engines{kOrtBackend};  // engine_spec.h's table
+  // A precision changes the numbers, so it is chosen, never searched beyond what is given:
+  // nullopt is each engine's default on the device (fp32 on a CPU). Combinations an engine
+  // cannot run are left out (TuneResult::skipped).
+  std::vector<std::optional<Precision>> precisions{std::nullopt};
   std::vector<std::string> layouts;  // empty: candidate_layouts()
   std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
   double budget_s = 120;

@@ -51,14 +51,14 @@ const char* isa_name(dnnl::cpu_isa isa) {
 }
 
 // Throws unless oneDNN runs `precision` natively on this CPU (ISA bits, not their order).
-PrecisionPlan plan_precision(const std::string& precision) {
+PrecisionPlan plan_precision(Precision precision) {
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   const auto offers = [&](dnnl::cpu_isa wanted) {
     return (static_cast<unsigned>(isa) & static_cast<unsigned>(wanted)) ==
            static_cast<unsigned>(wanted);
   };
-  if (precision == "fp32") return {};
-  if (precision == "bf16") {
+  if (precision == Precision::fp32) return {};
+  if (precision == Precision::bf16) {
     if (!offers(dnnl::cpu_isa::avx512_core_bf16)) {
       throw Error(
           std::string("--precision bf16 needs a CPU with AVX512_BF16 or AMX (this one offers ") +
@@ -66,7 +66,7 @@ PrecisionPlan plan_precision(const std::string& precision) {
     }
     return {NativeType::bf16, NativeType::bf16, NativeType::bf16, NativeType::bf16};
   }
-  if (precision == "int8") {
+  if (precision == Precision::int8) {
     if (!offers(dnnl::cpu_isa::avx512_core_vnni)) {
       throw Error(
           std::string("--precision int8 needs a CPU with AVX512_VNNI or AMX (this one offers ") +
@@ -76,7 +76,8 @@ PrecisionPlan plan_precision(const std::string& precision) {
         offers(dnnl::cpu_isa::avx512_core_bf16) ? NativeType::bf16 : NativeType::f32;
     return {NativeType::s8, NativeType::u8, light, light};
   }
-  throw UsageError("unknown precision '" + precision + "' (expected fp32, bf16 or int8)");
+  throw UsageError("the native engine computes fp32, bf16 or int8, not " +
+                   precision_name(precision));
 }
 
 size_t bytes_of(NativeType type) {
@@ -783,7 +784,7 @@ void NativeEngine::run(int64_t batch) {
   s.stream.wait();
 }
 
-void require_native_precision(const std::string& precision) {
+void require_native_precision(Precision precision) {
   plan_precision(precision);
 }
 

@@ -43,6 +43,7 @@
 #include <memory>
 #include <string>
 
+#include "tessera/engine/choice/engine_choice.h"
 #include "tessera/engine/engine.h"
 
 namespace tessera {
@@ -54,14 +55,14 @@ namespace tessera {
 constexpr int64_t kActivationBudgetBytes = int64_t{512} << 20;
 
 struct NativeEngineOptions {
-  std::string precision = "fp32";  // fp32 | bf16 | int8
-  int threads = 1;                 // OpenMP threads of this engine's runs
-  int64_t max_batch = 256;         // buffer capacity in pixels
+  Precision precision = Precision::fp32;  // fp32 | bf16 | int8
+  int threads = 1;                        // OpenMP threads of this engine's runs
+  int64_t max_batch = 256;                // buffer capacity in pixels
 };
 
 // Throws Error (one line) unless this CPU runs `precision` natively: bf16 needs AVX512_BF16 or
 // AMX, int8 AVX512_VNNI or AMX (oneDNN's effective ISA, so ONEDNN_MAX_CPU_ISA counts).
-void require_native_precision(const std::string& precision);
+void require_native_precision(Precision precision);
 
 // "oneDNN 2.6.3": the library the native engine's matmuls run on.
 std::string native_library_version();

@@ -23,23 +23,23 @@ void ort_check_can_run(const EngineSpec& spec, const std::string& model_path) {
   }
   OrtEngine(model_path, probe);
   if (spec.on_cpu()) return;
-  require_cuda(spec.device());
+  require_cuda(spec.device);
   refuse_models_that_crash_cuda(model_path);
 }
 
 std::unique_ptr<Engine> make_ort_engine(const std::string& model_path, const EngineSpec& spec) {
   OrtEngineOptions options;
-  options.device = spec.device();
+  options.device = spec.device;
   options.intra_op_threads = spec.threads;
   options.spinning = spec.spinning;
   options.max_batch = spec.max_batch;
-  options.precision = spec.on_cpu() ? "fp32" : spec.precision;
+  options.precision = spec.on_cpu() ? Precision::fp32 : spec.precision;
   if (spec.on_cpu() && !spec.cpus.empty())
     options.thread_affinities = ort_thread_affinities(spec.cpus, spec.threads);
-  for (const auto& [key, value] : spec.backend_options) {
-    ort_check_option(key, value);
-    options.optimization_level = std::stoi(value);  // the only option
-  }
+  // engine_spec.cpp:make_engine checked every option against ort_check_option.
+  if (const auto level = spec.backend_options.find("optimization_level");
+      level != spec.backend_options.end())
+    options.optimization_level = std::stoi(level->second);
   return build_ort_engine(model_path, options);
 }
 

@@ -1,5 +1,5 @@
 #pragma once
-// The ONNX Runtime backend as the registry (engine_spec.h) sees it: an EngineSpec becomes
+// The ONNX Runtime backend as the backend table (engine_spec.h) sees it: an EngineSpec becomes
 // OrtEngine (CPU, and the default CUDA path) or OrtCudaEngine (the IO-binding and CUDA-graph
 // paths). Everything ORT-specific about building an engine — session options, thread
 // affinities, the CUDA provider check, the ScatterND refusal — happens behind these two calls.

@@ -24,10 +24,16 @@ std::string lower(std::string text) {
 
 }  // namespace
 
-CudaPath cuda_path(const std::string& device) {
-  if (parse_device(device) < 0) return CudaPath::kNone;
-  if (device.ends_with("+graph")) return CudaPath::kCudaGraph;
-  if (device.ends_with("+io")) return CudaPath::kIoBinding;
+CudaPath cuda_path(const Device& device) {
+  if (device.on_cpu()) return CudaPath::kNone;
+  switch (device.gpu_path) {
+    case GpuPath::graph:
+      return CudaPath::kCudaGraph;
+    case GpuPath::io:
+      return CudaPath::kIoBinding;
+    case GpuPath::automatic:
+      break;
+  }
   return CudaPath::kDefault;
 }
 
@@ -69,16 +75,15 @@ void refuse_models_that_crash_cuda(const std::string& model_path) {
   }
 }
 
-void require_cuda(const std::string& device) {
-  const int id = parse_device(device);
-  if (id < 0) return;
-  if (const std::string reason = cuda_unavailable_reason(id); !reason.empty()) {
-    throw Error(device + ": the CUDA execution provider is not available (" + reason + ")");
+void require_cuda(const Device& device) {
+  if (device.on_cpu()) return;
+  if (const std::string reason = cuda_unavailable_reason(device.cuda_index); !reason.empty()) {
+    throw Error(device.name() + ": the CUDA execution provider is not available (" + reason + ")");
   }
 }
 
-void append_cuda_provider(Ort::SessionOptions& session_options, const std::string& device,
-                          int device_id, const std::string& precision,
+void append_cuda_provider(Ort::SessionOptions& session_options, const Device& device,
+                          Precision precision,
                           const std::unordered_map<std::string, std::string>& extra,
                           void* compute_stream) {
   try {
@@ -87,25 +92,23 @@ void append_cuda_provider(Ort::SessionOptions& session_options, const std::strin
     ort_env();
     Ort::CUDAProviderOptions cuda;
     std::unordered_map<std::string, std::string> options = {
-        {"device_id", std::to_string(device_id)},
-        {"use_tf32", precision == "tf32" ? "1" : "0"},
+        {"device_id", std::to_string(device.cuda_index)},
+        {"use_tf32", precision == Precision::tf32 ? "1" : "0"},
         {"arena_extend_strategy", "kSameAsRequested"}};
     for (const auto& [key, value] : extra) options[key] = value;
     cuda.Update(options);
     if (compute_stream) cuda.UpdateWithValue("user_compute_stream", compute_stream);
     session_options.AppendExecutionProvider_CUDA_V2(*cuda);
   } catch (const Ort::Exception& e) {
-    throw Error(device + ": the CUDA execution provider is not available (" + first_line(e.what()) +
-                ")");
+    throw Error(device.name() + ": the CUDA execution provider is not available (" +
+                first_line(e.what()) + ")");
   }
 }
 
 OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptions& options)
-    : options_(options),
-      path_(cuda_path(options.device)),
-      device_id_(parse_device(options.device)) {
+    : options_(options), path_(cuda_path(options.device)), device_id_(options.device.cuda_index) {
   if (path_ != CudaPath::kIoBinding && path_ != CudaPath::kCudaGraph) {
-    throw UsageError(options_.device + ": OrtCudaEngine runs cuda:N+io or cuda:N+graph");
+    throw UsageError(options_.device.name() + ": OrtCudaEngine runs cuda:N+io or cuda:N+graph");
   }
   if (options_.max_batch < 1) {
     throw UsageError(fmt::format("batch size must be at least 1 (got {})", options_.max_batch));
@@ -116,7 +119,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   shape_ = read_model_shape(model_path);
   check_finite_weights(model_path);
   if (shape_.symbolic_steps && path_ == CudaPath::kCudaGraph) {
-    throw UsageError(options_.device + ": " + model_path +
+    throw UsageError(options_.device.name() + ": " + model_path +
                      " has symbolic step axes (length buckets), and a CUDA graph takes one input "
                      "shape: run it on cuda:N or cuda:N+io");
   }
@@ -126,7 +129,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   auto check = [&](const char* what, int status) {
     if (status != 0) {
       free_buffers();
-      throw_ort_error(options_.device + ": " + cuda_->describe(what, status));
+      throw_ort_error(options_.device.name() + ": " + cuda_->describe(what, status));
     }
   };
   check("cudaSetDevice", cuda_->set_device(device_id_));
@@ -183,7 +186,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
     session_options.DisableMemPattern();
   }
   try {
-    append_cuda_provider(session_options, options_.device, device_id_, options_.precision,
+    append_cuda_provider(session_options, options_.device, options_.precision,
                          {{"enable_cuda_graph", path_ == CudaPath::kCudaGraph ? "1" : "0"}},
                          stream_);
   } catch (const Error&) {
@@ -192,7 +195,7 @@ OrtCudaEngine::OrtCudaEngine(const std::string& model_path, const OrtEngineOptio
   }
   const auto start = Clock::now();
   try {
-    session_ = open_session(model_path, session_options, options_.precision == "fp16");
+    session_ = open_session(model_path, session_options, options_.precision == Precision::fp16);
   } catch (const Ort::Exception& e) {
     free_buffers();
     throw_ort_error(model_path +

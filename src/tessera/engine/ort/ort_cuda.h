@@ -33,8 +33,8 @@ namespace tessera {
 
 enum class CudaPath { kNone, kDefault, kIoBinding, kCudaGraph };
 
-// The GPU path a device string names: kNone for "cpu", else by its suffix. Throws UsageError.
-CudaPath cuda_path(const std::string& device);
+// The GPU path of a device: kNone for the CPU, else by its GpuPath.
+CudaPath cuda_path(const Device& device);
 
 // The batch a run of `batch` pixels is computed at: `batch` itself, except on the CUDA-graph path,
 // where it is always max_batch, so that an engine holds exactly one graph. (With ORT 1.29 a
@@ -61,14 +61,14 @@ void refuse_models_that_crash_cuda(const std::string& model_path);
 
 // Throws Error "<device>: the CUDA execution provider is not available (<reason>)" when
 // `device` names a CUDA device (any path) that this machine cannot run; nothing for "cpu".
-void require_cuda(const std::string& device);
+void require_cuda(const Device& device);
 
-// Adds ORT's CUDA execution provider on GPU `device_id` to `session_options`: `precision`
-// "tf32" or "fp32" matmuls, an arena that grows by what is asked, then the `extra` provider
+// Adds ORT's CUDA execution provider on `device` to `session_options`: `precision`
+// tf32 or fp32 matmuls, an arena that grows by what is asked, then the `extra` provider
 // options and, when not null, `compute_stream` as ORT's compute stream. Throws Error
 // "<device>: the CUDA execution provider is not available (...)".
-void append_cuda_provider(Ort::SessionOptions& session_options, const std::string& device,
-                          int device_id, const std::string& precision,
+void append_cuda_provider(Ort::SessionOptions& session_options, const Device& device,
+                          Precision precision,
                           const std::unordered_map<std::string, std::string>& extra = {},
                           void* compute_stream = nullptr);
 
@@ -83,7 +83,7 @@ class OrtCudaEngine : public Engine {
 
   const ModelShape& shape() const override { return shape_; }
   int64_t max_batch() const override { return options_.max_batch; }
-  std::string name() const override { return "ort-" + options_.device; }
+  std::string name() const override { return "ort-" + options_.device.name(); }
   float* s2_input() override { return host_s2_; }
   float* s1_input() override { return host_s1_; }
   const float* output() const override { return host_out_; }

@@ -82,26 +82,10 @@ std::string ort_version() {
   return Ort::GetVersionString();
 }
 
-void check_ort_precision(const std::string& precision) {
-  if (precision != "fp32" && precision != "tf32" && precision != "fp16") {
-    throw UsageError("unknown precision '" + precision + "' (expected fp32, tf32 or fp16)");
-  }
-}
-
-int parse_device(const std::string& device) {
-  if (device == "cpu") return -1;
-  if (device == "cuda") return 0;
-  if (device.rfind("cuda:", 0) == 0) {
-    std::string id = device.substr(5);
-    for (const char* path : {"+io", "+graph"}) {
-      const std::string suffix = path;
-      if (id.size() > suffix.size() && id.ends_with(suffix)) id.resize(id.size() - suffix.size());
-    }
-    if (!id.empty() && id.size() < 4 && id.find_first_not_of("0123456789") == std::string::npos) {
-      return std::stoi(id);
-    }
-  }
-  throw UsageError("unknown device '" + device + "' (expected cpu or cuda:N[+io|+graph])");
+void check_ort_precision(Precision precision) {
+  if (precision != Precision::fp32 && precision != Precision::tf32 && precision != Precision::fp16)
+    throw UsageError("the ort engine computes fp32, tf32 or fp16, not " +
+                     precision_name(precision));
 }
 
 OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& options)
@@ -114,9 +98,9 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
     throw UsageError(
         fmt::format("thread count must be at least 1 (got {})", options_.intra_op_threads));
   }
-  const int cuda_device = parse_device(options_.device);
-  if (options_.device.find('+') != std::string::npos) {
-    throw UsageError(options_.device +
+  const int cuda_device = options_.device.cuda_index;
+  if (options_.device.gpu_path != GpuPath::automatic) {
+    throw UsageError(options_.device.name() +
                      ": the IO-binding paths are run by OrtCudaEngine, not OrtEngine");
   }
   check_ort_precision(options_.precision);
@@ -151,13 +135,13 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
   }
   if (cuda_device >= 0) {
     refuse_models_that_crash_cuda(model_path);
-    append_cuda_provider(session_options, options_.device, cuda_device, options_.precision);
+    append_cuda_provider(session_options, options_.device, options_.precision);
   }
 
   const auto start = Clock::now();
   try {
-    session_ =
-        open_session(model_path, session_options, cuda_device >= 0 && options_.precision == "fp16");
+    session_ = open_session(model_path, session_options,
+                            cuda_device >= 0 && options_.precision == Precision::fp16);
   } catch (const Ort::Exception& e) {
     throw Error(model_path + ": not a loadable ONNX model (ONNX Runtime: " + first_line(e.what()) +
                 ")");
@@ -178,7 +162,7 @@ OrtEngine::OrtEngine(const std::string& model_path, const OrtEngineOptions& opti
 OrtEngine::~OrtEngine() = default;
 
 std::string OrtEngine::name() const {
-  return options_.device == "cpu" ? "ort-cpu" : "ort-" + options_.device;
+  return "ort-" + options_.device.name();
 }
 
 void OrtEngine::check_model_io(const std::string& model_path) {

@@ -14,27 +14,24 @@
 #include <string>
 #include <vector>
 
+#include "tessera/engine/choice/engine_choice.h"
 #include "tessera/engine/engine.h"
 
 namespace tessera {
 
 struct OrtEngineOptions {
-  std::string device = "cpu";      // "cpu" or "cuda:N"
-  int intra_op_threads = 1;        // >= 1; ORT's own default (0) is never used
-  bool spinning = true;            // session.intra_op.allow_spinning
-  int optimization_level = 99;     // 0 none, 1 basic, 2 extended, 99 all
-  std::string thread_affinities;   // session.intra_op_thread_affinities ("" = unpinned)
-  int64_t max_batch = 256;         // buffer capacity in pixels
-  std::string precision = "tf32";  // cuda only: "tf32" (ORT's default), "fp32" or "fp16"
+  Device device;                          // the CPU, cuda:N, or (OrtCudaEngine) cuda:N+io|+graph
+  int intra_op_threads = 1;               // >= 1; ORT's own default (0) is never used
+  bool spinning = true;                   // session.intra_op.allow_spinning
+  int optimization_level = 99;            // 0 none, 1 basic, 2 extended, 99 all
+  std::string thread_affinities;          // session.intra_op_thread_affinities ("" = unpinned)
+  int64_t max_batch = 256;                // buffer capacity in pixels
+  Precision precision = Precision::tf32;  // cuda only: tf32 (ORT's default), fp32 or fp16
 };
 
-// Parses "cpu" / "cuda" / "cuda:N", optionally followed by a GPU path "+io" or "+graph"
-// (ort_cuda.h); returns -1 for cpu, N for CUDA. Throws UsageError.
-int parse_device(const std::string& device);
-
-// Throws UsageError unless `precision` is "fp32", "tf32" or "fp16" (CUDA: fp32 matmuls, tf32
-// matmuls, or the model's float16 version from fp16_model.h; a CPU session computes fp32).
-void check_ort_precision(const std::string& precision);
+// Throws UsageError unless `precision` is fp32, tf32 or fp16 (CUDA: fp32 matmuls, tf32 matmuls,
+// or the model's float16 version from fp16_model.h; a CPU session computes fp32).
+void check_ort_precision(Precision precision);
 
 // Whether CPU sessions use ORT's memory pattern, from TESSERA_CPU_MEM_PATTERN: "1" yes (ORT's
 // default, for comparisons), "0" or unset no (tessera's default: docs/PERFORMANCE.md). Throws
