@@ -54,7 +54,7 @@ set(CMAKE_BUILD_RPATH "${ONNXRUNTIME_LIBRARY_DIR}")
 set(CMAKE_INSTALL_RPATH "\$ORIGIN/../lib")
 
 find_package(MPI COMPONENTS CXX QUIET)
-# TESSERA_MPI: `tessera infer` across processes and machines (src/tessera/cluster). On by
+# TESSERA_MPI: `tessera infer` across processes and machines (src/tessera/infer). On by
 # default where MPI is found; without it the binary still builds and runs in one process.
 option(TESSERA_MPI "Build tessera infer with MPI support" ${MPI_CXX_FOUND})
 if(TESSERA_MPI AND NOT MPI_CXX_FOUND)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The main job on the built-in default: builds tessera (scripts/build.sh), makes the built-in
+# The main job on the built-in default: installs what tessera needs and builds the tessera binary
+# alone (scripts/build.sh; no test packages, no test binaries), makes the built-in
 # Tessera model once (~/.cache/tessera), writes a small synthetic dpixel tile and turns it
 # into int8 embeddings + scales and a GeoTIFF with `tessera infer`, then prints where they are.
 set -euo pipefail

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Installs what tessera needs to build and test on Debian/Ubuntu, and assembles an
-# ONNX Runtime SDK (include/ + lib/) from the official binaries published on npm.
+# Installs what tessera needs on Debian/Ubuntu, and assembles an ONNX Runtime SDK (include/ +
+# lib/) from the official binaries published on npm.
 #
-#   scripts/setup.sh              Debian packages + ORT CPU SDK into third_party/onnxruntime
+#   scripts/setup.sh              what building and running tessera needs (Debian packages) +
+#                                 the ORT CPU SDK into third_party/onnxruntime
+#   scripts/setup.sh --for test   also what only the tests need (GoogleTest, the independent
+#                                 readers, PyTorch, chromium, clang for the fuzzer)
 #   scripts/setup.sh --with-cuda  also the CUDA execution provider library, and the core library
 #                                 of a GPU build in place of the CPU one (it runs the CPU too)
 #   scripts/setup.sh --no-apt     skip the Debian packages (already installed / not root)
@@ -25,31 +28,55 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 sdk="$root/third_party/onnxruntime"
 with_cuda=0
 with_apt=1
-for arg in "$@"; do
-  case "$arg" in
+purpose=run
+while [ "$#" -gt 0 ]; do
+  case "$1" in
     --with-cuda) with_cuda=1 ;;
     --no-apt) with_apt=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "setup.sh: unknown option '$arg'" >&2; exit 2 ;;
+    --for)
+      purpose=${2:-}
+      [ "$#" -ge 2 ] && shift
+      ;;
+    --for=*) purpose=${1#--for=} ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
+  shift
 done
+case "$purpose" in
+  run|test) ;;
+  *) echo "setup.sh: --for takes run or test, not '$purpose'" >&2; exit 2 ;;
+esac
 
-DEBIAN_PACKAGES=(
-  build-essential cmake ninja-build pkg-config git clang-format
+# What building and running tessera needs (scripts/demo.sh, scripts/build.sh, the Dockerfile).
+RUN_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
   libhwloc-dev hwloc libnuma-dev numactl
   libopenmpi-dev openmpi-bin
-  nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev
   libonnx-dev libprotobuf-dev protobuf-compiler libdnnl-dev libssl-dev
   libgdal-dev gdal-bin libblosc-dev
-  python3-numpy python3-onnx python3-gdal
+  python3-numpy  # tessera import reads checkpoints with it
 )
-# Installed where the distribution has them; the tests that use them skip without them (Ubuntu,
-# for one, ships chromium only as a snap).
-OPTIONAL_PACKAGES=(
+# What only the tests need (scripts/test.sh): GoogleTest, the numpy/ONNX oracles' onnx, GDAL's
+# Python reader of the geospatial outputs, and clang-format for the sources.
+TEST_PACKAGES=(
+  libgtest-dev clang-format python3-onnx python3-gdal
+)
+# Test-only too, installed where the distribution has them; the tests that use them skip without
+# them (Ubuntu, for one, ships chromium only as a snap).
+TEST_OPTIONAL_PACKAGES=(
   python3-torch  # the PyTorch peer (tools/torch_peer.py), import --trust-pickle, their tests
   chromium       # renders the SVG charts of `tessera report` in its tests
   clang libclang-rt-dev  # the .npy header fuzzer (libFuzzer) that scripts/test.sh runs
+  python3-rasterio python3-pyproj python3-crc32c  # independent readers of the geospatial outputs
 )
+DEBIAN_PACKAGES=("${RUN_PACKAGES[@]}")
+OPTIONAL_PACKAGES=()
+if [ "$purpose" = test ]; then
+  DEBIAN_PACKAGES+=("${TEST_PACKAGES[@]}")
+  OPTIONAL_PACKAGES+=("${TEST_OPTIONAL_PACKAGES[@]}")
+fi
 
 if [ "$with_apt" = 1 ]; then
   installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Builds tessera (scripts/build.sh) and runs the whole test suite: unit tests, CLI tests and
-# the numpy oracles. Extra arguments go to ctest (e.g. -R model -V).
+# Installs what the tests need and builds every target (scripts/build.sh --for test), then runs
+# the whole test suite: unit tests, CLI tests and the numpy oracles. Extra arguments go to ctest
+# (e.g. -R model -V).
 #
 # Then, unless TESSERA_SANITIZERS=0 (CI runs them all):
 #   1. build-asan/: AddressSanitizer + UndefinedBehaviorSanitizer, every test but the MPI ones
 #      (mpirun and OpenMPI's own leaks; they run under TSan below);
-#   2. build-tsan/: ThreadSanitizer, the runtime and cluster tests (the threaded code);
+#   2. build-tsan/: ThreadSanitizer, the runtime and infer tests (the threaded code);
 #   3. the .npy header fuzzer (libFuzzer, clang only) for TESSERA_FUZZ_SECONDS (default 60),
 #      starting from tests/fuzz/corpus/npy/.
 # Suppressions (tests/sanitizers/) cover only the prebuilt libraries (ONNX Runtime, hwloc,
@@ -13,7 +14,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-bash scripts/build.sh
+bash scripts/build.sh --for test
 step() {  # step NAME COMMAND...: runs it and prints how long it took
   local name=$1 start=$SECONDS
   shift
@@ -52,10 +53,10 @@ step "ASan+UBSan tests" env HWLOC_PLUGINS_BLACKLIST=hwloc_pci \
   -E '^mpi_infer_' "$@"
 
 step "TSan build" sanitizer_build build-tsan "-fsanitize=thread" \
-  --target tessera test_runtime test_cluster
+  --target tessera test_runtime test_infer
 step "TSan tests" env \
   TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1" \
-  ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" -L '^(runtime|cluster)$' "$@"
+  ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" -L '^(runtime|infer)$' "$@"
 
 if command -v clang++ >/dev/null 2>&1; then
   fuzz() {
@@ -69,5 +70,5 @@ if command -v clang++ >/dev/null 2>&1; then
   }
   step "npy header fuzzer" fuzz
 else
-  echo "test.sh: no clang++ (scripts/setup.sh installs it where Debian has it): fuzzer skipped"
+  echo "test.sh: no clang++ (scripts/setup.sh --for test installs it where Debian has it): fuzzer skipped"
 fi

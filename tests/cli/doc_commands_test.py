@@ -29,8 +29,12 @@ import numpy as np
 
 # (pattern, reason): a command matching the pattern is not run here, for that reason.
 NOT_RUN = [
-    (r"^(TESSERA_SANITIZERS=0 )?bash scripts/(test|demo|build)\.sh",
-     "the README's set-up commands themselves: CI runs scripts/test.sh from a fresh clone"),
+    (r"^(TESSERA_SANITIZERS=0 )?bash scripts/(test|demo|build|setup)\.sh",
+     "the set-up and build scripts themselves: CI runs scripts/test.sh (setup.sh, build.sh) "
+     "from a fresh clone"),
+    (r"^(cmake -S |cmake --build |ctest )",
+     "the plain CMake build: CI configures, builds and tests with these lines (scripts/build.sh, "
+     "scripts/test.sh)"),
     (r"scripts/(performance|engines_performance)\.sh",
      "the full measurement scripts (tens of minutes on the full model)"),
     (r"^(cmake --install|/opt/tessera/)",

@@ -8,6 +8,12 @@ add_test(NAME cli_install_relocatable
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/install_test.sh ${CMAKE_BINARY_DIR}
                  ${CMAKE_SOURCE_DIR} ${TESSERA_TEST_TMP}/install_test)
 set_tests_properties(cli_install_relocatable PROPERTIES LABELS cli TIMEOUT 120)
+# scripts/setup.sh --for run installs no test-only package, --for test all of them, and neither
+# runs apt-get when nothing is missing (against stand-ins for apt-get and dpkg-query).
+add_test(NAME setup_packages
+         COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/setup_packages_test.sh ${CMAKE_SOURCE_DIR}
+                 ${TESSERA_TEST_TMP}/setup_packages)
+set_tests_properties(setup_packages PROPERTIES LABELS cli TIMEOUT 120)
 # Every command in README.md and docs/*.md runs as written, at small sizes (or is listed with the
 # reason it cannot run here and the test that covers it instead).
 add_test(NAME doc_commands

@@ -6,7 +6,6 @@
 #include <iostream>
 
 #include "tessera/bench/bench.h"
-#include "tessera/bench/profile.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/status_line.h"
 #include "tessera/cli/table_output.h"
@@ -15,6 +14,7 @@
 #include "tessera/model/default_model.h"
 #include "tessera/model/model_info.h"
 #include "tessera/topology/placement.h"
+#include "tessera/tune/profile.h"
 
 namespace tessera::cli {
 

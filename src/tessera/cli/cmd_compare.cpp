@@ -1,13 +1,13 @@
-// tessera compare: how far two runs' embeddings of the same tiles are apart (bench/compare.h).
+// tessera compare: how far two runs' embeddings of the same tiles are apart (compare/compare.h).
 
 #include <filesystem>
 #include <iostream>
 #include <memory>
 
-#include "tessera/bench/compare.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/table_output.h"
 #include "tessera/common/error.h"
+#include "tessera/compare/compare.h"
 
 namespace tessera::cli {
 

@@ -1,5 +1,5 @@
 // tessera infer: dpixel tiles -> int8 embeddings + scales (geotessera layout). The flags and the
-// progress display; the job itself is cluster/infer_job (run_infer_job).
+// progress display; the job itself is infer/infer_job (run_infer_job).
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -12,15 +12,14 @@
 #include <iostream>
 #include <memory>
 
-#include "tessera/bench/profile.h"
-#include "tessera/bench/projection.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/table_output.h"
 #include "tessera/cli/validators.h"
-#include "tessera/cluster/infer_job.h"
 #include "tessera/common/clock.h"
 #include "tessera/common/duration.h"
 #include "tessera/common/error.h"
+#include "tessera/infer/infer_job.h"
+#include "tessera/tune/profile.h"
 
 namespace tessera::cli {
 namespace {

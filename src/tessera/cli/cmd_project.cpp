@@ -5,11 +5,11 @@
 
 #include <memory>
 
-#include "tessera/bench/projection.h"
-#include "tessera/bench/report.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/table_output.h"
 #include "tessera/common/error.h"
+#include "tessera/report/projection.h"
+#include "tessera/report/report.h"
 
 namespace tessera::cli {
 

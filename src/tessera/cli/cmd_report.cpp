@@ -4,9 +4,9 @@
 #include <iostream>
 #include <memory>
 
-#include "tessera/bench/report.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
+#include "tessera/report/report.h"
 
 namespace tessera::cli {
 

@@ -2,7 +2,6 @@
 
 #include <iostream>
 
-#include "tessera/bench/tune.h"
 #include "tessera/cli/commands.h"
 #include "tessera/cli/output_checks.h"
 #include "tessera/cli/status_line.h"
@@ -10,6 +9,7 @@
 #include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
+#include "tessera/tune/tune.h"
 
 namespace tessera::cli {
 

@@ -469,7 +469,7 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   // removal, or after a failure has removed or kept the partial files) no other tessera process
   // touches this tile's outputs, partial files or journal, and this one touches them only here.
   // A second run does not wait for the holder (which may take hours): it skips the tile, says
-  // so, goes on with the other tiles and exits non-zero at the end (cluster/infer_job.cpp).
+  // so, goes on with the other tiles and exits non-zero at the end (infer/infer_job.cpp).
   const std::optional<OutputLock> lock = OutputLock::try_lock(summary.lock_path);
   if (!lock) {
     summary.status = TileStatus::kLocked;

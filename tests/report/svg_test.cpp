@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "tessera/bench/svg_chart.h"
+#include "tessera/report/svg_chart.h"
 
 namespace tessera {
 namespace {

@@ -1,4 +1,4 @@
-#include "tessera/cluster/infer_job.h"
+#include "tessera/infer/infer_job.h"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -12,13 +12,13 @@
 #include <set>
 #include <utility>
 
-#include "tessera/cluster/tile_dispatch.h"
-#include "tessera/cluster/tile_source.h"
 #include "tessera/common/clock.h"
 #include "tessera/common/duration.h"
 #include "tessera/common/error.h"
 #include "tessera/common/output_location.h"
 #include "tessera/common/version.h"
+#include "tessera/infer/tile_dispatch.h"
+#include "tessera/infer/tile_source.h"
 #include "tessera/io/atomic_file.h"
 #include "tessera/io/output_lock.h"
 #include "tessera/io/tile.h"
@@ -437,7 +437,7 @@ TileFinisher geo_finisher(const InferJobOptions& options, const std::string& til
 }  // namespace
 
 void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream& err) {
-  // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (cluster/).
+  // Under mpirun/srun every rank runs this; rank 0 hands out the tiles (tile_dispatch.h).
   const MpiJob job;
   const std::vector<std::string> tiles = job_tiles(job, given, err);
   on_rank0(job, [&] {

@@ -1,4 +1,4 @@
-#include "tessera/cluster/tile_source.h"
+#include "tessera/infer/tile_source.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,7 +1,7 @@
 // run_infer_job in a job of one (no launcher): the tile list, the checks before any tile runs,
 // the per-tile lines and the summary.
 
-#include "tessera/cluster/infer_job.h"
+#include "tessera/infer/infer_job.h"
 
 #include <gtest/gtest.h>
 
@@ -20,7 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const std::string kDir = std::string(TESSERA_TEST_TMP) + "/cluster_infer_job";
+const std::string kDir = std::string(TESSERA_TEST_TMP) + "/infer_job";
 
 const std::string& small_model() {
   static const std::string path =

@@ -1,15 +1,16 @@
 // tile_source: list files and tile directories; dispatch_tiles in a job of one (no launcher).
 
+#include "tessera/infer/tile_dispatch.h"
+
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
 
-#include "tessera/cluster/mpi_job.h"
-#include "tessera/cluster/tile_dispatch.h"
-#include "tessera/cluster/tile_source.h"
 #include "tessera/common/error.h"
+#include "tessera/infer/mpi_job.h"
+#include "tessera/infer/tile_source.h"
 
 namespace tessera {
 namespace {
@@ -17,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 fs::path fresh_dir(const std::string& name) {
-  const fs::path dir = fs::path(TESSERA_TEST_TMP) / "cluster" / name;
+  const fs::path dir = fs::path(TESSERA_TEST_TMP) / "tile_dispatch" / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;

@@ -1,4 +1,4 @@
-#include "tessera/bench/profile.h"
+#include "tessera/tune/profile.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "tessera/bench/projection.h"
+#include "tessera/report/projection.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "tessera/bench/compare.h"
+#include "tessera/compare/compare.h"
 
 #include <fmt/format.h>
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "tessera/bench/projection.h"
 #include "tessera/common/table.h"
+#include "tessera/report/projection.h"
 
 namespace tessera {
 

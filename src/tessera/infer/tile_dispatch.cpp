@@ -1,4 +1,4 @@
-#include "tessera/cluster/tile_dispatch.h"
+#include "tessera/infer/tile_dispatch.h"
 
 #include <algorithm>
 #include <atomic>

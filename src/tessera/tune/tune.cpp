@@ -1,4 +1,4 @@
-#include "tessera/bench/tune.h"
+#include "tessera/tune/tune.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

@@ -1,7 +1,7 @@
 // Projections against the study's arithmetic: 120,560,400 px per MGRS tile at 0.43 ms/pixel
 // (NVIDIA L4) is 14.4 h; at 0.22 ms/pixel (24 NUMA-pinned CPU jobs) 7.4 h.
 
-#include "tessera/bench/projection.h"
+#include "tessera/report/projection.h"
 
 #include <gtest/gtest.h>
 

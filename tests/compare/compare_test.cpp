@@ -1,6 +1,6 @@
 // tessera compare's numbers on outputs small enough to count by hand.
 
-#include "tessera/bench/compare.h"
+#include "tessera/compare/compare.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
-// tessera report on the sample bench files in tests/bench/data: tolerant reading (a PyTorch
+// tessera report on the sample bench files in tests/report/data: tolerant reading (a PyTorch
 // row with most keys missing), exact errors, which charts exist, and atomic writing.
 
-#include "tessera/bench/report.h"
+#include "tessera/report/report.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string data(const std::string& name) {
-  return std::string(TESSERA_SOURCE_DIR) + "/tests/bench/data/" + name;
+  return std::string(TESSERA_SOURCE_DIR) + "/tests/report/data/" + name;
 }
 
 size_t count(const std::string& text, const std::string& needle) {

@@ -1,4 +1,4 @@
-#include "tessera/bench/svg_chart.h"
+#include "tessera/report/svg_chart.h"
 
 #include <fmt/format.h>
 

@@ -1,7 +1,7 @@
 // The tune search and profiles without ONNX Runtime: successive halving driven by a fake,
 // deterministic measure function; candidate layouts on synthetic machines; profile files.
 
-#include "tessera/bench/tune.h"
+#include "tessera/tune/tune.h"
 
 #include <gtest/gtest.h>
 
@@ -9,8 +9,8 @@
 #include <fstream>
 #include <map>
 
-#include "tessera/bench/profile.h"
 #include "tessera/common/error.h"
+#include "tessera/tune/profile.h"
 
 namespace tessera {
 namespace {

@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "tessera/cluster/mpi_job.h"
 #include "tessera/common/table.h"
+#include "tessera/infer/mpi_job.h"
 #include "tessera/runtime/tile_runner.h"
 
 namespace tessera {

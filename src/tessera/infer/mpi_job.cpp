@@ -1,4 +1,4 @@
-#include "tessera/cluster/mpi_job.h"
+#include "tessera/infer/mpi_job.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "tessera/bench/report.h"
+#include "tessera/report/report.h"
 
 #include <fmt/format.h>
 
@@ -15,9 +15,9 @@
 #include <sstream>
 #include <tuple>
 
-#include "tessera/bench/svg_chart.h"
 #include "tessera/common/error.h"
 #include "tessera/io/atomic_file.h"
+#include "tessera/report/svg_chart.h"
 
 namespace tessera {
 

@@ -28,9 +28,9 @@
 #include <vector>
 
 #include "tessera/bench/bench.h"
-#include "tessera/bench/profile.h"
 #include "tessera/common/table.h"
 #include "tessera/topology/topology.h"
+#include "tessera/tune/profile.h"
 
 namespace tessera {
 
