@@ -219,9 +219,10 @@ def export_case(tessera, work, model):
     run([tessera, "infer", tile, "-m", model, "-o", run_dir])
     exported = os.path.join(work, "exported")
     result = run([tessera, "export", run_dir, "--format", "geotiff", "--tiles-dir", tiles,
-                  "-o", exported, "--year", "2023"])
+                  "-o", exported + "/", "--year", "2023"])
     tif = os.path.join(exported, "grid_147.05_-42.85.tif")
-    check(result.stdout == f"grid_147.05_-42.85: -> {tif}\n", f"export said: {result.stdout}")
+    check(result.stdout == f"grid_147.05_-42.85: -> {exported}/{os.path.basename(tif)}\n",
+          f"export said: {result.stdout}")
     check_geotiff(tif, os.path.join(run_dir, "grid_147.05_-42.85.npy"),
                   os.path.join(run_dir, "grid_147.05_-42.85_scales.npy"), 147.05, -42.85, 2023,
                   "v1.0", size=(12, 10))

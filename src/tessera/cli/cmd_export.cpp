@@ -82,7 +82,11 @@ void run_export(const ExportArgs& args) {
   request.year = args.year;
   const std::vector<GeoTile> tiles = find_npy_outputs(args.run_dir, args.tiles_dir);
   std::error_code ec;
-  if (!fs::exists(request.out_dir, ec)) check_output_location(request.out_dir);
+  if (!fs::exists(request.out_dir, ec)) {  // "out/" is checked as "out", a directory to make
+    std::string made = request.out_dir;
+    while (made.size() > 1 && made.back() == '/') made.pop_back();
+    check_output_location(made);
+  }
   check_export(request, tiles, args.force);
   fs::create_directories(request.out_dir, ec);
   if (ec) throw Error(request.out_dir + ": cannot create the output directory: " + ec.message());
