@@ -145,6 +145,7 @@ void add_infer_command(CLI::App& root) {
   struct Args {
     InferJobOptions job;
     std::string model, profile, precision;
+    std::string formats = "npy";
     bool no_resume = false, no_spin = false;
   };
   auto args = std::make_shared<Args>();
@@ -154,8 +155,9 @@ void add_infer_command(CLI::App& root) {
   cmd->add_option("tiles", job.tiles, "dpixel tile directories (nested or flat layout)");
   cmd->add_option("--tiles", job.tile_list,
                   "A file listing tile directories, one per line, or a directory of tiles");
-  auto* output = cmd->add_option("-o,--output", options.out_dir,
-                                 "Output directory for <grid>.npy and <grid>_scales.npy");
+  auto* output = cmd->add_option(
+      "-o,--output", options.out_dir,
+      "Output directory for <grid>.npy and <grid>_scales.npy (and <grid>.tif: --format)");
   auto* old_output = cmd->add_option("--out", options.out_dir)->group("");
   cmd->add_option("-m,--model", args->model,
                   "ONNX model (default: the built-in Tessera model, made if missing)");
@@ -190,6 +192,16 @@ void add_infer_command(CLI::App& root) {
   cmd->add_flag("--no-resume", args->no_resume,
                 "Ignore the journal of an interrupted run and start over");
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
+  cmd->add_option("--format", args->formats,
+                  "Output formats, comma separated: npy (always written), geotiff (<grid>.tif, "
+                  "a Cloud Optimized GeoTIFF; docs/GEO.md), zarr")
+      ->capture_default_str();
+  cmd->add_option("--year", job.geo.year,
+                  "The year of the tiles' observations (geotiff's "
+                  "TESSERA_YEAR tag; zarr needs it)")
+      ->check(whole_number_in(1970, 2100));
+  auto* store = cmd->add_option("--store", job.geo.store,
+                                "The zarr store (--format zarr; default <output>/tessera.zarr)");
   cmd->add_option("--summary", job.summary,
                   "Write a JSON summary of the run to this file (never an input or another output; "
                   "an existing file only with --force)");
@@ -197,11 +209,17 @@ void add_infer_command(CLI::App& root) {
                   "Take layout, batch, membind, engine and precision defaults from a "
                   "`tessera tune` profile (what it took is said on stderr and in --summary)");
 
-  cmd->callback([args, cmd, output, old_output] {
+  cmd->callback([args, cmd, output, old_output, store] {
     // Old spelling (table_output.h): --out was infer's long form; any value is a path.
     check_renamed_option("infer", *output, *old_output, "the output directory");
     if (output->count() == 0 && old_output->count() == 0) throw CLI::RequiredError("--output");
     InferJobOptions job = args->job;
+    job.geo.formats = parse_output_formats(args->formats, "--format");
+    if (job.geo.formats.zarr && job.geo.year == 0)
+      throw UsageError("--format zarr needs --year (the zarr store's time axis)");
+    if (store->count() > 0 && !job.geo.formats.zarr)
+      throw UsageError("--store applies to --format zarr only");
+    require_available(job.geo.formats, "--format");
     job.infer.resume = !args->no_resume;
     job.infer.spinning = !args->no_spin;
     job.infer.model_path = args->model;  // "": the built-in model, made by the job

@@ -1,6 +1,8 @@
 // tessera synth: writes a synthetic dpixel tile (argument handling only; see io/synth_tile.h).
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -8,7 +10,9 @@
 #include "tessera/cli/table_output.h"
 #include "tessera/cli/validators.h"
 #include "tessera/common/error.h"
+#include "tessera/geo/tile_place.h"
 #include "tessera/io/synth_tile.h"
+#include "tessera/io/tile.h"
 
 namespace tessera::cli {
 namespace {
@@ -20,9 +24,42 @@ struct SynthArgs {
   std::string layout = "nested";
   std::string dtype = "int16";
   std::string observations = "uniform";
+  std::string cell;
   bool force = false;
   SynthOptions options;
 };
+
+// A real land cell (near Cambridge, UK): where a tile goes that neither --cell nor its name
+// places.
+constexpr GridCell kDefaultCell{0.15, 52.05};
+
+// The tile's cell: --cell "LON,LAT", else the tile's grid name, else kDefaultCell. A --cell
+// that contradicts the name is a usage error.
+GridCell synth_cell(const std::string& text, const std::string& dir) {
+  const std::optional<GridCell> named = parse_grid_name(tile_grid_name(dir));
+  if (text.empty()) return named.value_or(kDefaultCell);
+  std::string spelt = "grid_" + text;
+  const auto comma = spelt.find(',');
+  if (comma != std::string::npos) spelt[comma] = '_';
+  const std::optional<GridCell> given =
+      comma == std::string::npos ? std::nullopt : parse_grid_name(spelt);
+  if (!given) {
+    throw UsageError("--cell: expected LON,LAT in degrees (e.g. 0.15,52.05), got '" + text + "'");
+  }
+  if (named && (named->lon != given->lon || named->lat != given->lat)) {
+    throw UsageError("--cell " + text + " is not the cell of the tile's name " +
+                     tile_grid_name(dir));
+  }
+  return *given;
+}
+
+// The tile's roi.tiff: H x W pixels of the cell's landmask grid (its CRS and origin, 10 m).
+std::function<void(const std::string&)> roi_writer(const GridCell& cell, const SynthOptions& o) {
+  TileGeometry geometry = grid_cell_geometry(cell);
+  geometry.height = static_cast<int>(o.height);
+  geometry.width = static_cast<int>(o.width);
+  return [geometry](const std::string& dir) { write_roi_tiff(dir + "/roi.tiff", geometry); };
+}
 
 // "512x512" -> (512, 512).
 void parse_size(const std::string& text, SynthOptions& o) {
@@ -93,6 +130,9 @@ void add_synth_command(CLI::App& root) {
   cmd->add_option("--dtype", args->dtype, "S2 band dtype")
       ->check(CLI::IsMember({"int16", "uint16"}))
       ->capture_default_str();
+  cmd->add_option("--cell", args->cell,
+                  "The 0.1 degree cell LON,LAT (its centre, e.g. 0.15,52.05) whose grid the tile's "
+                  "roi.tiff takes (default: the tile's name grid_<lon>_<lat>, else 0.15,52.05)");
   cmd->add_flag("--force", args->force, "Replace an existing directory");
   cmd->callback([args, output, old_output, steps, cloud] {
     check_renamed_option("synth", *output, *old_output, "the tile directory");
@@ -106,7 +146,8 @@ void add_synth_command(CLI::App& root) {
       throw UsageError("--cloud applies to --observations uniform (varied sets its own rates)");
     if (o.varied_observations && steps->count() == 0) o.s2_steps = kVariedS2Steps;
     o.band_dtype = parse_dtype_name(args->dtype, "--dtype");
-    write_synth_tile(args->out, o, args->force);
+    const GridCell cell = synth_cell(args->cell, args->out);
+    write_synth_tile(args->out, o, args->force, roi_writer(cell, o));
   });
 }
 

@@ -16,6 +16,7 @@ void add_report_command(CLI::App& root);
 void add_topo_command(CLI::App& root);
 void add_synth_command(CLI::App& root);
 void add_infer_command(CLI::App& root);
+void add_export_command(CLI::App& root);
 void add_run_model_command(CLI::App& root);
 void add_tune_command(CLI::App& root);
 void add_compare_command(CLI::App& root);

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   tessera::cli::add_topo_command(app);
   tessera::cli::add_synth_command(app);
   tessera::cli::add_infer_command(app);
+  tessera::cli::add_export_command(app);
   tessera::cli::add_run_model_command(app);
   tessera::cli::add_tune_command(app);
   // A bad TESSERA_ORT_LOG or TESSERA_CPU_MEM_PATTERN is a usage error of every command, found

@@ -1,7 +1,8 @@
 #pragma once
 // One meaning per flag. In every command -o/--output is the PATH of the command's output and
 // -b/--batch its batch size (a comma-separated list where the command sweeps); where a command
-// prints a table, --format md|csv|json says how.
+// prints a table, --format md|csv|json says how; in infer and export, which write files of
+// embeddings, --format names their formats (npy, geotiff, zarr: docs/GEO.md).
 //
 // Old spellings keep working for now, each with one line on stderr ("tessera bench: '-o json' is
 // deprecated, use '--format json'"). The rule for -o: only bench, project and topo ever took a

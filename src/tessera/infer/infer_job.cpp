@@ -25,6 +25,7 @@
 #include "tessera/model/default_model.h"
 #include "tessera/model/model_description.h"
 #include "tessera/model/model_family.h"
+#include "tessera/runtime/tile_record.h"
 #include "tessera/topology/binding.h"
 #include "tessera/topology/topology.h"
 
@@ -70,10 +71,19 @@ bool same_path(const std::string& a, const std::string& b) {
 }
 
 // The files a run writes for a tile, as suffixes of its grid name in the output directory.
-constexpr const char* kTileOutputSuffixes[] = {
-    ".npy",          "_scales.npy",          ".journal",         ".lock",
-    ".npy.partial",  "_scales.npy.partial",  ".journal.partial", ".lock.partial",
-    ".tessera.json", ".tessera.json.partial"};
+constexpr const char* kTileOutputSuffixes[] = {".npy",
+                                               "_scales.npy",
+                                               ".journal",
+                                               ".lock",
+                                               ".npy.partial",
+                                               "_scales.npy.partial",
+                                               ".journal.partial",
+                                               ".lock.partial",
+                                               ".tessera.json",
+                                               ".tessera.json.partial",
+                                               ".tif",
+                                               ".tif.partial",
+                                               ".tif.partial.ovr.tmp"};
 
 // No tile's outputs (final or partial, journal, lock) land on an input file of any listed tile,
 // its own or another's (a flat tile holds masks.npy: the outputs of a tile named "masks"
@@ -166,10 +176,37 @@ void refuse_directory_of_tiles(const std::string& dir) {
   }
 }
 
+// What the geospatial step needs of `tile` (its outputs in `out_dir`, its roi.tiff).
+GeoTile geo_tile(const std::string& tile, const std::string& out_dir) {
+  const std::string grid = tile_grid_name(tile);
+  const fs::path out(out_dir);
+  return {tile,
+          grid,
+          (out / (grid + ".npy")).string(),
+          (out / (grid + "_scales.npy")).string(),
+          {roi_tiff_path(tile)}};
+}
+
+// With geospatial formats, every tile must have a place of its arrays' size (and a UTM one for
+// zarr) before any tile runs; one line on `err` for each tile placed by its grid name.
+void check_tiles_placed(const std::vector<std::string>& tiles, const InferJobOptions& options,
+                        std::ostream& err) {
+  if (!options.geo.formats.any_geo()) return;
+  for (const std::string& dir : tiles) {
+    const Tile tile = open_tile(dir);
+    std::string note;
+    require_tile_place(options.geo, geo_tile(dir, options.infer.out_dir), tile.height, tile.width,
+                       &note);
+    if (!note.empty()) err << "tessera: " << note << "\n";
+  }
+}
+
 // Checks made before the first tile runs (by rank 0 alone in an MPI job): every tile exists, no
 // two directories share a grid name (their outputs would collide), no output lands on a listed
-// tile's input (check_outputs_spare_every_input), and the summary's path (check_summary_path).
-void check_before_running(const std::vector<std::string>& tiles, const InferJobOptions& options) {
+// tile's input (check_outputs_spare_every_input), the summary's path (check_summary_path), and
+// every tile's place when geospatial formats are asked for (check_tiles_placed).
+void check_before_running(const std::vector<std::string>& tiles, const InferJobOptions& options,
+                          std::ostream& err) {
   std::map<std::string, std::string> tile_of_grid;
   for (const std::string& tile : tiles) {
     require_tile_directory(tile);
@@ -186,6 +223,7 @@ void check_before_running(const std::vector<std::string>& tiles, const InferJobO
   }
   check_outputs_spare_every_input(tiles, options.infer.out_dir);
   if (!options.summary.empty()) check_summary_path(tiles, options);
+  check_tiles_placed(tiles, options, err);
 }
 
 // H x W of the largest of `tiles`, from their .npy headers (mapped, not read); a tile that cannot
@@ -282,8 +320,11 @@ Plan plan_this_rank(const MpiJob& job, const InferJobOptions& options,
 std::string tile_line(const std::string& prefix, const TileSummary& s, const std::string& out_dir) {
   if (s.status == TileStatus::kLocked) return prefix + lock_held_line(s.grid, s.lock_path) + "\n";
   if (s.status == TileStatus::kSkipped) {
-    return fmt::format("{}{}: skipped, outputs exist in {} (--force recomputes)\n", prefix, s.grid,
-                       out_dir);
+    std::string made;
+    for (const std::string& path : s.extra_outputs)
+      made += (made.empty() ? "; made " : ", ") + path;
+    return fmt::format("{}{}: skipped, outputs exist in {} (--force recomputes){}\n", prefix,
+                       s.grid, out_dir, made);
   }
   std::string notes;
   if (s.batches_resumed) notes += fmt::format(", {} batches resumed", s.batches_resumed);
@@ -292,9 +333,11 @@ std::string tile_line(const std::string& prefix, const TileSummary& s, const std
     notes += fmt::format(", {:.1f} % of pixels on the CPU workers",
                          100.0 * static_cast<double>(s.pixels_computed - s.stream_pixels) /
                              static_cast<double>(s.pixels_computed));
-  return fmt::format("{}{}: {} of {} pixels valid, {:.1f} s ({:.3f} ms/pixel{}) -> {}, {}\n",
+  std::string extra;
+  for (const std::string& path : s.extra_outputs) extra += ", " + path;
+  return fmt::format("{}{}: {} of {} pixels valid, {:.1f} s ({:.3f} ms/pixel{}) -> {}, {}{}\n",
                      prefix, s.grid, s.pixels_valid, s.pixels_total, s.seconds, s.ms_per_pixel,
-                     notes, s.embeddings_path, s.scales_path);
+                     notes, s.embeddings_path, s.scales_path, extra);
 }
 
 // The --summary document: the job's settings, its totals over every rank, every tile.
@@ -377,6 +420,21 @@ std::string job_eta(Clock::time_point start, size_t finished, size_t tiles) {
   return ", job ETA " + human_duration(per_tile * static_cast<double>(tiles - finished));
 }
 
+// The tile's geospatial formats, made from its .npy outputs under its lock: all of them after
+// this run computed the tile, the missing ones after it was found done. Their dataset version
+// is the tile record's (what made the .npy outputs).
+TileFinisher geo_finisher(const InferJobOptions& options, const std::string& tile) {
+  if (!options.geo.formats.any_geo()) return {};
+  return [&options, tile](const TileSummary& summary, bool fresh) {
+    GeoRequest request = options.geo;
+    request.out_dir = options.infer.out_dir;
+    const auto record = read_tile_record(tile_record_path(request.out_dir, summary.grid));
+    request.dataset_version = record ? record->version : "";
+    request.description = describe_embeddings(request.dataset_version);
+    return write_geo_outputs(request, geo_tile(tile, request.out_dir), !fresh);
+  };
+}
+
 }  // namespace
 
 void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream& err) {
@@ -392,7 +450,7 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
       } catch (const Error&) {  // no cache directory: the job fails there, with its own line
       }
     }
-    check_before_running(tiles, checked);
+    check_before_running(tiles, checked, err);
   });
   // Before the defaults and the plan, which must see this rank's CPUs.
   const std::vector<int> shared_cpus = split_cpus_shared_on_host(job, err);
@@ -421,7 +479,8 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
                                         : std::string());
     if (!runner) runner.emplace(options.infer, plan);
     const TileSummary s = runner->run(
-        tile, options.progress ? options.progress(prefix + grid, in_place) : ProgressCallback());
+        tile, options.progress ? options.progress(prefix + grid, in_place) : ProgressCallback(),
+        geo_finisher(options, tile));
     if (in_place) err << "\r\033[K" << std::flush;
     out << tile_line(prefix, s, options.infer.out_dir) << std::flush;
     ++tiles_finished;

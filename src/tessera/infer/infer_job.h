@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/geo/geo_outputs.h"
 #include "tessera/runtime/tile_runner.h"
 
 namespace tessera {
@@ -25,6 +26,9 @@ struct InferJobOptions {
   // What each tile runs with; infer.out_dir is required, infer.model_path "" is the built-in
   // model (made if missing).
   InferOptions infer;
+  // The geospatial formats made from each tile's .npy outputs (--format, --year); its out_dir
+  // is infer.out_dir, its dataset version the tile record's.
+  GeoRequest geo;
   std::string layout = "core";
   std::string membind = "local";
   // The JSON summary's path ("": none). It never replaces an input or another file of the run,

@@ -330,7 +330,8 @@ std::string not_only_a_tile(const std::string& dir) {
             return "holds more than a tile (" + inner.path().string() + ")";
           }
         }
-      } else if (!regular(entry) || (!one_of(s2, name) && !one_of(s1, name))) {
+      } else if (!regular(entry) ||
+                 (!one_of(s2, name) && !one_of(s1, name) && name != "roi.tiff")) {
         return "holds more than a tile (" + entry.path().string() + ")";
       }
     }
@@ -342,7 +343,8 @@ std::string not_only_a_tile(const std::string& dir) {
 
 }  // namespace
 
-void write_synth_tile(const std::string& dir, const SynthOptions& o, bool force) {
+void write_synth_tile(const std::string& dir, const SynthOptions& o, bool force,
+                      const std::function<void(const std::string& dir)>& add_files) {
   validate(o);
   std::string final_dir = dir;
   while (final_dir.size() > 1 && final_dir.back() == '/') final_dir.pop_back();
@@ -363,6 +365,7 @@ void write_synth_tile(const std::string& dir, const SynthOptions& o, bool force)
   write_s2(s2, o, layout);
   write_s1_direction(s1, "sar_ascending", o.s1_asc_steps, 9, o, layout);
   write_s1_direction(s1, "sar_descending", o.s1_desc_steps, 10, o, layout);
+  if (add_files) add_files(root);
   out.commit();
 }
 

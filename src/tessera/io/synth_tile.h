@@ -14,6 +14,7 @@
 // Deterministic: the same options give the same bytes.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "tessera/io/npy.h"
@@ -43,8 +44,11 @@ void validate(const SynthOptions& options);
 
 // Writes the tile into `dir` atomically ("<dir>.partial", then rename). An existing `dir` is
 // an Error unless `force`, in which case it is replaced, but only if it holds nothing but a
-// tile's files (s2/, s1/ and their .npy names, or the flat layout's): anything else there is an
-// Error naming the first such entry, and nothing is touched.
-void write_synth_tile(const std::string& dir, const SynthOptions& options, bool force);
+// tile's files (s2/, s1/ and their .npy names, or the flat layout's, and roi.tiff): anything else
+// there is an Error naming the first such entry, and nothing is touched. `add_files`, when given,
+// writes more files into the tile before it is renamed into place (it gets the temporary
+// directory); a tile replaced with `force` may hold an roi.tiff too.
+void write_synth_tile(const std::string& dir, const SynthOptions& options, bool force,
+                      const std::function<void(const std::string& dir)>& add_files = {});
 
 }  // namespace tessera

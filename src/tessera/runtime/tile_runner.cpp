@@ -438,7 +438,8 @@ TileSummary run_tile(const std::string& tile_dir, const InferOptions& options, c
   return TileRunner(options, plan).run(tile_dir, progress);
 }
 
-TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback& progress) {
+TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback& progress,
+                            const TileFinisher& finish) {
   const InferOptions& options = options_;
   const auto start = Clock::now();
   const Tile tile = open_tile(tile_dir);
@@ -472,9 +473,11 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
   if (outputs_complete(options, summary, journal_path)) {
     check_made_alike(summary, record_of_run(summary));
     summary.status = TileStatus::kSkipped;
+    if (finish) summary.extra_outputs = finish(summary, false);
     return summary;
   }
   compute(tile, tile_dir, journal_path, progress, summary);
+  if (finish) summary.extra_outputs = finish(summary, true);
   summary.seconds = seconds_since(start);
   summary.ms_per_pixel = summary.pixels_computed > 0
                              ? 1e3 * summary.seconds / static_cast<double>(summary.pixels_computed)
@@ -649,6 +652,7 @@ const char* tile_status_name(TileStatus status) {
 nlohmann::json tile_summary_json(const TileSummary& s) {
   return {{"tile", s.tile},
           {"grid", s.grid},
+          {"extra_outputs", s.extra_outputs},
           {"status", tile_status_name(s.status)},
           {"engine", s.engine},
           {"precision", s.precision},

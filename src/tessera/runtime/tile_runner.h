@@ -110,10 +110,19 @@ struct TileSummary {
   double scan_seconds = 0;
   std::string embeddings_path, scales_path;
   std::string lock_path;  // "<out>/<grid>.lock", held while the tile's outputs are written
+  // Files the tile's finisher wrote (TileFinisher), e.g. "<out>/<grid>.tif".
+  std::vector<std::string> extra_outputs;
 };
 
 // Progress of a running tile: pixels finished so far (resumed ones included) of `total`.
 using ProgressCallback = std::function<void(int64_t done, int64_t total, double seconds)>;
+
+// Makes more of a tile once its two outputs are complete: called, with the tile's lock still
+// held, after this run committed them (`fresh`) or found them complete and made alike (skipped,
+// not fresh). Returns the files it wrote (TileSummary::extra_outputs); what it throws is the
+// tile's error.
+using TileFinisher =
+    std::function<std::vector<std::string>(const TileSummary& summary, bool fresh)>;
 
 // Runs tiles one after another with one model, one set of options and one placement plan,
 // keeping every worker's engine from one tile to the next. The model is identified by content
@@ -132,8 +141,10 @@ class TileRunner {
   TileRunner& operator=(const TileRunner&) = delete;
 
   // Processes one tile: see run_tile. A tile whose lock another process holds is not touched:
-  // its summary says kLocked.
-  TileSummary run(const std::string& tile_dir, const ProgressCallback& progress);
+  // its summary says kLocked. `finish` (may be empty) runs under the lock once the outputs are
+  // complete.
+  TileSummary run(const std::string& tile_dir, const ProgressCallback& progress,
+                  const TileFinisher& finish = {});
 
  private:
   // The tile's work once its lock is held and its outputs are known to be missing (or forced):

@@ -1,0 +1,81 @@
+#pragma once
+// The output formats of a tile's embeddings and the one step that makes the geospatial ones.
+//
+// A tile's `.npy` outputs (int8 codes and float32 scales, docs/PIPELINE.md) are always written:
+// they are what a run journals, resumes and records. The geospatial formats are made from them
+// once they are committed: write_geo_outputs maps them back (io/npy.h), finds where the tile
+// lies (tile_place.h) and writes each requested format. `tessera infer` calls it per tile under
+// the tile's lock; `tessera export` calls it for outputs that already exist.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tessera/geo/tile_place.h"
+
+namespace tessera {
+
+struct OutputFormats {
+  bool geotiff = false;  // "<out>/<grid>.tif", a COG (geotiff.h)
+  bool zarr = false;     // the zone store (not available yet: parse_output_formats refuses it)
+  bool any_geo() const { return geotiff || zarr; }
+};
+
+// "npy", "geotiff", "npy,geotiff", ...: a comma list of npy, geotiff and zarr (npy is always
+// written; naming it is allowed). Throws UsageError "<flag>: ..." for an unknown or empty name.
+OutputFormats parse_output_formats(const std::string& text, const std::string& flag);
+
+// Throws UsageError "<flag> zarr: not available in this build yet ..." for a format this build
+// cannot write (zarr, until its writer is here). Called after the formats' other checks.
+void require_available(const OutputFormats& formats, const std::string& flag);
+
+// What the geospatial step writes, for every tile of a run.
+struct GeoRequest {
+  OutputFormats formats;
+  std::string out_dir;          // where "<grid>.tif" goes
+  int year = 0;                 // TESSERA_YEAR (0: not given)
+  std::string store;            // the zarr store ("": <out_dir>/tessera.zarr)
+  std::string dataset_version;  // the model's version, TESSERA_DATASET_VERSION
+  std::string description;      // TESSERA_DESCRIPTION
+};
+
+// "Tessera <version> embeddings: ...": the description a geospatial output carries.
+std::string describe_embeddings(const std::string& dataset_version);
+
+// The final files the step writes for `grid`, then the temporary files it makes beside them
+// while writing ("<out>/<grid>.tif", "<out>/<grid>.tif.partial", ...).
+std::vector<std::string> geo_output_paths(const GeoRequest& request, const std::string& grid);
+std::vector<std::string> geo_temp_paths(const GeoRequest& request, const std::string& grid);
+
+// One tile's embeddings and where its place may be read.
+struct GeoTile {
+  std::string what;                  // the tile, for messages ("tiles/grid_0.15_52.05")
+  std::string grid;                  // names the outputs; a grid name places the tile
+  std::string embeddings, scales;    // the .npy outputs: int8 (H, W, D), float32 (H, W)
+  std::vector<std::string> rasters;  // GeoTIFFs that place it, first found wins (roi.tiff)
+};
+
+// The tiles of existing .npy outputs under `run_dir`, sorted by grid: every "<grid>.npy" with a
+// "<grid>_scales.npy" beside it, in `run_dir` itself or in a subdirectory named <grid>
+// (geotessera's downloads: grid_X_Y/grid_X_Y.npy). Their rasters, first found wins:
+// "<tiles_dir>/<grid>/roi.tiff" (the tile the outputs came from), "<tiles_dir>/<grid>.tiff" (a
+// folder of geotessera landmasks), "<dir of the .npy>/<grid>.tiff" (a landmask beside them);
+// without tiles_dir only the last. Throws Error "<run_dir>: ..." when it cannot be read or holds
+// no such outputs.
+std::vector<GeoTile> find_npy_outputs(const std::string& run_dir, const std::string& tiles_dir);
+
+// The tile's place for `request`, checked before any work: throws Error when the formats need
+// a place and the tile has none ("<what>: cannot place it on Earth: ..."), when its raster or
+// grid does not match H x W, and (zarr) when its CRS is not UTM. Says on `note` (may be null)
+// when the place comes from the grid name.
+TilePlace require_tile_place(const GeoRequest& request, const GeoTile& tile, int64_t height,
+                             int64_t width, std::string* note);
+
+// Writes the requested formats of `tile` from its .npy outputs (checking their dtypes and
+// shapes), each atomically. With `only_missing`, a format whose file exists is left as it is.
+// Returns the files written.
+std::vector<std::string> write_geo_outputs(const GeoRequest& request, const GeoTile& tile,
+                                           bool only_missing);
+
+}  // namespace tessera
