@@ -24,15 +24,15 @@ mkdir -p "$work/bin" || fail "cannot create $work"
 log=$work/apt.log
 # dpkg-query: the packages listed in $work/installed are installed, no other.
 cat >"$work/bin/dpkg-query" <<'EOF'
-#!/usr/bin/env bash
-package=${!#}
+#!/bin/sh
+for package; do :; done
 grep -qx "$package" "$FAKE_ROOT/installed" 2>/dev/null || exit 1
 printf 'install ok installed'
 EOF
 # apt-cache policy: every package has a candidate but those listed in $work/unavailable.
 cat >"$work/bin/apt-cache" <<'EOF'
-#!/usr/bin/env bash
-package=${!#}
+#!/bin/sh
+for package; do :; done
 if grep -qx "$package" "$FAKE_ROOT/unavailable" 2>/dev/null; then
   printf '%s:\n  Installed: (none)\n  Candidate: (none)\n' "$package"
 else
@@ -40,12 +40,12 @@ else
 fi
 EOF
 cat >"$work/bin/apt-get" <<'EOF'
-#!/usr/bin/env bash
+#!/bin/sh
 echo "apt-get $*" >>"$FAKE_ROOT/apt.log"
 EOF
-printf '#!/usr/bin/env bash\nexec "$@"\n' >"$work/bin/sudo"
+printf '#!/bin/sh\nexec "$@"\n' >"$work/bin/sudo"
 # npm only assembles ONNX Runtime, which is there: never run.
-printf '#!/usr/bin/env bash\nexit 1\n' >"$work/bin/npm"
+printf '#!/bin/sh\nexit 1\n' >"$work/bin/npm"
 chmod +x "$work/bin/"*
 export FAKE_ROOT=$work
 

@@ -13,7 +13,7 @@ set_tests_properties(cli_install_relocatable PROPERTIES LABELS cli TIMEOUT 120)
 add_test(NAME setup_packages
          COMMAND bash ${CMAKE_SOURCE_DIR}/tests/cli/setup_packages_test.sh ${CMAKE_SOURCE_DIR}
                  ${TESSERA_TEST_TMP}/setup_packages)
-set_tests_properties(setup_packages PROPERTIES LABELS cli TIMEOUT 120)
+set_tests_properties(setup_packages PROPERTIES LABELS cli TIMEOUT 300)
 # Every command in README.md and docs/*.md runs as written, at small sizes (or is listed with the
 # reason it cannot run here and the test that covers it instead).
 add_test(NAME doc_commands
