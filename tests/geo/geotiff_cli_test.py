@@ -186,8 +186,6 @@ def errors_case(tessera, work, model):
     shutil.rmtree(out)
     expect_error(base + ["--format", "zarr"], 2,
                  "--format zarr needs --year (the zarr store's time axis)", out)
-    expect_error(base + ["--format", "zarr", "--year", "2024"], 2,
-                 "--format zarr: not available in this build yet (npy and geotiff are)", out)
     expect_error(base + ["--format", "npy,tiff"], 2,
                  "--format: unknown format 'tiff' (npy, geotiff or zarr, comma separated)", out)
     expect_error(base + ["--format", "geotiff", "--store", "s.zarr"], 2,

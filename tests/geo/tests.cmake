@@ -11,11 +11,11 @@ set(_zarrita_dir "${CMAKE_BINARY_DIR}/zarrita")
 add_test(NAME geo_install_zarrita
          COMMAND "${CMAKE_SOURCE_DIR}/scripts/install_zarrita.sh" "${_zarrita_dir}")
 set_tests_properties(geo_install_zarrita PROPERTIES FIXTURES_SETUP zarrita TIMEOUT 320)
-foreach(_case values errors limits concurrent killed)
+foreach(_case infer values errors limits concurrent killed)
   add_test(NAME geo_zone_store_${_case}
            COMMAND "${SYSTEM_PYTHON3}" "${CMAKE_CURRENT_LIST_DIR}/zone_store_test.py" ${_case}
                    "$<TARGET_FILE:zone_store_writer>" "${_zarrita_dir}"
-                   "${TESSERA_TEST_TMP}/zone_store_${_case}")
+                   "${TESSERA_TEST_TMP}/zone_store_${_case}" "${TESSERA_BIN}")
   set_tests_properties(geo_zone_store_${_case} PROPERTIES FIXTURES_REQUIRED zarrita
                        SKIP_RETURN_CODE 77 TIMEOUT 300 LABELS geo)
 endforeach()

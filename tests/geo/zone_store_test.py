@@ -21,6 +21,7 @@ import crc32c
 import numpy as np
 
 CASE, WRITER, ZARRITA, TMP = sys.argv[1:5]
+TESSERA = sys.argv[5] if len(sys.argv) > 5 else None  # the infer case runs the CLI
 READER = os.path.join(ZARRITA, "read_zarr.mjs")
 ZONE_W, ZONE_H = 17 * 4096, 489 * 4096
 ORIGIN_X, ORIGIN_Y = 500000 - 5 * ZONE_W, 5 * ZONE_H
@@ -386,6 +387,50 @@ def case_killed():
           "every rerun equals a clean run")
 
 
+def run_tessera(args):
+    run = subprocess.run([TESSERA, *args], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise AssertionError(f"tessera {' '.join(args)} failed: {run.stderr}")
+    return run
+
+
+def case_infer():
+    """synth -> infer --format npy,zarr: the store holds each tile's .npy outputs at the offset
+    GEO_OUTPUTS.md gives, computed here with pyproj from the tile's roi.tiff."""
+    from osgeo import gdal
+    model = os.path.join(TMP, "v10.onnx")
+    run_tessera(["make-model", "-o", model, "--d-model", "32", "--layers", "1", "--heads", "2",
+                 "--ffn", "64"])
+    tiles = []
+    for lon, lat in [(0.15, 52.05), (147.05, -42.85)]:  # north (EPSG:32631), south (32755)
+        tile = os.path.join(TMP, f"grid_{lon:.2f}_{lat:.2f}")
+        run_tessera(["synth", "-o", tile, "--size", "12x10", "--s2-steps", "12", "--s1-steps", "4"])
+        tiles.append(tile)
+    out, store = os.path.join(TMP, "out"), os.path.join(TMP, "emb.zarr")
+    run_tessera(["infer", *tiles, "-m", model, "-o", out, "--format", "npy,zarr", "--year", "2023",
+                 "--store", store])
+    for tile in tiles:
+        grid = os.path.basename(tile)
+        roi = gdal.Open(os.path.join(tile, "roi.tiff"))
+        epsg = int(roi.GetSpatialRef().GetAuthorityCode(None))
+        x, _, _, y, _, _ = roi.GetGeoTransform()
+        row, col = offset(x, y, southern=epsg > 32700)
+        codes = np.load(os.path.join(out, grid + ".npy"))
+        scales = np.load(os.path.join(out, grid + "_scales.npy"))
+        assert (scales == 0).any(), f"{grid}: no pixel without an embedding to check"
+        expect_tile(store, epsg % 100, 0, row, col, codes, scales, pad=2)
+    (years, _), = read_many(store, [("utm31/time", [None])])
+    assert list(years) == [2023], f"time axis {list(years)}"
+    root = json.load(open(os.path.join(store, "zarr.json")))
+    assert "1.0" in root["attributes"]["geoemb:model"], root["attributes"]["geoemb:model"]
+    # A rerun finds the tiles done and writes them again: the store's bytes do not change.
+    before = tree(store)
+    run_tessera(["infer", *tiles, "-m", model, "-o", out, "--format", "npy,zarr", "--year",
+                 "2023", "--store", store])
+    assert tree(store) == before, "a rerun changed the store"
+    print("infer: two tiles (north, south) in their zones at the offsets of their roi.tiff")
+
+
 setup()
-{"values": case_values, "errors": case_errors, "limits": case_limits,
+{"infer": case_infer, "values": case_values, "errors": case_errors, "limits": case_limits,
  "concurrent": case_concurrent, "killed": case_killed}[CASE]()

@@ -77,7 +77,6 @@ void run_export(const ExportArgs& args) {
     throw UsageError("--format: export writes geotiff or zarr (the .npy outputs are its input)");
   if (request.formats.zarr && args.year == 0)
     throw UsageError("--format zarr needs --year (the zarr store's time axis)");
-  require_available(request.formats, "--format");
   request.out_dir = args.out_dir.empty() ? args.run_dir : args.out_dir;
   request.year = args.year;
   const std::vector<GeoTile> tiles = find_npy_outputs(args.run_dir, args.tiles_dir);
@@ -103,7 +102,7 @@ void run_export(const ExportArgs& args) {
 
 void add_export_command(CLI::App& root) {
   auto* cmd = root.add_subcommand(
-      "export", "Turn existing .npy outputs into GeoTIFFs (the files infer --format writes)");
+      "export", "Turn existing .npy outputs into GeoTIFFs or zone stores (as infer --format)");
   auto args = std::make_shared<ExportArgs>();
   cmd->add_option("run", args->run_dir,
                   "A directory of <grid>.npy + <grid>_scales.npy (an infer output directory, or "

@@ -219,7 +219,6 @@ void add_infer_command(CLI::App& root) {
       throw UsageError("--format zarr needs --year (the zarr store's time axis)");
     if (store->count() > 0 && !job.geo.formats.zarr)
       throw UsageError("--store applies to --format zarr only");
-    require_available(job.geo.formats, "--format");
     job.infer.resume = !args->no_resume;
     job.infer.spinning = !args->no_spin;
     job.infer.model_path = args->model;  // "": the built-in model, made by the job

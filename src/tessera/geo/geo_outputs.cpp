@@ -10,6 +10,7 @@
 #include "tessera/common/error.h"
 #include "tessera/common/output_location.h"
 #include "tessera/geo/geotiff.h"
+#include "tessera/geo/zone_store.h"
 #include "tessera/io/npy.h"
 
 namespace tessera {
@@ -110,9 +111,22 @@ OutputFormats parse_output_formats(const std::string& text, const std::string& f
   return formats;
 }
 
-void require_available(const OutputFormats& formats, const std::string& flag) {
-  if (formats.zarr)
-    throw UsageError(flag + " zarr: not available in this build yet (npy and geotiff are)");
+std::string zarr_store_path(const GeoRequest& request) {
+  return request.store.empty() ? (fs::path(request.out_dir) / "tessera.zarr").string()
+                               : request.store;
+}
+
+ZoneStoreLayout zone_store_layout(const std::string& dataset_version, int dims) {
+  ZoneStoreLayout layout;
+  layout.model_version =
+      dataset_version.rfind('v', 0) == 0 ? dataset_version.substr(1) : dataset_version;
+  layout.dims = dims;
+  // v2's Matryoshka prefixes: geotessera's v2 stores carry the first 4 and 16 values too.
+  if (layout.model_version.rfind('2', 0) == 0) {
+    for (int depth : {4, 16})
+      if (depth < dims) layout.depths.push_back(depth);
+  }
+  return layout;
 }
 
 std::string describe_embeddings(const std::string& dataset_version) {
@@ -175,6 +189,19 @@ std::vector<std::string> write_geo_outputs(const GeoRequest& request, const GeoT
       write_embeddings_geotiff(path, *place.geometry, view, tags);
       written.push_back(path);
     }
+  }
+  if (request.formats.zarr) {
+    // Always written, also for a done tile: a run killed between its .npy outputs and the store
+    // left no trace of which tiles the store holds, and writing a tile again is idempotent.
+    if (request.dataset_version.empty())
+      throw Error(tile.what +
+                  ": the version of the model that made its outputs is not recorded "
+                  "(no <grid>.tessera.json beside them): a zarr store names it");
+    const ZoneStoreTile store_tile{zarr_store_path(request),
+                                   zone_store_layout(request.dataset_version, view.dims),
+                                   *place.geometry, request.year, view};
+    write_tile_to_zone_store(store_tile);
+    written.push_back(store_tile.store);
   }
   return written;
 }

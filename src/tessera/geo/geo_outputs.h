@@ -13,22 +13,19 @@
 #include <vector>
 
 #include "tessera/geo/tile_place.h"
+#include "tessera/geo/zarr_metadata.h"
 
 namespace tessera {
 
 struct OutputFormats {
   bool geotiff = false;  // "<out>/<grid>.tif", a COG (geotiff.h)
-  bool zarr = false;     // the zone store (not available yet: parse_output_formats refuses it)
+  bool zarr = false;     // the zone store (zone_store.h)
   bool any_geo() const { return geotiff || zarr; }
 };
 
 // "npy", "geotiff", "npy,geotiff", ...: a comma list of npy, geotiff and zarr (npy is always
 // written; naming it is allowed). Throws UsageError "<flag>: ..." for an unknown or empty name.
 OutputFormats parse_output_formats(const std::string& text, const std::string& flag);
-
-// Throws UsageError "<flag> zarr: not available in this build yet ..." for a format this build
-// cannot write (zarr, until its writer is here). Called after the formats' other checks.
-void require_available(const OutputFormats& formats, const std::string& flag);
 
 // What the geospatial step writes, for every tile of a run.
 struct GeoRequest {
@@ -39,6 +36,13 @@ struct GeoRequest {
   std::string dataset_version;  // the model's version, TESSERA_DATASET_VERSION
   std::string description;      // TESSERA_DESCRIPTION
 };
+
+// The zone store a request writes: --store, or "<out_dir>/tessera.zarr".
+std::string zarr_store_path(const GeoRequest& request);
+
+// The store layout of a model version ("v1.0", "v2", ...) at `dims` values: the version without
+// its "v", and for v2 the depth arrays (4, 16) below `dims`.
+ZoneStoreLayout zone_store_layout(const std::string& dataset_version, int dims);
 
 // "Tessera <version> embeddings: ...": the description a geospatial output carries.
 std::string describe_embeddings(const std::string& dataset_version);
