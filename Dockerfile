@@ -22,6 +22,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libdnnl2 libfmt9 libgomp1 libhwloc15 libonnx1 libopenmpi3 libprotobuf32 libssl3 \
+      libgdal32 libblosc1 \
       python3 python3-numpy \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/tessera /opt/tessera

@@ -161,8 +161,8 @@ bool holds_tile(const fs::path& dir) {
   return fs::exists(dir / "s2" / "bands.npy", ec) || fs::exists(dir / "bands.npy", ec);
 }
 
-// A directory given as a tile that is not one, but holds tiles (the README's `infer tiles/`
-// mistake), is a usage error that says how to give it.
+// A directory given as a tile that is not one, but holds tiles (`infer tiles/`), is a usage
+// error that says how to give it.
 void refuse_directory_of_tiles(const std::string& dir) {
   if (holds_tile(dir)) return;
   std::error_code ec;
