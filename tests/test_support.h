@@ -44,6 +44,15 @@ inline std::string slurp(const std::string& path) {
   return bytes.str();
 }
 
+// TESSERA_TEST_TMP/<name>_<pid>, made empty (whatever an earlier run left is removed first).
+inline std::string fresh_test_dir(const std::string& name) {
+  const std::string dir =
+      std::string(TESSERA_TEST_TMP) + "/" + name + "_" + std::to_string(::getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
 // TESSERA_TEST_TMP/<name>_<pid>, removed when the object is destroyed (at exit, for a global).
 // ctest runs every test case as its own process, in parallel: cases of one file that write the
 // same fixtures need a directory each.

@@ -14,6 +14,7 @@
 
 #include "tessera/common/error.h"
 #include "tessera/model/default_model.h"
+#include "test_support.h"
 
 namespace tessera {
 namespace {
@@ -38,11 +39,7 @@ std::string read_bytes(const std::string& path) {
 }
 
 std::string test_dir(const std::string& name) {
-  const fs::path dir =
-      fs::path(TESSERA_TEST_TMP) / ("model_builder_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
+  return testing::fresh_test_dir("model_builder_" + name);
 }
 
 std::string usage_error(const ModelConfig& c) {

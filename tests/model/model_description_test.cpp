@@ -29,11 +29,7 @@ namespace fs = std::filesystem;
 using testing::error_of;
 
 std::string test_dir(const std::string& name) {
-  const fs::path dir =
-      fs::path(TESSERA_TEST_TMP) / ("model_description_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
+  return testing::fresh_test_dir("model_description_" + name);
 }
 
 // A small model of `version` (2 layers, d_model 16 or v2's 16, 4 heads).

@@ -13,6 +13,7 @@
 #include "tessera/common/error.h"
 #include "tessera/model/model_builder.h"
 #include "tessera/model/model_info.h"
+#include "test_support.h"
 
 namespace tessera {
 namespace {
@@ -20,11 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string test_dir(const std::string& name) {
-  const fs::path dir =
-      fs::path(TESSERA_TEST_TMP) / ("model_family_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir.string();
+  return testing::fresh_test_dir("model_family_" + name);
 }
 
 ArchConfig small(ModelVersion arch) {
