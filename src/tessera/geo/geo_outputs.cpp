@@ -119,7 +119,8 @@ std::optional<GeoTile> npy_outputs_named(const fs::path& dir, const std::string&
   const fs::path scales = dir / (stem + "_scales.npy");
   if (is_file(scales))
     return GeoTile{embeddings.string(), stem, embeddings.string(), scales.string(), {}, false, ""};
-  if (NpyArray(embeddings.string()).dtype() != DType::kFloat32) return std::nullopt;
+  const NpyArray values(embeddings.string());
+  if (values.dtype() != DType::kFloat32 || values.ndim() != 3) return std::nullopt;
   return GeoTile{embeddings.string(), stem, embeddings.string(), "", {}, true, "v2"};
 }
 
