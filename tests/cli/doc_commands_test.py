@@ -44,6 +44,9 @@ NOT_RUN = [
      "every version's layout"),
     (r"^(mpirun|srun) ", "MPI launchers: mpi_infer_* run the same job under mpirun"),
     (r"torch_peer\.py|torch\.json", "the PyTorch peer: torch_peer_* run it"),
+    (r"^build/tessera export (geotessera/npy/|upstream_v2/)",
+     "needs geotessera's downloads or upstream v2's outputs: geo_zone_store_export_upstream "
+     "exports hand-made files in those layouts"),
 ]
 # Files whose every command is for another machine.
 NOT_RUN_FILES = {"docs/GPU.md": "commands for the lent GPU machine (scripts/gpu_check.sh)"}

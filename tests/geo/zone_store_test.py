@@ -3,9 +3,12 @@
     zone_store_test.py CASE WRITER ZARRITA_DIR TMP
 
 CASE: values (placement, fill, metadata, southern tile, shared shard, new year, depth arrays,
-shard index bytes), errors (one-line refusals, store left as it was), concurrent (two
-processes writing tiles that share shards), killed (SIGKILL during writes, then a rerun).
-Exits 77 (skip) when zarrita could not be installed.
+shard index bytes), errors (one-line refusals, store left as it was), limits (full disk,
+read-only store), killed (the writer driver SIGKILLed during writes, then a rerun); through
+the CLI: infer (north, south and zone-edge tiles in GeoTIFFs and the store), refused (a store
+infer cannot write into, before any tile runs), infer_concurrent (two infer runs into one
+store), infer_killed (infer SIGKILLed, then rerun), export_upstream (upstream's and
+geotessera's .npy outputs). Exits 77 (skip) when zarrita could not be installed.
 """
 import json
 import os
@@ -316,8 +319,7 @@ def case_limits():
     print("limits: a full disk and a read-only store give one line and leave the store as it was")
 
 
-# Four tiles meeting at a shard corner (shards (117, 3), (117, 4), ...): every shard is
-# written by both processes.
+# Four tiles meeting at a shard corner (shards (117, 3), (117, 4), ...).
 def corner_tiles():
     cx, cy = ORIGIN_X + 4 * 4096 * 10, ORIGIN_Y - 117 * 4096 * 10 - 4000 * 10
     tiles = []
@@ -325,28 +327,6 @@ def corner_tiles():
         codes, scales, paths = make_tile(f"t{i}", 64, 64, 128, 10 + i)
         tiles.append((cx + dx, cy + dy, codes, scales, paths))
     return tiles
-
-
-def writer_cmd(store, tiles):
-    return " && ".join(" ".join([WRITER, store, "32631", repr(x), repr(y), "2024", p[0], p[1], "1.1"])
-                       for x, y, _, _, p in tiles)
-
-
-def case_concurrent():
-    tiles = corner_tiles()
-    rng = random.Random(7)
-    for trial in range(10):
-        store = os.path.join(TMP, f"store{trial}")
-        first = subprocess.Popen(["sh", "-c", writer_cmd(store, tiles[0::2])])
-        time.sleep(rng.uniform(0, 1) if trial % 2 else rng.uniform(0, 0.05))
-        second = subprocess.Popen(["sh", "-c", writer_cmd(store, tiles[1::2])])
-        assert first.wait() == 0 and second.wait() == 0, f"trial {trial}: a writer failed"
-        requests = [r for x, y, codes, _, _ in tiles for r in tile_requests(31, 0, *offset(x, y), codes)]
-        read_back = read_many(store, requests)
-        for i, (_, _, codes, scales, _) in enumerate(tiles):
-            check_tile(read_back[2 * i][0], read_back[2 * i + 1][0], codes, scales)
-        shutil.rmtree(store)
-    print("concurrent: 10 trials of 2 processes x 2 tiles sharing shards, nothing lost")
 
 
 def case_killed():
@@ -394,33 +374,63 @@ def run_tessera(args):
     return run
 
 
-def case_infer():
-    """synth -> infer --format npy,zarr: the store holds each tile's .npy outputs at the offset
-    GEO_OUTPUTS.md gives, computed here with pyproj from the tile's roi.tiff."""
+def landmask_grid(lon, lat):
+    """GEO_OUTPUTS.md section 2's grid of a cell (pyproj): EPSG, origin x, origin y."""
+    from pyproj import Transformer
+    zone = int(np.floor((lon + 180) / 6)) + 1
+    epsg = (32600 if lat >= 0 else 32700) + zone
+    to_utm = Transformer.from_crs("EPSG:4326", f"EPSG:{epsg}", always_xy=True)
+    corners = [to_utm.transform(lon + dx, lat + dy) for dx in (-0.05, 0.05) for dy in (-0.05, 0.05)]
+    return epsg, min(c[0] for c in corners), max(c[1] for c in corners)
+
+
+def check_infer_geotiff(tif, epsg, x0, y0, codes, scales):
+    """GDAL reads the tile's GeoTIFF: its CRS and origin are the cell's (1 mm), its values
+    code x scale, NaN without an embedding."""
     from osgeo import gdal
+    ds = gdal.Open(tif)
+    assert ds.GetSpatialRef().GetAuthorityCode(None) == str(epsg), f"{tif}: not EPSG:{epsg}"
+    t = ds.GetGeoTransform()
+    assert abs(t[0] - x0) < 1e-3 and abs(t[3] - y0) < 1e-3, f"{tif}: origin {t[:4]}, {x0}, {y0}"
+    assert (t[1], t[2], t[4], t[5]) == (10, 0, 0, -10), f"{tif}: transform {t}"
+    want = codes.astype(np.float32) * scales[:, :, None]
+    want[scales == 0] = np.nan
+    got = ds.ReadAsArray()
+    assert np.array_equal(got, want.transpose(2, 0, 1), equal_nan=True), f"{tif}: values differ"
+
+
+def case_infer():
+    """synth -> infer --format npy,geotiff,zarr: four cells (north; south; each side of the
+    6-degree boundary between zones 31 and 32). GDAL reads each GeoTIFF and zarrita the store;
+    each holds the tile's .npy outputs at the place GEO_OUTPUTS.md section 2 gives, computed
+    here with pyproj."""
     model = os.path.join(TMP, "v10.onnx")
     run_tessera(["make-model", "-o", model, "--d-model", "32", "--layers", "1", "--heads", "2",
                  "--ffn", "64"])
+    # (lon, lat, zone): 5.95 is the last cell of zone 31, 6.05 the first of zone 32.
+    cells = [(0.15, 52.05, 31), (147.05, -42.85, 55), (5.95, 45.05, 31), (6.05, 45.05, 32)]
     tiles = []
-    for lon, lat in [(0.15, 52.05), (147.05, -42.85)]:  # north (EPSG:32631), south (32755)
+    for lon, lat, _ in cells:
         tile = os.path.join(TMP, f"grid_{lon:.2f}_{lat:.2f}")
         run_tessera(["synth", "-o", tile, "--size", "12x10", "--s2-steps", "12", "--s1-steps", "4"])
         tiles.append(tile)
     out, store = os.path.join(TMP, "out"), os.path.join(TMP, "emb.zarr")
-    run_tessera(["infer", *tiles, "-m", model, "-o", out, "--format", "npy,zarr", "--year", "2023",
-                 "--store", store])
-    for tile in tiles:
+    run_tessera(["infer", *tiles, "-m", model, "-o", out, "--format", "npy,geotiff,zarr",
+                 "--year", "2023", "--store", store])
+    for (lon, lat, zone), tile in zip(cells, tiles):
         grid = os.path.basename(tile)
-        roi = gdal.Open(os.path.join(tile, "roi.tiff"))
-        epsg = int(roi.GetSpatialRef().GetAuthorityCode(None))
-        x, _, _, y, _, _ = roi.GetGeoTransform()
-        row, col = offset(x, y, southern=epsg > 32700)
+        epsg, x0, y0 = landmask_grid(lon, lat)
+        assert epsg % 100 == zone, f"{grid}: the oracle puts it in zone {epsg % 100}"
         codes = np.load(os.path.join(out, grid + ".npy"))
         scales = np.load(os.path.join(out, grid + "_scales.npy"))
         assert (scales == 0).any(), f"{grid}: no pixel without an embedding to check"
-        expect_tile(store, epsg % 100, 0, row, col, codes, scales, pad=2)
+        check_infer_geotiff(os.path.join(out, grid + ".tif"), epsg, x0, y0, codes, scales)
+        row, col = offset(x0, y0, southern=lat < 0)
+        expect_tile(store, zone, 0, row, col, codes, scales, pad=2)
     (years, _), = read_many(store, [("utm31/time", [None])])
     assert list(years) == [2023], f"time axis {list(years)}"
+    assert sorted(n for n in os.listdir(store) if n.startswith("utm")) == ["utm31", "utm32",
+                                                                         "utm55"]
     root = json.load(open(os.path.join(store, "zarr.json")))
     assert "1.0" in root["attributes"]["geoemb:model"], root["attributes"]["geoemb:model"]
     # A rerun finds the tiles done and writes them again: the store's bytes do not change.
@@ -428,9 +438,262 @@ def case_infer():
     run_tessera(["infer", *tiles, "-m", model, "-o", out, "--format", "npy,zarr", "--year",
                  "2023", "--store", store])
     assert tree(store) == before, "a rerun changed the store"
-    print("infer: two tiles (north, south) in their zones at the offsets of their roi.tiff")
+    print("infer: four tiles (north, south, both sides of a zone edge) in their GeoTIFFs and "
+          "zones at the places pyproj computes")
+
+
+def case_refused():
+    """A store infer cannot write into is refused before any tile runs: one line, exit 1, no
+    tile outputs, the store's bytes as they were."""
+    narrow = os.path.join(TMP, "narrow.onnx")  # 64 values per embedding
+    wide = os.path.join(TMP, "wide.onnx")  # 128
+    for path, latent in ((narrow, "64"), (wide, "128")):
+        run_tessera(["make-model", "-o", path, "--d-model", "32", "--layers", "1", "--heads", "2",
+                     "--ffn", "64", "--latent", latent])
+    tile = os.path.join(TMP, "grid_0.15_52.05")
+    run_tessera(["synth", "-o", tile, "--size", "12x10", "--s2-steps", "12", "--s1-steps", "4"])
+    store = os.path.join(TMP, "emb.zarr")
+    run_tessera(["infer", tile, "-m", wide, "-o", os.path.join(TMP, "out"), "--format", "zarr",
+                 "--year", "2023", "--store", store])
+    before = tree(store)
+    not_a_store = os.path.join(TMP, "file.zarr")
+    open(not_a_store, "w").write("mine\n")
+    for model, target, message in [
+            (narrow, store, f"{store}/zarr.json: a store of another layout "
+             "(attributes.geoemb:dimensions is 128, expected 64); write into another store"),
+            (wide, not_a_store, f"{not_a_store}: not a directory (a zarr store is one); "
+             "write into another store")]:
+        out = os.path.join(TMP, "refused")
+        run = subprocess.run([TESSERA, "infer", tile, "-m", model, "-o", out, "--format",
+                              "npy,zarr", "--year", "2023", "--store", target],
+                             capture_output=True, text=True)
+        assert run.returncode == 1, f"exit {run.returncode}: {run.stderr}"
+        assert run.stderr == f"tessera: {message}\n" and run.stdout == "", (run.stdout, run.stderr)
+        assert not os.path.exists(out) or os.listdir(out) == [], f"tile outputs: {os.listdir(out)}"
+    assert tree(store) == before, "a refused run changed the store"
+    assert open(not_a_store).read() == "mine\n", "a refused run changed the file"
+    print("refused: a store of another width and a file as --store, before any tile ran")
+
+
+# Four adjacent 0.1-degree cells of zone 31, all in shard (103, 3): every tile rewrites the
+# same shard files.
+SHARED_SHARD_CELLS = ["grid_0.15_52.05", "grid_0.25_52.05", "grid_0.15_52.15", "grid_0.25_52.15"]
+
+
+def infer_setup():
+    """A tiny model, the four tiles, and a clean single run's outputs and store."""
+    model = os.path.join(TMP, "v10.onnx")
+    run_tessera(["make-model", "-o", model, "--d-model", "32", "--layers", "1", "--heads", "2",
+                 "--ffn", "64"])
+    tiles = []
+    for grid in SHARED_SHARD_CELLS:
+        tiles.append(os.path.join(TMP, grid))
+        run_tessera(["synth", "-o", tiles[-1], "--size", "12x10", "--s2-steps", "12",
+                     "--s1-steps", "4"])
+    clean_out, clean_store = os.path.join(TMP, "clean"), os.path.join(TMP, "clean.zarr")
+    start = time.monotonic()
+    run_tessera(infer_args(model, tiles, clean_out, clean_store))
+    duration = time.monotonic() - start
+    return model, tiles, npy_outputs(clean_out), tree(clean_store), duration
+
+
+def infer_args(model, tiles, out, store):
+    return ["infer", *tiles, "-m", model, "-o", out, "--format", "zarr", "--year", "2024",
+            "--store", store]
+
+
+def npy_outputs(out):
+    return {n: open(os.path.join(out, n), "rb").read()
+            for n in sorted(os.listdir(out)) if n.endswith(".npy")}
+
+
+def expect_clean(store, outs, clean_npy, clean_store, what):
+    """The store's files and every run's .npy outputs, byte for byte, as the clean run's; the
+    store's values as zarrita decodes them, as the clean run's .npy outputs."""
+    assert tree(store) == clean_store, f"{what}: the store's files differ from a clean run's"
+    for out in outs:
+        got = npy_outputs(out)
+        assert all(got[n] == clean_npy[n] for n in got), f"{what}: {out} differs from a clean run"
+    from osgeo import gdal
+    for grid in SHARED_SHARD_CELLS:
+        roi = gdal.Open(os.path.join(TMP, grid, "roi.tiff"))
+        x, _, _, y, _, _ = roi.GetGeoTransform()
+        codes = np.load(os.path.join(TMP, "clean", grid + ".npy"))
+        scales = np.load(os.path.join(TMP, "clean", grid + "_scales.npy"))
+        expect_tile(store, 31, 0, *offset(x, y), codes, scales)
+
+
+def case_infer_concurrent():
+    """Two `tessera infer --format zarr` runs into one store, started 0-1 s apart, each with
+    its own subset of the four tiles (overlapping in most trials) and output directory."""
+    model, tiles, clean_npy, clean_store, duration = infer_setup()
+    seed = random.randrange(2**32)
+    print(f"infer_concurrent: seed {seed}, a clean run takes {duration:.2f} s")
+    rng = random.Random(seed)
+    for trial in range(10):
+        store = os.path.join(TMP, f"concurrent{trial}.zarr")
+        first = sorted(rng.sample(range(4), rng.randint(2, 4)))
+        # The tiles the first lacks, and 1-3 of those it has: every tile written, most by both.
+        shared = rng.sample(first, rng.randint(1, min(3, len(first))))
+        second = sorted(set(range(4)) - set(first) | set(shared))
+        delay = rng.uniform(0, 1)
+        print(f"  trial {trial}: tiles {first} then {second} after {delay:.3f} s", flush=True)
+        outs = [os.path.join(TMP, f"concurrent{trial}_{i}") for i in (0, 1)]
+        procs = []
+        for out, subset in zip(outs, (first, second)):
+            args = infer_args(model, [tiles[i] for i in subset], out, store)
+            procs.append(subprocess.Popen([TESSERA, *args], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.PIPE, text=True))
+            if not procs[1:]:
+                time.sleep(delay)
+        for proc in procs:
+            _, err = proc.communicate()
+            assert proc.returncode == 0, f"trial {trial}: a run failed: {err}"
+        expect_clean(store, outs, clean_npy, clean_store, f"trial {trial}")
+        shutil.rmtree(store)
+    print("infer_concurrent: 10 trials of 2 infer runs into one store equal a clean run")
+
+
+def partial_in(store):
+    """True when the store holds a file being written (a `.partial` beside its final name)."""
+    for _, _, names in os.walk(store):
+        if any(n.endswith(".partial") for n in names):
+            return True
+    return False
+
+
+def kill_during_store_write(proc, store, deadline):
+    """Polls the store for a file being written and kills `proc` then (returns True); at
+    `deadline` or the run's end if it sees none."""
+    seen = False
+    while not seen and time.monotonic() < deadline and proc.poll() is None:
+        seen = os.path.isdir(store) and partial_in(store)
+    proc.send_signal(signal.SIGKILL)
+    return seen
+
+
+def case_infer_killed():
+    """SIGKILL an `infer --format zarr` run, half the time while it writes the store (a
+    `.partial` file seen), else after a random delay within a clean run's time; a rerun of the
+    same command makes the store and the outputs of a clean run."""
+    model, tiles, clean_npy, clean_store, duration = infer_setup()
+    seed = random.randrange(2**32)
+    print(f"infer_killed: seed {seed}, a clean run takes {duration:.2f} s")
+    rng = random.Random(seed)
+    interrupted = 0
+    for trial in range(10):
+        store, out = os.path.join(TMP, f"killed{trial}.zarr"), os.path.join(TMP, f"killed{trial}")
+        args = infer_args(model, tiles, out, store)
+        proc = subprocess.Popen([TESSERA, *args], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        if trial % 2 == 0:
+            time.sleep(rng.uniform(0, 0.3 * duration))  # not always the first write
+            seen = kill_during_store_write(proc, store, time.monotonic() + 2 * duration)
+            when = "while a store file was being written" if seen else "(no store write seen)"
+        else:
+            when = f"after {rng.uniform(0, duration):.3f} s"
+            time.sleep(float(when.split()[1]))
+            proc.send_signal(signal.SIGKILL)
+        rc = proc.wait()
+        interrupted += rc == -signal.SIGKILL
+        print(f"  trial {trial}: killed {when} (exit {rc})", flush=True)
+        run_tessera(args)
+        expect_clean(store, [out], clean_npy, clean_store, f"trial {trial}")
+        shutil.rmtree(store)
+    assert interrupted >= 5, f"only {interrupted} of 10 runs were killed before they finished"
+    print(f"infer_killed: 10 SIGKILLs ({interrupted} before the run ended), every rerun equals "
+          "a clean run")
+
+
+def write_landmask(path, lon, lat, height, width):
+    """A uint8 landmask tiff of height x width pixels from the cell's north-west corner."""
+    from osgeo import gdal, osr
+    epsg, x0, y0 = landmask_grid(lon, lat)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ds = gdal.GetDriverByName("GTiff").Create(path, width, height, 1, gdal.GDT_Byte)
+    ds.SetGeoTransform((x0, 10, 0, y0, 0, -10))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetSpatialRef(srs)
+    ds = None
+    return epsg, x0, y0
+
+
+def quantise_v2(values):
+    """Upstream v2's --int8 (numpy): per pixel scale = absmax / 127, codes round(v / scale);
+    0 scale (and codes) for a pixel of zeros."""
+    scales = (np.abs(values).max(axis=-1) / np.float32(127)).astype(np.float32)
+    safe = np.where(scales == 0, np.float32(1), scales)[..., None]
+    codes = np.clip(np.round(values / safe), -127, 127).astype(np.int8)
+    codes[scales == 0] = 0
+    return codes, scales
+
+
+def run_export(args):
+    run = subprocess.run([TESSERA, "export", *args], capture_output=True, text=True)
+    assert run.returncode == 0, f"export {args} failed: {run.stderr}"
+    return run
+
+
+def case_export_upstream():
+    """`tessera export` of upstream's and geotessera's .npy outputs, read back by GDAL and
+    zarrita against numpy: v1.0's pair in geotessera's download tree (its landmask found in
+    landmasks/<version>/), v1.1's _emb128_ names, v2's float32 values quantised as upstream's
+    --int8 does."""
+    rng = np.random.default_rng(3)
+    h, w = 12, 10
+    # geotessera's download: npy/v1/2024/grid/grid.npy + _scales.npy, landmasks/v1/grid.tiff.
+    grid = "grid_0.15_52.05"
+    download = os.path.join(TMP, "geotessera", "npy", "v1", "2024")
+    os.makedirs(os.path.join(download, grid))
+    epsg, x0, y0 = write_landmask(os.path.join(TMP, "geotessera", "landmasks", "v1",
+                                               grid + ".tiff"), 0.15, 52.05, h, w)
+    codes = rng.integers(-127, 128, size=(h, w, 128), dtype=np.int8)
+    scales = rng.uniform(0.001, 0.1, size=(h, w)).astype(np.float32)
+    scales[:3, :4], codes[:3, :4] = 0, 0  # v1.0: unprocessed pixels
+    np.save(os.path.join(download, grid, grid + ".npy"), codes)
+    np.save(os.path.join(download, grid, grid + "_scales.npy"), scales)
+    out = os.path.join(TMP, "geotessera_out")
+    run_export([download, "--format", "geotiff", "-o", out, "--year", "2024"])
+    check_infer_geotiff(os.path.join(out, grid + ".tif"), epsg, x0, y0, codes, scales)
+    # Upstream v1.1: <prefix>_emb128_int8.npy + <prefix>_emb128_scales.npy, placed by --tiles-dir.
+    v11, masks = os.path.join(TMP, "v11"), os.path.join(TMP, "masks")
+    os.makedirs(v11)
+    grid = "grid_147.05_-42.85"
+    epsg, x0, y0 = write_landmask(os.path.join(masks, grid + ".tiff"), 147.05, -42.85, h, w)
+    np.save(os.path.join(v11, grid + "_emb128_int8.npy"), codes)
+    np.save(os.path.join(v11, grid + "_emb128_scales.npy"), scales)
+    run_export([v11, "--format", "geotiff,zarr", "--tiles-dir", masks, "--year", "2024"])
+    check_infer_geotiff(os.path.join(v11, grid + ".tif"), epsg, x0, y0, codes, scales)
+    from osgeo import gdal
+    version = gdal.Open(os.path.join(v11, grid + ".tif")).GetMetadata()["TESSERA_DATASET_VERSION"]
+    assert version == "v1.1", version
+    store = os.path.join(v11, "tessera.zarr")
+    expect_tile(store, 55, 0, *offset(x0, y0, southern=True), codes, scales, pad=2)
+    attrs = json.load(open(os.path.join(store, "zarr.json")))["attributes"]
+    assert attrs["geoemb:model"] == "https://geotessera.org/model/1.1", attrs["geoemb:model"]
+    # Upstream v2: a float32 <grid>.npy alone, quantised per pixel as its --int8 does.
+    v2 = os.path.join(TMP, "v2")
+    os.makedirs(v2)
+    grid = "grid_5.95_45.05"
+    epsg, x0, y0 = write_landmask(os.path.join(v2, grid + ".tiff"), 5.95, 45.05, h, w)
+    values = rng.normal(0, 3, size=(h, w, 32)).astype(np.float32)
+    values[5, :] = 0  # pixels without an embedding
+    np.save(os.path.join(v2, grid + ".npy"), values)
+    codes, scales = quantise_v2(values)
+    assert (scales == 0).sum() == w and np.abs(codes).max() == 127
+    run_export([v2, "--format", "geotiff,zarr", "--year", "2025"])
+    check_infer_geotiff(os.path.join(v2, grid + ".tif"), epsg, x0, y0, codes, scales)
+    store = os.path.join(v2, "tessera.zarr")
+    row, col = offset(x0, y0)
+    expect_tile(store, 31, 0, row, col, codes, scales, pad=2)
+    for d in (4, 16):
+        emb, _ = read(store, f"utm31/embeddings_d{d}", [0, None, [row, row + h], [col, col + w]])
+        assert np.array_equal(emb, codes[:, :, :d].transpose(2, 0, 1)), f"depth {d} differs"
+    print("export_upstream: geotessera's download tree, v1.1's names, v2's float32 values")
 
 
 setup()
-{"infer": case_infer, "values": case_values, "errors": case_errors, "limits": case_limits,
- "concurrent": case_concurrent, "killed": case_killed}[CASE]()
+{"export_upstream": case_export_upstream, "infer_concurrent": case_infer_concurrent, "infer_killed": case_infer_killed,
+ "refused": case_refused, "infer": case_infer, "values": case_values, "errors": case_errors, "limits": case_limits,
+ "killed": case_killed}[CASE]()

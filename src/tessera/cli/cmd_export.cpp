@@ -52,7 +52,8 @@ void check_export(const GeoRequest& request, const std::vector<GeoTile>& tiles, 
     std::string note;
     require_tile_place(request, tile, height, width, &note);
     if (!note.empty()) std::cerr << "tessera: " << note << "\n";
-    std::vector<std::string> inputs = {tile.embeddings, tile.scales};
+    std::vector<std::string> inputs = {tile.embeddings};
+    if (!tile.scales.empty()) inputs.push_back(tile.scales);
     inputs.insert(inputs.end(), tile.rasters.begin(), tile.rasters.end());
     std::error_code ec;
     if (!fs::exists(request.out_dir, ec)) continue;  // made by the export: nothing there yet
@@ -63,11 +64,12 @@ void check_export(const GeoRequest& request, const std::vector<GeoTile>& tiles, 
   }
 }
 
-// The model's version in the record beside a tile's outputs (tessera's runs); "" without one.
+// The model's version in the record beside a tile's outputs (tessera's runs), else the one
+// its files' names tell (upstream v1.1, v2); "" without either.
 std::string recorded_version(const GeoTile& tile) {
   const fs::path dir = fs::path(tile.embeddings).parent_path();
   const auto record = read_tile_record(tile_record_path(dir.string(), tile.grid));
-  return record ? record->version : "";
+  return record ? record->version : tile.named_version;
 }
 
 void run_export(const ExportArgs& args) {

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <sstream>
@@ -22,44 +24,140 @@ std::string geotiff_path(const GeoRequest& request, const std::string& grid) {
   return (fs::path(request.out_dir) / (grid + ".tif")).string();
 }
 
-// The tile's .npy outputs, mapped and checked: int8 (H, W, D) and float32 (H, W).
-struct MappedEmbeddings {
-  NpyArray codes, scales;
-
-  explicit MappedEmbeddings(const GeoTile& tile) : codes(tile.embeddings), scales(tile.scales) {
-    if (codes.dtype() != DType::kInt8 || codes.ndim() != 3) {
-      throw Error(fmt::format("{}: expected int8 embeddings (H, W, D), got {} {}", codes.path(),
-                              dtype_name(codes.dtype()), format_shape(codes.shape())));
+// Upstream v2's per-pixel int8 quantisation of float32 values (H, W, D): scale = absmax / 127,
+// code = round(value / scale), half to even as numpy rounds. A pixel of zeros or with a value
+// that is not finite has no embedding (scale 0, codes 0).
+void quantise_pixels(const float* values, std::int64_t pixels, int dims, std::int8_t* codes,
+                     float* scales) {
+  for (std::int64_t p = 0; p < pixels; ++p) {
+    const float* v = values + p * dims;
+    float absmax = 0.0f;
+    bool finite = true;
+    for (int c = 0; c < dims; ++c) {
+      finite = finite && std::isfinite(v[c]);
+      absmax = std::max(absmax, std::fabs(v[c]));
     }
-    const std::vector<int64_t> want = {codes.dim(0), codes.dim(1)};
-    if (scales.dtype() != DType::kFloat32 || scales.shape() != want) {
+    const float scale = finite ? absmax / 127.0f : 0.0f;
+    scales[p] = scale;
+    for (int c = 0; c < dims; ++c) {
+      const float code = scale > 0.0f ? std::nearbyint(v[c] / scale) : 0.0f;
+      codes[p * dims + c] = static_cast<std::int8_t>(std::clamp(code, -127.0f, 127.0f));
+    }
+  }
+}
+
+// The tile's .npy outputs, mapped and checked: int8 (H, W, D) and float32 (H, W); or float32
+// values (H, W, D), quantised into memory.
+class TileEmbeddings {
+ public:
+  explicit TileEmbeddings(const GeoTile& tile) : codes_(tile.embeddings) {
+    if (tile.float_values) {
+      quantise();
+      return;
+    }
+    if (codes_.dtype() != DType::kInt8 || codes_.ndim() != 3) {
+      throw Error(fmt::format("{}: expected int8 embeddings (H, W, D), got {} {}", codes_.path(),
+                              dtype_name(codes_.dtype()), format_shape(codes_.shape())));
+    }
+    scales_ = NpyArray(tile.scales);
+    const std::vector<int64_t> want = {codes_.dim(0), codes_.dim(1)};
+    if (scales_.dtype() != DType::kFloat32 || scales_.shape() != want) {
       throw Error(fmt::format("{}: expected float32 scales {} to match {}, got {} {}",
-                              scales.path(), format_shape(want), codes.path(),
-                              dtype_name(scales.dtype()), format_shape(scales.shape())));
+                              scales_.path(), format_shape(want), codes_.path(),
+                              dtype_name(scales_.dtype()), format_shape(scales_.shape())));
     }
+    view_ = {static_cast<const std::int8_t*>(codes_.data()),
+             static_cast<const float*>(scales_.data()), static_cast<int>(codes_.dim(0)),
+             static_cast<int>(codes_.dim(1)), static_cast<int>(codes_.dim(2))};
   }
 
-  TileEmbeddingsView view() const {
-    return {static_cast<const std::int8_t*>(codes.data()), static_cast<const float*>(scales.data()),
-            static_cast<int>(codes.dim(0)), static_cast<int>(codes.dim(1)),
-            static_cast<int>(codes.dim(2))};
+  const TileEmbeddingsView& view() const { return view_; }
+
+ private:
+  void quantise() {
+    if (codes_.dtype() != DType::kFloat32 || codes_.ndim() != 3) {
+      throw Error(fmt::format("{}: expected float32 embeddings (H, W, D), got {} {}", codes_.path(),
+                              dtype_name(codes_.dtype()), format_shape(codes_.shape())));
+    }
+    const std::int64_t pixels = codes_.dim(0) * codes_.dim(1);
+    const int dims = static_cast<int>(codes_.dim(2));
+    quantised_codes_.resize(static_cast<std::size_t>(pixels * dims));
+    quantised_scales_.resize(static_cast<std::size_t>(pixels));
+    quantise_pixels(static_cast<const float*>(codes_.data()), pixels, dims, quantised_codes_.data(),
+                    quantised_scales_.data());
+    view_ = {quantised_codes_.data(), quantised_scales_.data(), static_cast<int>(codes_.dim(0)),
+             static_cast<int>(codes_.dim(1)), dims};
   }
+
+  NpyArray codes_;  // int8 codes, or float32 values
+  NpyArray scales_;
+  std::vector<std::int8_t> quantised_codes_;
+  std::vector<float> quantised_scales_;
+  TileEmbeddingsView view_;
 };
 
-// The outputs of `grid` in `dir` as a GeoTile, when both files are there.
-std::optional<GeoTile> npy_outputs_in(const fs::path& dir, const std::string& grid,
-                                      const std::string& tiles_dir) {
-  const fs::path embeddings = dir / (grid + ".npy");
-  const fs::path scales = dir / (grid + "_scales.npy");
+constexpr const char kV11Codes[] = "_emb128_int8";
+constexpr const char kV11Scales[] = "_emb128_scales";
+
+bool is_file(const fs::path& path) {
   std::error_code ec;
-  if (!fs::is_regular_file(embeddings, ec) || !fs::is_regular_file(scales, ec)) return std::nullopt;
-  GeoTile tile{embeddings.string(), grid, embeddings.string(), scales.string(), {}};
-  if (!tiles_dir.empty()) {
-    tile.rasters.push_back((fs::path(tiles_dir) / grid / "roi.tiff").string());
-    tile.rasters.push_back((fs::path(tiles_dir) / (grid + ".tiff")).string());
+  return fs::is_regular_file(path, ec);
+}
+
+// The outputs named by `stem` in `dir` ("grid_X_Y" or upstream v1.1's "grid_X_Y_emb128_int8")
+// as a GeoTile without rasters, when they are there.
+std::optional<GeoTile> npy_outputs_named(const fs::path& dir, const std::string& stem) {
+  const fs::path embeddings = dir / (stem + ".npy");
+  if (!is_file(embeddings)) return std::nullopt;
+  if (stem.ends_with(kV11Codes)) {
+    const std::string grid = stem.substr(0, stem.size() - std::strlen(kV11Codes));
+    const fs::path scales = dir / (grid + kV11Scales + ".npy");
+    if (!is_file(scales)) return std::nullopt;
+    return GeoTile{
+        embeddings.string(), grid, embeddings.string(), scales.string(), {}, false, "v1.1"};
   }
-  tile.rasters.push_back((dir / (grid + ".tiff")).string());
-  return tile;
+  const fs::path scales = dir / (stem + "_scales.npy");
+  if (is_file(scales))
+    return GeoTile{embeddings.string(), stem, embeddings.string(), scales.string(), {}, false, ""};
+  const NpyArray values(embeddings.string());
+  if (values.dtype() != DType::kFloat32 || values.ndim() != 3) return std::nullopt;
+  return GeoTile{embeddings.string(), stem, embeddings.string(), "", {}, true, "v2"};
+}
+
+// "<root>/landmasks/<version>" when `run_dir` is "<root>/npy/<version>/<year>"; "" otherwise.
+std::string download_landmasks_dir(const std::string& run_dir) {
+  fs::path dir = fs::absolute(run_dir).lexically_normal();
+  if (!dir.has_filename()) dir = dir.parent_path();
+  const fs::path version_dir = dir.parent_path();
+  if (version_dir.parent_path().filename() != "npy") return "";
+  return (version_dir.parent_path().parent_path() / "landmasks" / version_dir.filename()).string();
+}
+
+// The rasters that may place `tile`, found in `dir` (see find_npy_outputs), first found wins.
+void add_rasters(GeoTile& tile, const fs::path& dir, const std::string& tiles_dir,
+                 const std::string& landmasks_dir) {
+  if (!tiles_dir.empty()) {
+    tile.rasters.push_back((fs::path(tiles_dir) / tile.grid / "roi.tiff").string());
+    tile.rasters.push_back((fs::path(tiles_dir) / (tile.grid + ".tiff")).string());
+  }
+  if (!landmasks_dir.empty())
+    tile.rasters.push_back((fs::path(landmasks_dir) / (tile.grid + ".tiff")).string());
+  tile.rasters.push_back((dir / (tile.grid + ".tiff")).string());
+}
+
+// The outputs of one directory entry of the run directory: a subdirectory named <grid>, or a
+// file "<stem>.npy" (not a scales file).
+std::optional<GeoTile> npy_outputs_of_entry(const fs::directory_entry& entry,
+                                            const fs::path& run_dir) {
+  const std::string name = entry.path().filename().string();
+  std::error_code ec;
+  if (entry.is_directory(ec)) {
+    if (auto tile = npy_outputs_named(entry.path(), name)) return tile;
+    return npy_outputs_named(entry.path(), name + kV11Codes);
+  }
+  if (name.size() <= 4 || !name.ends_with(".npy") || name.ends_with("_scales.npy"))
+    return std::nullopt;
+  return npy_outputs_named(run_dir, name.substr(0, name.size() - 4));
 }
 
 }  // namespace
@@ -69,19 +167,17 @@ std::vector<GeoTile> find_npy_outputs(const std::string& run_dir, const std::str
   std::error_code ec;
   fs::directory_iterator entries(run_dir, ec);
   if (ec) throw Error(run_dir + ": cannot read the directory: " + ec.message());
+  const std::string landmasks_dir = download_landmasks_dir(run_dir);
   for (const fs::directory_entry& entry : entries) {
-    const std::string name = entry.path().filename().string();
-    std::optional<GeoTile> tile;
-    if (entry.is_directory(ec)) {
-      tile = npy_outputs_in(entry.path(), name, tiles_dir);
-    } else if (name.size() > 4 && name.ends_with(".npy") && !name.ends_with("_scales.npy")) {
-      tile = npy_outputs_in(run_dir, name.substr(0, name.size() - 4), tiles_dir);
-    }
-    if (tile) tiles.push_back(std::move(*tile));
+    std::optional<GeoTile> tile = npy_outputs_of_entry(entry, run_dir);
+    if (!tile) continue;
+    add_rasters(*tile, fs::path(tile->embeddings).parent_path(), tiles_dir, landmasks_dir);
+    tiles.push_back(std::move(*tile));
   }
   if (tiles.empty()) {
     throw Error(run_dir +
                 ": holds no embeddings to export (<grid>.npy with <grid>_scales.npy, "
+                "<grid>_emb128_int8.npy with <grid>_emb128_scales.npy, a float32 <grid>.npy, "
                 "or grid_X_Y/ folders of them)");
   }
   std::sort(tiles.begin(), tiles.end(),
@@ -172,11 +268,18 @@ TilePlace require_tile_place(const GeoRequest& request, const GeoTile& tile, int
   return place;
 }
 
+void check_zarr_store_accepts(const GeoRequest& request, const TilePlace& place,
+                              const std::string& dataset_version, int dims) {
+  if (!request.formats.zarr || !place.geometry) return;
+  check_zone_store(zarr_store_path(request), zone_store_layout(dataset_version, dims),
+                   utm_zone_of(place.geometry->epsg));
+}
+
 std::vector<std::string> write_geo_outputs(const GeoRequest& request, const GeoTile& tile,
                                            bool only_missing) {
   std::vector<std::string> written;
   if (!request.formats.any_geo()) return written;
-  const MappedEmbeddings embeddings(tile);
+  const TileEmbeddings embeddings(tile);
   const TileEmbeddingsView view = embeddings.view();
   const TilePlace place = require_tile_place(request, tile, view.height, view.width, nullptr);
   if (request.formats.geotiff) {

@@ -58,15 +58,24 @@ struct GeoTile {
   std::string grid;                  // names the outputs; a grid name places the tile
   std::string embeddings, scales;    // the .npy outputs: int8 (H, W, D), float32 (H, W)
   std::vector<std::string> rasters;  // GeoTIFFs that place it, first found wins (roi.tiff)
+  // Upstream v2's float32 (H, W, D) embeddings without scales (`scales` is ""): quantised per
+  // pixel when read, scale = absmax / 127, code = round(value / scale) (upstream v2's --int8).
+  bool float_values = false;
+  // The model version the files' names or dtype tell ("v1.1": <prefix>_emb128_int8.npy; "v2":
+  // float32 values); "" when they tell none.
+  std::string named_version;
 };
 
-// The tiles of existing .npy outputs under `run_dir`, sorted by grid: every "<grid>.npy" with a
-// "<grid>_scales.npy" beside it, in `run_dir` itself or in a subdirectory named <grid>
-// (geotessera's downloads: grid_X_Y/grid_X_Y.npy). Their rasters, first found wins:
+// The tiles of existing .npy outputs under `run_dir`, sorted by grid, in `run_dir` itself or in
+// a subdirectory named <grid> (geotessera's downloads: grid_X_Y/grid_X_Y.npy): "<grid>.npy"
+// with "<grid>_scales.npy" (tessera, upstream v1.0, v2 --int8, geotessera),
+// "<grid>_emb128_int8.npy" with "<grid>_emb128_scales.npy" (upstream v1.1), or a float32
+// "<grid>.npy" alone (upstream v2). Their rasters, first found wins:
 // "<tiles_dir>/<grid>/roi.tiff" (the tile the outputs came from), "<tiles_dir>/<grid>.tiff" (a
-// folder of geotessera landmasks), "<dir of the .npy>/<grid>.tiff" (a landmask beside them);
-// without tiles_dir only the last. Throws Error "<run_dir>: ..." when it cannot be read or holds
-// no such outputs.
+// folder of geotessera landmasks), "<root>/landmasks/<version>/<grid>.tiff" when `run_dir` is
+// "<root>/npy/<version>/<year>" (geotessera's download tree), "<dir of the .npy>/<grid>.tiff"
+// (a landmask beside them). Throws Error "<run_dir>: ..." when it cannot be read or holds no
+// such outputs.
 std::vector<GeoTile> find_npy_outputs(const std::string& run_dir, const std::string& tiles_dir);
 
 // The tile's place for `request`, checked before any work: throws Error when the formats need
@@ -75,6 +84,12 @@ std::vector<GeoTile> find_npy_outputs(const std::string& run_dir, const std::str
 // when the place comes from the grid name.
 TilePlace require_tile_place(const GeoRequest& request, const GeoTile& tile, int64_t height,
                              int64_t width, std::string* note);
+
+// With zarr, checks before any tile runs that the store takes a tile at `place` made by a model
+// of `dataset_version` ("v1.1") at `dims` values: throws the Error its write would
+// (zone_store.h: check_zone_store), so that a mismatched store costs no inference.
+void check_zarr_store_accepts(const GeoRequest& request, const TilePlace& place,
+                              const std::string& dataset_version, int dims);
 
 // Writes the requested formats of `tile` from its .npy outputs (checking their dtypes and
 // shapes), each atomically. With `only_missing`, a format whose file exists is left as it is.

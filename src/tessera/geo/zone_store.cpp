@@ -169,6 +169,7 @@ class ZoneStore {
 
   // Creates what is missing (root, zone group) or checks that what is there is this layout.
   void open() {
+    require_directory_or_absent(root_);
     if (!check_existing()) {
       make_directory(root_);
       StoreLock lock(root_ + "/.tessera.lock");
@@ -186,7 +187,19 @@ class ZoneStore {
 
   std::string array_dir(const std::string& name) const { return group_ + "/" + name; }
 
+  // Throws what open() would for a store of another layout, changing nothing.
+  void check() const {
+    require_directory_or_absent(root_);
+    check_existing();
+  }
+
  private:
+  static void require_directory_or_absent(const std::string& dir) {
+    std::error_code ec;
+    if (fs::exists(dir, ec) && !fs::is_directory(dir, ec))
+      throw Error(dir + ": not a directory (a zarr store is one); write into another store");
+  }
+
   // True when root and zone group exist (and are this layout); false when either is missing.
   bool check_existing() const {
     const auto root = read_json(root_ + "/zarr.json");
@@ -305,6 +318,10 @@ void write_array(const std::string& dir, const ShardedArraySpec& spec, std::int6
 }
 
 }  // namespace
+
+void check_zone_store(const std::string& store, const ZoneStoreLayout& layout, int zone) {
+  ZoneStore(store, layout, zone_grid(zone)).check();
+}
 
 void write_tile_to_zone_store(const ZoneStoreTile& tile) {
   const std::string problem = tile_problem(tile);

@@ -40,4 +40,10 @@ ZoneGrid zone_grid(int zone);
 // full disk or a corrupt shard, leaving every file of the store as it was or whole.
 void write_tile_to_zone_store(const ZoneStoreTile& tile);
 
+// Throws, changing nothing, the Error write_tile_to_zone_store would throw before writing a tile
+// of `layout` into zone `zone` (1..60) of `store`: a store that is not a directory ("<store>: not
+// a directory ..."), or one of another layout (its root, and the zone's group and arrays where
+// they exist: "<file>: a store of another layout (...)"). Nothing when the store is absent.
+void check_zone_store(const std::string& store, const ZoneStoreLayout& layout, int zone);
+
 }  // namespace tessera

@@ -25,6 +25,7 @@
 #include "tessera/model/default_model.h"
 #include "tessera/model/model_description.h"
 #include "tessera/model/model_family.h"
+#include "tessera/pipeline/tile_pipeline.h"
 #include "tessera/runtime/tile_record.h"
 #include "tessera/topology/binding.h"
 #include "tessera/topology/topology.h"
@@ -184,7 +185,9 @@ GeoTile geo_tile(const std::string& tile, const std::string& out_dir) {
           grid,
           (out / (grid + ".npy")).string(),
           (out / (grid + "_scales.npy")).string(),
-          {roi_tiff_path(tile)}};
+          {roi_tiff_path(tile)},
+          false,
+          ""};
 }
 
 // With geospatial formats, every tile must have a place of its arrays' size (and a UTM one for
@@ -198,6 +201,23 @@ void check_tiles_placed(const std::vector<std::string>& tiles, const InferJobOpt
     require_tile_place(options.geo, geo_tile(dir, options.infer.out_dir), tile.height, tile.width,
                        &note);
     if (!note.empty()) err << "tessera: " << note << "\n";
+  }
+}
+
+// With --format zarr, the store must take every tile as this model makes it (a store of another
+// version, width or layout is refused as the tile's write would refuse it), checked once the
+// model is known and before any tile runs: a mismatched store costs no inference.
+void check_zarr_store_takes_tiles(const std::vector<std::string>& tiles,
+                                  const InferJobOptions& options) {
+  if (!options.geo.formats.zarr) return;
+  const TilePipeline pipeline =
+      tile_pipeline(read_model(options.infer.model_path), options.infer.dim);
+  const std::string version = version_name(pipeline.version);
+  for (const std::string& dir : tiles) {
+    const Tile tile = open_tile(dir);
+    const TilePlace place = require_tile_place(options.geo, geo_tile(dir, options.infer.out_dir),
+                                               tile.height, tile.width, nullptr);
+    check_zarr_store_accepts(options.geo, place, version, static_cast<int>(pipeline.output_dim));
   }
 }
 
@@ -460,6 +480,7 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
   if (built_in_model) options.infer.model_path = ensure_default_model(true);
   if (options.fill_defaults) options.fill_defaults(options);
   if (built_in_model && job.rank() == 0) say_when_weights_are_random(options.infer.model_path, err);
+  on_rank0(job, [&] { check_zarr_store_takes_tiles(tiles, options); });
   const Plan plan = plan_this_rank(job, options, shared_cpus, err);
   const bool in_place = options.terminal && !job.active();
   const std::string rank_prefix = job.active() ? fmt::format("[rank {}] ", job.rank()) : "";
