@@ -19,6 +19,7 @@
 
 #include "tessera/common/table.h"
 #include "tessera/engine/engine_spec.h"
+#include "tessera/engine/stage_profile.h"
 #include "tessera/topology/topology.h"
 
 namespace tessera {
@@ -53,6 +54,9 @@ struct BenchOptions {
   std::map<std::string, std::string> backend_options;
   double gpu_baseline_ms_per_pixel = 0;  // > 0: adds a "vs GPU" column
   uint64_t seed = 1;
+  // Every timed batch's time stage by stage (BenchRow::stages), from the engines that measure
+  // stages (engine/stage_profile.h); workers must be threads (spawn "thread").
+  bool profile_stages = false;
   // Steps per branch of every run. 0: the model's own (fixed-step files), or 40 + 40 for a model
   // with symbolic step axes (v1.0 early, v1.1, v2), which runs at any 1..256 given here.
   int64_t s2_steps = 0, s1_steps = 0;
@@ -94,6 +98,8 @@ struct BenchRow {
   RowStatus status = RowStatus::kOk;
   std::string error;
   std::vector<double> samples_ms;  // every timed batch of every worker
+  // With BenchOptions::profile_stages: the timed batches of every worker, stage by stage.
+  StageProfile stages;
 };
 
 struct BenchResult {
@@ -171,6 +177,12 @@ std::string skipped_lines(const BenchResult& result);
 // <layout> b=<batch>: <error>)". Out-of-memory rows are results, not failures.
 std::string bench_failures(const BenchResult& result);
 nlohmann::json bench_json(const BenchResult& result);
+// With profile_stages: for each measured row, "Stages of row N (<device> <engine> <precision>
+// <layout> b=<batch>, <runs> runs):" and its stage table (stage_table; `peak_gops` is one
+// core's, times the row's threads per worker, for the % of peak column; 0: no such column), or
+// one line for an engine that measures no stages. Times are summed over the workers, rates are
+// per worker.
+std::string bench_stage_tables(const BenchResult& result, double peak_gops);
 
 // Physical cores this process may use: the default thread count.
 int default_thread_count();

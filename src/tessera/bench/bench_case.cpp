@@ -40,12 +40,18 @@ void time_worker(const BenchOptions& options, const Case& c, const WorkerPlan& w
                  WorkerTimes& mine) {
   for (int i = 0; i < warmup; ++i) engine.run(c.batch);
   if (!next_phase()) return;
+  const bool engine_times_itself = options.profile_stages && engine.set_stage_profile(&mine.stages);
+  struct Detach {  // the profile is this worker's: no later run may add to it
+    Engine& engine;
+    ~Detach() { engine.set_stage_profile(nullptr); }
+  } detach{engine};
   for (int rep = 0; rep < options.reps; ++rep) {
     if (worker.index == 0 && options.progress)
       options.progress(fmt::format("{} rep {}/{}", c.label(), rep + 1, options.reps));
     mine.rep_start.push_back(Clock::now());
     for (int b = 0; b < options.batches; ++b) {
       const auto start = Clock::now();
+      const RunTimer whole(options.profile_stages && !engine_times_itself ? &mine.stages : nullptr);
       engine.run(c.batch);
       mine.batch_ms.push_back(1e3 * seconds_since(start));
     }
@@ -103,6 +109,7 @@ BenchRow make_row(const BenchOptions& options, const Case& c, const Plan& plan,
   for (const auto& t : times) {
     row.samples_ms.insert(row.samples_ms.end(), t.batch_ms.begin(), t.batch_ms.end());
     row.session_s = std::max(row.session_s, t.session_s);
+    row.stages.merge(t.stages);
   }
   const SampleStats stats = summarize(row.samples_ms);
   row.total_s = wall_sum / options.reps;
@@ -149,6 +156,8 @@ void validate(const BenchOptions& options) {
   }
   if (options.batches < 1)
     throw UsageError(fmt::format("--batches must be at least 1 (got {})", options.batches));
+  if (options.profile_stages && options.spawn != "thread")
+    throw UsageError("--profile-stages needs --spawn thread (it adds up the workers' engines)");
   if (options.reps < 1)
     throw UsageError(fmt::format("-r must be at least 1 (got {})", options.reps));
   if (options.warmup < 0)

@@ -27,6 +27,7 @@ struct WorkerTimes {
   std::vector<double> batch_ms;
   std::vector<Clock::time_point> rep_start, rep_end;
   double session_s = 0;
+  StageProfile stages;  // the timed batches, with BenchOptions::profile_stages
 };
 
 struct Case {

@@ -113,6 +113,22 @@ std::string skipped_lines(const BenchResult& result) {
   return out;
 }
 
+std::string bench_stage_tables(const BenchResult& result, double peak_gops) {
+  std::string out;
+  for (size_t i = 0; i < result.rows.size(); ++i) {
+    const BenchRow& r = result.rows[i];
+    if (r.status != RowStatus::kOk) continue;
+    out += fmt::format("\nStages of row {} ({} {} {} {} b={}, {} runs):\n", i + 1, r.device,
+                       r.engine, r.precision, r.layout, r.batch, r.stages.runs);
+    if (r.stages.runs == 0) {
+      out += "this engine measures no stages (its time is the row's ms/batch)\n";
+      continue;
+    }
+    out += stage_table(r.stages, peak_gops * r.threads).to_markdown();
+  }
+  return out;
+}
+
 nlohmann::json bench_json(const BenchResult& result) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& r : result.rows) {
@@ -141,6 +157,7 @@ nlohmann::json bench_json(const BenchResult& result) {
                     {"status", row_status_name(r.status)},
                     {"error", r.error},
                     {"samples_ms", r.samples_ms}});
+    if (r.stages.runs > 0) rows.back()["stages"] = stage_json(r.stages);
   }
   nlohmann::json out = {{"tool", "tessera bench"}, {"skipped", result.skipped},
                         {"version", kVersion},     {"machine", result.machine},

@@ -36,7 +36,8 @@ struct BenchArgs {
   std::string membind = "local", spawn = "thread";
   TableOutput output;
   double gpu_baseline = 0;
-  bool no_spin = false, no_pin = false, quiet = false;
+  bool no_spin = false, no_pin = false, quiet = false, profile_stages = false;
+  double peak_gops = 0;
   uint64_t seed = 1;
   std::string profile;
   std::string steps;
@@ -91,6 +92,9 @@ void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
   options.spinning = !args.no_spin;
   options.pin = !args.no_pin;
   options.seed = args.seed;
+  options.profile_stages = args.profile_stages;
+  if (args.peak_gops > 0 && !args.profile_stages)
+    throw UsageError("--peak-gops needs --profile-stages");
   if (!args.steps.empty()) parse_bench_steps(args.steps, options);
   if (!args.profile.empty()) {
     const std::string warning =
@@ -109,8 +113,11 @@ void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
   status.clear();
   switch (format) {
     case OutputFormat::kMarkdown:
-      write_table_output(args.output, bench_table(result).to_markdown() + "\n" +
-                                          bench_footer(result) + "\n" + skipped_lines(result));
+      write_table_output(
+          args.output,
+          bench_table(result).to_markdown() + "\n" + bench_footer(result) + "\n" +
+              skipped_lines(result) +
+              (args.profile_stages ? bench_stage_tables(result, args.peak_gops) : std::string()));
       break;
     case OutputFormat::kCsv:
       write_table_output(args.output, bench_table(result).to_csv());
@@ -175,6 +182,13 @@ void add_bench_command(CLI::App& root) {
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
   cmd->add_flag("--no-pin", args->no_pin,
                 "Leave workers and ORT's threads unbound (a plain ORT program), to compare");
+  cmd->add_flag("--profile-stages", args->profile_stages,
+                "Time the engine's stages (GEMMs by role, attention, norms, primitive creation, "
+                "...) in the timed batches: a table per row (md) or \"stages\" (json)");
+  cmd->add_option("--peak-gops", args->peak_gops,
+                  "One core's peak GFLOP/s (or GOP/s) at the run's precision: adds \"% of peak\" "
+                  "to the stage tables")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("-q,--quiet", args->quiet,
                 "No progress on stderr (by default one line per finished case, timestamped "
                 "when stderr is no terminal)");

@@ -205,6 +205,9 @@ void add_infer_command(CLI::App& root) {
   cmd->add_option("--summary", job.summary,
                   "Write a JSON summary of the run to this file (never an input or another output; "
                   "an existing file only with --force)");
+  cmd->add_flag("--profile-stages", options.profile_stages,
+                "Time where the CPU workers' time goes (scan, input preparation, the native "
+                "engine's stages, quantisation, writing) into --summary's \"stages\"");
   cmd->add_option("--profile", args->profile,
                   "Take layout, batch, membind, engine and precision defaults from a "
                   "`tessera tune` profile (what it took is said on stderr and in --summary)");
@@ -219,6 +222,8 @@ void add_infer_command(CLI::App& root) {
       throw UsageError("--format zarr needs --year (the zarr store's time axis)");
     if (store->count() > 0 && !job.geo.formats.zarr)
       throw UsageError("--store applies to --format zarr only");
+    if (job.infer.profile_stages && job.summary.empty())
+      throw UsageError("--profile-stages needs --summary (the stages are written there)");
     job.infer.resume = !args->no_resume;
     job.infer.spinning = !args->no_spin;
     job.infer.model_path = args->model;  // "": the built-in model, made by the job

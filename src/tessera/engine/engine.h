@@ -22,6 +22,8 @@
 
 namespace tessera {
 
+struct StageProfile;
+
 // The engine ran out of memory (host or device) building itself or running a batch: a result
 // for a benchmark (the batch does not fit) and a reason to retry smaller for a GPU worker. Every
 // backend throws this type for it, whatever its library's message; nothing matches text.
@@ -115,6 +117,11 @@ class Engine {
   virtual void interrupt() {}
   // Undoes interrupt() for the runs that follow.
   virtual void allow_runs() {}
+  // Where the runs that follow add their time stage by stage and in all (stage_profile.h:
+  // StageProfile::engine_ns, runs); null stops it. The profile must outlive those runs; only
+  // this engine's thread touches it. Returns whether the engine measures into it: one that
+  // cannot break a run into stages returns false and its caller times run() as a whole.
+  virtual bool set_stage_profile(StageProfile* /*profile*/) { return false; }
 
  private:
   int64_t s2_steps_ = 0, s1_steps_ = 0;  // 0: the shape's

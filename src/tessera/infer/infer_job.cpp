@@ -17,6 +17,7 @@
 #include "tessera/common/error.h"
 #include "tessera/common/output_location.h"
 #include "tessera/common/version.h"
+#include "tessera/engine/stage_profile.h"
 #include "tessera/infer/tile_dispatch.h"
 #include "tessera/infer/tile_source.h"
 #include "tessera/io/atomic_file.h"
@@ -396,6 +397,14 @@ nlohmann::json summary_json(const MpiJob& job, const InferJobOptions& options, c
       {"ms_per_pixel", valid > 0 ? 1e3 * seconds / static_cast<double>(valid) : 0.0},
       {"tiles", tiles_json}};
   if (!options.summary_profile.is_null()) summary["profile"] = options.summary_profile;
+  if (infer.profile_stages) {  // every computed tile's, added up (tile_runner.h)
+    StageProfile all;
+    for (const auto& tile : result.tiles) {
+      const auto stages = tile.find("stages");
+      if (stages != tile.end() && !stages->is_null()) all.merge(stage_profile_from_json(*stages));
+    }
+    summary["stages"] = stage_json(all);
+  }
   if (job.active()) summary.update(rank_summary_json(result));  // "ranks" and "total"
   return summary;
 }

@@ -35,6 +35,13 @@ void run_batches(const TileJob& job, const EngineFactory& factory, const EngineS
   const InferOptions& options = job.options;
   build_engine(job, factory, cpu_spec, worker, kept, engines_built);
   Engine& engine = *kept;
+  StageProfile* profile =
+      job.worker_stages ? &(*job.worker_stages)[static_cast<size_t>(worker.index)] : nullptr;
+  const bool engine_times_itself = engine.set_stage_profile(profile);
+  struct Detach {  // the engine outlives this tile's profiles
+    Engine& engine;
+    ~Detach() { engine.set_stage_profile(nullptr); }
+  } detach{engine};
   const int64_t latent = job.latent();
   const std::unique_ptr<InputPreparer> preparer = make_input_preparer(job.tile, job.pipeline);
   std::vector<float> mean(options.repeat > 1 ? engine.max_batch() * latent : 0);
@@ -51,8 +58,12 @@ void run_batches(const TileJob& job, const EngineFactory& factory, const EngineS
     try {
       engine.set_steps(steps.s2, steps.s1);
       for (int r = 0; r < options.repeat; ++r) {
-        preparer->prepare_batch(job.pixels(b), count, r, steps, engine.s2_input(),
-                                engine.s1_input());
+        {
+          const StageTimer timer(profile, Stage::kInputPreparation);
+          preparer->prepare_batch(job.pixels(b), count, r, steps, engine.s2_input(),
+                                  engine.s1_input());
+        }
+        const RunTimer whole(engine_times_itself ? nullptr : profile);
         engine.run(count);
         if (options.repeat > 1) accumulate(engine.output(), count * latent, mean.data());
       }
@@ -66,7 +77,7 @@ void run_batches(const TileJob& job, const EngineFactory& factory, const EngineS
       divide_by(count * latent, options.repeat, mean.data());
       result = mean.data();
     }
-    job.finish(b, result);
+    job.finish(b, result, profile);
     batch_seconds = seconds_since(batch_start);
   }
 }

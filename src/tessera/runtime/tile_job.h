@@ -9,6 +9,7 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -162,6 +163,9 @@ struct TileJob {
   std::atomic<bool>& abort;  // set when any worker failed: the others stop claiming
   StreamPace& pace;
   BatchFinishes& finishes;
+  // One profile per CPU worker (by WorkerPlan::index) with InferOptions::profile_stages, else
+  // null.
+  std::vector<StageProfile>* worker_stages = nullptr;
 
   // Floats of one pixel's model output (the engines' output rows).
   int64_t latent() const { return shape.output_dim; }
@@ -182,8 +186,10 @@ struct TileJob {
   // pipeline.output_dim of each row) into the mapped outputs and hands the batch to the
   // committer (write-back, then journal). A batch's pixels ascend, so its rows lie in
   // [first pixel, last pixel] of the outputs.
-  bool finish(int64_t b, const float* result) const {
+  // The quantisation's and the hand-over's time go to `profile` (when not null).
+  bool finish(int64_t b, const float* result, StageProfile* profile = nullptr) const {
     if (!finishes.finish(b)) return false;
+    std::optional<StageTimer> timer(std::in_place, profile, Stage::kEmbeddingQuantisation);
     const int64_t n = count(b);
     const int64_t* p = pixels(b);
     const int64_t d = pipeline.output_dim;
@@ -197,6 +203,7 @@ struct TileJob {
         throw non_finite_output_error(tile, options.model_path, p[k], e);
       }
     }
+    timer.emplace(profile, Stage::kWriting);
     committer.commit(b, n, embedding_rows + p[0] * d, embedding_rows + (p[n - 1] + 1) * d,
                      scale_values + p[0], scale_values + p[n - 1] + 1);
     return true;

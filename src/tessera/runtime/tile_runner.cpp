@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -477,7 +478,10 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
     return summary;
   }
   compute(tile, tile_dir, journal_path, progress, summary);
-  if (finish) summary.extra_outputs = finish(summary, true);
+  if (finish) {
+    const StageTimer writing(summary.stages ? &*summary.stages : nullptr, Stage::kWriting);
+    summary.extra_outputs = finish(summary, true);
+  }
   summary.seconds = seconds_since(start);
   summary.ms_per_pixel = summary.pixels_computed > 0
                              ? 1e3 * summary.seconds / static_cast<double>(summary.pixels_computed)
@@ -527,8 +531,12 @@ void TileRunner::compute(const Tile& tile, const std::string& tile_dir,
                            outputs.scales->temp_path());
   StreamPace pace;
   BatchFinishes finishes(summary.batches, kept_->cpu_engines.size());
-  const TileJob job{tile,           options,      pipeline, batches,     shape, journal, committer,
-                    embedding_rows, scale_values, counter,  pixels_done, abort, pace,    finishes};
+  std::vector<StageProfile> worker_stages(options.profile_stages ? kept_->cpu_engines.size() : 0);
+  const TileJob job{tile,      options,        pipeline,
+                    batches,   shape,          journal,
+                    committer, embedding_rows, scale_values,
+                    counter,   pixels_done,    abort,
+                    pace,      finishes,       options.profile_stages ? &worker_stages : nullptr};
   // No workers (and no engine builds) when every batch is done already, or there is none.
   const bool work_left = journal.done_count() < summary.batches;
   std::atomic<int> engines_built{0};
@@ -545,6 +553,12 @@ void TileRunner::compute(const Tile& tile, const std::string& tile_dir,
     progress(pixels_done.load(), summary.pixels_valid, seconds_since(start));
   }
 
+  if (options.profile_stages) {
+    summary.stages.emplace();
+    for (const StageProfile& worker : worker_stages) summary.stages->merge(worker);
+    summary.stages->add(Stage::kTileScan, std::llround(summary.scan_seconds * 1e9));
+  }
+  const StageTimer writing(summary.stages ? &*summary.stages : nullptr, Stage::kWriting);
   // The record of earlier outputs goes before they are replaced; this run's comes after.
   const std::string record_path = tile_record_path(options.out_dir, tile.grid);
   fs::remove(record_path, ec);
@@ -672,6 +686,7 @@ nlohmann::json tile_summary_json(const TileSummary& s) {
           {"peak_rss_anon_bytes", s.peak_rss_anon_bytes},
           {"engines_built", s.engines_built},
           {"scan_seconds", s.scan_seconds},
+          {"stages", s.stages ? stage_json(*s.stages) : nlohmann::json()},
           {"embeddings", s.embeddings_path},
           {"scales", s.scales_path},
           {"lock", s.lock_path}};

@@ -24,10 +24,12 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "tessera/engine/engine_spec.h"
+#include "tessera/engine/stage_profile.h"
 #include "tessera/topology/placement.h"
 
 namespace tessera {
@@ -63,6 +65,10 @@ struct InferOptions {
   bool force = false;  // recompute tiles whose outputs exist
   bool resume = true;  // continue from a journal left by an interrupted run
   bool spinning = true;
+  // Time every tile's stages (TileSummary::stages): the CPU workers' engines stage by stage
+  // where the engine measures them (its run() as a whole otherwise), input preparation,
+  // quantisation and writing (engine/stage_profile.h).
+  bool profile_stages = false;
 };
 
 // What happened to a tile: computed (wholly or resumed), skipped because its outputs exist, or
@@ -108,6 +114,9 @@ struct TileSummary {
   // Of `seconds`, the scan that plans the tile's batches (valid pixels, or each pixel's valid
   // observations) and precedes the workers: no device computes meanwhile.
   double scan_seconds = 0;
+  // With InferOptions::profile_stages, a computed tile's stages: its CPU workers' summed, the
+  // scan and the final commit of the outputs (and the finisher's formats) added.
+  std::optional<StageProfile> stages;
   std::string embeddings_path, scales_path;
   std::string lock_path;  // "<out>/<grid>.lock", held while the tile's outputs are written
   // Files the tile's finisher wrote (TileFinisher), e.g. "<out>/<grid>.tif".

@@ -59,20 +59,23 @@ size_t NativeAttention::prepare(int64_t batch, int64_t steps) {
 }
 
 void NativeAttention::run(dnnl::stream& stream, int64_t batch, int64_t steps, const void* qkv,
-                          float* scores, void* probabilities, float* context, void* scratchpad) {
+                          float* scores, void* probabilities, float* context, void* scratchpad,
+                          StageProfile* profile) {
   const int64_t group = group_size(batch, steps);
   const size_t element = type_ == NativeType::bf16 ? 2 : 4;
   for (int64_t first = 0; first < batch; first += group) {
     const int64_t size = std::min(group, batch - first);
     const auto* rows = static_cast<const char*>(qkv) + first * steps * 3 * d_ * element;
     run_group(stream, primitives_for(size, steps), size, steps, rows, scores, probabilities,
-              context + first * steps * d_, scratchpad);
+              context + first * steps * d_, scratchpad, profile);
   }
 }
 
 void NativeAttention::run_group(dnnl::stream& stream, const Primitives& p, int64_t group,
                                 int64_t steps, const char* qkv, float* scores, void* probabilities,
-                                float* context, void* scratchpad) {
+                                float* context, void* scratchpad, StageProfile* profile) {
+  // Each of the two matmuls: 2 · group · heads · steps² · (d / heads) operations.
+  const double matmul_ops = 2.0 * static_cast<double>(group * steps * steps * d_);
   const size_t element = type_ == NativeType::bf16 ? 2 : 4;
   const auto at = [&](const memory::desc& desc, const void* data) {
     return memory(desc, engine_, const_cast<void*>(data));
@@ -83,16 +86,22 @@ void NativeAttention::run_group(dnnl::stream& stream, const Primitives& p, int64
   const memory::desc scratch_md({static_cast<memory::dim>(std::max<size_t>(p.scratchpad_bytes, 1))},
                                 memory::data_type::u8, memory::format_tag::a);
   if (p.scratchpad_bytes > 0) args[DNNL_ARG_SCRATCHPAD] = at(scratch_md, scratchpad);
-  p.scores.execute(stream, args);
-
-  const int64_t rows = group * heads_ * steps;
-  const NativeOperand probabilities_op{type_, steps, probabilities, nullptr};
-  softmax_rows(scores, rows, steps, 1.0f / std::sqrt(static_cast<float>(d_ / heads_)),
-               probabilities_op);
+  {
+    const StageTimer timer(profile, Stage::kAttentionCore, matmul_ops);
+    p.scores.execute(stream, args);
+  }
+  {
+    const StageTimer timer(profile, Stage::kSoftmax);
+    const int64_t rows = group * heads_ * steps;
+    const NativeOperand probabilities_op{type_, steps, probabilities, nullptr};
+    softmax_rows(scores, rows, steps, 1.0f / std::sqrt(static_cast<float>(d_ / heads_)),
+                 probabilities_op);
+  }
 
   args[DNNL_ARG_SRC] = at(p.p, probabilities);
   args[DNNL_ARG_WEIGHTS] = at(p.v, qkv + 2 * d_ * element);
   args[DNNL_ARG_DST] = at(p.c, context);
+  const StageTimer timer(profile, Stage::kAttentionCore, matmul_ops);
   p.context.execute(stream, args);
 }
 

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "tessera/engine/native/native_linear.h"
+#include "tessera/engine/stage_profile.h"
 
 namespace tessera {
 
@@ -29,9 +30,10 @@ class NativeAttention {
   // scratchpad bytes.
   size_t prepare(int64_t batch, int64_t steps);
   // qkv [batch * steps, 3d] in type(); scores (float32) and probabilities (type()) of
-  // score_capacity elements; context [batch * steps, d] float32.
+  // score_capacity elements; context [batch * steps, d] float32. The two matmuls' time goes to
+  // `profile`'s attention core, the softmax's to its softmax (null: not measured).
   void run(dnnl::stream& stream, int64_t batch, int64_t steps, const void* qkv, float* scores,
-           void* probabilities, float* context, void* scratchpad);
+           void* probabilities, float* context, void* scratchpad, StageProfile* profile);
 
   // Drops every cached primitive (prepare() creates them again).
   void forget_primitives() { primitives_.clear(); }
@@ -49,7 +51,7 @@ class NativeAttention {
   Primitives& primitives_for(int64_t group, int64_t steps);
   void run_group(dnnl::stream& stream, const Primitives& p, int64_t group, int64_t steps,
                  const char* qkv, float* scores, void* probabilities, float* context,
-                 void* scratchpad);
+                 void* scratchpad, StageProfile* profile);
 
   dnnl::engine engine_;
   int64_t d_, heads_;

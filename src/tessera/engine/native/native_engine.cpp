@@ -15,6 +15,7 @@
 #include "tessera/engine/native/native_kernels.h"
 #include "tessera/engine/native/native_linear.h"
 #include "tessera/engine/native/native_model.h"
+#include "tessera/engine/stage_profile.h"
 
 namespace tessera {
 namespace {
@@ -172,6 +173,7 @@ struct NativeEngine::State {
   int64_t pixel_capacity = 0;
   // Run shapes whose primitives exist and fit the scratchpad: (batch, s2 steps, s1 steps).
   std::set<std::tuple<int64_t, int64_t, int64_t>> prepared;
+  StageProfile* profile = nullptr;  // where run stages add their time; null: not measured
   NativeBuffer scratchpad;
   NativeBuffer s2_in, s1_in, out, bands, embedded, x, x_low, x_scales, qkv, qkv_low, scores,
       probabilities, context, context_low, context_scales, delta, hidden, hidden_low, hidden_scales,
@@ -218,6 +220,17 @@ struct NativeEngine::State {
   void run_fusion(int64_t batch);
   void finish_int8_output(const NativeLinear& linear, void* y, const float* row_scales, bool relu,
                           int64_t rows, const NativeOperand& out);
+  // linear's dst = src @ W for `rows` rows, its time and 2·rows·in·out operations in `stage`.
+  void run_linear(Stage stage, NativeLinear& linear, int64_t rows, const void* src, void* dst) {
+    const NativeLinearSpec& spec = linear.spec();
+    const StageTimer timer(profile, stage, 2.0 * static_cast<double>(rows * spec.in * spec.out));
+    linear.run(stream, rows, src, dst, scratchpad.as<void>());
+  }
+  template <typename Work>
+  void timed(Stage stage, Work&& work) {
+    const StageTimer timer(profile, stage);
+    work();
+  }
 };
 
 int64_t NativeEngine::State::activation_bytes_per_row() const {
@@ -519,6 +532,7 @@ void NativeEngine::State::forget_shapes() {
 void NativeEngine::State::prepare(int64_t batch, int64_t s2_steps, int64_t s1_steps) {
   const std::tuple<int64_t, int64_t, int64_t> shape{batch, s2_steps, s1_steps};
   if (prepared.count(shape)) return;
+  const StageTimer timer(profile, Stage::kPrimitiveCreation);
   if (prepared.size() >= kMaxPreparedShapes) forget_shapes();
   size_t bytes = 0;
   const int64_t fusion_chunk = even_part(batch, std::min(batch, pixel_capacity));
@@ -534,6 +548,7 @@ void NativeEngine::State::prepare(int64_t batch, int64_t s2_steps, int64_t s1_st
   }
   if (bytes > scratchpad.bytes()) scratchpad = NativeBuffer(bytes);
   prepared.insert(shape);
+  if (profile) ++profile->shapes;
 }
 
 // The epilogue of an int8 matmul's output y (f32 or bf16, per its spec): out rows =
@@ -541,6 +556,7 @@ void NativeEngine::State::prepare(int64_t batch, int64_t s2_steps, int64_t s1_st
 void NativeEngine::State::finish_int8_output(const NativeLinear& linear, void* y,
                                              const float* row_scales, bool relu, int64_t rows,
                                              const NativeOperand& out) {
+  const StageTimer timer(profile, Stage::kActivationConversion);
   const int64_t cols = linear.spec().out;
   if (linear.spec().dst == NativeType::bf16) {
     finish_bf16_rows(static_cast<const uint16_t*>(y), row_scales, linear.epilogue_bias(), relu,
@@ -559,13 +575,14 @@ const void* NativeEngine::State::run_qkv(const EncoderLayer& layer, int64_t rows
   void* attention_qkv = plan.attention != NativeType::f32 ? qkv_low.as<void>() : qkv.as<void>();
   const NativeOperand attention_op{plan.attention, 3 * d, attention_qkv, nullptr};
   void* projected = layer.q_gain.empty() ? attention_qkv : qkv.as<void>();
-  layer.qkv->run(stream, rows, x_op.data, projected, scratchpad.as<void>());
+  run_linear(Stage::kGemmQkvOut, *layer.qkv, rows, x_op.data, projected);
   if (layer.qkv->quantized()) {
     finish_int8_output(
         *layer.qkv, projected, x_op.row_scales, false, rows,
         layer.q_gain.empty() ? attention_op : NativeOperand{NativeType::f32, 3 * d, projected});
   }
   if (!layer.q_gain.empty()) {
+    const StageTimer timer(profile, Stage::kNormalization);
     rms_normalize_heads(qkv.as<float>(), rows, d, dims.heads, layer.q_gain.data(),
                         layer.k_gain.data(), attention_op);
   }
@@ -587,40 +604,44 @@ void NativeEngine::State::run_encoder_layer(const Branch& branch, const EncoderL
   void* probabilities_out =
       plan.attention != NativeType::f32 ? probabilities.as<void>() : scores.as<void>();
   branch.attention->run(stream, batch, steps, attention_qkv, scores.as<float>(), probabilities_out,
-                        context.as<float>(), scratch);
-  if (context_op.type != NativeType::f32) store_rows(context.as<float>(), rows, context_op);
-  layer.out->run(stream, rows, context_op.data, delta.as<void>(), scratch);
-  add_and_normalize(x.as<float>(), delta.as<float>(), scales_of(*layer.out, context_op),
-                    layer.out->epilogue_bias(), layer.norm1_gamma.data(), layer.norm1_beta.data(),
-                    rows, d, x_op);
-  layer.ffn1->run(stream, rows, x_op.data, hidden.as<void>(), scratch);
+                        context.as<float>(), scratch, profile);
+  if (context_op.type != NativeType::f32)
+    timed(Stage::kActivationConversion, [&] { store_rows(context.as<float>(), rows, context_op); });
+  run_linear(Stage::kGemmQkvOut, *layer.out, rows, context_op.data, delta.as<void>());
+  timed(Stage::kNormalization, [&] {
+    add_and_normalize(x.as<float>(), delta.as<float>(), scales_of(*layer.out, context_op),
+                      layer.out->epilogue_bias(), layer.norm1_gamma.data(), layer.norm1_beta.data(),
+                      rows, d, x_op);
+  });
+  run_linear(Stage::kGemmFfn, *layer.ffn1, rows, x_op.data, hidden.as<void>());
   if (layer.ffn1->quantized())
     finish_int8_output(*layer.ffn1, hidden.as<void>(), x_op.row_scales, true, rows, hidden_op);
-  layer.ffn2->run(stream, rows, hidden_op.data, delta.as<void>(), scratch);
-  add_and_normalize(x.as<float>(), delta.as<float>(), scales_of(*layer.ffn2, hidden_op),
-                    layer.ffn2->epilogue_bias(), layer.norm2_gamma.data(), layer.norm2_beta.data(),
-                    rows, d, x_op);
+  run_linear(Stage::kGemmFfn, *layer.ffn2, rows, hidden_op.data, delta.as<void>());
+  timed(Stage::kNormalization, [&] {
+    add_and_normalize(x.as<float>(), delta.as<float>(), scales_of(*layer.ffn2, hidden_op),
+                      layer.ffn2->epilogue_bias(), layer.norm2_gamma.data(),
+                      layer.norm2_beta.data(), rows, d, x_op);
+  });
 }
 
 // The custom GRU over the encoder output (x_operand) of `batch` sequences; every step's state
 // goes to `delta` ([batch * steps, d]).
 void NativeEngine::State::run_custom_gru(const Branch& branch, int64_t batch, int64_t steps) {
   const int64_t d = dims.d_model;
-  void* scratch = scratchpad.as<void>();
   const NativeOperand x_op = x_operand(), h_op = h_operand(), rh_op = rh_operand();
-  branch.gru_input->run(stream, batch * steps, x_op.data, qkv.as<void>(), scratch);
+  run_linear(Stage::kGemmGruInput, *branch.gru_input, batch * steps, x_op.data, qkv.as<void>());
   if (branch.gru_input->quantized()) {
     finish_int8_output(*branch.gru_input, qkv.as<void>(), x_op.row_scales, false, batch * steps,
                        {NativeType::f32, 3 * d, qkv.as<void>(), nullptr});
   }
   NativeGruStep step{qkv.as<float>(),  batch, steps, d, 0, h.as<float>(), z.as<float>(),
                      delta.as<float>()};
-  gru_first_step(step, h_op);
+  timed(Stage::kGruGates, [&] { gru_first_step(step, h_op); });
   for (step.t = 1; step.t < steps; ++step.t) {
-    branch.gru_reset->run(stream, batch, h_op.data, gh.as<void>(), scratch);
-    gru_gates(step, gh.as<float>(), rh_op);
-    branch.gru_hidden->run(stream, batch, rh_op.data, gn.as<void>(), scratch);
-    gru_update(step, gn.as<float>(), h_op);
+    run_linear(Stage::kGemmGruRecurrent, *branch.gru_reset, batch, h_op.data, gh.as<void>());
+    timed(Stage::kGruGates, [&] { gru_gates(step, gh.as<float>(), rh_op); });
+    run_linear(Stage::kGemmGruRecurrent, *branch.gru_hidden, batch, rh_op.data, gn.as<void>());
+    timed(Stage::kGruGates, [&] { gru_update(step, gn.as<float>(), h_op); });
   }
 }
 
@@ -628,20 +649,21 @@ void NativeEngine::State::run_custom_gru(const Branch& branch, int64_t batch, in
 // computed in full (h = 0 still gives h @ W_hh + b_hh = b_hh); states go to `delta`.
 void NativeEngine::State::run_torch_gru(const Branch& branch, int64_t batch, int64_t steps) {
   const int64_t d = dims.d_model;
-  void* scratch = scratchpad.as<void>();
   const NativeOperand x_op = x_operand(), h_op = h_operand();
-  branch.gru_input->run(stream, batch * steps, x_op.data, qkv.as<void>(), scratch);
+  run_linear(Stage::kGemmGruInput, *branch.gru_input, batch * steps, x_op.data, qkv.as<void>());
   if (branch.gru_input->quantized()) {
     finish_int8_output(*branch.gru_input, qkv.as<void>(), x_op.row_scales, false, batch * steps,
                        {NativeType::f32, 3 * d, qkv.as<void>(), nullptr});
   }
-  std::fill(h.as<float>(), h.as<float>() + batch * d, 0.0f);
-  store_rows(h.as<float>(), batch, h_op);
+  timed(Stage::kGruGates, [&] {
+    std::fill(h.as<float>(), h.as<float>() + batch * d, 0.0f);
+    store_rows(h.as<float>(), batch, h_op);
+  });
   NativeGruStep step{qkv.as<float>(),  batch, steps, d, 0, h.as<float>(), z.as<float>(),
                      delta.as<float>()};
   for (step.t = 0; step.t < steps; ++step.t) {
-    branch.gru_hidden->run(stream, batch, h_op.data, gh.as<void>(), scratch);
-    torch_gru_step(step, gh.as<float>(), h_op);
+    run_linear(Stage::kGemmGruRecurrent, *branch.gru_hidden, batch, h_op.data, gh.as<void>());
+    timed(Stage::kGruGates, [&] { torch_gru_step(step, gh.as<float>(), h_op); });
   }
 }
 
@@ -655,18 +677,20 @@ void NativeEngine::State::run_chunk(const Branch& branch, const float* input, in
   const int64_t d = dims.d_model;
   const int64_t rows = batch * steps;
   const int64_t features = branch.dims.bands + 1;
-  void* scratch = scratchpad.as<void>();
-  gather_bands(input, rows, features, branch.dims.bands, bands.as<float>());
-  branch.embed0->run(stream, rows, bands.as<void>(), delta.as<void>(), scratch);
+  timed(Stage::kInputFeatures,
+        [&] { gather_bands(input, rows, features, branch.dims.bands, bands.as<float>()); });
+  run_linear(Stage::kGemmEmbedding, *branch.embed0, rows, bands.as<void>(), delta.as<void>());
   const void* embedded_src = delta.as<void>();
   if (plan.light != NativeType::f32) {  // the ReLU output in bf16 for the second Linear
     const NativeOperand embedded_op{plan.light, d, embedded.as<void>(), nullptr};
-    store_rows(delta.as<float>(), rows, embedded_op);
+    timed(Stage::kActivationConversion, [&] { store_rows(delta.as<float>(), rows, embedded_op); });
     embedded_src = embedded.as<void>();
   }
-  branch.embed2->run(stream, rows, embedded_src, x.as<void>(), scratch);
-  add_day_of_year(x.as<float>(), input, rows, features, d, branch.doy_frequencies.data(),
-                  x_operand());
+  run_linear(Stage::kGemmEmbedding, *branch.embed2, rows, embedded_src, x.as<void>());
+  timed(Stage::kInputFeatures, [&] {
+    add_day_of_year(x.as<float>(), input, rows, features, d, branch.doy_frequencies.data(),
+                    x_operand());
+  });
   for (const EncoderLayer& layer : branch.layers) {
     check();
     run_encoder_layer(branch, layer, batch, steps);
@@ -681,6 +705,7 @@ void NativeEngine::State::run_chunk(const Branch& branch, const float* input, in
     }
     states = delta.as<float>();
   }
+  const StageTimer timer(profile, Stage::kPooling);
   attention_pool(states, x.as<float>(),
                  branch.pool_gamma.empty() ? nullptr : branch.pool_gamma.data(),
                  branch.pool_beta.empty() ? nullptr : branch.pool_beta.data(),
@@ -701,21 +726,24 @@ void NativeEngine::State::run_branch(const Branch& branch, const float* input, i
 
 // pooled [batch, 2d] -> out [batch, latent], in chunks of at most pixel_capacity pixels.
 void NativeEngine::State::run_fusion(int64_t batch) {
-  void* scratch = scratchpad.as<void>();
   const int64_t chunk = even_part(batch, std::min(batch, pixel_capacity));
   for (int64_t first = 0; first < batch; first += chunk) {
     const int64_t n = std::min(chunk, batch - first);
     const float* in = pooled.as<float>() + first * 2 * dims.d_model;
     float* result = out.as<float>() + first * dims.latent;
     if (!fusion.second) {
-      fusion.first->run(stream, n, in, result, scratch);
+      run_linear(Stage::kGemmFusion, *fusion.first, n, in, result);
       continue;
     }
-    fusion.first->run(stream, n, in, fusion_hidden.as<void>(), scratch);
-    normalize_rows(fusion_hidden.as<float>(), n, dims.fusion_hidden, fusion.norm_gamma.data(),
-                   fusion.norm_beta.data(), true);
-    fusion.second->run(stream, n, fusion_hidden.as<void>(), result, scratch);
-    if (fusion.final_norm) normalize_rows(result, n, dims.latent, nullptr, nullptr, false);
+    run_linear(Stage::kGemmFusion, *fusion.first, n, in, fusion_hidden.as<void>());
+    timed(Stage::kNormalization, [&] {
+      normalize_rows(fusion_hidden.as<float>(), n, dims.fusion_hidden, fusion.norm_gamma.data(),
+                     fusion.norm_beta.data(), true);
+    });
+    run_linear(Stage::kGemmFusion, *fusion.second, n, fusion_hidden.as<void>(), result);
+    if (fusion.final_norm)
+      timed(Stage::kNormalization,
+            [&] { normalize_rows(result, n, dims.latent, nullptr, nullptr, false); });
   }
 }
 
@@ -753,6 +781,11 @@ int64_t NativeEngine::buffer_bytes() const {
   return static_cast<int64_t>(state_->buffer_bytes());
 }
 
+bool NativeEngine::set_stage_profile(StageProfile* profile) {
+  state_->profile = profile;
+  return true;
+}
+
 int64_t NativeEngine::activation_rows() const {
   return state_->rows_capacity;
 }
@@ -774,6 +807,7 @@ void NativeEngine::run(int64_t batch) {
   }
   omp_set_num_threads(options_.threads);
   State& s = *state_;
+  const RunTimer whole(s.profile);
   const int64_t s2 = s2_steps(), s1 = s1_steps();
   s.prepare(batch, s2, s1);
   s.run_branch(s.s2, s.s2_in.as<float>(), batch, s2, s.pooled.as<float>(), interrupted_);

@@ -84,6 +84,7 @@ class NativeEngine : public Engine {
   void interrupt() override { interrupted_ = true; }
   void allow_runs() override { interrupted_ = false; }
   int64_t buffer_bytes() const override;
+  bool set_stage_profile(StageProfile* profile) override;
   // Rows (pixels x steps) of the activation buffers: what one chunk of a run computes.
   int64_t activation_rows() const;
 
