@@ -125,6 +125,46 @@ TEST(InferCli, OutputsOfAnotherModelOrPrecisionAreRefusedNotSkipped) {
   EXPECT_NE(slurp(out + "/grid_1.25_2.05.tessera.json").find("seed 43"), std::string::npos);
 }
 
+// A run killed between its outputs' renames and its record leaves both outputs (perhaps the
+// embeddings new and the scales old), no record, and the tile's journal. The rerun computes the
+// tile again without --force and ends byte-identical to a clean run; the same outputs without a
+// tessera journal beside them are still refused.
+TEST(InferCli, ARunStoppedBetweenItsOutputsAndItsRecordIsComputedAgain) {
+  const std::string tile = make_tile("grid_1.45_2.05");
+  const std::string out = kDir + "/out_stopped_commit";
+  fs::remove_all(out);
+  const std::string infer = "infer " + tile + " -o " + out + " --layout 1x1 -m " + small_model();
+  ASSERT_EQ(run_cli(infer).exit_code, 0);
+  const std::string npy = out + "/grid_1.45_2.05.npy", scales = out + "/grid_1.45_2.05_scales.npy";
+  const std::string record = out + "/grid_1.45_2.05.tessera.json";
+  const std::string journal = out + "/grid_1.45_2.05.journal";
+  const std::string clean_npy = slurp(npy), clean_scales = slurp(scales);
+
+  fs::remove(record);
+  std::string old_scales = clean_scales;
+  std::fill(old_scales.begin() + 128, old_scales.end(), '\0');  // the scales of an earlier run
+  std::ofstream(scales, std::ios::binary | std::ios::trunc) << old_scales;
+  std::ofstream(journal) << "tessera-journal v5 grid=grid_1.45_2.05\n";
+  auto r = run_cli(infer);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "tessera: " + tile +
+                       ": a run stopped while replacing its outputs (its journal is left, its "
+                       "record " +
+                       record + " is not there): computing the tile again\n");
+  EXPECT_EQ(slurp(npy), clean_npy);
+  EXPECT_EQ(slurp(scales), clean_scales);
+  EXPECT_TRUE(fs::exists(record));
+  EXPECT_FALSE(fs::exists(journal));
+
+  fs::remove(record);
+  std::ofstream(journal) << "not a journal of tessera's\n";
+  r = run_cli(infer);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "tessera: " + npy + ": exists, but " + record +
+                       " (what made it) does not: --force recomputes the tile\n");
+  EXPECT_EQ(slurp(scales), clean_scales);
+}
+
 TEST(InferCli, ADirectoryOfTilesGivenAsATileSaysToUseTiles) {
   const std::string tiles = kDir + "/a_directory_of_tiles";
   fs::remove_all(tiles);

@@ -597,12 +597,8 @@ def case_infer_killed():
         rc = proc.wait()
         interrupted += rc == -signal.SIGKILL
         rerun = subprocess.run([TESSERA, *args], capture_output=True, text=True)
-        # Killed after a tile's .npy outputs were renamed into place but before its record
-        # was written: the outputs are not trusted, and the line says to recompute them.
-        unrecorded = ".tessera.json (what made it) does not: --force recomputes the tile\n"
-        if rerun.returncode == 1 and rerun.stderr.endswith(unrecorded):
-            when += ", between a tile's outputs and its record: rerun with --force"
-            rerun = subprocess.run([TESSERA, *args, "--force"], capture_output=True, text=True)
+        # A rerun without --force finishes the job whenever the kill came, also between a
+        # tile's outputs and its record (the runner computes such a tile again).
         assert rerun.returncode == 0, f"trial {trial}: the rerun failed: {rerun.stderr}"
         print(f"  trial {trial}: killed {when} (exit {rc})", flush=True)
         expect_clean(store, [out], clean_npy, clean_store, f"trial {trial}")

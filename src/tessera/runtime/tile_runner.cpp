@@ -212,6 +212,27 @@ void check_outputs_spare_inputs(const Tile& tile, const std::string& tile_dir,
 // True when both outputs exist and `force` is off: the tile is done. A run stopped between
 // committing the outputs and removing the journal leaves the journal behind, and a killed
 // --force run its partial outputs; the outputs are complete, so these are stale and removed.
+// True when `path` is a tessera journal (its key's first line), not any file of that name.
+bool is_tessera_journal(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::string head(16, '\0');
+  file.read(head.data(), static_cast<std::streamsize>(head.size()));
+  return file.gcount() == static_cast<std::streamsize>(head.size()) &&
+         head.starts_with("tessera-journal ");
+}
+
+// Both outputs there with no record of what made them but with this tile's journal: a run was
+// stopped between its first rename and the record (tile_runner commits the record last and
+// removes the journal after it). The run had been allowed to replace these outputs, and they
+// may be half old, half new (the embeddings renamed, the scales not yet): computing the tile
+// again is the only safe finish.
+bool outputs_interrupted(const TileSummary& summary, const std::string& journal_path,
+                         const std::string& record_path) {
+  std::error_code ec;
+  return fs::exists(summary.embeddings_path, ec) && fs::exists(summary.scales_path, ec) &&
+         !fs::exists(record_path, ec) && is_tessera_journal(journal_path);
+}
+
 bool outputs_complete(const InferOptions& options, const TileSummary& summary,
                       const std::string& journal_path) {
   std::error_code ec;
@@ -471,7 +492,13 @@ TileSummary TileRunner::run(const std::string& tile_dir, const ProgressCallback&
     summary.status = TileStatus::kLocked;
     return summary;
   }
-  if (outputs_complete(options, summary, journal_path)) {
+  const std::string record_path = tile_record_path(options.out_dir, tile.grid);
+  if (!options.force && outputs_interrupted(summary, journal_path, record_path)) {
+    fmt::print(stderr,
+               "tessera: {}: a run stopped while replacing its outputs (its journal is left, its "
+               "record {} is not there): computing the tile again\n",
+               tile_dir, record_path);
+  } else if (outputs_complete(options, summary, journal_path)) {
     check_made_alike(summary, record_of_run(summary));
     summary.status = TileStatus::kSkipped;
     if (finish) summary.extra_outputs = finish(summary, false);
