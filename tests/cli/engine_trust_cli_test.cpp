@@ -61,7 +61,10 @@ std::string infer_error(const std::string& tile, const std::string& model,
                          " --layout 1x1 -b 8");
   EXPECT_EQ(r.exit_code, 1) << engine << ": " << r.err;
   EXPECT_FALSE(fs::exists(out + "/" + fs::path(tile).filename().string() + ".npy")) << engine;
-  return r.err;
+  // The run's first line names the engine asked for; the error follows it.
+  const std::string engine_line = "tessera: engine: " + engine + " fp32 (--engine)\n";
+  EXPECT_EQ(r.err.rfind(engine_line, 0), 0u) << r.err;
+  return r.err.rfind(engine_line, 0) == 0 ? r.err.substr(engine_line.size()) : r.err;
 }
 
 // A NaN bias ahead of a ReLU (which turned it into 0 on the native engine, exit 0) and an

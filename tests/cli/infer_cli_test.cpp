@@ -12,6 +12,7 @@
 
 #include "run_cli.h"
 #include "tessera/model/model_family.h"
+#include "test_models.h"
 #include "test_support.h"
 
 namespace {
@@ -34,6 +35,11 @@ std::string make_tile(const std::string& name) {
   return tessera::testing::make_small_tile(kDir, name);
 }
 
+// The first line of a run with the default engine on this machine (the native engine runs the
+// small model).
+const std::string kEngineLine =
+    "tessera: engine: native fp32 (default: fastest fp32 engine here)\n";
+
 int count_lines(const std::string& text) {
   return static_cast<int>(std::count(text.begin(), text.end(), '\n'));
 }
@@ -44,7 +50,7 @@ TEST(InferCli, OldOutSpellingStillWorksWithOneLine) {
   fs::remove_all(out);
   auto r = run_cli("infer " + tile + " --out " + out + " -m " + small_model() + " --layout 1x1");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.err, "tessera infer: '--out' is deprecated, use '--output'\n");
+  EXPECT_EQ(r.err, "tessera infer: '--out' is deprecated, use '--output'\n" + kEngineLine);
   EXPECT_TRUE(fs::exists(out + "/grid_1.05_2.15.npy"));
   r = run_cli("infer " + tile + " --out " + out + " --output " + out);
   EXPECT_EQ(r.exit_code, 2);
@@ -77,13 +83,16 @@ TEST(InferCli, WritesBothOutputsThenSkipsThemUnlessForced) {
 
 // Outputs record what made them (<grid>.tessera.json); a run with another model, engine or
 // precision refuses the tile instead of skipping it, and so does one finding outputs that record
-// nothing. The same run skips it; --force recomputes it.
-TEST(InferCli, OutputsOfAnotherModelOrPrecisionAreRefusedNotSkipped) {
+// nothing. The same run skips it; --force recomputes it. Outputs that ONNX Runtime made (the
+// default engine of earlier releases) are refused by a run with the default engine, with the
+// flag that keeps them.
+TEST(InferCli, OutputsOfAnotherModelOrEngineAreRefusedNotSkipped) {
   const std::string tile = make_tile("grid_1.25_2.05");
   const std::string out = kDir + "/out_record";
   fs::remove_all(out);
   const std::string infer = "infer " + tile + " -o " + out + " --layout 1x1 -m ";
-  ASSERT_EQ(run_cli(infer + small_model()).exit_code, 0);
+  const std::string ort = " --engine ort";
+  ASSERT_EQ(run_cli(infer + small_model() + ort).exit_code, 0);
   const nlohmann::json record = nlohmann::json::parse(slurp(out + "/grid_1.25_2.05.tessera.json"));
   EXPECT_EQ(record["weights"], "random (seed 42), for benchmarking");
   EXPECT_EQ(record["engine"], "ort");
@@ -96,31 +105,35 @@ TEST(InferCli, OutputsOfAnotherModelOrPrecisionAreRefusedNotSkipped) {
                     " --d-model 32 --layers 1 --heads 2 --ffn 64 --seed 43")
                 .exit_code,
             0);
-  auto r = run_cli(infer + other);
+  const std::string engine_line = "tessera: engine: ort fp32 (--engine)\n";
+  auto r = run_cli(infer + other + ort);
   EXPECT_EQ(r.exit_code, 1);
   const std::string npy = out + "/grid_1.25_2.05.npy";
   EXPECT_EQ(r.err.substr(0, r.err.find(" (this run")),
-            "tessera: " + npy + ": made with model sha256 " + sha.substr(0, 12));
+            engine_line + "tessera: " + npy + ": made with model sha256 " + sha.substr(0, 12));
   EXPECT_NE(r.err.find("): --force recomputes the tile, or write to another directory\n"),
             std::string::npos)
       << r.err;
 
-  r = run_cli(infer + small_model() + " --engine native --precision bf16");
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "tessera: " + npy +
-                       ": made with engine ort (this run: native): --force recomputes the tile, or "
-                       "write to another directory\n");
   r = run_cli(infer + small_model());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "tessera: engine: native fp32 (default: fastest fp32 engine here)\n"
+            "tessera: " +
+                npy +
+                ": made with engine ort (this run: native): --force recomputes the tile, "
+                "--engine ort keeps it, or write to another directory\n");
+  r = run_cli(infer + small_model() + ort);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "grid_1.25_2.05: skipped, outputs exist in " + out + " (--force recomputes)\n");
 
   fs::remove(out + "/grid_1.25_2.05.tessera.json");
-  r = run_cli(infer + small_model());
+  r = run_cli(infer + small_model() + ort);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "tessera: " + npy + ": exists, but " + out +
+  EXPECT_EQ(r.err, engine_line + "tessera: " + npy + ": exists, but " + out +
                        "/grid_1.25_2.05.tessera.json (what made it) does not: --force recomputes "
                        "the tile\n");
-  r = run_cli(infer + other + " --force");
+  r = run_cli(infer + other + ort + " --force");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(slurp(out + "/grid_1.25_2.05.tessera.json").find("seed 43"), std::string::npos);
 }
@@ -130,27 +143,28 @@ TEST(InferCli, OutputsOfAnotherModelOrPrecisionAreRefusedNotSkipped) {
 // tile again without --force and ends byte-identical to a clean run; the same outputs without a
 // tessera journal beside them are still refused.
 TEST(InferCli, ARunStoppedBetweenItsOutputsAndItsRecordIsComputedAgain) {
-  const std::string tile = make_tile("grid_1.45_2.05");
+  const std::string tile = make_tile("grid_1.65_2.05");
   const std::string out = kDir + "/out_stopped_commit";
   fs::remove_all(out);
   const std::string infer = "infer " + tile + " -o " + out + " --layout 1x1 -m " + small_model();
   ASSERT_EQ(run_cli(infer).exit_code, 0);
-  const std::string npy = out + "/grid_1.45_2.05.npy", scales = out + "/grid_1.45_2.05_scales.npy";
-  const std::string record = out + "/grid_1.45_2.05.tessera.json";
-  const std::string journal = out + "/grid_1.45_2.05.journal";
+  const std::string npy = out + "/grid_1.65_2.05.npy", scales = out + "/grid_1.65_2.05_scales.npy";
+  const std::string record = out + "/grid_1.65_2.05.tessera.json";
+  const std::string journal = out + "/grid_1.65_2.05.journal";
   const std::string clean_npy = slurp(npy), clean_scales = slurp(scales);
 
   fs::remove(record);
   std::string old_scales = clean_scales;
   std::fill(old_scales.begin() + 128, old_scales.end(), '\0');  // the scales of an earlier run
   std::ofstream(scales, std::ios::binary | std::ios::trunc) << old_scales;
-  std::ofstream(journal) << "tessera-journal v5 grid=grid_1.45_2.05\n";
+  std::ofstream(journal) << "tessera-journal v5 grid=grid_1.65_2.05\n";
   auto r = run_cli(infer);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.err, "tessera: " + tile +
-                       ": a run stopped while replacing its outputs (its journal is left, its "
-                       "record " +
-                       record + " is not there): computing the tile again\n");
+  EXPECT_EQ(r.err,
+            "tessera: engine: native fp32 (default: fastest fp32 engine here)\ntessera: " + tile +
+                ": a run stopped while replacing its outputs (its journal is left, its "
+                "record " +
+                record + " is not there): computing the tile again\n");
   EXPECT_EQ(slurp(npy), clean_npy);
   EXPECT_EQ(slurp(scales), clean_scales);
   EXPECT_TRUE(fs::exists(record));
@@ -160,9 +174,55 @@ TEST(InferCli, ARunStoppedBetweenItsOutputsAndItsRecordIsComputedAgain) {
   std::ofstream(journal) << "not a journal of tessera's\n";
   r = run_cli(infer);
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "tessera: " + npy + ": exists, but " + record +
+  EXPECT_EQ(r.err, "tessera: engine: native fp32 (default: fastest fp32 engine here)\ntessera: " +
+                       npy + ": exists, but " + record +
                        " (what made it) does not: --force recomputes the tile\n");
   EXPECT_EQ(slurp(scales), clean_scales);
+}
+
+// Without --engine, infer runs the fastest fp32 engine that runs the model here (the native
+// engine on this CPU) and says so in its first line and in the summary; --engine ort runs ONNX
+// Runtime and says it was asked for.
+TEST(InferCli, TheDefaultEngineIsTheNativeOneOnACpuAndTheRunSaysWhy) {
+  const std::string tile = make_tile("grid_1.35_2.05");
+  const std::string summary = kDir + "/default_engine.json";
+  const std::string infer = "infer " + tile + " -m " + small_model() + " --layout 1x1 --summary " +
+                            summary + " --force -o " + kDir + "/out_default_";
+  auto r = run_cli(infer + "native");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "tessera: engine: native fp32 (default: fastest fp32 engine here)\n");
+  auto doc = nlohmann::json::parse(slurp(summary));
+  EXPECT_EQ(doc["engine"], "native");
+  EXPECT_EQ(doc["precision"], "fp32");
+  EXPECT_EQ(doc["engine_reason"], "default: fastest fp32 engine here");
+  EXPECT_EQ(doc["tiles"][0]["engines"], "cpu native fp32");
+
+  r = run_cli(infer + "ort --engine ort");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "tessera: engine: ort fp32 (--engine)\n");
+  doc = nlohmann::json::parse(slurp(summary));
+  EXPECT_EQ(doc["engine"], "ort");
+  EXPECT_EQ(doc["engine_reason"], "--engine");
+  EXPECT_EQ(doc["tiles"][0]["engines"], "cpu ort fp32");
+}
+
+// A model the native engine cannot read (a graph with the Tessera inputs and output but none of
+// its weights) runs on ONNX Runtime by default, and the first line gives the native engine's
+// reason.
+TEST(InferCli, AModelTheNativeEngineRefusesRunsOnOrtByDefaultWithTheReason) {
+  const std::string tile = make_tile("grid_1.45_2.05");
+  const std::string model = tessera::testing::write_batch_multiple_model(kDir, "plain.onnx", 1);
+  const std::string summary = kDir + "/refused.json";
+  const auto r = run_cli("infer " + tile + " -m " + model + " --layout 1x1 -o " + kDir +
+                         "/out_refused --force --summary " + summary);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string reason =
+      "native cannot run " + model +
+      ": initializer 's2.embed.0.bias' is missing (not a Tessera v1.0 model?)";
+  EXPECT_EQ(r.err, "tessera: engine: ort fp32 (" + reason + ")\n");
+  const auto doc = nlohmann::json::parse(slurp(summary));
+  EXPECT_EQ(doc["engine"], "ort");
+  EXPECT_EQ(doc["engine_reason"], reason);
 }
 
 TEST(InferCli, ADirectoryOfTilesGivenAsATileSaysToUseTiles) {
@@ -197,7 +257,8 @@ TEST(InferCli, MalformedBandsFileNamesTheFileAndWritesNothing) {
   fs::remove_all(out);
   const auto r = run_cli("infer " + tile + " -o " + out + " -m " + small_model());
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "tessera: " + tile + "/s2/bands.npy: not a .npy file (bad magic)\n");
+  EXPECT_EQ(r.err,
+            kEngineLine + "tessera: " + tile + "/s2/bands.npy: not a .npy file (bad magic)\n");
   EXPECT_FALSE(fs::exists(out));
 }
 
@@ -232,11 +293,11 @@ TEST(InferCli, BatchOutOfRange) {
   const std::string tile = make_tile("grid_7.00_8.00");
   auto r = run_cli("infer " + tile + " -o " + kDir + "/out_zero -m " + small_model() + " -b 0");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "tessera: batch size must be at least 1 (got 0)\n");
+  EXPECT_EQ(r.err, kEngineLine + "tessera: batch size must be at least 1 (got 0)\n");
   r = run_cli("infer " + tile + " -o " + kDir + "/out_zero -m " + small_model() +
               " -b 99999999999");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_EQ(r.err, "tessera: batch size must be at most 4194304 (got 99999999999)\n");
+  EXPECT_EQ(r.err, kEngineLine + "tessera: batch size must be at most 4194304 (got 99999999999)\n");
   EXPECT_FALSE(fs::exists(kDir + "/out_zero"));
 }
 
@@ -247,7 +308,9 @@ TEST(InferCli, UnwritableOutputDirectory) {
   std::ofstream(kDir + "/a_file") << "x";
   const auto r = run_cli("infer " + tile + " -o " + out + " -m " + small_model());
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err.rfind("tessera: " + out + ": cannot create output directory: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.rfind(kEngineLine + "tessera: " + out + ": cannot create output directory: ", 0),
+            0u)
+      << r.err;
 }
 
 TEST(InferCli, TilesAndTheSummaryAreCheckedBeforeTheFirstTileRuns) {
@@ -293,7 +356,7 @@ TEST(InferCli, TilesAndTheSummaryAreCheckedBeforeTheFirstTileRuns) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "tessera: warning: " + tile + "/ is listed again; it runs once\n" +
                        "tessera: warning: " + kDir +
-                       "/tiles/./grid_7.00_8.00 is listed again; it runs once\n");
+                       "/tiles/./grid_7.00_8.00 is listed again; it runs once\n" + kEngineLine);
   EXPECT_EQ(count_lines(r.out), 1) << r.out;
 }
 
@@ -368,7 +431,7 @@ TEST(InferCli, ABucketedModelWithFixedStepsIsOneError) {
   const auto r = run_cli("infer " + make_tile("grid_5.05_6.15") + " -m " + fixed + " -o " + out);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err,
-            "tessera: " + fixed +
+            kEngineLine + "tessera: " + fixed +
                 ": a v2 model needs symbolic step axes (length buckets of 1 to 256 steps), "
                 "this file takes exactly 40 + 40 steps (a fixed-step copy from run-model?)\n");
   EXPECT_FALSE(fs::exists(out + "/grid_5.05_6.15.npy"));
@@ -444,9 +507,11 @@ TEST(InferCli, ATileLockedByAnotherRunIsSkippedAndTheRunFailsAtTheEnd) {
   EXPECT_EQ(r.out.substr(0, r.out.find('\n') + 1),
             "[1/2] grid_3.00_3.00: skipped, another tessera run is writing it (lock " + lock +
                 " held)\n");
-  EXPECT_EQ(r.err,
-            "tessera: 1 of 2 tiles skipped: another tessera run is writing them (run again once "
-            "it has finished)\n");
+  EXPECT_EQ(
+      r.err,
+      kEngineLine +
+          "tessera: 1 of 2 tiles skipped: another tessera run is writing them (run again once "
+          "it has finished)\n");
   EXPECT_FALSE(fs::exists(out + "/grid_3.00_3.00.npy"));
   EXPECT_FALSE(fs::exists(out + "/grid_3.00_3.00.npy.partial"));
   EXPECT_TRUE(fs::exists(out + "/grid_4.00_4.00.npy"));

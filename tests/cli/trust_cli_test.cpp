@@ -29,6 +29,10 @@ const std::string& small_model() {
   return path;
 }
 
+// The first line of a run with the default engine on this machine.
+const std::string kEngineLine =
+    "tessera: engine: native fp32 (default: fastest fp32 engine here)\n";
+
 std::string make_tile(const std::string& name) {
   return tessera::testing::make_small_tile(kDir, name);
 }
@@ -48,7 +52,7 @@ TEST(TrustCli, LinksPlantedInTheOutputDirectoryAreNeverFollowed) {
     const auto r =
         run_cli("infer " + tile + " -o " + out + " -m " + small_model() + " --layout 1x1 -b 8");
     EXPECT_EQ(r.exit_code, 1) << name;
-    EXPECT_EQ(r.err, "tessera: " + out + "/" + name +
+    EXPECT_EQ(r.err, kEngineLine + "tessera: " + out + "/" + name +
                          ": is a symbolic link; tessera never writes through one (remove it and "
                          "run again)\n");
     EXPECT_EQ(slurp(outside), "precious") << name;
@@ -94,7 +98,7 @@ TEST(TrustCli, ANonFiniteModelOutputNamesTilePixelAndModel) {
   const auto r =
       run_cli("infer " + tile + " -o " + out + " -m " + small_model() + " --layout 1x1 -b 4");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "tessera: " + tile + ": pixel 1,2: the model (" + small_model() +
+  EXPECT_EQ(r.err, kEngineLine + "tessera: " + tile + ": pixel 1,2: the model (" + small_model() +
                        ") produced a non-finite output (nan in element 0)\n");
   EXPECT_FALSE(fs::exists(out + "/grid_5.05_6.05.npy"));
   EXPECT_FALSE(fs::exists(out + "/grid_5.05_6.05.npy.partial"));
@@ -252,9 +256,9 @@ TEST(TrustCli, AFloat16ModelIsRefusedOnTheCpu) {
   const std::string out = kDir + "/out_fp16";
   fs::remove_all(out);
   auto r = run_cli("infer " + tile + " -o " + out + " -m " + fp16 + " --layout 1x1 --summary " +
-                   kDir + "/fp16_summary.json --force");
+                   kDir + "/fp16_summary.json --force --engine ort");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_EQ(r.err, "tessera: " + fp16 +
+  EXPECT_EQ(r.err, "tessera: engine: ort fp32 (--engine)\ntessera: " + fp16 +
                        ": a float16 model (as tessera convert-model writes); ort fp32 on cpu needs "
                        "the float32 model\n");
   EXPECT_FALSE(fs::exists(out + "/grid_9.05_9.05.npy"));

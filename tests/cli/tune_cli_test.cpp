@@ -193,10 +193,14 @@ TEST(TuneCli, InferFollowsAMatchingProfileOnly) {
               " --summary " + summary);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const bool noise = best_two_overlap(read_json(profile)["ranking"]);
+  // The profile's engine wins over the default one (native on this CPU), and the run says so.
   EXPECT_EQ(r.err, "tessera: profile " + profile + ": engine ort, precision fp32, layout " +
                        plan["layout"].get<std::string>() + ", membind local, batch " +
-                       plan["batch"].dump() + (noise ? kNoiseNote : "") + "\n");
+                       plan["batch"].dump() + (noise ? kNoiseNote : "") + "\n" +
+                       "tessera: engine: ort fp32 (from profile " + profile + ")\n");
   auto doc = read_json(summary);
+  EXPECT_EQ(doc["engine"], "ort");
+  EXPECT_EQ(doc["engine_reason"], "from profile " + profile);
   EXPECT_EQ(doc["layout"], plan["layout"]);
   EXPECT_EQ(doc["batch"], plan["batch"]);
   EXPECT_EQ(doc["profile"]["path"], profile);
@@ -210,7 +214,11 @@ TEST(TuneCli, InferFollowsAMatchingProfileOnly) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err.rfind("tessera: warning: " + profile + ": tuned for another model (", 0), 0u)
       << r.err;
+  EXPECT_NE(r.err.find("\ntessera: engine: native fp32 (default: fastest fp32 engine here)\n"),
+            std::string::npos)
+      << r.err;
   doc = read_json(summary);
+  EXPECT_EQ(doc["engine"], "native");
   EXPECT_EQ(doc["layout"], "core");
   EXPECT_EQ(doc["batch"], 256);
   EXPECT_EQ(doc["profile"]["applied"], false);
@@ -238,7 +246,8 @@ TEST(TuneCli, InferSaysWhatItTookFromAProfileAndWhenItsRankingWasNoise) {
     const auto r = run_cli("infer " + tile + " -o " + kDir + "/noise_out --force -m " +
                            small_model() + " --profile " + edited + " -b 4 --summary " + summary);
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(r.err, taken + (overlap ? kNoiseNote : "") + "\n");
+    EXPECT_EQ(r.err, taken + (overlap ? kNoiseNote : "") + "\n" +
+                         "tessera: engine: ort fp32 (from profile " + edited + ")\n");
     const auto doc = read_json(summary);
     EXPECT_EQ(doc["batch"], 4);  // given: not taken
     EXPECT_EQ(doc["profile"]["taken"], (nlohmann::json{{"engine", "ort"},

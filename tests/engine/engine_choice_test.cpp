@@ -6,10 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "tessera/common/error.h"
 #include "tessera/engine/engine_spec.h"
+#include "test_models.h"
 #include "test_support.h"
 
 namespace tessera {
@@ -91,6 +94,38 @@ TEST(BackendTable, OptionsBelongToTheirBackend) {
             "unknown graph optimisation level 5 (expected 0, 1, 2 or 99)");
   EXPECT_EQ(error_of([] { check_option_of_any_backend("fast_math", "1"); }),
             "no engine has an option 'fast_math'");
+}
+
+// The default engine is the backend table's fastest that runs the model on every device: the
+// native engine for a Tessera model on the CPU, ONNX Runtime for a graph the native engine cannot
+// read or a GPU in the list, each with the line that says why.
+TEST(DefaultEngine, TheFastestBackendThatRunsTheModelOnEveryDevice) {
+  const std::string dir = testing::fresh_test_dir("default_engine");
+  const std::string tessera_model =
+      testing::write_test_model(dir, "tiny.onnx", testing::tiny_model_config());
+  const EngineChoice on_cpu = choose_default_engine(tessera_model, {Device{}});
+  EXPECT_EQ(on_cpu.backend, kNativeBackend);
+  EXPECT_EQ(on_cpu.reason, "default: fastest fp32 engine here");
+
+  const std::string other = testing::write_batch_multiple_model(dir, "other.onnx", 1);
+  const EngineChoice refused = choose_default_engine(other, {Device{}});
+  EXPECT_EQ(refused.backend, kOrtBackend);
+  EXPECT_EQ(refused.reason, "native cannot run " + other +
+                                ": initializer 's2.embed.0.bias' is missing (not a Tessera v1.0 model?)");
+
+  const EngineChoice with_gpu =
+      choose_default_engine(tessera_model, {Device{}, parse_device("cuda:0")});
+  EXPECT_EQ(with_gpu.backend, kOrtBackend);
+  EXPECT_EQ(with_gpu.reason,
+            "native cannot run on cuda:0 (the native engine runs on the cpu only)");
+}
+
+TEST(DefaultEngine, EveryBackendHasItsOwnSpeedRank) {
+  std::vector<int> ranks;
+  for (const Backend& backend : engine_backends()) ranks.push_back(backend.speed_rank);
+  std::sort(ranks.begin(), ranks.end());
+  EXPECT_EQ(std::adjacent_find(ranks.begin(), ranks.end()), ranks.end());
+  EXPECT_EQ(ranks.front(), find_backend(kNativeBackend).speed_rank);
 }
 
 }  // namespace

@@ -67,7 +67,8 @@ TEST(InferJob, TileListedTwiceRunsOnce) {
   EXPECT_EQ(out.str().rfind("grid_0.15_2.25: 30 of 30 pixels valid", 0), 0u) << out.str();
   EXPECT_EQ(err.str(), "tessera: warning: " + tile + "/ is listed again; it runs once\n" +
                            "tessera: warning: " + options.tiles[2] +
-                           " is listed again; it runs once\n");
+                           " is listed again; it runs once\n" +
+                           "tessera: engine: ort fp32 (--engine)\n");
   EXPECT_TRUE(fs::exists(options.infer.out_dir + "/grid_0.15_2.25.npy"));
 }
 
@@ -98,6 +99,33 @@ TEST(InferJob, SummaryNamesEnginesAndEveryTile) {
   EXPECT_EQ(summary["model_sha256"].get<std::string>().size(), 64u);
   EXPECT_EQ(summary["tessera"], "0.1.0");
   EXPECT_EQ(summary["finished"].get<std::string>().size(), 20u);  // 2026-12-05T18:32:22Z
+}
+
+// An engine left unnamed ("") is the default for the model and devices (the native engine for a
+// Tessera model on the CPU), chosen after fill_defaults, which may name one itself (a profile).
+TEST(InferJob, AnUnnamedEngineIsTheDefaultUnlessFillDefaultsNamesOne) {
+  InferJobOptions options = job_options("default_engine");
+  options.tiles = {write_tile("grid_0.55_2.25")};
+  options.infer.engine = "";
+  options.summary = options.infer.out_dir + "/run.json";
+  std::ostringstream out, err;
+  run_infer_job(options, out, err);
+  EXPECT_EQ(err.str(), "tessera: engine: native fp32 (default: fastest fp32 engine here)\n");
+  nlohmann::json summary = nlohmann::json::parse(std::ifstream(options.summary));
+  EXPECT_EQ(summary["engine"], "native");
+  EXPECT_EQ(summary["engine_reason"], "default: fastest fp32 engine here");
+
+  options.infer.force = true;
+  options.fill_defaults = [](InferJobOptions& job) {
+    job.infer.engine = kOrtBackend;
+    job.engine_reason = "from profile p.json";
+  };
+  std::ostringstream out2, err2;
+  run_infer_job(options, out2, err2);
+  EXPECT_EQ(err2.str(), "tessera: engine: ort fp32 (from profile p.json)\n");
+  summary = nlohmann::json::parse(std::ifstream(options.summary));
+  EXPECT_EQ(summary["engine"], "ort");
+  EXPECT_EQ(summary["tiles"][0]["engine"], "ort");
 }
 
 TEST(InferJob, FillDefaultsRunsBeforeThePlan) {

@@ -3,7 +3,8 @@
 
 For every case, the tile pipeline of PIPELINE.md (pipeline_oracle.py: valid pixels, stratified
 sampling, normalisation, quantisation) and the model's forward pass (model_oracle.py, float64)
-are recomputed in numpy and compared with the files `tessera infer` wrote:
+are recomputed in numpy and compared with the files `tessera infer` wrote with its default
+engine (the native engine on a CPU):
   - int8 embeddings identical except at most 1 LSB on at most 0.1 % of the elements,
   - scales within 1e-6 relative, invalid pixels all-zero with scale 0,
   - nothing but the two outputs left in the output directory (no journal, no .partial).
@@ -82,7 +83,7 @@ def check_record(path, model, repeat):
     """The tile's record names the model by the SHA-256 of its bytes, as hashlib computes it."""
     record = json.load(open(path))
     want = {"model": model, "model_sha256": hashlib.sha256(open(model, "rb").read()).hexdigest(),
-            "weights": "random (seed 42), for benchmarking", "version": "v1.0", "engine": "ort",
+            "weights": "random (seed 42), for benchmarking", "version": "v1.0", "engine": "native",
             "precision": "fp32", "output_dim": 128, "repeat": repeat}
     for key, value in want.items():
         if record.get(key) != value:

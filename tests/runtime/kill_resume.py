@@ -116,6 +116,8 @@ def main():
         other_precision(a, infer, base + ["--precision", a.other_precision], summary)
     if a.arch == "v1.0" and a.engine == "ort":
         interrupted(a, infer, summary)
+        earlier_default(a, infer, [a.tessera, "infer", tile, "-m", model, "--layout", "2x1", "-b", "16"],
+                        summary)
 
 
 def interrupted(a, infer, summary):
@@ -145,6 +147,34 @@ def interrupted(a, infer, summary):
         fail("the run after Ctrl-C resumed nothing")
     print("kill_resume: Ctrl-C said how to resume; the rerun resumed %d batches, outputs identical"
           % resumed)
+
+
+def earlier_default(a, infer_ort, infer_default, summary):
+    """A tile interrupted under ONNX Runtime (the default engine of earlier releases) is not
+    resumed by a run with today's default engine (native on a CPU): the rerun says so in one line
+    and starts the tile over, ending byte-identical to a fresh run of the default engine."""
+    out = os.path.join(a.workdir, "out_earlier_default")
+    finals = [os.path.join(out, GRID + ".npy"), os.path.join(out, GRID + "_scales.npy")]
+    kill_mid_tile(infer_ort + ["-o", out], os.path.join(out, GRID + ".journal"), finals)
+    reference = os.path.join(a.workdir, "reference_default")
+    run(infer_default + ["-o", reference])
+    if os.path.exists(summary):
+        os.remove(summary)
+    result = run(infer_default + ["-o", out, "--summary", summary])
+    for said in ["tessera: engine: native fp32 (default: fastest fp32 engine here)\n",
+                 "its journal was written by cpu:ort:fp32, this run computes with cpu:native:fp32: "
+                 "starting the tile over\n"]:
+        if said not in result.stderr:
+            fail("the rerun with the default engine did not say %r: %r" % (said, result.stderr))
+    doc = json.load(open(summary))
+    if doc["engine"] != "native" or doc["tiles"][0]["batches_resumed"] != 0:
+        fail("an ort journal was resumed by the default engine: %s, %d batches resumed"
+             % (doc["engine"], doc["tiles"][0]["batches_resumed"]))
+    for path in finals:
+        if read(path) != read(os.path.join(reference, os.path.basename(path))):
+            fail("%s differs from a fresh run of the default engine" % path)
+    print("kill_resume: an ort journal was started over by the default (native) engine, "
+          "outputs identical to a fresh run")
 
 
 def other_precision(a, infer, infer_other, summary):

@@ -126,6 +126,8 @@ std::function<void(InferJobOptions&)> defaults_from_profile(const std::string& p
                                                cmd->count("--precision") ? nullptr : &precision},
                                               &taken);
     if (!precision.empty()) options.precision = parse_precision(precision);
+    if (!cmd->count("--engine") && !options.engine.empty())
+      job.engine_reason = "from profile " + profile;
     job.summary_profile = {{"path", profile}, {"applied", warning.empty()}};
     if (!warning.empty()) {
       std::cerr << "tessera: warning: " << warning << "\n";
@@ -138,17 +140,43 @@ std::function<void(InferJobOptions&)> defaults_from_profile(const std::string& p
   };
 }
 
+// infer's flags as parsed, before they are checked.
+struct InferArgs {
+  InferJobOptions job;
+  std::string model, profile, precision;
+  std::string formats = "npy";
+  bool no_resume = false, no_spin = false;
+};
+
+// Checks what the flags say together, completes the job's options and runs it.
+void run_infer_command(const InferArgs& args, const CLI::App* cmd, bool store_given) {
+  InferJobOptions job = args.job;
+  job.geo.formats = parse_output_formats(args.formats, "--format");
+  if (job.geo.formats.zarr && job.geo.year == 0)
+    throw UsageError("--format zarr needs --year (the zarr store's time axis)");
+  if (store_given && !job.geo.formats.zarr)
+    throw UsageError("--store applies to --format zarr only");
+  if (job.infer.profile_stages && job.summary.empty())
+    throw UsageError("--profile-stages needs --summary (the stages are written there)");
+  job.infer.resume = !args.no_resume;
+  job.infer.spinning = !args.no_spin;
+  job.infer.model_path = args.model;  // "": the built-in model, made by the job
+  job.infer.precision = parse_optional_precision(args.precision);
+  if (!args.profile.empty()) {
+    job.inputs.push_back(args.profile);
+    job.fill_defaults = defaults_from_profile(args.profile, cmd);
+  }
+  job.progress = make_progress;
+  job.terminal = isatty(STDERR_FILENO);
+  say_how_to_resume_when_interrupted();
+  run_infer_job(job, std::cout, std::cerr);
+}
+
 }  // namespace
 
 void add_infer_command(CLI::App& root) {
   auto* cmd = root.add_subcommand("infer", "Turn dpixel tiles into int8 embeddings and scales");
-  struct Args {
-    InferJobOptions job;
-    std::string model, profile, precision;
-    std::string formats = "npy";
-    bool no_resume = false, no_spin = false;
-  };
-  auto args = std::make_shared<Args>();
+  auto args = std::make_shared<InferArgs>();
   InferJobOptions& job = args->job;
   InferOptions& options = job.infer;
 
@@ -172,8 +200,11 @@ void add_infer_command(CLI::App& root) {
   cmd->add_option("--gpu-batch", options.gpu_batch,
                   "Pixels per run on each GPU (whole batches; halved on out of memory)")
       ->capture_default_str();
-  cmd->add_option("--engine", options.engine, backend_choices() + " (the CPU workers' engine)")
-      ->capture_default_str();
+  options.engine = "";  // not named: the job chooses the default (choose_default_engine)
+  cmd->add_option("--engine", options.engine,
+                  backend_choices() +
+                      " (every worker's engine; default: the fastest fp32 engine that runs the "
+                      "model on the devices: native on CPUs, ort with a GPU)");
   cmd->add_option(
       "--precision", args->precision,
       precision_choices_by_device() + "; default: each engine's own (fp32 on CPUs, tf32 on GPUs)");
@@ -216,26 +247,7 @@ void add_infer_command(CLI::App& root) {
     // Old spelling (table_output.h): --out was infer's long form; any value is a path.
     check_renamed_option("infer", *output, *old_output, "the output directory");
     if (output->count() == 0 && old_output->count() == 0) throw CLI::RequiredError("--output");
-    InferJobOptions job = args->job;
-    job.geo.formats = parse_output_formats(args->formats, "--format");
-    if (job.geo.formats.zarr && job.geo.year == 0)
-      throw UsageError("--format zarr needs --year (the zarr store's time axis)");
-    if (store->count() > 0 && !job.geo.formats.zarr)
-      throw UsageError("--store applies to --format zarr only");
-    if (job.infer.profile_stages && job.summary.empty())
-      throw UsageError("--profile-stages needs --summary (the stages are written there)");
-    job.infer.resume = !args->no_resume;
-    job.infer.spinning = !args->no_spin;
-    job.infer.model_path = args->model;  // "": the built-in model, made by the job
-    job.infer.precision = parse_optional_precision(args->precision);
-    if (!args->profile.empty()) {
-      job.inputs.push_back(args->profile);
-      job.fill_defaults = defaults_from_profile(args->profile, cmd);
-    }
-    job.progress = make_progress;
-    job.terminal = isatty(STDERR_FILENO);
-    say_how_to_resume_when_interrupted();
-    run_infer_job(job, std::cout, std::cerr);
+    run_infer_command(*args, cmd, store->count() > 0);
   });
 }
 

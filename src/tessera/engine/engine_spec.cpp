@@ -64,7 +64,9 @@ const std::vector<Backend>& engine_backends() {
        .check_can_run = ort_check_can_run,
        .make = make_ort_engine,
        .version = ort_version,
-       .check_environment = ort_check_environment},
+       .check_environment = ort_check_environment,
+       .speed_rank = 2,
+       .check_model = nullptr},
       {.name = kNativeBackend,
        .cpu_precisions = {Precision::fp32, Precision::bf16, Precision::int8},
        .gpu_precisions = {},
@@ -73,7 +75,9 @@ const std::vector<Backend>& engine_backends() {
        .check_can_run = native_check_can_run,
        .make = make_native_engine,
        .version = native_backend_version,
-       .check_environment = nullptr},
+       .check_environment = nullptr,
+       .speed_rank = 1,  // 1.25-1.44x ORT at fp32 on one core (docs/PERFORMANCE.md)
+       .check_model = native_check_model},
   };
   return backends;
 }
@@ -169,6 +173,82 @@ void refuse_float16_model_unless_fp16(const EngineSpec& spec, const std::string&
 void check_engine_can_run(const EngineSpec& spec, const std::string& model_path) {
   refuse_float16_model_unless_fp16(spec, model_path);
   find_backend(spec.backend).check_can_run(spec, model_path);
+}
+
+namespace {
+
+// The backends, fastest first.
+std::vector<const Backend*> backends_by_speed() {
+  std::vector<const Backend*> out;
+  for (const Backend& backend : engine_backends()) out.push_back(&backend);
+  std::stable_sort(out.begin(), out.end(), [](const Backend* a, const Backend* b) {
+    return a->speed_rank < b->speed_rank;
+  });
+  return out;
+}
+
+// Why `backend` cannot run `precision` on one of `devices` ("on cuda:0 (the native engine runs
+// on the cpu only)"), "" when it can run it on all.
+std::string devices_refused(const Backend& backend, const std::vector<Device>& devices,
+                            std::optional<Precision> precision) {
+  for (const Device& device : devices) {
+    const std::string why = engine_cannot_run(backend.name, device, precision);
+    if (!why.empty()) return fmt::format("on {} ({})", device.name(), why);
+  }
+  return "";
+}
+
+// Why `backend` cannot run the model at `model_path` on `devices` (its checks' Error line, which
+// names the file), "" when it can.
+std::string model_refused(const Backend& backend, const std::string& model_path,
+                          const std::vector<Device>& devices, std::optional<Precision> precision) {
+  try {
+    for (const Device& device : devices)
+      check_engine_can_run(resolve_engine_spec(backend.name, device, precision), model_path);
+    if (backend.check_model) backend.check_model(model_path);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// "default: fastest fp32 engine here": the reason when the fastest backend is taken.
+std::string fastest_reason(const Backend& backend, const std::vector<Device>& devices,
+                           std::optional<Precision> precision) {
+  const Device device = devices.empty() ? Device{} : devices.front();
+  const Precision resolved = resolve_engine_spec(backend.name, device, precision).precision;
+  return fmt::format("default: fastest {} engine here", precision_name(resolved));
+}
+
+}  // namespace
+
+EngineChoice choose_default_engine(const std::string& model_path,
+                                   const std::vector<Device>& devices,
+                                   std::optional<Precision> precision) {
+  const std::vector<const Backend*> ranked = backends_by_speed();
+  std::string passed_over;  // why the fastest backend was not taken ("" while it is)
+  const auto choice = [&](const Backend* backend, const std::string& why) {
+    return EngineChoice{backend->name,
+                        why.empty() ? fastest_reason(*backend, devices, precision) : why};
+  };
+  // The fastest that runs the precision on every device, and why faster ones do not.
+  const Backend* runs_precision = nullptr;
+  std::string before_it;
+  for (const Backend* backend : ranked) {
+    std::string why = devices_refused(*backend, devices, precision);
+    if (why.empty()) {
+      if (!runs_precision) {
+        runs_precision = backend;
+        before_it = passed_over;
+      }
+      why = model_refused(*backend, model_path, devices, precision);
+      if (why.empty()) return choice(backend, passed_over);
+    }
+    if (passed_over.empty()) passed_over = fmt::format("{} cannot run {}", backend->name, why);
+  }
+  // No backend can run the model: the one whose own checks then fail with their line.
+  if (runs_precision) return choice(runs_precision, before_it);
+  return {ranked.front()->name, passed_over};
 }
 
 std::unique_ptr<Engine> make_engine(const std::string& model_path, const EngineSpec& spec) {

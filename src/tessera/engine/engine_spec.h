@@ -76,6 +76,12 @@ struct Backend {
   std::string (*version)() = nullptr;
   // Checks the environment variables it reads (UsageError naming the variable); may be null.
   void (*check_environment)() = nullptr;
+  // Its place by speed among the backends that compute fp32 on a CPU, 1 the fastest (measured:
+  // docs/PERFORMANCE.md); choose_default_engine tries the backends in this order.
+  int speed_rank = 0;
+  // Throws Error naming the file unless this backend can run the model at `model_path` (e.g. the
+  // weights a native engine reads by name); may be null: every model check_can_run passes.
+  void (*check_model)(const std::string& model_path) = nullptr;
 };
 
 // The backends, in the order tables and errors list them.
@@ -113,6 +119,24 @@ std::string engine_cannot_run(const std::string& backend, const Device& device,
 // in float16 under another precision's name. Throws Error with one line naming the device, the
 // model or what the CPU lacks.
 void check_engine_can_run(const EngineSpec& spec, const std::string& model_path);
+
+// The engine a run takes when its user names none, and why.
+struct EngineChoice {
+  std::string backend;  // a row of engine_backends()
+  // "default: fastest fp32 engine here", or why a faster backend was passed over:
+  // "native cannot run m.onnx: initializer 'x' is missing ...", "native cannot run on cuda:0
+  // (the native engine runs on the cpu only)".
+  std::string reason;
+};
+
+// The default engine for `model_path` on `devices` (one run's devices; every one gets the same
+// backend): the backend of lowest speed_rank that runs `precision` (nullopt: its default) on
+// every device and passes check_engine_can_run and check_model for the model. When none passes,
+// the fastest that runs the precision on every device (its own checks then fail with their
+// line), else the fastest of all (resolve_engine_spec then throws).
+EngineChoice choose_default_engine(const std::string& model_path,
+                                   const std::vector<Device>& devices,
+                                   std::optional<Precision> precision = std::nullopt);
 
 // Builds the engine a spec asks for on the calling thread (its buffers are first-touched
 // there). Throws Error naming the model for an unusable model, OutOfMemoryError when memory

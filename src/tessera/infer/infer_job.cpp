@@ -27,6 +27,7 @@
 #include "tessera/model/model_description.h"
 #include "tessera/model/model_family.h"
 #include "tessera/pipeline/tile_pipeline.h"
+#include "tessera/runtime/device_list.h"
 #include "tessera/runtime/tile_record.h"
 #include "tessera/topology/binding.h"
 #include "tessera/topology/topology.h"
@@ -380,6 +381,7 @@ nlohmann::json summary_json(const MpiJob& job, const InferJobOptions& options, c
       {"engine", engines.engine},
       {"precision", engines.precision},
       {"engines", engines.engines},
+      {"engine_reason", options.engine_reason},
       {"device", infer.device},
       {"model", infer.model_path},
       {"model_sha256", result.tiles.empty() ? "" : result.tiles.front().value("model_sha256", "")},
@@ -464,6 +466,28 @@ TileFinisher geo_finisher(const InferJobOptions& options, const std::string& til
   };
 }
 
+// The engine of a job whose caller named none (infer.engine ""): the default for its model and
+// devices, with the reason.
+void choose_engine_when_unnamed(InferJobOptions& options) {
+  InferOptions& infer = options.infer;
+  if (!infer.engine.empty()) return;
+  const DeviceList list = parse_device_list(infer.device);
+  std::vector<Device> devices;
+  if (list.cpu) devices.emplace_back();
+  for (const StreamDevice& stream : list.streams) devices.push_back(stream.device);
+  const EngineChoice choice = choose_default_engine(infer.model_path, devices, infer.precision);
+  infer.engine = choice.backend;
+  options.engine_reason = choice.reason;
+}
+
+// "tessera: engine: native fp32 (default: fastest fp32 engine here)".
+void say_engine(const InferJobOptions& options, std::ostream& err) {
+  const InferEngines engines = infer_engines(options.infer);
+  err << fmt::format("tessera: engine: {} {} ({})\n", engines.engine, engines.precision,
+                     options.engine_reason)
+      << std::flush;
+}
+
 }  // namespace
 
 void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream& err) {
@@ -488,6 +512,8 @@ void run_infer_job(const InferJobOptions& given, std::ostream& out, std::ostream
   const bool built_in_model = options.infer.model_path.empty();
   if (built_in_model) options.infer.model_path = ensure_default_model(true);
   if (options.fill_defaults) options.fill_defaults(options);
+  choose_engine_when_unnamed(options);
+  if (job.rank() == 0) say_engine(options, err);
   if (built_in_model && job.rank() == 0) say_when_weights_are_random(options.infer.model_path, err);
   on_rank0(job, [&] { check_zarr_store_takes_tiles(tiles, options); });
   const Plan plan = plan_this_rank(job, options, shared_cpus, err);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tessera/common/error.h"
+#include "tessera/common/fnv1a.h"
 #include "tessera/common/version.h"
 #include "tessera/model/model_graph.h"
 #include "tessera/model/model_metadata.h"
@@ -37,15 +38,6 @@ uint64_t splitmix64(uint64_t& state) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
-}
-
-uint64_t fnv1a(const std::string& text) {
-  uint64_t hash = 0xCBF29CE484222325ULL;
-  for (const unsigned char c : text) {
-    hash ^= c;
-    hash *= 0x100000001B3ULL;
-  }
-  return hash;
 }
 
 // Parameter and FLOP counts in double, so that absurd configs cannot overflow before the

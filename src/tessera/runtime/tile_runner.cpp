@@ -450,8 +450,13 @@ void TileRunner::check_made_alike(const TileSummary& summary, const TileRecord& 
   }
   const std::string difference = record_difference(*made, now);
   if (!difference.empty()) {
+    // Outputs of the same model by another engine (e.g. of an earlier default) are kept by
+    // naming that engine.
+    const bool other_engine = made->model_sha256 == now.model_sha256 && made->engine != now.engine;
     throw Error(summary.embeddings_path + ": made with " + difference +
-                ": --force recomputes the tile, or write to another directory");
+                ": --force recomputes the tile" +
+                (other_engine ? ", --engine " + made->engine + " keeps it" : "") +
+                ", or write to another directory");
   }
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tessera/common/error.h"
+#include "tessera/common/fnv1a.h"
 #include "tessera/common/version.h"
 #include "tessera/engine/engine_spec.h"
 #include "tessera/io/atomic_file.h"
@@ -16,17 +17,6 @@
 
 namespace tessera {
 namespace {
-
-constexpr uint64_t kFnvOffset = 14695981039346656037ull;
-constexpr uint64_t kFnvPrime = 1099511628211ull;
-
-uint64_t fnv1a64_update(uint64_t hash, const unsigned char* data, std::size_t bytes) {
-  for (std::size_t i = 0; i < bytes; ++i) {
-    hash ^= data[i];
-    hash *= kFnvPrime;
-  }
-  return hash;
-}
 
 // Reads `key` of `object` as T, or throws the profile error naming `where`.
 template <typename T>
@@ -46,7 +36,7 @@ T field(const nlohmann::json& object, const char* key, const std::string& where,
 
 std::string fnv1a64_hex(const void* data, std::size_t bytes) {
   return fmt::format("{:016x}",
-                     fnv1a64_update(kFnvOffset, static_cast<const unsigned char*>(data), bytes));
+                     fnv1a_update(kFnv1aOffset, static_cast<const unsigned char*>(data), bytes));
 }
 
 std::string machine_fingerprint_hash(const MachineFingerprint& m) {
@@ -80,12 +70,12 @@ ModelFingerprint model_fingerprint(const std::string& model_path) {
     throw Error(model_path + ": cannot read the model");
   ModelFingerprint m;
   m.path = model_path;
-  uint64_t hash = kFnvOffset;
+  uint64_t hash = kFnv1aOffset;
   std::vector<char> buffer(1 << 20);
   while (in) {
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
     const auto got = static_cast<std::size_t>(in.gcount());
-    hash = fnv1a64_update(hash, reinterpret_cast<const unsigned char*>(buffer.data()), got);
+    hash = fnv1a_update(hash, reinterpret_cast<const unsigned char*>(buffer.data()), got);
     m.bytes += static_cast<int64_t>(got);
   }
   if (in.bad()) throw Error(model_path + ": cannot read the model");

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "tessera/engine/native/native_engine.h"
+#include "tessera/engine/native/native_model.h"
+#include "tessera/model/model_description.h"
 #include "tessera/model/model_info.h"
 #include "tessera/topology/binding.h"
 
@@ -14,6 +16,10 @@ void native_check_can_run(const EngineSpec& spec, const std::string& model_path)
   read_model_shape(model_path);      // the model's inputs and output (the rest: at construction)
   check_finite_weights(model_path);  // from the same parse
   require_native_precision(spec.precision);
+}
+
+void native_check_model(const std::string& model_path) {
+  const NativeModel model(read_model(model_path));
 }
 
 // A native engine of several threads on a worker pinned to its first CPU (bind_worker_thread):

@@ -16,6 +16,10 @@ namespace tessera {
 // not run spec.precision natively (engine/native/native_engine.h: require_native_precision).
 void native_check_can_run(const EngineSpec& spec, const std::string& model_path);
 
+// Throws Error naming the file unless the native engine can run the model at `model_path`: a
+// Tessera model whose weights it finds by name and shape (native_model.h). Reads the weights.
+void native_check_model(const std::string& model_path);
+
 // Builds a NativeEngine of spec.threads OpenMP threads on spec.cpus (see the .cpp's invariant).
 std::unique_ptr<Engine> make_native_engine(const std::string& model_path, const EngineSpec& spec);
 
