@@ -43,6 +43,8 @@ NOT_RUN = [
      "needs a released checkpoint: import_* and model_family_torch import checkpoints of "
      "every version's layout"),
     (r"^(mpirun|srun) ", "MPI launchers: mpi_infer_* run the same job under mpirun"),
+    (r"^gdalinfo out/demo/", "opens the demo's GeoTIFF (bash scripts/demo.sh writes it); "
+     "geotiff_cli_infer opens GeoTIFFs infer writes the same way with GDAL"),
     (r"torch_peer\.py|torch\.json", "the PyTorch peer: torch_peer_* run it"),
     (r"^build/tessera export (geotessera/npy/|upstream_v2/)",
      "needs geotessera's downloads or upstream v2's outputs: geo_zone_store_export_upstream "

@@ -46,6 +46,11 @@ def read(path):
 def outcome(name, proc, out, finals):
     """'wrote', 'locked' or 'refused', after checking the run's exit code against its words."""
     stdout, stderr = proc.communicate()
+    # The first line names the engine and why (the same in every run here); the rest is the tile's.
+    engine_line = "tessera: engine: "
+    if not stderr.startswith(engine_line):
+        fail("run %s: stderr does not begin with the engine line: %r" % (name, stderr))
+    stderr = stderr.split("\n", 1)[1]
     locked = "%s: skipped, another tessera run is writing it (lock %s held)" % (
         GRID, os.path.join(out, GRID + ".lock"))
     refused = "tessera: %s: made with model sha256 " % finals[0]
