@@ -468,7 +468,9 @@ def case_refused():
                               "npy,zarr", "--year", "2023", "--store", target],
                              capture_output=True, text=True)
         assert run.returncode == 1, f"exit {run.returncode}: {run.stderr}"
-        assert run.stderr == f"tessera: {message}\n" and run.stdout == "", (run.stdout, run.stderr)
+        engine = "tessera: engine: native fp32 (default: fastest fp32 engine here)\n"
+        assert run.stderr == f"{engine}tessera: {message}\n" and run.stdout == "", \
+            (run.stdout, run.stderr)
         assert not os.path.exists(out) or os.listdir(out) == [], f"tile outputs: {os.listdir(out)}"
     assert tree(store) == before, "a refused run changed the store"
     assert open(not_a_store).read() == "mine\n", "a refused run changed the file"
