@@ -3,10 +3,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -32,13 +35,18 @@ void make_directory(const std::string& dir) {
   if (ec) throw Error(dir + ": cannot create directory: " + ec.message());
 }
 
+// The document at `path`, or nothing when there is none. Absence is told by the open's own
+// errno, never by a second look: another process may rename the file into place between the two
+// (metadata lands by rename, so an opened file is always whole).
 std::optional<json> read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    if (!fs::exists(path)) return std::nullopt;
-    throw Error(path + ": cannot read");
+  errno = 0;
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file) {
+    const int err = errno;
+    if (err == ENOENT) return std::nullopt;
+    throw Error(path + ": cannot read: " + errno_text(err));
   }
-  json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  json doc = json::parse(file.get(), nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) throw Error(path + ": not valid JSON");
   return doc;
 }
