@@ -110,8 +110,9 @@ TEST(DefaultEngine, TheFastestBackendThatRunsTheModelOnEveryDevice) {
   const std::string other = testing::write_batch_multiple_model(dir, "other.onnx", 1);
   const EngineChoice refused = choose_default_engine(other, {Device{}});
   EXPECT_EQ(refused.backend, kOrtBackend);
-  EXPECT_EQ(refused.reason, "native cannot run " + other +
-                                ": initializer 's2.embed.0.bias' is missing (not a Tessera v1.0 model?)");
+  EXPECT_EQ(refused.reason,
+            "native cannot run " + other +
+                ": initializer 's2.embed.0.bias' is missing (not a Tessera v1.0 model?)");
 
   const EngineChoice with_gpu =
       choose_default_engine(tessera_model, {Device{}, parse_device("cuda:0")});
