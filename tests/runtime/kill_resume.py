@@ -63,6 +63,19 @@ def read(path):
         return f.read()
 
 
+def journal_batches(path):
+    """How many batches the journal at `path` lists: 0 while it is absent (not yet made, or gone
+    with the finished tile) or its header line is still being written (a run writes the header,
+    then one 4-byte record per batch)."""
+    try:
+        data = read(path)
+    except FileNotFoundError:
+        return 0
+    if b"\n" not in data:
+        return 0
+    return (len(data) - data.index(b"\n") - 1) // 4
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tessera", required=True)
@@ -129,7 +142,7 @@ def interrupted(a, infer, summary):
                             text=True)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(journal) and (len(read(journal)) - read(journal).index(b"\n") - 1) // 4 >= 20:
+        if journal_batches(journal) >= 20:
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
@@ -217,14 +230,9 @@ def kill_mid_tile(command, journal, finals):
     lists then, after checking that only partial outputs exist."""
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    header = None
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(journal):
-            data = read(journal)
-            if b"\n" in data:
-                header = data.index(b"\n") + 1
-                if (len(data) - header) // 4 >= 20:
-                    break
+        if journal_batches(journal) >= 20:
+            break
         time.sleep(0.01)
     if proc.poll() is not None:
         fail("infer finished before it could be killed (exit %s)" % proc.returncode)
@@ -235,7 +243,7 @@ def kill_mid_tile(command, journal, finals):
             fail("%s exists under its final name after the kill" % path)
     if not all(os.path.exists(p + ".partial") for p in finals):
         fail("the partial outputs were not left for the resume")
-    return (len(read(journal)) - header) // 4
+    return journal_batches(journal)
 
 
 def rerun(command, summary, finals, reference):

@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kill_resume import MODEL, TILE, fail, kill_mid_tile, read, rerun, run  # noqa: E402
+from kill_resume import MODEL, TILE, fail, journal_batches, kill_mid_tile, read, rerun, run  # noqa: E402
 
 JAN_2024 = 1704067200  # 2024-01-01 00:00:00 UTC
 
@@ -69,10 +69,8 @@ def look_alike(tessera, workdir, tile, models):
 def wait_for_batches(proc, journal, count):
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(journal):
-            data = read(journal)
-            if b"\n" in data and (len(data) - data.index(b"\n") - 1) // 4 >= count:
-                return
+        if journal_batches(journal) >= count:
+            return
         time.sleep(0.01)
     fail("%s never listed %d batches (infer exit %s)" % (journal, count, proc.poll()))
 
