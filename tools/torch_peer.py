@@ -20,6 +20,12 @@ or times it.
       the loop of `tessera bench` (warm-up, then reps x batches, every batch timed); prints a
       Markdown table, and with -o writes the bench JSON schema (engine "torch") that
       `tessera report --from` reads.
+  torch_peer.py mix --model M.onnx --tile DIR [-b 256] [-t 1] [--precision fp32,bf16] [-r 1]
+      the bucketed versions (v1.1, v2) over a real tile's length mix: the batches `tessera
+      infer` plans for DIR at batch -b (the pixels' bucket lengths, the longest groups first,
+      groups cut at -b pixels), each run once per pass on random inputs of its shape (run time
+      does not depend on the values); prints one row per precision (one pass's seconds, ms per
+      valid pixel), with -o the rows as JSON.
 
 The version, head count and QK-norm come from the file's metadata (a file without them is v1.0
 with 4 heads; --heads overrides), the widths from the initializer shapes, the step counts from
@@ -522,6 +528,114 @@ def run_bench(args):
 
 
 # ---------------------------------------------------------------------------------------------
+# mix: a tile's bucket batches
+
+BUCKET_STEP, BUCKET_MAX = 8, 256  # bucket lengths 8, 16, ..., 256 (MODEL_FAMILY.md §C, §D)
+# Per bucketed version: the steps of a modality with no valid observation, and whether a pixel
+# with none in either modality is left out (src/tessera/pipeline/tile_plan.cpp, bucket_steps).
+BUCKET_RULES = {"v1.1": (BUCKET_STEP, False), "v2": (1, True)}
+
+
+def _tile_member(tile_dir, sub, name):
+    nested = os.path.join(tile_dir, sub, name)
+    path = nested if os.path.exists(nested) else os.path.join(tile_dir, name)
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise PeerError(f"{path}: cannot read ({_first_line(e)})")
+
+
+def observation_counts(tile_dir):
+    """Per pixel (flat, row-major): valid S2 frames (non-zero mask) and valid S1 rows (ascending
+    plus descending rows with a non-zero band), as tessera's tile scan counts them."""
+    masks = _tile_member(tile_dir, "s2", "masks.npy")
+    s2 = np.count_nonzero(np.asarray(masks) != 0, axis=0).reshape(-1).astype(np.int64)
+    s1 = np.zeros_like(s2)
+    for name in ("sar_ascending.npy", "sar_descending.npy"):
+        sar = np.asarray(_tile_member(tile_dir, "s1", name))
+        if sar.shape[0]:
+            s1 += np.count_nonzero(np.any(sar != 0, axis=-1), axis=0).reshape(-1)
+    return s2, s1
+
+
+def bucket_batches(s2_counts, s1_counts, version, batch):
+    """[(s2_steps, s1_steps, pixels)]: tessera infer's batches of a bucketed tile, in its order."""
+    empty, skips_empty = BUCKET_RULES[version]
+
+    def steps(n):
+        return np.where(n > 0, np.minimum((n + BUCKET_STEP - 1) // BUCKET_STEP * BUCKET_STEP,
+                                          BUCKET_MAX), empty)
+    keep = ~((s2_counts == 0) & (s1_counts == 0)) if skips_empty else np.ones_like(s2_counts, bool)
+    s2, s1 = steps(s2_counts)[keep], steps(s1_counts)[keep]
+    groups = {}
+    for pair in zip(s2.tolist(), s1.tolist()):
+        groups[pair] = groups.get(pair, 0) + 1
+    batches = []
+    for (a, b) in sorted(groups, key=lambda g: (-(g[0] + g[1]), g[0], g[1])):
+        left = groups[(a, b)]
+        while left > 0:
+            batches.append((a, b, min(left, batch)))
+            left -= batch
+    return batches
+
+
+def mix_pass(model, batches, sizes, precision, rng):
+    """Seconds of one pass over `batches` (model time only; inputs made before each batch)."""
+    total = 0.0
+    for s2_steps, s1_steps, pixels in batches:
+        s2 = torch.from_numpy(make_inputs(rng, pixels, s2_steps, sizes["s2_bands"]))
+        s1 = torch.from_numpy(make_inputs(rng, pixels, s1_steps, sizes["s1_bands"]))
+        start = time.perf_counter()
+        if precision == "bf16":
+            with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+                model(s2, s1)
+        else:
+            model(s2, s1)
+        total += time.perf_counter() - start
+    return total
+
+
+def run_mix(args):
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    for p in precisions:
+        if p not in ("fp32", "bf16"):
+            raise PeerUsageError(f"--precision: '{p}' is not fp32 or bf16 (mix runs on the CPU)")
+    if not precisions or args.batch < 1 or args.threads < 1 or args.reps < 1:
+        raise PeerUsageError("--precision needs a value; -b, -t and -r must be at least 1")
+    if not os.path.isdir(args.tile):
+        raise PeerError(f"{args.tile}: not a tile directory")
+    loaded, sizes, _ = load_model(args.model, args.heads)
+    if sizes["version"] not in BUCKET_RULES:
+        raise PeerUsageError(f"{args.model}: a {sizes['version']} model has fixed step counts; "
+                             "mix runs the bucketed versions (v1.1, v2): use bench")
+    batches = bucket_batches(*observation_counts(args.tile), sizes["version"], args.batch)
+    pixels = sum(b[2] for b in batches)
+    model = cpu_autocast_safe(copy.deepcopy(loaded))
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    with torch.inference_mode():
+        for precision in precisions:
+            passes = [mix_pass(model, batches, sizes, precision, rng) for _ in range(args.reps)]
+            rows.append({"engine": "torch", "version": sizes["version"], "precision": precision,
+                         "threads": args.threads, "batch": args.batch, "batches": len(batches),
+                         "pixels": pixels, "passes_s": passes,
+                         "ms_per_pixel": 1e3 * min(passes) / pixels})
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump({"tool": TOOL, "version": TOOL_VERSION, "machine": describe_machine(),
+                       "model": args.model, "tile": args.tile, "rows": rows}, f, indent=2)
+            f.write("\n")
+    print("| version | precision | threads | batch | batches | pixels | pass s (best) | ms/px |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['version']} | {r['precision']} | {r['threads']} | {r['batch']} | "
+              f"{r['batches']} | {r['pixels']} | {min(r['passes_s']):.2f} | "
+              f"{r['ms_per_pixel']:.3f} |")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def parse_args(argv):
@@ -557,13 +671,22 @@ def parse_args(argv):
     bench.add_argument("--warmup", type=int, default=1, help="untimed warm-up batches")
     bench.add_argument("--precision", default="fp32", help="fp32, tf32 (CUDA), bf16 (autocast)")
     bench.add_argument("-o", "--output", help="write the bench JSON here ('-': to stdout)")
+
+    mix = sub.add_parser("mix", help="time a bucketed model over a tile's real length mix")
+    common(mix)
+    mix.add_argument("--tile", required=True, help="d-pixel tile directory (tessera synth -o)")
+    mix.add_argument("-b", "--batch", type=int, default=256, help="largest batch, pixels")
+    mix.add_argument("-t", "--threads", type=int, default=1, help="torch threads")
+    mix.add_argument("-r", "--reps", type=int, default=1, help="passes per precision (best kept)")
+    mix.add_argument("--precision", default="fp32,bf16", help="fp32 and/or bf16 (autocast)")
+    mix.add_argument("-o", "--output", help="also write the rows as JSON here")
     return parser.parse_args(argv)
 
 
 def main(argv):
     args = parse_args(argv)
     try:
-        runs = {"check": run_check, "agree": run_agree, "bench": run_bench}
+        runs = {"check": run_check, "agree": run_agree, "bench": run_bench, "mix": run_mix}
         return runs[args.command](args)
     except PeerError as e:
         print(f"{TOOL}: {e}", file=sys.stderr)

@@ -106,6 +106,44 @@ for case in "v1.0-early --d-model 32 --layers 2 --heads 8 --ffn 64 --latent 8" \
 done
 ]=])
 
+# torch_peer.py mix plans a tile's batches as tessera infer does: on a varied tile with
+# no-data pixels (kept at 8 steps by v1.1, left out by v2), at a batch that cuts groups, its batch
+# and pixel counts equal infer's summary; and a v1.0 model (fixed steps) is refused in one line.
+file(WRITE "${_torch_peer_dir}/mix.sh" [=[
+tessera=$1 dir=$2 python=$3 peer=$4
+"$tessera" synth -o "$dir/mix_tile" --size 12x12 --observations varied --nodata 0.1 --seed 5 \
+  --force >/dev/null || exit 1
+for arch in "v1.1 --d-model 32 --layers 2 --heads 4 --ffn 64 --latent 6 --stats mpc" \
+            "v2 --latent 8 --layers 2 --heads 4 --ffn 64"; do
+  "$tessera" make-model --arch $arch --force -o "$dir/mix.onnx" >/dev/null || exit 1
+  rm -rf "$dir/mix_out" "$dir/mix_summary.json" "$dir/mix.json"
+  "$tessera" infer "$dir/mix_tile" -m "$dir/mix.onnx" -o "$dir/mix_out" -b 16 --layout single:1 \
+    --summary "$dir/mix_summary.json" 2>/dev/null || exit 1
+  "$python" "$peer" mix --model "$dir/mix.onnx" --tile "$dir/mix_tile" -b 16 --precision fp32 \
+    -o "$dir/mix.json" >/dev/null
+  rc=$?
+  [ "$rc" -eq 3 ] && exit 77
+  [ "$rc" -eq 0 ] || exit "$rc"
+  "$python" - "$dir/mix_summary.json" "$dir/mix.json" "$arch" <<'EOF' || exit 1
+import json, sys
+tile = json.load(open(sys.argv[1]))["tiles"][0]
+row = json.load(open(sys.argv[2]))["rows"][0]
+infer = (tile["batches"], tile["pixels_valid"])
+# v1.1 runs every pixel; v2 leaves the no-data ones out, so it must run fewer than 144.
+expected_all = sys.argv[3].startswith("v1.1")
+if (row["batches"], row["pixels"]) != infer or (infer[1] == 144) != expected_all:
+    sys.exit(f"torch_peer_mix --arch {sys.argv[3]}: mix planned {row['batches']} batches of "
+             f"{row['pixels']} pixels, infer {infer[0]} of {infer[1]}")
+EOF
+done
+"$tessera" make-model --d-model 32 --layers 1 --heads 4 --ffn 64 --force -o "$dir/mix10.onnx" \
+  >/dev/null || exit 1
+said=$("$python" "$peer" mix --model "$dir/mix10.onnx" --tile "$dir/mix_tile" 2>&1 >/dev/null)
+rc=$?
+want="torch_peer: $dir/mix10.onnx: a v1.0 model has fixed step counts; mix runs the bucketed versions (v1.1, v2): use bench"
+[ "$rc" -eq 2 ] && [ "$said" = "$want" ] || { echo "v1.0 mix: rc $rc, said: $said" >&2; exit 1; }
+]=])
+
 add_test(NAME torch_peer_check
          COMMAND sh ${_torch_peer_dir}/check.sh ${TESSERA_BIN} ${_torch_peer_dir}
                  ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
@@ -118,6 +156,9 @@ add_test(NAME torch_peer_agree
 add_test(NAME torch_peer_family
          COMMAND sh ${_torch_peer_dir}/family.sh ${TESSERA_BIN} ${_torch_peer_dir}
                  ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
+add_test(NAME torch_peer_mix
+         COMMAND sh ${_torch_peer_dir}/mix.sh ${TESSERA_BIN} ${_torch_peer_dir}
+                 ${SYSTEM_PYTHON3} ${CMAKE_SOURCE_DIR}/tools/torch_peer.py)
 set_tests_properties(torch_peer_check torch_peer_report torch_peer_agree torch_peer_family
-                     PROPERTIES LABELS bench TIMEOUT 120 SKIP_RETURN_CODE 77)
+                     torch_peer_mix PROPERTIES LABELS bench TIMEOUT 120 SKIP_RETURN_CODE 77)
 set_tests_properties(torch_peer_family PROPERTIES TIMEOUT 300)  # five torch start-ups
