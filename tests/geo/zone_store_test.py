@@ -661,6 +661,23 @@ def case_export_upstream():
     out = os.path.join(TMP, "geotessera_out")
     run_export([download, "--format", "geotiff", "-o", out, "--year", "2024"])
     check_infer_geotiff(os.path.join(out, grid + ".tif"), epsg, x0, y0, codes, scales)
+    # A zone store names the model: outputs without a record need --model-version, and the
+    # refusal comes before anything is written.
+    v1_store = os.path.join(TMP, "geotessera_zarr")
+    tile = os.path.join(download, grid, grid + ".npy")
+    run = subprocess.run([TESSERA, "export", download, "--format", "geotiff,zarr", "-o", v1_store,
+                          "--year", "2024"], capture_output=True, text=True)
+    assert (run.returncode, run.stdout) == (1, ""), (run.returncode, run.stdout, run.stderr)
+    assert run.stderr == (f"tessera: {tile}: the version of the model that made its outputs is "
+                          "not recorded (no <grid>.tessera.json beside them): a zarr store names "
+                          "it; give --model-version\n"), run.stderr
+    assert not os.path.exists(v1_store), os.listdir(v1_store)
+    run_export([download, "--format", "zarr", "-o", v1_store, "--year", "2024",
+                "--model-version", "v1.0"])
+    expect_tile(os.path.join(v1_store, "tessera.zarr"), 31, 0, *offset(x0, y0), codes, scales,
+                pad=2)
+    attrs = json.load(open(os.path.join(v1_store, "tessera.zarr", "zarr.json")))["attributes"]
+    assert attrs["geoemb:model"] == "https://geotessera.org/model/1.0", attrs["geoemb:model"]
     # Upstream v1.1: <prefix>_emb128_int8.npy + <prefix>_emb128_scales.npy, placed by --tiles-dir.
     v11, masks = os.path.join(TMP, "v11"), os.path.join(TMP, "masks")
     os.makedirs(v11)
@@ -668,6 +685,12 @@ def case_export_upstream():
     epsg, x0, y0 = write_landmask(os.path.join(masks, grid + ".tiff"), 147.05, -42.85, h, w)
     np.save(os.path.join(v11, grid + "_emb128_int8.npy"), codes)
     np.save(os.path.join(v11, grid + "_emb128_scales.npy"), scales)
+    run = subprocess.run([TESSERA, "export", v11, "--format", "geotiff", "--tiles-dir", masks,
+                          "--year", "2024", "--model-version", "v2"], capture_output=True, text=True)
+    assert run.returncode == 1 and run.stderr == (
+        f"tessera: {os.path.join(v11, grid)}_emb128_int8.npy: its outputs are of model v1.1 (their record or names "
+        "say so), not --model-version v2\n"), (run.returncode, run.stderr)
+    assert sorted(os.listdir(v11)) == [grid + "_emb128_int8.npy", grid + "_emb128_scales.npy"]
     run_export([v11, "--format", "geotiff,zarr", "--tiles-dir", masks, "--year", "2024"])
     check_infer_geotiff(os.path.join(v11, grid + ".tif"), epsg, x0, y0, codes, scales)
     from osgeo import gdal
