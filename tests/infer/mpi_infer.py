@@ -26,6 +26,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "runtime"))
+from kill_resume import journal_batches  # noqa: E402
+
 SKIP = 77
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
@@ -108,16 +111,6 @@ def rank_pid(root, rank):
         if ("OMPI_COMM_WORLD_RANK=%d" % rank).encode() in environ:
             return pid
     return None
-
-
-def journal_batches(path):
-    try:
-        data = read(path)
-    except OSError:
-        return 0
-    if b"\n" not in data:
-        return 0
-    return (len(data) - data.index(b"\n") - 1) // 4
 
 
 def model_and_reference(a, tiles, infer_options):

@@ -64,12 +64,12 @@ def read(path):
 
 
 def journal_batches(path):
-    """How many batches the journal at `path` lists: 0 while it is absent (not yet made, or gone
+    """How many batches the journal at `path` lists: 0 while it cannot be read (not yet made, gone
     with the finished tile) or its header line is still being written (a run writes the header,
     then one 4-byte record per batch)."""
     try:
         data = read(path)
-    except FileNotFoundError:
+    except OSError:
         return 0
     if b"\n" not in data:
         return 0
