@@ -19,7 +19,7 @@ void native_check_can_run(const EngineSpec& spec, const std::string& model_path)
 }
 
 void native_check_model(const std::string& model_path) {
-  const NativeModel model(read_model(model_path));
+  const NativeModel model(read_model(model_path), NativeModel::Weights::kCheckOnly);
 }
 
 // A native engine of several threads on a worker pinned to its first CPU (bind_worker_thread):

@@ -154,19 +154,28 @@ void append_fusion_shapes(ExpectedShapes& out, const NativeModelDims& m) {
   out.push_back({"fusion.linear2.bias", {m.fusion_width}});
 }
 
-std::vector<float> float_data(const onnx::TensorProto& tensor, const std::string& path) {
+// The elements of a float32 tensor, after checking that it holds them (as float_data or as raw
+// bytes); throws Error naming the file and the initializer.
+int64_t checked_float_count(const onnx::TensorProto& tensor, const std::string& path) {
   int64_t count = 1;
   for (const int64_t d : tensor.dims()) count *= d;
-  std::vector<float> values(static_cast<size_t>(count));
-  if (tensor.float_data_size() == count) {
-    std::copy(tensor.float_data().begin(), tensor.float_data().end(), values.begin());
-  } else if (tensor.raw_data().size() == values.size() * sizeof(float)) {
-    std::memcpy(values.data(), tensor.raw_data().data(), tensor.raw_data().size());
-  } else {
+  const bool holds = tensor.float_data_size() == count ||
+                     tensor.raw_data().size() == static_cast<size_t>(count) * sizeof(float);
+  if (!holds) {
     throw Error(path + ": initializer '" + tensor.name() + "' holds " +
                 std::to_string(tensor.float_data_size()) + " floats and " +
                 std::to_string(tensor.raw_data().size()) + " raw bytes, expected " +
                 std::to_string(count) + " floats");
+  }
+  return count;
+}
+
+std::vector<float> float_data(const onnx::TensorProto& tensor, const std::string& path) {
+  std::vector<float> values(static_cast<size_t>(checked_float_count(tensor, path)));
+  if (tensor.float_data_size() == static_cast<int64_t>(values.size())) {
+    std::copy(tensor.float_data().begin(), tensor.float_data().end(), values.begin());
+  } else {
+    std::memcpy(values.data(), tensor.raw_data().data(), tensor.raw_data().size());
   }
   return values;
 }
@@ -198,7 +207,8 @@ NativeModelDims read_widths(const onnx::ModelProto& proto, const TensorIndex& in
 
 }  // namespace
 
-NativeModel::NativeModel(const ModelDescription& model) : path_(model.path), description_(model) {
+NativeModel::NativeModel(const ModelDescription& model, Weights weights)
+    : path_(model.path), description_(model) {
   const std::string& path = path_;
   const ModelShape& shape = model.io();
   std::ifstream in(path, std::ios::binary);
@@ -225,7 +235,11 @@ NativeModel::NativeModel(const ModelDescription& model) : path_(model.path), des
       throw Error(path + ": initializer '" + name + "' has ONNX data type " +
                   std::to_string(tensor.data_type()) + ", expected float32 (1)");
     }
-    tensors_[name] = float_data(tensor, path);
+    if (weights == Weights::kKeep) {
+      tensors_[name] = float_data(tensor, path);
+    } else {
+      checked_float_count(tensor, path);
+    }
   }
 }
 

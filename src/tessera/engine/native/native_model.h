@@ -42,8 +42,11 @@ struct NativeModelDims {
 
 class NativeModel {
  public:
+  // kCheckOnly: every check of kKeep, no copy of the weights kept (tensor() then throws); for
+  // a look at whether the file can run before an engine is chosen.
+  enum class Weights { kKeep, kCheckOnly };
   // Reads and checks the weights of the file `model` describes. Throws Error.
-  explicit NativeModel(const ModelDescription& model);
+  explicit NativeModel(const ModelDescription& model, Weights weights = Weights::kKeep);
 
   const ModelDescription& description() const { return description_; }
   const NativeModelDims& dims() const { return dims_; }
