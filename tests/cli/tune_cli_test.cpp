@@ -365,5 +365,42 @@ TEST(TuneCli, SearchesEnginesAndOnlyTheGivenPrecisions) {
   EXPECT_EQ(summary["tiles"][0]["engines"], "cpu native bf16");
 }
 
+// A model with symbolic step axes is tuned at the steps asked for: the summary and the profile
+// say which; steps a model cannot take are the same one-line errors as bench's.
+TEST(TuneCli, StepsOfASymbolicModel) {
+  std::filesystem::create_directories(kDir);
+  const std::string model = kDir + "/v2.onnx";
+  ASSERT_EQ(
+      run_cli("make-model --force --arch v2 --latent 4 --layers 1 --heads 2 --ffn 16 -o " + model)
+          .exit_code,
+      0);
+  const std::string p = kDir + "/steps.json";
+  auto r =
+      run_cli("tune -m " + model +
+              " --steps 68/9 --budget 10 --layouts single:1 -b 4,8 --start-pixels 8 -q -o " + p);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\nsteps: every run at 68 + 9 steps (S2 + S1; --steps sets them)\n"),
+            std::string::npos)
+      << r.out;
+  const auto profile = read_json(p);
+  EXPECT_EQ(profile["search"]["s2_steps"], 68);
+  EXPECT_EQ(profile["search"]["s1_steps"], 9);
+
+  r = run_cli("tune -m " + model + " --steps 257 -b 4");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: --steps: need 1..256 per branch, got '257'\n");
+  r = run_cli("tune -m " + model + " --steps 0 -b 4");
+  EXPECT_EQ(r.err, "tessera: --steps: need 1..256 per branch, got '0'\n");
+  r = run_cli("tune -m " + small_model() + " --steps 68 -b 4");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "tessera: --steps: " + small_model() +
+                       " takes 8 + 6 fixed steps; other step counts need a model with symbolic "
+                       "step axes (v1.0 early, v1.1, v2)\n");
+  // A fixed-step model's profile records the model's own steps.
+  const auto fixed = read_json(tuned_profile());
+  EXPECT_EQ(fixed["search"]["s2_steps"], 8);
+  EXPECT_EQ(fixed["search"]["s1_steps"], 6);
+}
+
 }  // namespace
 }  // namespace tessera

@@ -43,29 +43,6 @@ struct BenchArgs {
   std::string steps;
 };
 
-// "--steps N" (both branches) or "N/M" (S2/S1) into options, each 1..kMaxModelSteps; "0/0",
-// the model's own, only where `model_own_allowed` (the internal bench-worker). Throws
-// UsageError naming the value for anything else.
-void parse_bench_steps(const std::string& text, BenchOptions& options,
-                       bool model_own_allowed = false) {
-  const size_t slash = text.find('/');
-  const auto number = [&](const std::string& part) {
-    const bool digits = !part.empty() && part.size() <= 4 &&
-                        part.find_first_not_of("0123456789") == std::string::npos;
-    if (!digits)
-      throw UsageError("--steps: need N or S2/S1 (e.g. 68 or 68/60), got '" + text + "'");
-    return std::stoll(part);
-  };
-  options.s2_steps = number(text.substr(0, slash));
-  options.s1_steps = slash == std::string::npos ? options.s2_steps : number(text.substr(slash + 1));
-  const bool model_own = options.s2_steps == 0 && options.s1_steps == 0;
-  const auto in_range = [](int64_t steps) { return steps >= 1 && steps <= kMaxModelSteps; };
-  if (!(model_own && model_own_allowed) &&
-      !(in_range(options.s2_steps) && in_range(options.s1_steps))) {
-    throw UsageError(fmt::format("--steps: need 1..{} per branch, got '{}'", kMaxModelSteps, text));
-  }
-}
-
 // The callback of `tessera bench`: options from the flags (and --profile), the sweep, the
 // table.
 void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
@@ -95,7 +72,7 @@ void run_bench_command(BenchArgs& args, const CLI::App& cmd) {
   options.profile_stages = args.profile_stages;
   if (args.peak_gops > 0 && !args.profile_stages)
     throw UsageError("--peak-gops needs --profile-stages");
-  if (!args.steps.empty()) parse_bench_steps(args.steps, options);
+  if (!args.steps.empty()) parse_steps_option(args.steps, options.s2_steps, options.s1_steps);
   if (!args.profile.empty()) {
     const std::string warning =
         apply_profile(args.profile, options,
@@ -235,7 +212,7 @@ void add_bench_worker_command(CLI::App& root) {
   cmd->callback([args] {
     args->options.spinning = !args->no_spin;
     args->options.pin = !args->no_pin;
-    parse_bench_steps(args->steps, args->options, true);
+    parse_steps_option(args->steps, args->options.s2_steps, args->options.s1_steps, true);
     WorkerPlan worker;
     worker.index = args->index;
     worker.cpus = parse_cpu_list(args->cpus);

@@ -53,6 +53,7 @@ void add_tune_command(CLI::App& root) {
       "tune", "Find the fastest engine x layout x batch size for this machine and write a profile");
   struct Args {
     std::string model, device = "cpu", budget = "120s", profile, format = "md", membind = "local";
+    std::string steps;
     std::vector<std::string> layouts, engines{kOrtBackend}, precisions{""};
     std::vector<int64_t> batch_sizes{32, 64, 128, 256, 512, 1024};
     int reps = 3;
@@ -100,6 +101,10 @@ void add_tune_command(CLI::App& root) {
   cmd->add_option("--membind", args->membind, "Memory policy per worker: local or interleave")
       ->capture_default_str();
   cmd->add_flag("--no-spin", args->no_spin, "Turn off ORT's intra-op thread spinning");
+  cmd->add_option("--steps", args->steps,
+                  "Steps per run, N or S2/S1, for models with symbolic step axes (v1.0 early, "
+                  "v1.1, v2: 1..256; default 40): tune at your tiles' lengths (a realistic v1.1 "
+                  "tile's pixels average about 68/61 after rounding up to their bucket)");
   cmd->add_flag("--verify", args->verify,
                 "Also run the exhaustive sweep and compare its best with tune's choice");
   cmd->add_option("--format", args->format, "Ranking format: md, csv or json")
@@ -133,6 +138,7 @@ void add_tune_command(CLI::App& root) {
     options.membind = args->membind;
     options.spinning = !args->no_spin;
     options.verify = args->verify;
+    if (!args->steps.empty()) parse_steps_option(args->steps, options.s2_steps, options.s1_steps);
     const StatusLine status("tessera tune", args->quiet);
     options.progress = status.callback();
     options.done = status.done_callback();

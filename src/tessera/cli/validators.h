@@ -8,6 +8,9 @@
 #include <cstdlib>
 #include <string>
 
+#include "tessera/common/error.h"
+#include "tessera/model/model_description.h"
+
 namespace tessera::cli {
 
 // A whole number 0 .. 2^64 - 1 (seeds).
@@ -59,6 +62,28 @@ inline CLI::Validator whole_number_in(long low, long high) {
         return "";
       },
       "INT in [" + std::to_string(low) + ", " + std::to_string(high) + "]");
+}
+
+// "--steps N" (both branches) or "S2/S1" into s2 and s1, each 1..kMaxModelSteps; "0/0" (the
+// model's own) only where `model_own_allowed` (the internal bench-worker). Throws UsageError
+// naming the value for anything else. Whether the model takes them is checked where it is read.
+inline void parse_steps_option(const std::string& text, int64_t& s2, int64_t& s1,
+                               bool model_own_allowed = false) {
+  const size_t slash = text.find('/');
+  const auto number = [&](const std::string& part) {
+    const bool digits = !part.empty() && part.size() <= 4 &&
+                        part.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits)
+      throw UsageError("--steps: need N or S2/S1 (e.g. 68 or 68/60), got '" + text + "'");
+    return static_cast<int64_t>(std::stoll(part));
+  };
+  s2 = number(text.substr(0, slash));
+  s1 = slash == std::string::npos ? s2 : number(text.substr(slash + 1));
+  const auto in_range = [](int64_t steps) { return steps >= 1 && steps <= kMaxModelSteps; };
+  if (!(s2 == 0 && s1 == 0 && model_own_allowed) && !(in_range(s2) && in_range(s1))) {
+    throw UsageError("--steps: need 1.." + std::to_string(kMaxModelSteps) + " per branch, got '" +
+                     text + "'");
+  }
 }
 
 }  // namespace tessera::cli

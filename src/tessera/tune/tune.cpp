@@ -11,10 +11,12 @@
 #include <numeric>
 #include <set>
 
+#include "tessera/bench/bench_case.h"
 #include "tessera/bench/stats.h"
 #include "tessera/common/clock.h"
 #include "tessera/common/error.h"
 #include "tessera/engine/engine_spec.h"
+#include "tessera/model/model_info.h"
 #include "tessera/topology/placement.h"
 
 namespace tessera {
@@ -478,6 +480,8 @@ BenchOptions tune_bench_options(const TuneOptions& options) {
   bench.warmup = 1;
   bench.membind = options.membind;
   bench.spinning = options.spinning;
+  bench.s2_steps = options.s2_steps;
+  bench.s1_steps = options.s1_steps;
   return bench;
 }
 
@@ -620,6 +624,12 @@ TuneResult tune(const TuneOptions& options) {
       engine_candidates(make_candidates(machine, layouts, options.batch_sizes, options.membind),
                         search_engines(options, result.skipped));
   const BenchOptions bench = tune_bench_options(options);
+  check_bench_steps(bench);
+  const ModelShape shape = read_model_shape(options.model_path);
+  const StepCounts steps = bench_steps(bench, shape);
+  result.s2_steps = steps.s2;
+  result.s1_steps = steps.s1;
+  result.symbolic_steps = shape.symbolic_steps;
   // The exhaustive sweep of --verify measures as `tessera bench` does: new sessions per case,
   // which get the two warm-up batches a fresh session needs (as in the pools below).
   const MeasureFn measure_as_bench = [&](const TuneCandidate& c, int64_t work) {
@@ -680,6 +690,8 @@ TuneResult tune(const TuneOptions& options) {
   result.profile = winner_profile(options, machine, model, result.search);
   result.within_noise = ranking_within_noise(result.profile.ranking);
   result.profile.search["within_noise"] = result.within_noise;
+  result.profile.search["s2_steps"] = result.s2_steps;
+  result.profile.search["s1_steps"] = result.s1_steps;
   if (options.verify) verify_by_sweep(candidates, options, measure_as_bench, result);
   return result;
 }
@@ -793,6 +805,10 @@ std::string tune_summary(const TuneResult& result, double budget_s) {
       w.candidate.engine_label(), w.candidate.layout, w.candidate.workers, w.candidate.threads,
       w.candidate.batch, w.mean, w.ci95, 1e3 / w.mean);
   out += noise_line(result);
+  if (result.symbolic_steps) {
+    out += fmt::format("steps: every run at {} + {} steps (S2 + S1; --steps sets them)\n",
+                       result.s2_steps, result.s1_steps);
+  }
   out += fmt::format(
       "search: {} round(s), {} measurements, {:.1f} s of a {:.0f} s budget (measuring {:.1f} s, "
       "engine builds {:.1f} s){}\n",

@@ -152,6 +152,9 @@ struct TuneOptions {
   int growth = 8;
   std::string membind = "local";
   bool spinning = true;
+  // Steps of every run of a model with symbolic step axes (BenchOptions::s2_steps, s1_steps):
+  // 0 is bench's default (40). Batch and layout are chosen at these lengths.
+  int64_t s2_steps = 0, s1_steps = 0;
   // Also run the exhaustive sweep at the last round's work, after the search: its time comes on
   // top of the budget.
   bool verify = false;
@@ -173,6 +176,9 @@ struct TuneResult {
   // their order is noise.
   bool within_noise = false;
   Profile profile;  // the winner's plan with this machine's and model's fingerprints
+  // The steps every measurement ran (S2, S1), and whether the model's step axes are symbolic.
+  int64_t s2_steps = 0, s1_steps = 0;
+  bool symbolic_steps = false;
   bool verified = false;
   SweepResult sweep;
   // Tune's choice measured in the sweep against the sweep's best; NaN when the choice did not
