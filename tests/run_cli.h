@@ -57,6 +57,17 @@ inline std::string make_small_model(const std::string& dir) {
   return path;
 }
 
+// A tiny v2 model (symbolic step axes: latent 4, one layer of 2 heads, FFN 16) made by
+// `tessera make-model` at dir/v2.onnx.
+inline std::string make_tiny_v2_model(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/v2.onnx";
+  const auto r =
+      run_cli("make-model --force --arch v2 --latent 4 --layers 1 --heads 2 --ffn 16 -o " + path);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return path;
+}
+
 // A fresh 6 x 5 synthetic tile made by `tessera synth` at dir/tiles/<name>.
 inline std::string make_small_tile(const std::string& dir, const std::string& name) {
   const std::string tile = dir + "/tiles/" + name;

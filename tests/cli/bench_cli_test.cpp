@@ -111,12 +111,8 @@ TEST(BenchCli, ProgressGoesToStderrOneLinePerCaseAndQuietSilencesIt) {
 // A model with symbolic step axes runs at the steps asked for, on both engines and in child
 // processes too; the JSON records them. Steps a model cannot take are one-line errors.
 TEST(BenchCli, StepsOfASymbolicModel) {
-  std::filesystem::create_directories(kDir);
-  const std::string model = kDir + "/v2.onnx";
-  ASSERT_EQ(
-      run_cli("make-model --force --arch v2 --latent 4 --layers 1 --heads 2 --ffn 16 -o " + model)
-          .exit_code,
-      0);
+  const std::string model = tessera::testing::make_tiny_v2_model(kDir);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   auto r = run_cli("bench -m " + model +
                    " --steps 68/9 -t 1 -b 3 --batches 1 -r 1 --engine ort,native --format json");
   ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -368,12 +368,8 @@ TEST(TuneCli, SearchesEnginesAndOnlyTheGivenPrecisions) {
 // A model with symbolic step axes is tuned at the steps asked for: the summary and the profile
 // say which; steps a model cannot take are the same one-line errors as bench's.
 TEST(TuneCli, StepsOfASymbolicModel) {
-  std::filesystem::create_directories(kDir);
-  const std::string model = kDir + "/v2.onnx";
-  ASSERT_EQ(
-      run_cli("make-model --force --arch v2 --latent 4 --layers 1 --heads 2 --ffn 16 -o " + model)
-          .exit_code,
-      0);
+  const std::string model = tessera::testing::make_tiny_v2_model(kDir);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   const std::string p = kDir + "/steps.json";
   auto r =
       run_cli("tune -m " + model +
